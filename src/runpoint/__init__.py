@@ -1,0 +1,77 @@
+"""runpoint: local-first experiment tracking, checkpointing and configuration for PyTorch.
+
+Example::
+
+    import runpoint as rp
+
+    with rp.init(project="digits", config={"lr": 3e-4}) as run:
+        for step in range(100):
+            run.log({"train/loss": 1 / (step + 1)}, step=step)
+
+Importing runpoint is cheap: it does not import torch, numpy or the web stack, adds no
+logging handlers and probes nothing. Public names load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    CheckpointCorruptError,
+    CheckpointError,
+    CheckpointNotFoundError,
+    ConfigError,
+    InvalidArgumentError,
+    InvalidValueError,
+    RunExistsError,
+    RunNotFoundError,
+    RunpointError,
+    SchemaVersionError,
+    StoreError,
+)
+
+__version__ = "0.1.0"
+
+# name -> module that defines it, imported on first attribute access
+_LAZY = {
+    "init": "._start",
+    "Run": ".run",
+    "RunStatus": ".store.base",
+}
+
+__all__ = [
+    "CheckpointCorruptError",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "ConfigError",
+    "InvalidArgumentError",
+    "InvalidValueError",
+    "Run",
+    "RunExistsError",
+    "RunNotFoundError",
+    "RunStatus",
+    "RunpointError",
+    "SchemaVersionError",
+    "StoreError",
+    "init",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runpoint' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from ._start import init
+    from .run import Run
+    from .store.base import RunStatus

@@ -1,0 +1,79 @@
+"""Telling a running run from a dead one.
+
+A run is ``running`` in the store until its process says otherwise. A process killed with
+SIGKILL (or the machine losing power) says nothing, so readers decide: a run whose
+process on this host no longer exists, or whose heartbeat is older than
+``RUNPOINT_HEARTBEAT_TIMEOUT`` seconds (default 60; writers beat every 5), has crashed.
+The verdict is a compare-and-set on the heartbeat, and a writer that was merely slow
+undoes it with its next heartbeat.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from .store.base import RunRecord, RunStatus
+
+if TYPE_CHECKING:
+    from .store.base import Store
+
+TIMEOUT_ENV = "RUNPOINT_HEARTBEAT_TIMEOUT"
+DEFAULT_TIMEOUT_S = 60.0
+
+
+def heartbeat_timeout() -> float:
+    try:
+        return float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
+
+
+def process_alive(host: str | None, pid: int | None) -> bool | None:
+    """True or False for a process of this host; None when it cannot be known here."""
+    if pid is None or host != socket.gethostname():
+        return None
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    try:  # a zombie has exited; it only waits for its parent to reap it
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            state = handle.read().rsplit(b")", 1)[1].split()[0]
+        return state != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def is_dead(run: RunRecord, now: float | None = None, timeout: float | None = None) -> bool:
+    """Whether a ``running`` run's process is gone or silent for too long."""
+    if run.status is not RunStatus.RUNNING:
+        return False
+    alive = process_alive(run.host, run.pid)
+    if alive is False:
+        return True
+    now = time.time() if now is None else now
+    return now - run.heartbeat_at > (heartbeat_timeout() if timeout is None else timeout)
+
+
+def reap_crashed(store: "Store", runs: list[RunRecord]) -> list[RunRecord]:
+    """Mark the dead among ``runs`` as crashed in the store; returns ``runs`` updated."""
+    now = time.time()
+    updated = []
+    for run in runs:
+        if is_dead(run, now):
+            changed = store.set_status(
+                run.id, RunStatus.CRASHED, ended_at=run.heartbeat_at,
+                error="the process stopped without finishing the run (killed, or the machine went down)",
+                expect=[RunStatus.RUNNING], heartbeat_before=run.heartbeat_at + 1e-6,
+            )
+            if changed:
+                run = store.get_run(run.id)
+        updated.append(run)
+    return updated

@@ -1,0 +1,312 @@
+"""The background writer: moves logged points from the training loop into the store.
+
+``run.log`` appends one tuple to a deque and returns; it never touches the disk. A daemon
+thread wakes every ``flush_interval`` seconds (or sooner when much is pending), drains
+the deque, packs the points column-wise per key, and hands one :class:`WriteBatch` to the
+store, which commits it as one transaction. A process killed with SIGKILL therefore loses
+at most the points of the last interval.
+
+Backpressure: when ``max_pending`` entries wait, the caller blocks until the thread has
+drained them. Nothing is dropped. If the store fails (disk full, a lock held too long),
+the batch is kept and retried with backoff, and a warning says so; if it keeps failing,
+the caller ends up waiting rather than losing data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from array import array
+from collections import deque
+from typing import Any, Callable
+
+from .errors import RunpointError, StoreError
+from .store.base import MetricSeries, Store, WriteBatch
+
+logger = logging.getLogger("runpoint")
+
+BatchListener = Callable[[str, WriteBatch], None]
+
+
+class _Marker:
+    """Put in the queue by :meth:`Writer.flush`; set once everything before it is stored."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+class _SummaryOp:
+    __slots__ = ("key", "value", "delete")
+
+    def __init__(self, key: str, value: Any = None, delete: bool = False) -> None:
+        self.key, self.value, self.delete = key, value, delete
+
+    def apply(self, batch: WriteBatch) -> None:
+        if self.delete:
+            batch.summary.pop(self.key, None)
+            batch.summary_deleted = (*batch.summary_deleted, self.key)
+        else:
+            batch.summary[self.key] = self.value
+            batch.summary_deleted = tuple(k for k in batch.summary_deleted if k != self.key)
+
+
+class _ParamsOp:
+    __slots__ = ("params", "tags")
+
+    def __init__(self, params: dict[str, Any], tags: tuple[str, ...]) -> None:
+        self.params, self.tags = params, tags
+
+    def apply(self, batch: WriteBatch) -> None:
+        batch.params.update(self.params)
+        batch.tags = (*batch.tags, *self.tags)
+
+
+_WRITERS: "weakref.WeakSet[Writer]" = weakref.WeakSet()
+
+
+def _disable_writers_after_fork() -> None:
+    for writer in list(_WRITERS):
+        writer._disable_in_forked_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_disable_writers_after_fork)
+
+
+class Writer:
+    """Queue plus flush thread for one run.
+
+    Example::
+
+        writer = Writer(store, run_id)
+        writer.put(step=0, wall=time.time(), values={"loss": 0.5}, deferred=False)
+        writer.flush()     # blocks until the point is committed
+        writer.close()
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        *,
+        flush_interval: float = 0.5,
+        heartbeat_interval: float = 5.0,
+        max_pending: int = 100_000,
+        listeners: list[BatchListener] | None = None,
+    ) -> None:
+        self._store = store
+        self._run_id = run_id
+        self._flush_interval = flush_interval
+        self._heartbeat_interval = heartbeat_interval
+        self._max_pending = max_pending
+        self._wake_at = max(1, max_pending // 4)
+        self._queue: deque[Any] = deque()
+        self._wake = threading.Event()
+        self._room = threading.Condition()
+        self._stopping = False
+        self._last_heartbeat = 0.0
+        self._failure: BaseException | None = None
+        self._fatal: BaseException | None = None
+        self.listeners: list[BatchListener] = list(listeners or [])
+        self.on_tick: list[Callable[[], None]] = []  # called after every flush cycle
+        self.points_written = 0
+        self._thread = threading.Thread(target=self._loop, name=f"runpoint-writer-{run_id}", daemon=True)
+        self._thread.start()
+        _WRITERS.add(self)
+
+    # -- caller side -----------------------------------------------------------------
+
+    def put(self, step: int, wall: float, values: dict[str, Any], deferred: bool) -> None:
+        """Queue one logged dict. Blocks only while ``max_pending`` entries wait."""
+        queue = self._queue
+        if len(queue) >= self._max_pending:
+            self._wait_for_room()
+        queue.append((step, wall, values, deferred))
+        if len(queue) >= self._wake_at:
+            self._wake.set()
+
+    def set_summary(self, key: str, value: Any) -> None:
+        self._queue.append(_SummaryOp(key, value))
+
+    def delete_summary(self, key: str) -> None:
+        self._queue.append(_SummaryOp(key, delete=True))
+
+    def add_params(self, params: dict[str, Any], tags: tuple[str, ...] = ()) -> None:
+        self._queue.append(_ParamsOp(params, tags))
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def _wait_for_room(self) -> None:
+        self._wake.set()
+        with self._room:
+            while len(self._queue) >= self._max_pending:
+                if not self._thread.is_alive():
+                    raise RunpointError(f"runpoint's writer thread died: {self._fatal!r}") from self._fatal
+                self._room.wait(0.5)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything queued before this call is in the store. False on timeout."""
+        if not self._thread.is_alive():
+            self._drain_once()  # the thread is gone (interpreter shutdown, a bug): write inline
+            return True
+        marker = _Marker()
+        self._queue.append(marker)
+        self._wake.set()
+        if not marker.done.wait(timeout):
+            return False
+        if marker.error is not None:
+            raise StoreError(f"could not write to the store: {marker.error}") from marker.error
+        return True
+
+    def close(self, timeout: float | None = 60.0) -> bool:
+        """Flush everything and stop the thread. False if it did not finish within ``timeout``."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
+        finished = not self._thread.is_alive()
+        if finished and self._queue:
+            self._drain_once()
+        return finished and not self._queue
+
+    # -- writer thread ---------------------------------------------------------------
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                self._wake.wait(self._flush_interval)
+                self._wake.clear()
+                stopping = self._stopping
+                self._drain_once()
+                if stopping and not self._queue:
+                    return
+        except BaseException as exc:  # a bug in runpoint: make it visible, never silent
+            self._fatal = exc
+            logger.exception("runpoint's writer thread stopped; logged points are no longer stored")
+            raise
+
+    def _drain_once(self) -> None:
+        try:
+            self._drain_queue()
+        finally:
+            for tick in self.on_tick:
+                try:
+                    tick()
+                except Exception:
+                    logger.exception("runpoint: a flush callback failed")
+
+    def _drain_queue(self) -> None:
+        queue = self._queue
+        while True:
+            batch, markers, count = self._collect(queue)
+            error: BaseException | None = None
+            now = time.time()
+            if not batch.is_empty() or now - self._last_heartbeat >= self._heartbeat_interval:
+                batch.heartbeat_at = now
+                error = self._write(batch)
+                if error is None:
+                    self.points_written += count
+            for marker in markers:
+                marker.error = error
+                marker.done.set()
+            with self._room:
+                self._room.notify_all()
+            if not queue:
+                return
+
+    def _collect(self, queue: deque[Any], limit: int = 250_000) -> tuple[WriteBatch, list[_Marker], int]:
+        """Pop up to ``limit`` entries and pack their points per key."""
+        batch = WriteBatch()
+        markers: list[_Marker] = []
+        columns: dict[str, tuple[array, array, array]] = {}
+        count = 0
+        popleft = queue.popleft
+        for _ in range(min(len(queue), limit)):
+            entry = popleft()
+            if type(entry) is tuple:
+                step, wall, values, deferred = entry
+                if deferred:
+                    values = self._resolve(values)
+                for key, value in values.items():
+                    column = columns.get(key)
+                    if column is None:
+                        column = columns[key] = (array("q"), array("d"), array("d"))
+                    column[0].append(step)
+                    column[1].append(value)
+                    column[2].append(wall)
+                count += len(values)
+            elif type(entry) is _Marker:
+                markers.append(entry)
+                break  # write what came before the marker now, so the flush returns promptly
+            else:
+                entry.apply(batch)
+        batch.metrics = {key: MetricSeries(*column) for key, column in columns.items()}
+        return batch, markers, count
+
+    def _resolve(self, values: dict[str, Any]) -> dict[str, float]:
+        resolved = {}
+        for key, value in values.items():
+            if type(value) is float or type(value) is int:
+                resolved[key] = value
+                continue
+            try:
+                resolved[key] = value.resolve()
+            except Exception as exc:  # a device error must not kill the writer
+                logger.warning("runpoint: could not read the value of %r: %s; stored NaN", key, exc)
+                resolved[key] = float("nan")
+        return resolved
+
+    def _write(self, batch: WriteBatch) -> BaseException | None:
+        """Write with retries; returns the last error if it gave up while stopping."""
+        delay = 0.05
+        first_failure: float | None = None
+        while True:
+            try:
+                self._store.write(self._run_id, batch)
+            except Exception as exc:
+                now = time.time()
+                if first_failure is None:
+                    first_failure = now
+                    logger.warning(
+                        "runpoint: writing to %s failed (%s); keeping the points and retrying",
+                        getattr(self._store, "location", "the store"), exc,
+                    )
+                if self._stopping and now - first_failure > 30:
+                    logger.error(
+                        "runpoint: gave up writing %d points of run %s after 30 s: %s",
+                        sum(len(s) for s in batch.metrics.values()), self._run_id, exc,
+                    )
+                    return exc
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if first_failure is not None:
+                logger.warning("runpoint: writing to the store works again; nothing was lost")
+            self._last_heartbeat = batch.heartbeat_at or self._last_heartbeat
+            for listener in self.listeners:
+                try:
+                    listener(self._run_id, batch)
+                except Exception:  # listeners are sinks: they must never stop the writer
+                    logger.exception("runpoint: a batch listener failed")
+            return None
+
+    # -- fork ------------------------------------------------------------------------
+
+    def _disable_in_forked_child(self) -> None:
+        # The thread did not survive fork(); points logged in the child would pile up.
+        self._queue = deque()
+        warned = []
+
+        def put_in_child(*_: Any, **__: Any) -> None:
+            if not warned:
+                warned.append(True)
+                logger.warning("runpoint: run.log() in a forked child process is ignored; log from the parent")
+
+        self.put = put_in_child  # type: ignore[method-assign]

@@ -1,0 +1,1 @@
+"""The ``runpoint`` command line (typer + rich)."""

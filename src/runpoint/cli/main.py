@@ -1,0 +1,38 @@
+"""The ``runpoint`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+from . import demo, runs
+
+app = typer.Typer(
+    name="runpoint",
+    help="Local-first experiment tracking, checkpoints and configs for PyTorch.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"runpoint {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Local-first experiment tracking, checkpoints and configs for PyTorch."""
+
+
+demo.register(app)
+runs.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,290 @@
+"""Commands that read and manage runs: ls, show, metrics, compare, export, rm."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from .. import export as export_module
+from .. import query
+from .._liveness import is_dead
+from ..store import RunRecord, RunStatus, Store
+from ._output import (
+    JsonOption,
+    RootOption,
+    console,
+    err_console,
+    fail,
+    fmt_age,
+    fmt_duration,
+    fmt_number,
+    fmt_time,
+    friendly_errors,
+    print_json,
+    status_text,
+)
+
+RunArgument = Annotated[str, typer.Argument(help="Run id, unique id prefix, run name, or 'latest'.", show_default=False)]
+
+
+def _open(root: Path | None) -> Store:
+    store = query.open_root(root)
+    if store.count_runs() == 0:
+        store.close()
+        raise fail(f"{store.location} holds no runs yet (try `runpoint demo`)")
+    return store
+
+
+def _column_value(store: Store, run: RunRecord, column: str, cache: dict[str, Any]) -> str:
+    scope, _, key = column.partition(".")
+    if scope in {"params", "config"}:
+        params = cache.setdefault(f"p:{run.id}", store.get_params(run.id))
+        return fmt_number(params.get(key))
+    if scope == "metrics":
+        stats = cache.setdefault(f"m:{run.id}", store.metric_stats(run.id))
+        return fmt_number(stats[key].last if key in stats else None)
+    if scope == "summary":
+        summary = cache.setdefault(f"s:{run.id}", query.full_summary(store, run.id))
+        return fmt_number(summary.get(key))
+    raise fail(f"--columns: {column!r} must start with params., metrics. or summary.", 2)
+
+
+def ls(
+    root: RootOption = None,
+    project: Annotated[Optional[str], typer.Option("--project", "-p", help="Only this project.")] = None,
+    tag: Annotated[Optional[list[str]], typer.Option("--tag", "-t", help="Only runs with this tag (repeatable).")] = None,
+    status: Annotated[Optional[str], typer.Option("--status", "-s", help="running, completed, failed, killed or crashed.")] = None,
+    where: Annotated[
+        Optional[list[str]],
+        typer.Option("--where", "-w", help="Filter like 'params.training.lr > 1e-4' or 'metrics.val/loss < 0.5' (repeatable)."),
+    ] = None,
+    group: Annotated[Optional[str], typer.Option("--group", help="Only runs of this group (sweep, study).")] = None,
+    config_hash: Annotated[Optional[str], typer.Option("--config-hash", help="Only runs whose config hash starts with this.")] = None,
+    columns: Annotated[
+        Optional[str], typer.Option("--columns", "-c", help="Extra columns, comma separated: params.x, metrics.y, summary.z.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show at most this many runs.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List runs, newest first."""
+    store = _open(root)
+    runs = query.list_runs(
+        store, project=project, tags=tag or (), status=status, where=where or (), group=group,
+        config_hash=config_hash, limit=limit + 1,
+    )
+    more = len(runs) > limit
+    runs = runs[:limit]
+    extra = [c.strip() for c in columns.split(",") if c.strip()] if columns else []
+    cache: dict[str, Any] = {}
+    if as_json:
+        rows = []
+        for run in runs:
+            row = query.record_dict(run)
+            for column in extra:
+                row[column] = _column_value(store, run, column, cache)
+            rows.append(row)
+        print_json(rows)
+        return
+    if not runs:
+        err_console.print("no runs match")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for heading in ("ID", "PROJECT", "NAME", "STATUS", "CREATED", "DURATION", "TAGS", *extra):
+        table.add_column(heading, no_wrap=heading in {"ID", "STATUS"})
+    for run in runs:
+        table.add_row(
+            run.id, escape(run.project), escape(run.name), status_text(run.status.value), fmt_age(run.created_at),
+            fmt_duration(run.duration), escape(",".join(run.tags)),
+            *(escape(_column_value(store, run, column, cache)) for column in extra),
+        )
+    console.print(table)
+    if more:
+        err_console.print(f"(showing the newest {limit}; --limit shows more)")
+
+
+def show(run_ref: RunArgument, root: RootOption = None, as_json: JsonOption = False) -> None:
+    """Everything about one run: status, config, summary, metrics, where it ran."""
+    store = _open(root)
+    run = query.resolve_run(store, run_ref)
+    details = query.run_details(store, run)
+    if as_json:
+        print_json(details)
+        return
+    meta = details["meta"]
+    git = meta.get("git") or {}
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("id", run.id)
+    head.add_row("name", escape(run.name))
+    head.add_row("project", escape(run.project) + (f"  (group {escape(run.group)})" if run.group else ""))
+    head.add_row("status", status_text(run.status.value) + (f"  (resumed {run.resume_count}x)" if run.resume_count else ""))
+    head.add_row("created", f"{fmt_time(run.created_at)}  ({fmt_age(run.created_at)})")
+    head.add_row("duration", fmt_duration(run.duration))
+    if run.tags:
+        head.add_row("tags", escape(", ".join(run.tags)))
+    if run.notes:
+        head.add_row("notes", escape(run.notes))
+    head.add_row("host", escape(f"{run.host} (pid {run.pid})"))
+    if git:
+        dirty = " + uncommitted changes (git.diff)" if git.get("dirty") else ""
+        head.add_row("git", escape(f"{(git.get('commit') or '?')[:12]} on {git.get('branch') or '?'}{dirty}"))
+    head.add_row("config hash", (run.config_hash or "-")[:12])
+    head.add_row("directory", escape(str(Path(store.location).parent / run.dir)))
+    console.print(Panel(head, title=f"run {run.id}", expand=False))
+    if details["params"]:
+        table = Table(title="config", box=None, title_justify="left", title_style="bold")
+        table.add_column("key")
+        table.add_column("value")
+        for key, value in details["params"].items():
+            table.add_row(escape(key), escape(fmt_number(value)))
+        console.print(table)
+    if details["summary"]:
+        table = Table(title="summary", box=None, title_justify="left", title_style="bold")
+        table.add_column("key")
+        table.add_column("value")
+        for key, value in details["summary"].items():
+            table.add_row(escape(key), escape(fmt_number(value)))
+        console.print(table)
+    if details["metrics"]:
+        table = Table(title="metrics", box=None, title_justify="left", title_style="bold")
+        for heading in ("key", "points", "last", "step", "min", "max"):
+            table.add_column(heading, justify="left" if heading == "key" else "right")
+        for key, m in details["metrics"].items():
+            table.add_row(
+                escape(key), str(m["count"]), fmt_number(m["last"]), str(m["last_step"]),
+                fmt_number(m["min"]), fmt_number(m["max"]),
+            )
+        console.print(table)
+    if run.error:
+        console.print(Panel(escape(run.error.rstrip()), title="error", border_style="red", expand=False))
+
+
+def metrics(
+    run_ref: RunArgument,
+    key: Annotated[Optional[str], typer.Argument(help="Metric key; omit to list the run's metrics.", show_default=False)] = None,
+    root: RootOption = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the last N points.")] = 20,
+    show_all: Annotated[bool, typer.Option("--all", help="Show every point.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """A metric's history (step, value, time), or the list of a run's metrics."""
+    store = _open(root)
+    run = query.resolve_run(store, run_ref)
+    if key is None:
+        stats = store.metric_stats(run.id)
+        if as_json:
+            print_json({k: {"count": s.count, "last": s.last, "min": s.min, "max": s.max} for k, s in stats.items()})
+            return
+        if not stats:
+            err_console.print(f"run {run.id} has logged no metrics")
+            return
+        table = Table(box=None, header_style="bold")
+        for heading in ("KEY", "POINTS", "LAST", "MIN", "MAX"):
+            table.add_column(heading, justify="left" if heading == "KEY" else "right")
+        for k, s in stats.items():
+            table.add_row(escape(k), str(s.count), fmt_number(s.last), fmt_number(s.min), fmt_number(s.max))
+        console.print(table)
+        return
+    series = query.metric_history(store, run.id, key)
+    if as_json:
+        print_json({"run_id": run.id, "key": key, "steps": series.steps, "values": series.values, "times": series.times})
+        return
+    start = 0 if show_all else max(0, len(series) - limit)
+    table = Table(box=None, header_style="bold")
+    for heading in ("STEP", "VALUE", "TIME"):
+        table.add_column(heading, justify="right")
+    for index in range(start, len(series)):
+        table.add_row(str(series.steps[index]), fmt_number(series.values[index]), fmt_time(series.times[index]))
+    console.print(table)
+    if start:
+        err_console.print(f"(last {len(series) - start} of {len(series)} points; --all shows every one)")
+
+
+def compare(
+    run_refs: Annotated[list[str], typer.Argument(help="Two or more runs.", show_default=False)],
+    root: RootOption = None,
+    all_params: Annotated[bool, typer.Option("--all-params", help="Also show config values that are the same.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Runs side by side: config values that differ, and final metrics."""
+    if len(run_refs) < 2:
+        raise fail("compare needs at least two runs", 2)
+    store = _open(root)
+    runs = [query.resolve_run(store, ref) for ref in run_refs]
+    result = query.compare(store, runs)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    table = Table(box=None, header_style="bold")
+    table.add_column("")
+    for run in runs:
+        table.add_column(f"{run.id}\n{escape(run.name)}", justify="right")
+    table.add_row("[bold]status[/]", *(status_text(run.status.value) for run in runs))
+    params = dict(result.params)
+    if all_params:
+        params.update({key: [value] * len(runs) for key, value in result.same_params.items()})
+    if params:
+        table.add_section()
+        table.add_row("[bold]config[/]", *([""] * len(runs)))
+        for key in sorted(params):
+            table.add_row(escape(key), *(escape(fmt_number(v)) for v in params[key]))
+    if result.metrics:
+        table.add_section()
+        table.add_row("[bold]final metrics[/]", *([""] * len(runs)))
+        for key, values in result.metrics.items():
+            table.add_row(escape(key), *(fmt_number(v) for v in values))
+    console.print(table)
+    if not result.params:
+        err_console.print(f"(the configs are identical: {len(result.same_params)} values)")
+
+
+def export(
+    run_ref: RunArgument,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv, json or parquet.")] = "csv",
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="File or directory; '-' for stdout. Default: <run id>.<format>.")] = None,
+    root: RootOption = None,
+) -> None:
+    """Write a run's metrics to CSV, JSON or Parquet."""
+    store = _open(root)
+    run = query.resolve_run(store, run_ref)
+    where, count = export_module.export_run(store, run, fmt.lower(), out)
+    err_console.print(f"wrote {count} points of run {run.id} to {where}", markup=False)
+
+
+def rm(
+    run_refs: Annotated[list[str], typer.Argument(help="Runs to delete.", show_default=False)],
+    root: RootOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Also delete runs that are still running.")] = False,
+) -> None:
+    """Delete runs: their records, metrics and directories."""
+    store = _open(root)
+    runs = [query.resolve_run(store, ref) for ref in run_refs]
+    live = [run for run in runs if run.status is RunStatus.RUNNING and not is_dead(run)]
+    if live and not force:
+        raise fail(f"run {live[0].id} is still running (pid {live[0].pid}); stop it first or pass --force")
+    root_dir = Path(store.location).parent.resolve()
+    for run in runs:
+        console.print(f"  {run.id}  {escape(run.name)}  ({run.project}, {run.status.value})")
+    if not yes:
+        if not typer.confirm(f"Delete {len(runs)} run(s) and their files?", default=False):
+            raise fail("nothing deleted")
+    for run in runs:
+        directory = (root_dir / run.dir).resolve()
+        if root_dir not in directory.parents:
+            raise fail(f"refusing to delete {directory}: it is outside the root {root_dir}")
+        store.delete_run(run.id)
+        shutil.rmtree(directory, ignore_errors=True)
+    err_console.print(f"deleted {len(runs)} run(s)")
+
+
+def register(app: typer.Typer) -> None:
+    for command in (ls, show, metrics, compare, export, rm):
+        app.command(command.__name__)(friendly_errors(command))

@@ -1,0 +1,46 @@
+"""Masking secrets in configs before they are written, logged or sent anywhere.
+
+A value is secret when its key looks like one (token, password, secret, api_key and
+their spellings) or when it is a pydantic ``SecretStr``/``SecretBytes``. The object the
+user loaded keeps the real value; only the copies runpoint writes are masked.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+MASK = "********"
+
+_SECRET_KEY = re.compile(
+    r"(token|passw(or)?d|passphrase|secret|api[_-]?key|access[_-]?key|private[_-]?key|credential)",
+    re.IGNORECASE,
+)
+
+
+def is_secret_key(key: str) -> bool:
+    """True when ``key`` (one segment or a dotted path) names a secret."""
+    return bool(_SECRET_KEY.search(key.rsplit(".", 1)[-1].rsplit("/", 1)[-1]))
+
+
+def _is_secret_value(value: Any) -> bool:
+    return type(value).__name__ in {"SecretStr", "SecretBytes"} and type(value).__module__.startswith("pydantic")
+
+
+def mask_secrets(value: Any, key: str = "") -> Any:
+    """A copy of a plain config tree with every secret value replaced by :data:`MASK`.
+
+    Example::
+
+        >>> mask_secrets({"db": {"password": "hunter2", "host": "x"}})
+        {'db': {'password': '********', 'host': 'x'}}
+    """
+    if _is_secret_value(value):
+        return MASK
+    if key and is_secret_key(key) and value is not None and not isinstance(value, dict):
+        return MASK
+    if isinstance(value, dict):
+        return {k: mask_secrets(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(item, key) for item in value]
+    return value

@@ -1,0 +1,144 @@
+"""Errors raised by runpoint.
+
+Every error runpoint raises on purpose derives from :class:`RunpointError`. The leaves
+also derive from the builtin they refine, so ``except FileExistsError`` keeps working
+for code that does not know runpoint::
+
+    RunpointError
+    ├── ConfigError                  (ValueError)        .issues, .path
+    ├── CheckpointError                                  .path
+    │   ├── CheckpointNotFoundError  (FileNotFoundError) .path, .step
+    │   └── CheckpointCorruptError                       .path, .file
+    ├── StoreError                                       .location
+    │   └── SchemaVersionError                           .location, .found, .supported
+    ├── RunExistsError               (FileExistsError)   .run_id, .path
+    ├── RunNotFoundError             (LookupError)       .ref, .root
+    ├── InvalidValueError            (TypeError)         .key, .value_type
+    └── InvalidArgumentError         (ValueError)        .argument
+
+Each error keeps its fields as attributes and builds its own message: what was wrong,
+where, and what to do about it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+
+class RunpointError(Exception):
+    """Base class of every error runpoint raises on purpose."""
+
+
+class ConfigError(RunpointError, ValueError):
+    """A configuration failed to load or validate.
+
+    ``issues`` holds one line per problem (dotted field path, source, value, expectation);
+    ``path`` the file being loaded, when there is one.
+    """
+
+    def __init__(self, issues: Sequence[str] | str, path: str | Path | None = None) -> None:
+        self.issues = [issues] if isinstance(issues, str) else list(issues)
+        self.path = str(path) if path is not None else None
+        where = f" in {self.path}" if self.path else ""
+        if len(self.issues) == 1:
+            message = f"invalid config{where}: {self.issues[0]}"
+        else:
+            lines = "\n".join(f"  - {issue}" for issue in self.issues)
+            message = f"{len(self.issues)} problems in config{where}:\n{lines}"
+        super().__init__(message)
+
+
+class CheckpointError(RunpointError):
+    """A checkpoint could not be saved, found or loaded."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        self.path = str(path) if path is not None else None
+        super().__init__(message)
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No checkpoint exists where one was asked for."""
+
+    def __init__(self, path: str | Path, step: int | None = None) -> None:
+        self.step = step
+        what = f"step {step}" if step is not None else "any checkpoint"
+        super().__init__(f"no checkpoint for {what} in {path}", path)
+
+
+class CheckpointCorruptError(CheckpointError):
+    """A checkpoint's files do not match its manifest."""
+
+    def __init__(self, path: str | Path, file: str, reason: str) -> None:
+        self.file = file
+        self.reason = reason
+        super().__init__(f"checkpoint {path} is corrupt: {file}: {reason}", path)
+
+
+class StoreError(RunpointError):
+    """The run store could not be opened, read or written."""
+
+    def __init__(self, message: str, location: str | Path | None = None) -> None:
+        self.location = str(location) if location is not None else None
+        super().__init__(message)
+
+
+class SchemaVersionError(StoreError):
+    """The store was written by a newer runpoint than this one."""
+
+    def __init__(self, location: str | Path, found: int, supported: int) -> None:
+        self.found = found
+        self.supported = supported
+        super().__init__(
+            f"the store at {location} has schema version {found}, but this runpoint "
+            f"supports up to {supported}; upgrade runpoint to read it",
+            location,
+        )
+
+
+class RunExistsError(RunpointError, FileExistsError):
+    """A new run would overwrite one that already exists."""
+
+    def __init__(self, run_id: str, path: str | Path) -> None:
+        self.run_id = run_id
+        self.path = str(path)
+        super().__init__(
+            f"run {run_id!r} already exists at {self.path}; pass resume={run_id!r} to "
+            "continue it, or leave id unset to start a new run"
+        )
+
+
+class RunNotFoundError(RunpointError, LookupError):
+    """No run matches the id, prefix or name that was given."""
+
+    def __init__(self, ref: str, root: str | Path | None = None, hint: str = "") -> None:
+        self.ref = ref
+        self.root = str(root) if root is not None else None
+        where = f" in {self.root}" if self.root else ""
+        super().__init__(f"no run matches {ref!r}{where}" + (f"; {hint}" if hint else ""))
+
+    def __str__(self) -> str:  # LookupError would otherwise quote the message like a KeyError
+        return str(self.args[0])
+
+
+class InvalidValueError(RunpointError, TypeError):
+    """A logged value has a type runpoint cannot store."""
+
+    def __init__(self, key: str, value: Any, hint: str = "") -> None:
+        self.key = key
+        self.value_type = type(value).__qualname__
+        module = type(value).__module__
+        qualified = self.value_type if module == "builtins" else f"{module}.{self.value_type}"
+        message = (
+            f"cannot log {key!r}: a value of type {qualified} is not supported "
+            "(log int, float, bool, numpy scalars, 0-d tensors or runpoint media)"
+        )
+        super().__init__(message + (f"; {hint}" if hint else ""))
+
+
+class InvalidArgumentError(RunpointError, ValueError):
+    """An argument to a runpoint function is out of its allowed range or form."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        self.argument = argument
+        super().__init__(f"{argument}: {message}")

@@ -1,0 +1,257 @@
+"""A run: one execution of a training script, and the handle that records it.
+
+:class:`Run` coordinates; the work is done elsewhere: the writer thread
+(:mod:`runpoint._writer`) stores points, the store (:mod:`runpoint.store`) indexes them,
+:mod:`runpoint._console` captures output, :mod:`runpoint._metadata` describes the machine
+and :mod:`runpoint._lifecycle` ends the run however the process ends. Creating or
+resuming a run is :func:`runpoint.init` in :mod:`runpoint._start`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Callable, Mapping
+
+from . import _lifecycle
+from ._console import ConsoleCapture
+from ._fs import write_atomic
+from ._paths import RunPaths
+from ._values import prepare
+from ._writer import Writer
+from .errors import InvalidArgumentError, RunpointError
+from .store.base import RunStatus, Store
+from .summary import Summary
+
+logger = logging.getLogger("runpoint")
+
+SignalHook = Callable[[int], None]
+
+
+class _FinishedWriter:
+    """Stands in for the writer once a run is finished, so that ``log`` fails clearly."""
+
+    def __init__(self, run_id: str) -> None:
+        self._run_id = run_id
+
+    def put(self, *_: Any) -> None:
+        raise RunpointError(f"run {self._run_id} is finished; start or resume a run to log more")
+
+    set_summary = delete_summary = add_params = put
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+
+class Run:
+    """A tracked run. Create it with :func:`runpoint.init`, not directly.
+
+    Example::
+
+        with rp.init(project="digits", config={"lr": 3e-4}) as run:
+            for step in range(100):
+                run.log({"train/loss": 1 / (step + 1)})
+            run.summary["best/val_acc"] = 0.97
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        paths: RunPaths,
+        name: str,
+        config: dict[str, Any],
+        tags: tuple[str, ...],
+        notes: str,
+        group: str | None,
+        resume_count: int,
+        next_step: int,
+        summary: dict[str, Any],
+        meta: dict[str, Any],
+        console: ConsoleCapture | None,
+        flush_interval: float,
+    ) -> None:
+        self.id = paths.run_id
+        self.project = paths.project
+        self.name = name
+        self.config = config
+        self.tags = tags
+        self.notes = notes
+        self.group = group
+        self.resume_count = resume_count
+        self.meta = meta
+        self._paths = paths
+        self._store = store
+        self._console = console
+        self._next_step = next_step
+        self._status = RunStatus.RUNNING
+        self._signal_received: int | None = None
+        self._signal_hooks: list[SignalHook] = []
+        self._finish_hooks: list[Callable[["Run"], None]] = []
+        self._writer: Writer | _FinishedWriter = Writer(store, self.id, flush_interval=flush_interval)
+        if console is not None:
+            self._writer.on_tick.append(console.flush)
+        self.summary = Summary(self.id, store, self._writer, summary)  # type: ignore[arg-type]
+        _lifecycle.register(self)
+
+    # -- what users read -------------------------------------------------------------
+
+    @property
+    def dir(self) -> Path:
+        """This run's directory: config.yaml, meta.json, logs/, media/, checkpoints/."""
+        return self._paths.dir
+
+    @property
+    def root(self) -> Path:
+        return self._paths.root
+
+    @property
+    def status(self) -> RunStatus:
+        return self._status
+
+    @property
+    def step(self) -> int:
+        """The step the next ``log`` without ``step=`` will use."""
+        return self._next_step
+
+    @property
+    def resumed(self) -> bool:
+        return self.resume_count > 0
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, project={self.project!r}, name={self.name!r}, status={self._status.value!r})"
+
+    # -- logging ---------------------------------------------------------------------
+
+    def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
+        """Record metrics for one step; returns at once, the writer thread stores them.
+
+        ``data`` maps names to int, float, bool, numpy scalars or 0-d tensors; nested dicts
+        flatten with ``/``. Without ``step`` the step after the last one is used. A value
+        of an unsupported type raises :class:`~runpoint.errors.InvalidValueError` (a
+        ``TypeError``) naming the key, and nothing of that call is recorded.
+
+        Example::
+
+            run.log({"train/loss": loss, "train/lr": sched.get_last_lr()[0]}, step=step)
+        """
+        if type(data) is not dict and not isinstance(data, Mapping):
+            raise InvalidArgumentError("data", f"run.log takes a dict of metrics, not {type(data).__qualname__}")
+        values, deferred = prepare(data)
+        if step is None:
+            step = self._next_step
+        elif type(step) is not int:
+            step = _as_step(step)
+        self._next_step = step + 1
+        if values:
+            self._writer.put(step, time.time(), values, deferred)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything logged so far is in the store. False on timeout."""
+        return self._writer.flush(timeout)
+
+    # -- hooks for checkpointing and integrations -------------------------------------
+
+    def add_signal_hook(self, hook: SignalHook) -> None:
+        """Call ``hook(signum)`` when SIGTERM arrives, before the process exits.
+
+        The checkpoint manager uses this to save on preemption.
+        """
+        self._signal_hooks.append(hook)
+
+    def add_finish_hook(self, hook: Callable[["Run"], None]) -> None:
+        """Call ``hook(run)`` while the run finishes, before its status is final."""
+        self._finish_hooks.append(hook)
+
+    def _on_signal(self, signum: int) -> None:
+        self._signal_received = signum
+        for hook in self._signal_hooks:
+            try:
+                hook(signum)
+            except Exception:
+                logger.exception("runpoint: a signal hook of run %s failed", self.id)
+
+    # -- ending ----------------------------------------------------------------------
+
+    def finish(self, status: RunStatus | str = RunStatus.COMPLETED, error: str | None = None) -> None:
+        """Flush everything and mark the run ``status`` (``completed`` by default).
+
+        Called for you when the ``with`` block ends or the process exits. Idempotent.
+        """
+        if self._status is not RunStatus.RUNNING:
+            return
+        final = RunStatus(status)
+        if final is RunStatus.RUNNING:
+            raise InvalidArgumentError("status", "a run cannot finish as 'running'")
+        for hook in self._finish_hooks:
+            try:
+                hook(self)
+            except Exception:
+                logger.exception("runpoint: a finish hook of run %s failed", self.id)
+        self._status = final
+        writer = self._writer
+        self._writer = _FinishedWriter(self.id)
+        self.summary._writer = writer  # reads still flush through the old writer (a no-op now)
+        if isinstance(writer, Writer) and not writer.close(timeout=120):
+            logger.error("runpoint: run %s finished with %d points not yet stored", self.id, writer.pending)
+        ended = time.time()
+        self._store.set_status(self.id, final, error=error, ended_at=ended)
+        self._write_end_of_meta(ended, final)
+        if self._console is not None:
+            self._console.stop()
+        _lifecycle.unregister(self)
+
+    def _write_end_of_meta(self, ended: float, status: RunStatus) -> None:
+        self.meta["ended_at"] = ended
+        self.meta["status"] = status.value
+        try:
+            write_atomic(self._paths.meta, json.dumps(self.meta, indent=2, default=str))
+        except OSError as exc:
+            logger.warning("runpoint: could not update %s: %s", self._paths.meta, exc)
+
+    def _finish_at_exit(self) -> None:
+        uncaught = _lifecycle.uncaught_exception()
+        if uncaught is not None:
+            kind, value, tb = uncaught
+            if issubclass(kind, KeyboardInterrupt):
+                self.finish(RunStatus.KILLED, error="KeyboardInterrupt")
+            else:
+                self.finish(RunStatus.FAILED, error="".join(traceback.format_exception(kind, value, tb)))
+        elif self._signal_received is not None:
+            self.finish(RunStatus.KILLED, error=f"signal {self._signal_received}")
+        else:
+            self.finish(RunStatus.COMPLETED)
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if kind is None:
+            if self._signal_received is not None:
+                self.finish(RunStatus.KILLED, error=f"signal {self._signal_received}")
+            else:
+                self.finish(RunStatus.COMPLETED)
+        elif issubclass(kind, KeyboardInterrupt):
+            self.finish(RunStatus.KILLED, error="KeyboardInterrupt")
+        elif issubclass(kind, SystemExit) and self._signal_received is not None:
+            self.finish(RunStatus.KILLED, error=f"signal {self._signal_received}")
+        elif issubclass(kind, SystemExit) and value is not None and value.code in (0, None):
+            self.finish(RunStatus.COMPLETED)
+        else:
+            self.finish(RunStatus.FAILED, error="".join(traceback.format_exception(kind, value, tb)))
+
+
+def _as_step(step: Any) -> int:
+    if isinstance(step, bool) or not hasattr(step, "__index__"):
+        raise InvalidArgumentError("step", f"must be an int, got {type(step).__qualname__}")
+    return int(step.__index__())

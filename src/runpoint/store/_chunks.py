@@ -1,0 +1,112 @@
+"""Packing metric points into chunks, and deciding when small chunks are merged.
+
+Rows of ``metric_chunks`` hold up to :data:`CHUNK_POINTS` points. Each flush of a writer
+appends one new row per key with the points of that flush, which keeps writes append-only
+and cheap. Slowly logged keys would then leave thousands of tiny rows, so once a key's
+trailing small rows number :data:`MERGE_AFTER`, or together with new points would fill a
+chunk, they are merged with the new points and re-split into full chunks. Every point is
+written about twice on average, and a key's row count stays near ``points / CHUNK_POINTS``.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from dataclasses import dataclass, field
+
+from .base import MetricSeries, nan_aware_extremes
+
+CHUNK_POINTS = 4096
+MERGE_AFTER = 16
+
+_LITTLE = sys.byteorder == "little"
+
+
+def pack(values: array) -> bytes:
+    """The array's items as little-endian bytes."""
+    if _LITTLE:
+        return values.tobytes()
+    swapped = array(values.typecode, values)
+    swapped.byteswap()
+    return swapped.tobytes()
+
+
+def unpack_into(target: array, blob: bytes) -> None:
+    """Append little-endian ``blob`` to ``target``."""
+    if _LITTLE:
+        target.frombytes(blob)
+        return
+    chunk = array(target.typecode)
+    chunk.frombytes(blob)
+    chunk.byteswap()
+    target.extend(chunk)
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """One row of ``metric_chunks``, ready to insert."""
+
+    seq: int
+    n: int
+    step_min: int
+    step_max: int
+    vmin: float | None
+    vmax: float | None
+    t_min: float
+    t_max: float
+    steps: bytes
+    vals: bytes
+    times: bytes
+
+
+def to_rows(series: MetricSeries, first_seq: int) -> list[ChunkRow]:
+    """Split ``series`` into rows of at most :data:`CHUNK_POINTS`, numbered from ``first_seq``."""
+    rows = []
+    for index, start in enumerate(range(0, len(series), CHUNK_POINTS)):
+        stop = start + CHUNK_POINTS
+        steps, vals, times = series.steps[start:stop], series.values[start:stop], series.times[start:stop]
+        lo, hi = nan_aware_extremes(vals)
+        rows.append(
+            ChunkRow(
+                seq=first_seq + index,
+                n=len(steps),
+                step_min=min(steps),
+                step_max=max(steps),
+                vmin=None if lo is None else vals[lo],
+                vmax=None if hi is None else vals[hi],
+                t_min=min(times),
+                t_max=max(times),
+                steps=pack(steps),
+                vals=pack(vals),
+                times=pack(times),
+            )
+        )
+    return rows
+
+
+@dataclass
+class KeyTail:
+    """What a writer must know about the end of one key's chunk list."""
+
+    next_seq: int = 0
+    small: list[tuple[int, int]] = field(default_factory=list)  # trailing (seq, n) with n < CHUNK_POINTS
+
+    @property
+    def small_points(self) -> int:
+        return sum(n for _, n in self.small)
+
+    def should_merge(self, incoming: int) -> bool:
+        """Merge the trailing small rows into this write of ``incoming`` points?"""
+        if not self.small:
+            return False
+        return len(self.small) + 1 >= MERGE_AFTER or self.small_points + incoming >= CHUNK_POINTS
+
+    def after_write(self, rows: list[ChunkRow]) -> None:
+        """Update the tail after ``rows`` were written at the end of the key's list."""
+        for row in rows:
+            if row.n < CHUNK_POINTS:
+                self.small.append((row.seq, row.n))
+            else:
+                self.small.clear()
+        if rows:
+            self.next_seq = rows[-1].seq + 1

@@ -1,0 +1,273 @@
+"""The store contract: value objects and the :class:`Store` protocol.
+
+A store is the index of a root: which runs exist, their params, tags, status, metric
+points and summaries. It is deliberately narrow. Every write of a running run funnels into
+:meth:`Store.write` with a :class:`WriteBatch` (metrics, params, tags, summary, heartbeat),
+the way MLflow's stores funnel ``log_metric`` into ``log_batch``; the rest is run
+creation, status changes and reads. A second concern (the checkpoint registry) gets a
+protocol of its own rather than more methods here.
+
+Backends are picked by URI in :mod:`runpoint.store.registry`.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Iterable, Literal, Mapping, Protocol, Sequence, runtime_checkable
+
+
+class RunStatus(StrEnum):
+    """Where a run is in its life.
+
+    ``running`` ends in exactly one of the others. ``killed`` means SIGINT or SIGTERM;
+    ``crashed`` is set by a reader that finds the run's process gone or its heartbeat
+    stale.
+    """
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    KILLED = "killed"
+    CRASHED = "crashed"
+
+    @property
+    def is_final(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as the store knows it. Times are Unix seconds."""
+
+    id: str
+    project: str
+    name: str
+    status: RunStatus
+    created_at: float
+    heartbeat_at: float
+    dir: str  # relative to the root: "<project>/<run id>"
+    ended_at: float | None = None
+    notes: str = ""
+    tags: tuple[str, ...] = ()
+    group: str | None = None
+    config_hash: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    resume_count: int = 0
+    error: str | None = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds from creation to the end, or to the last heartbeat while running."""
+        end = self.ended_at if self.ended_at is not None else self.heartbeat_at
+        return max(0.0, end - self.created_at)
+
+
+class MetricSeries:
+    """Points of one metric, columnar: int64 steps, float64 values, float64 wall times.
+
+    The arrays are :class:`array.array` so the core needs no numpy; ``to_numpy()``
+    converts without copying.
+    """
+
+    __slots__ = ("steps", "values", "times")
+
+    def __init__(
+        self,
+        steps: array | None = None,
+        values: array | None = None,
+        times: array | None = None,
+    ) -> None:
+        self.steps = steps if steps is not None else array("q")
+        self.values = values if values is not None else array("d")
+        self.times = times if times is not None else array("d")
+        if not (len(self.steps) == len(self.values) == len(self.times)):
+            raise ValueError("steps, values and times must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MetricSeries):
+            return NotImplemented
+        return (
+            self.steps == other.steps
+            and self.times == other.times
+            and self.values.tobytes() == other.values.tobytes()  # NaN == NaN, bit for bit
+        )
+
+    def __repr__(self) -> str:
+        return f"MetricSeries({len(self)} points)"
+
+    def append(self, step: int, value: float, time: float) -> None:
+        self.steps.append(step)
+        self.values.append(value)
+        self.times.append(time)
+
+    def extend(self, other: "MetricSeries") -> None:
+        self.steps.extend(other.steps)
+        self.values.extend(other.values)
+        self.times.extend(other.times)
+
+    def to_numpy(self) -> tuple[Any, Any, Any]:
+        """``(steps, values, times)`` as numpy arrays sharing this object's memory."""
+        import numpy as np
+
+        return (
+            np.frombuffer(self.steps, dtype=np.int64),
+            np.frombuffer(self.values, dtype=np.float64),
+            np.frombuffer(self.times, dtype=np.float64),
+        )
+
+    def points(self) -> Iterable[tuple[int, float, float]]:
+        return zip(self.steps, self.values, self.times)
+
+
+@dataclass(frozen=True)
+class MetricStats:
+    """Aggregates of one metric, kept up to date as points arrive.
+
+    ``last`` is the most recently logged value; ``min``/``max`` ignore NaN and are None
+    when every value was NaN.
+    """
+
+    key: str
+    count: int
+    last: float
+    last_step: int
+    last_time: float
+    min: float | None
+    min_step: int | None
+    max: float | None
+    max_step: int | None
+
+
+@dataclass
+class WriteBatch:
+    """Everything one flush of a run's writer sends to the store, applied atomically."""
+
+    metrics: dict[str, MetricSeries] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    summary: dict[str, Any] = field(default_factory=dict)
+    summary_deleted: tuple[str, ...] = ()
+    heartbeat_at: float | None = None
+
+    def is_empty(self) -> bool:
+        return not (
+            self.metrics or self.params or self.tags or self.summary or self.summary_deleted
+        ) and self.heartbeat_at is None
+
+
+Operator = Literal["<", "<=", ">", ">=", "=", "!="]
+ConditionScope = Literal["params", "metrics", "summary"]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``<scope>.<key> <op> <value>``; for metrics the value compared is the last one."""
+
+    scope: ConditionScope
+    key: str
+    op: Operator
+    value: float | str | bool | None
+
+    def __str__(self) -> str:
+        return f"{self.scope}.{self.key} {self.op} {self.value!r}"
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """Which runs to list. Empty fields do not filter."""
+
+    project: str | None = None
+    tags: tuple[str, ...] = ()  # every tag must be present
+    statuses: tuple[RunStatus, ...] = ()
+    group: str | None = None
+    config_hash: str | None = None  # a prefix is enough
+    conditions: tuple[Condition, ...] = ()
+    ids: tuple[str, ...] = ()
+    newest_first: bool = True
+    limit: int | None = None
+
+
+def nan_aware_extremes(values: Sequence[float]) -> tuple[int | None, int | None]:
+    """Indices of the smallest and largest non-NaN values, or (None, None) if all are NaN."""
+    if not values:
+        return None, None
+    total = sum(values)
+    if total == total:  # no NaN (a NaN, or +inf and -inf together, would make the sum NaN)
+        return values.index(min(values)), values.index(max(values))
+    kept = [i for i, v in enumerate(values) if v == v]
+    if not kept:
+        return None, None
+    return min(kept, key=values.__getitem__), max(kept, key=values.__getitem__)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The index of runs, params, tags, metrics and summaries of one root."""
+
+    location: str
+
+    def create_run(
+        self, run: RunRecord, params: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None
+    ) -> None:
+        """Insert a new run; raise :class:`~runpoint.errors.RunExistsError` if the id exists."""
+
+    def write(self, run_id: str, batch: WriteBatch) -> None:
+        """Apply one batch atomically: all of it is visible to readers, or none."""
+
+    def set_status(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        error: str | None = None,
+        ended_at: float | None = None,
+        expect: Sequence[RunStatus] | None = None,
+    ) -> bool:
+        """Move a run to ``status``; with ``expect``, only from one of those. True if changed."""
+
+    def reopen_run(self, run_id: str, *, host: str, pid: int, now: float) -> RunRecord:
+        """Mark a finished run running again for a resume; returns it with resume_count + 1."""
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with exactly this id; :class:`~runpoint.errors.RunNotFoundError` if none."""
+
+    def find_runs(self, text: str) -> list[RunRecord]:
+        """Runs whose id starts with ``text`` or whose name is ``text``."""
+
+    def list_runs(self, query: RunQuery = RunQuery()) -> list[RunRecord]:
+        """Runs matching ``query``, newest first unless it says otherwise."""
+
+    def count_runs(self, project: str | None = None) -> int:
+        """How many runs the store holds (in ``project``, when given)."""
+
+    def get_params(self, run_id: str) -> dict[str, Any]:
+        """The flattened config of a run, secrets already masked."""
+
+    def get_meta(self, run_id: str) -> dict[str, Any]:
+        """The metadata captured when the run started."""
+
+    def get_summary(self, run_id: str) -> dict[str, Any]:
+        """Values the user set on ``run.summary``."""
+
+    def metric_keys(self, run_id: str) -> list[str]:
+        """Every metric key the run has logged, sorted."""
+
+    def metric_stats(self, run_id: str, keys: Sequence[str] | None = None) -> dict[str, MetricStats]:
+        """Count, last, min and max of each metric (all of them when ``keys`` is None)."""
+
+    def read_metric(
+        self, run_id: str, key: str, *, min_step: int | None = None, max_step: int | None = None
+    ) -> MetricSeries:
+        """Every point of one metric in the order it was logged, optionally within steps."""
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run and everything the store holds about it."""
+
+    def close(self) -> None:
+        """Release connections; the store must not be used afterwards."""

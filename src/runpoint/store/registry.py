@@ -1,0 +1,54 @@
+"""Choosing a store backend by URI, the way MLflow's store registry does.
+
+    open_store("runpoint")                    a root directory: <root>/runpoint.db
+    open_store("sqlite:////abs/path/runpoint.db")
+    open_store("sqlite:///relative.db")       relative to the working directory (SQLAlchemy's rule)
+
+``http://`` and ``https://`` are reserved for the runpoint server's client.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from .._paths import DB_NAME
+from ..errors import StoreError
+from .base import Store
+
+_BACKENDS: dict[str, Callable[[str, bool], Store]] = {}
+
+
+def register_backend(scheme: str, factory: Callable[[str, bool], Store]) -> None:
+    """Make ``open_store`` build ``factory(uri, create)`` for URIs of ``scheme``."""
+    _BACKENDS[scheme] = factory
+
+
+def _sqlite(uri: str, create: bool) -> Store:
+    from .sqlite import SQLiteStore
+
+    # SQLAlchemy's convention: sqlite:///relative.db and sqlite:////absolute/path.db
+    path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else uri[len("sqlite://"):]
+    return SQLiteStore(path, create=create)
+
+
+register_backend("sqlite", _sqlite)
+
+
+def open_store(location: str | os.PathLike[str], *, create: bool = True) -> Store:
+    """Open the store at ``location``: a URI with a registered scheme, or a root directory."""
+    text = os.fspath(location)
+    scheme, sep, _ = text.partition("://")
+    if sep:
+        factory = _BACKENDS.get(scheme)
+        if factory is None:
+            known = ", ".join(sorted(_BACKENDS))
+            raise StoreError(f"no store backend for {scheme}:// (known: {known})", text)
+        return factory(text, create)
+    from .sqlite import SQLiteStore
+
+    root = Path(text)
+    if not create and not (root / DB_NAME).exists():
+        raise StoreError(f"no runpoint store at {root} (it has no {DB_NAME})", root)
+    return SQLiteStore(root / DB_NAME, create=create)

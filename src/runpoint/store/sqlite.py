@@ -1,0 +1,559 @@
+"""The embedded store: one SQLite database in WAL mode per root.
+
+Several processes may log into one database at once. Each write is one short
+``BEGIN IMMEDIATE`` transaction (a writer's flush), SQLite's busy handler waits for the
+lock rather than failing, and WAL lets readers proceed while a writer commits. With
+``synchronous=NORMAL`` a committed flush survives the death of the process (SIGKILL); a
+power loss may take the last commits, never the database's consistency.
+
+Connections are per thread: the writer thread, the caller's thread and a web server's
+worker threads each get their own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import threading
+import weakref
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from ..errors import RunExistsError, RunNotFoundError, StoreError
+from . import _chunks
+from ._schema import ensure_schema
+from .base import (
+    Condition,
+    MetricSeries,
+    MetricStats,
+    RunQuery,
+    RunRecord,
+    RunStatus,
+    WriteBatch,
+    nan_aware_extremes,
+)
+
+BUSY_TIMEOUT_S = 120.0
+
+# Stores of this process, so that a forked child can drop connections it must not use.
+_OPEN_STORES: "weakref.WeakSet[SQLiteStore]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_OPEN_STORES):
+        store._forget_connections_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_RUN_COLUMNS = (
+    "id, project, name, status, notes, grp, config_hash, dir, host, pid, created_at, "
+    "heartbeat_at, ended_at, resume_count, error, "
+    "(SELECT group_concat(tag, char(31)) FROM tags WHERE tags.run_id = runs.id) AS tag_list"
+)
+
+
+def _to_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _null_to_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    tags = tuple(sorted(row["tag_list"].split("\x1f"))) if row["tag_list"] else ()
+    return RunRecord(
+        id=row["id"],
+        project=row["project"],
+        name=row["name"],
+        status=RunStatus(row["status"]),
+        created_at=row["created_at"],
+        heartbeat_at=row["heartbeat_at"],
+        dir=row["dir"],
+        ended_at=row["ended_at"],
+        notes=row["notes"],
+        tags=tags,
+        group=row["grp"],
+        config_hash=row["config_hash"],
+        host=row["host"],
+        pid=row["pid"],
+        resume_count=row["resume_count"],
+        error=row["error"],
+    )
+
+
+class SQLiteStore:
+    """A :class:`~runpoint.store.base.Store` over one SQLite file.
+
+    Example::
+
+        store = SQLiteStore("runpoint/runpoint.db")
+        for run in store.list_runs(RunQuery(project="digits")):
+            print(run.id, run.status)
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.path = Path(path)
+        self.location = str(self.path)
+        if not self.path.exists():
+            if not create:
+                raise StoreError(f"no runpoint store at {self.path}", self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._tails: dict[tuple[str, str], _chunks.KeyTail] = {}
+        self._closed = False
+        conn = self._conn()
+        with self._translate_errors():
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            ensure_schema(conn, self.location)
+        _OPEN_STORES.add(self)
+
+    # -- connections -----------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError("the store was closed", self.location)
+            with self._translate_errors():
+                conn = sqlite3.connect(
+                    self.location, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                )
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    def _forget_connections_after_fork(self) -> None:
+        # A connection must not cross fork(); the child opens its own when it needs one.
+        self._local = threading.local()
+        self._connections = []
+        self._connections_lock = threading.Lock()
+        self._tails = {}
+
+    @contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.location}: {exc}", self.location) from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        with self._translate_errors():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self._closed = True
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
+
+    def __enter__(self) -> "SQLiteStore":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.location!r})"
+
+    # -- runs ------------------------------------------------------------------------
+
+    def create_run(
+        self, run: RunRecord, params: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None
+    ) -> None:
+        try:
+            with self._transaction() as conn:
+                conn.execute(
+                    "INSERT INTO runs (id, project, name, status, notes, grp, config_hash, dir, host, pid,"
+                    " created_at, heartbeat_at, ended_at, resume_count, error, meta)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        run.id, run.project, run.name, run.status.value, run.notes, run.group,
+                        run.config_hash, run.dir, run.host, run.pid, run.created_at, run.heartbeat_at,
+                        run.ended_at, run.resume_count, run.error,
+                        _to_json(dict(meta)) if meta is not None else None,
+                    ),
+                )
+                self._write_tags(conn, run.id, run.tags)
+                self._write_params(conn, run.id, params or {})
+        except StoreError as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise RunExistsError(run.id, self.location) from exc
+            raise
+
+    def reopen_run(self, run_id: str, *, host: str, pid: int, now: float) -> RunRecord:
+        with self._transaction() as conn:
+            updated = conn.execute(
+                "UPDATE runs SET status = 'running', ended_at = NULL, error = NULL, host = ?, pid = ?,"
+                " heartbeat_at = ?, resume_count = resume_count + 1 WHERE id = ?",
+                (host, pid, now, run_id),
+            ).rowcount
+        if not updated:
+            raise RunNotFoundError(run_id, self.location)
+        return self.get_run(run_id)
+
+    def set_status(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        error: str | None = None,
+        ended_at: float | None = None,
+        expect: Sequence[RunStatus] | None = None,
+        heartbeat_before: float | None = None,
+    ) -> bool:
+        """Move a run to ``status``.
+
+        ``expect`` and ``heartbeat_before`` make it a compare-and-set: the change happens
+        only if the run is in one of ``expect`` and its heartbeat is older than
+        ``heartbeat_before``, checked in the same statement.
+        """
+        sql = "UPDATE runs SET status = ?, error = ?, ended_at = ? WHERE id = ?"
+        args: list[Any] = [status.value, error, ended_at, run_id]
+        if expect:
+            sql += f" AND status IN ({','.join('?' * len(expect))})"
+            args.extend(s.value for s in expect)
+        if heartbeat_before is not None:
+            sql += " AND heartbeat_at < ?"
+            args.append(heartbeat_before)
+        with self._transaction() as conn:
+            return conn.execute(sql, args).rowcount > 0
+
+    def set_meta(self, run_id: str, meta: Mapping[str, Any]) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE runs SET meta = ? WHERE id = ?", (_to_json(dict(meta)), run_id))
+
+    def get_run(self, run_id: str) -> RunRecord:
+        with self._translate_errors():
+            row = self._conn().execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFoundError(run_id, self.location)
+        return _record(row)
+
+    def find_runs(self, text: str) -> list[RunRecord]:
+        with self._translate_errors():
+            rows = self._conn().execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE substr(id, 1, ?) = ? OR name = ?"
+                " ORDER BY created_at DESC, id DESC",
+                (len(text), text, text),
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+    def count_runs(self, project: str | None = None) -> int:
+        with self._translate_errors():
+            if project is None:
+                return self._conn().execute("SELECT count(*) FROM runs").fetchone()[0]
+            return self._conn().execute("SELECT count(*) FROM runs WHERE project = ?", (project,)).fetchone()[0]
+
+    def list_runs(self, query: RunQuery = RunQuery()) -> list[RunRecord]:
+        where: list[str] = []
+        args: list[Any] = []
+        if query.project is not None:
+            where.append("project = ?")
+            args.append(query.project)
+        if query.statuses:
+            where.append(f"status IN ({','.join('?' * len(query.statuses))})")
+            args.extend(s.value for s in query.statuses)
+        if query.group is not None:
+            where.append("grp = ?")
+            args.append(query.group)
+        if query.config_hash:
+            where.append("substr(config_hash, 1, ?) = ?")
+            args.extend([len(query.config_hash), query.config_hash])
+        if query.ids:
+            where.append(f"id IN ({','.join('?' * len(query.ids))})")
+            args.extend(query.ids)
+        for tag in query.tags:
+            where.append("EXISTS (SELECT 1 FROM tags WHERE tags.run_id = runs.id AND tags.tag = ?)")
+            args.append(tag)
+        for condition in query.conditions:
+            clause, clause_args = _condition_sql(condition)
+            where.append(clause)
+            args.extend(clause_args)
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        order = "DESC" if query.newest_first else "ASC"
+        sql += f" ORDER BY created_at {order}, id {order}"
+        if query.limit is not None:
+            sql += " LIMIT ?"
+            args.append(query.limit)
+        with self._translate_errors():
+            rows = self._conn().execute(sql, args).fetchall()
+        return [_record(row) for row in rows]
+
+    def delete_run(self, run_id: str) -> None:
+        with self._transaction() as conn:
+            for table in ("metric_chunks", "metric_stats", "summary", "params", "tags"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            deleted = conn.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
+        self._tails = {k: v for k, v in self._tails.items() if k[0] != run_id}
+        if not deleted:
+            raise RunNotFoundError(run_id, self.location)
+
+    # -- the one write path ----------------------------------------------------------
+
+    def write(self, run_id: str, batch: WriteBatch) -> None:
+        if batch.is_empty():
+            return
+        tails_before = {key: _copy_tail(tail) for key, tail in self._tails.items() if key[0] == run_id}
+        try:
+            with self._transaction() as conn:
+                if batch.tags:
+                    self._write_tags(conn, run_id, batch.tags)
+                if batch.params:
+                    self._write_params(conn, run_id, batch.params)
+                if batch.summary:
+                    conn.executemany(
+                        "INSERT INTO summary (run_id, key, value) VALUES (?, ?, ?)"
+                        " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+                        [(run_id, key, _to_json(value)) for key, value in batch.summary.items()],
+                    )
+                if batch.summary_deleted:
+                    conn.executemany(
+                        "DELETE FROM summary WHERE run_id = ? AND key = ?",
+                        [(run_id, key) for key in batch.summary_deleted],
+                    )
+                for key, series in batch.metrics.items():
+                    if len(series):
+                        self._append_series(conn, run_id, key, series)
+                if batch.heartbeat_at is not None:
+                    # A heartbeat proves the process alive: undo a reader's "crashed" verdict.
+                    conn.execute(
+                        "UPDATE runs SET heartbeat_at = ?,"
+                        " status = CASE WHEN status = 'crashed' THEN 'running' ELSE status END,"
+                        " ended_at = CASE WHEN status = 'crashed' THEN NULL ELSE ended_at END"
+                        " WHERE id = ?",
+                        (batch.heartbeat_at, run_id),
+                    )
+        except BaseException:
+            # the transaction rolled back: forget what it did to the chunk tails
+            self._tails = {k: v for k, v in self._tails.items() if k[0] != run_id}
+            self._tails.update(tails_before)
+            raise
+
+    def _write_tags(self, conn: sqlite3.Connection, run_id: str, tags: Sequence[str]) -> None:
+        conn.executemany(
+            "INSERT OR IGNORE INTO tags (run_id, tag) VALUES (?, ?)", [(run_id, tag) for tag in tags]
+        )
+
+    def _write_params(self, conn: sqlite3.Connection, run_id: str, params: Mapping[str, Any]) -> None:
+        conn.executemany(
+            "INSERT INTO params (run_id, key, value, num) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, num = excluded.num",
+            [(run_id, key, _to_json(value), _as_number(value)) for key, value in params.items()],
+        )
+
+    def _tail(self, conn: sqlite3.Connection, run_id: str, key: str) -> _chunks.KeyTail:
+        tail = self._tails.get((run_id, key))
+        if tail is None:
+            rows = conn.execute(
+                "SELECT seq, n FROM metric_chunks WHERE run_id = ? AND key = ? ORDER BY seq DESC LIMIT ?",
+                (run_id, key, _chunks.MERGE_AFTER),
+            ).fetchall()
+            tail = _chunks.KeyTail(next_seq=rows[0]["seq"] + 1 if rows else 0)
+            for row in rows:
+                if row["n"] >= _chunks.CHUNK_POINTS:
+                    break
+                tail.small.insert(0, (row["seq"], row["n"]))
+            self._tails[(run_id, key)] = tail
+        return tail
+
+    def _append_series(self, conn: sqlite3.Connection, run_id: str, key: str, series: MetricSeries) -> None:
+        tail = self._tail(conn, run_id, key)
+        if tail.should_merge(len(series)):
+            seqs = [seq for seq, _ in tail.small]
+            merged = self._read_chunks(conn, run_id, key, seqs)
+            merged.extend(series)
+            conn.execute(
+                f"DELETE FROM metric_chunks WHERE run_id = ? AND key = ? AND seq IN ({','.join('?' * len(seqs))})",
+                (run_id, key, *seqs),
+            )
+            tail.small.clear()
+            rows = _chunks.to_rows(merged, seqs[0])
+        else:
+            rows = _chunks.to_rows(series, tail.next_seq)
+        conn.executemany(
+            "INSERT INTO metric_chunks (run_id, key, seq, n, step_min, step_max, vmin, vmax, t_min, t_max,"
+            " steps, vals, times) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (run_id, key, r.seq, r.n, r.step_min, r.step_max, r.vmin, r.vmax, r.t_min, r.t_max,
+                 r.steps, r.vals, r.times)
+                for r in rows
+            ],
+        )
+        tail.after_write(rows)
+        self._update_stats(conn, run_id, key, series)
+
+    def _update_stats(self, conn: sqlite3.Connection, run_id: str, key: str, series: MetricSeries) -> None:
+        lo, hi = nan_aware_extremes(series.values)
+        vmin = None if lo is None else series.values[lo]
+        vmax = None if hi is None else series.values[hi]
+        conn.execute(
+            """
+            INSERT INTO metric_stats (run_id, key, count, vlast, last_step, last_time, vmin, min_step, vmax, max_step)
+            VALUES (:run, :key, :count, :last, :last_step, :last_time, :vmin, :min_step, :vmax, :max_step)
+            ON CONFLICT (run_id, key) DO UPDATE SET
+                count = count + excluded.count,
+                vlast = excluded.vlast, last_step = excluded.last_step, last_time = excluded.last_time,
+                min_step = CASE WHEN excluded.vmin IS NOT NULL AND (vmin IS NULL OR excluded.vmin < vmin)
+                                THEN excluded.min_step ELSE min_step END,
+                vmin = CASE WHEN excluded.vmin IS NOT NULL AND (vmin IS NULL OR excluded.vmin < vmin)
+                            THEN excluded.vmin ELSE vmin END,
+                max_step = CASE WHEN excluded.vmax IS NOT NULL AND (vmax IS NULL OR excluded.vmax > vmax)
+                                THEN excluded.max_step ELSE max_step END,
+                vmax = CASE WHEN excluded.vmax IS NOT NULL AND (vmax IS NULL OR excluded.vmax > vmax)
+                            THEN excluded.vmax ELSE vmax END
+            """,
+            {
+                "run": run_id, "key": key, "count": len(series),
+                "last": series.values[-1], "last_step": series.steps[-1], "last_time": series.times[-1],
+                "vmin": vmin, "min_step": None if lo is None else series.steps[lo],
+                "vmax": vmax, "max_step": None if hi is None else series.steps[hi],
+            },
+        )
+
+    # -- reads -----------------------------------------------------------------------
+
+    def _read_chunks(
+        self, conn: sqlite3.Connection, run_id: str, key: str, seqs: Sequence[int] | None = None,
+        min_step: int | None = None, max_step: int | None = None,
+    ) -> MetricSeries:
+        sql = "SELECT steps, vals, times FROM metric_chunks WHERE run_id = ? AND key = ?"
+        args: list[Any] = [run_id, key]
+        if seqs is not None:
+            sql += f" AND seq IN ({','.join('?' * len(seqs))})"
+            args.extend(seqs)
+        if min_step is not None:
+            sql += " AND step_max >= ?"
+            args.append(min_step)
+        if max_step is not None:
+            sql += " AND step_min <= ?"
+            args.append(max_step)
+        series = MetricSeries()
+        for steps, vals, times in conn.execute(sql + " ORDER BY seq", args):
+            _chunks.unpack_into(series.steps, steps)
+            _chunks.unpack_into(series.values, vals)
+            _chunks.unpack_into(series.times, times)
+        return series
+
+    def read_metric(
+        self, run_id: str, key: str, *, min_step: int | None = None, max_step: int | None = None
+    ) -> MetricSeries:
+        with self._translate_errors():
+            series = self._read_chunks(self._conn(), run_id, key, min_step=min_step, max_step=max_step)
+        if min_step is None and max_step is None:
+            return series
+        lo = -(2**63) if min_step is None else min_step
+        hi = 2**63 - 1 if max_step is None else max_step
+        kept = MetricSeries()
+        for step, value, at in series.points():
+            if lo <= step <= hi:
+                kept.append(step, value, at)
+        return kept
+
+    def metric_keys(self, run_id: str) -> list[str]:
+        with self._translate_errors():
+            rows = self._conn().execute(
+                "SELECT key FROM metric_stats WHERE run_id = ? ORDER BY key", (run_id,)
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def metric_stats(self, run_id: str, keys: Sequence[str] | None = None) -> dict[str, MetricStats]:
+        sql = "SELECT * FROM metric_stats WHERE run_id = ?"
+        args: list[Any] = [run_id]
+        if keys is not None:
+            sql += f" AND key IN ({','.join('?' * len(keys))})"
+            args.extend(keys)
+        with self._translate_errors():
+            rows = self._conn().execute(sql + " ORDER BY key", args).fetchall()
+        return {
+            row["key"]: MetricStats(
+                key=row["key"], count=row["count"], last=_null_to_nan(row["vlast"]),
+                last_step=row["last_step"], last_time=row["last_time"],
+                min=row["vmin"], min_step=row["min_step"], max=row["vmax"], max_step=row["max_step"],
+            )
+            for row in rows
+        }
+
+    def get_params(self, run_id: str) -> dict[str, Any]:
+        with self._translate_errors():
+            rows = self._conn().execute(
+                "SELECT key, value FROM params WHERE run_id = ? ORDER BY key", (run_id,)
+            ).fetchall()
+        return {row["key"]: json.loads(row["value"]) for row in rows}
+
+    def get_summary(self, run_id: str) -> dict[str, Any]:
+        with self._translate_errors():
+            rows = self._conn().execute(
+                "SELECT key, value FROM summary WHERE run_id = ? ORDER BY key", (run_id,)
+            ).fetchall()
+        return {row["key"]: json.loads(row["value"]) for row in rows}
+
+    def get_meta(self, run_id: str) -> dict[str, Any]:
+        with self._translate_errors():
+            row = self._conn().execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFoundError(run_id, self.location)
+        return json.loads(row["meta"]) if row["meta"] else {}
+
+
+def _copy_tail(tail: _chunks.KeyTail) -> _chunks.KeyTail:
+    return _chunks.KeyTail(next_seq=tail.next_seq, small=list(tail.small))
+
+
+def _condition_sql(condition: Condition) -> tuple[str, list[Any]]:
+    """SQL for one filter; ``condition.op`` was validated against the six operators."""
+    op, value, key = condition.op, condition.value, condition.key
+    numeric = isinstance(value, (int, float))  # bools count as 1 and 0
+    if condition.scope == "params":
+        column, operand = ("p.num", float(value)) if numeric else ("p.value", _to_json(value))  # type: ignore[arg-type]
+        sql = f"EXISTS (SELECT 1 FROM params p WHERE p.run_id = runs.id AND p.key = ? AND {column} {op} ?)"
+        return sql, [key, operand]
+    if condition.scope == "metrics":
+        if not numeric:
+            raise ValueError(f"metrics.{key} compares numbers, not {value!r}")
+        sql = f"EXISTS (SELECT 1 FROM metric_stats m WHERE m.run_id = runs.id AND m.key = ? AND m.vlast {op} ?)"
+        return sql, [key, float(value)]  # type: ignore[arg-type]
+    if numeric:
+        as_number = (
+            "CASE json_type(s.value) WHEN 'true' THEN 1.0 WHEN 'false' THEN 0.0"
+            " WHEN 'integer' THEN CAST(s.value AS REAL) WHEN 'real' THEN CAST(s.value AS REAL) END"
+        )
+        sql = f"EXISTS (SELECT 1 FROM summary s WHERE s.run_id = runs.id AND s.key = ? AND {as_number} {op} ?)"
+        return sql, [key, float(value)]  # type: ignore[arg-type]
+    sql = f"EXISTS (SELECT 1 FROM summary s WHERE s.run_id = runs.id AND s.key = ? AND s.value {op} ?)"
+    return sql, [key, _to_json(value)]
