@@ -228,8 +228,13 @@ class Store(Protocol):
         error: str | None = None,
         ended_at: float | None = None,
         expect: Sequence[RunStatus] | None = None,
+        heartbeat_before: float | None = None,
     ) -> bool:
-        """Move a run to ``status``; with ``expect``, only from one of those. True if changed."""
+        """Move a run to ``status``; True if it changed.
+
+        With ``expect`` only from one of those statuses, and with ``heartbeat_before`` only
+        if the run's heartbeat is older: a compare-and-set in one statement.
+        """
 
     def reopen_run(self, run_id: str, *, host: str, pid: int, now: float) -> RunRecord:
         """Mark a finished run running again for a resume; returns it with resume_count + 1."""

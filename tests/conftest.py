@@ -1,0 +1,100 @@
+"""Shared fixtures: a fresh root per test, and helpers to run real child processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from runpoint.store.sqlite import SQLiteStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty root; the working directory is the test's tmp dir, outside any git repo."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RUNPOINT_ROOT", raising=False)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    return tmp_path / "runpoint"
+
+
+@pytest.fixture
+def store_at(root: Path) -> Callable[[], SQLiteStore]:
+    """Opens (a new connection to) the root's store, closed at the end of the test."""
+    opened: list[SQLiteStore] = []
+
+    def open_it() -> SQLiteStore:
+        store = SQLiteStore(root / "runpoint.db")
+        opened.append(store)
+        return store
+
+    yield open_it
+    for store in opened:
+        store.close()
+
+
+def child_env(root: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["RUNPOINT_ROOT"] = str(root)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def write_script(directory: Path, code: str, name: str = "script.py") -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(code))
+    return path
+
+
+def run_script(directory: Path, root: Path, code: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh Python process with RUNPOINT_ROOT set; returns its result."""
+    script = write_script(directory, code)
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=directory, env=child_env(root, **env),
+        capture_output=True, timeout=timeout,
+    )
+    # decoded by hand: text=True would turn the carriage returns of progress bars into newlines
+    return subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode("utf-8", "replace"), result.stderr.decode("utf-8", "replace")
+    )
+
+
+def start_script(directory: Path, root: Path, code: str, name: str = "script.py", **env: str) -> subprocess.Popen[str]:
+    script = write_script(directory, code, name)
+    return subprocess.Popen(
+        [sys.executable, str(script)], cwd=directory, env=child_env(root, **env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_for_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 60) -> str:
+    """Read the child's stdout until a line starting with ``prefix``; returns that line."""
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"child exited before printing {prefix!r}: {proc.stderr.read() if proc.stderr else ''}")
+        if line.startswith(prefix):
+            return line.strip()
+    raise AssertionError(f"child did not print {prefix!r} within {timeout}s")
+
+
+def cli(root: Path | None, *args: str, input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m runpoint ARGS`` as a user would; ``--root`` first when given."""
+    command = [sys.executable, "-m", "runpoint", *args]
+    if root is not None:
+        command += ["--root", str(root)]
+    env = dict(os.environ)
+    env.pop("RUNPOINT_ROOT", None)
+    env["COLUMNS"] = "200"
+    return subprocess.run(command, capture_output=True, text=True, input=input, cwd=cwd, env=env, timeout=120)
