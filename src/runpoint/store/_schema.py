@@ -97,6 +97,32 @@ CREATE TABLE metric_stats (
     PRIMARY KEY (run_id, key)
 ) WITHOUT ROWID;
 CREATE INDEX metric_stats_by_key ON metric_stats(key, vlast);
+
+-- the checkpoint registry (a protocol of its own beside Store)
+CREATE TABLE checkpoints (
+    run_id      TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step        INTEGER NOT NULL,
+    path        TEXT NOT NULL,   -- relative to the run directory, or a URL for remote storage
+    bytes       INTEGER NOT NULL,
+    metrics     TEXT,            -- JSON
+    is_best     INTEGER NOT NULL DEFAULT 0,
+    hash        TEXT,            -- digest of the manifest
+    created_at  REAL NOT NULL,
+    deleted_at  REAL,            -- set when retention removed the files
+    PRIMARY KEY (run_id, step)
+) WITHOUT ROWID;
+
+-- logged media: images, histograms, text, tables
+CREATE TABLE media (
+    run_id  TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key     TEXT NOT NULL,
+    step    INTEGER NOT NULL,
+    kind    TEXT NOT NULL,       -- image | histogram | text | table
+    path    TEXT,                -- file relative to the run directory, when there is one
+    data    TEXT,                -- JSON: bins and counts, text, rows, image size
+    time    REAL NOT NULL,
+    PRIMARY KEY (run_id, key, step)
+) WITHOUT ROWID;
 """
 
 

@@ -317,7 +317,7 @@ class SQLiteStore:
 
     def delete_run(self, run_id: str) -> None:
         with self._transaction() as conn:
-            for table in ("metric_chunks", "metric_stats", "summary", "params", "tags"):
+            for table in ("metric_chunks", "metric_stats", "summary", "params", "tags", "checkpoints", "media"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             deleted = conn.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
         self._tails = {k: v for k, v in self._tails.items() if k[0] != run_id}

@@ -1,0 +1,1 @@
+"""runpoint's benchmark suite: `python -m benchmarks.run` writes docs/benchmarks.md."""

@@ -1,0 +1,163 @@
+"""What every benchmark module shares: result tables, timing helpers, machine facts.
+
+A benchmark module is ``benchmarks/bench_<area>.py`` with ``TITLE`` (a heading) and
+``run(ctx: Context) -> Section``. Peers are measured in the same run as runpoint, on
+the same disk, and results are reported as ratios so that a slow or fast machine does
+not change the story.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[Any]]
+    title: str = ""
+    note: str = ""
+
+    def markdown(self) -> str:
+        lines = []
+        if self.title:
+            lines.append(f"**{self.title}**\n")
+        lines.append("| " + " | ".join(self.columns) + " |")
+        lines.append("|" + "|".join("---" for _ in self.columns) + "|")
+        for row in self.rows:
+            lines.append("| " + " | ".join(fmt(cell) for cell in row) + " |")
+        if self.note:
+            lines.append(f"\n{self.note}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Section:
+    title: str
+    intro: str = ""
+    tables: list[Table] = field(default_factory=list)
+    numbers: dict[str, Any] = field(default_factory=dict)  # raw figures, kept in docs/benchmarks.json
+
+    def markdown(self) -> str:
+        parts = [f"## {self.title}"]
+        if self.intro:
+            parts.append(self.intro.strip())
+        parts.extend(table.markdown() for table in self.tables)
+        return "\n\n".join(parts)
+
+
+@dataclass
+class Context:
+    """Where a benchmark may write, and how hard it should try."""
+
+    workdir: Path
+    quick: bool = False
+
+    def scratch(self, name: str) -> Path:
+        path = self.workdir / name
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        return path
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        if abs(value) >= 0.01:
+            return f"{value:.3g}"
+        return f"{value:.2e}"
+    return str(value)
+
+
+def best_of(repeats: int, fn: Callable[[], Any]) -> float:
+    """Smallest wall time of ``repeats`` calls, in seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def median_of(repeats: int, fn: Callable[[], Any]) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def dir_bytes(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, name))
+            except OSError:
+                pass
+    return total
+
+
+def package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+    }
+    try:
+        with open("/proc/meminfo") as handle:
+            info["memory_gib"] = round(int(handle.readline().split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    try:
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        info["gpu"] = gpu or None
+    except (OSError, subprocess.TimeoutExpired):
+        info["gpu"] = None
+    return info
+
+
+def python_in_subprocess(code: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
+    """Run ``code`` in a fresh interpreter (clean imports, clean caches); returns stdout."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **(env or {})})
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-2000:])
+    return result.stdout
+
+
+def new_workdir(base: str | None = None) -> Path:
+    return Path(tempfile.mkdtemp(prefix="runpoint-bench-", dir=base))
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
