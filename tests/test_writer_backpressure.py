@@ -1,0 +1,103 @@
+"""The writer never drops points: a slow or failing store makes the caller wait, not lose data."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from runpoint._writer import Writer
+from runpoint.errors import StoreError
+from runpoint.store import RunRecord, RunStatus, WriteBatch
+from runpoint.store.sqlite import SQLiteStore
+
+
+class FaultyStore:
+    """The real SQLite store behind a fault injector: slow writes, or the first N writes failing."""
+
+    def __init__(self, inner: SQLiteStore, delay: float = 0.0, failures: int = 0) -> None:
+        self.inner, self.delay, self.failures = inner, delay, failures
+        self.location = inner.location
+        self.max_pending_seen = 0
+        self.writer: Writer | None = None
+
+    def write(self, run_id: str, batch: WriteBatch) -> None:
+        if self.writer is not None:
+            self.max_pending_seen = max(self.max_pending_seen, self.writer.pending)
+        time.sleep(self.delay)
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreError("disk on fire", self.location)
+        self.inner.write(run_id, batch)
+
+
+def _store(tmp_path) -> SQLiteStore:
+    store = SQLiteStore(tmp_path / "runpoint.db")
+    store.create_run(RunRecord(id="r", project="p", name="n", status=RunStatus.RUNNING, created_at=0.0,
+                               heartbeat_at=0.0, dir="p/r"))
+    return store
+
+
+def test_a_full_queue_blocks_the_caller_until_there_is_room(tmp_path) -> None:
+    inner = _store(tmp_path)
+    store = FaultyStore(inner, delay=0.02)
+    writer = Writer(store, "r", flush_interval=0.05, max_pending=100)
+    store.writer = writer
+    for step in range(5000):
+        writer.put(step, float(step), {"x": float(step)}, False)
+        assert writer.pending <= 100
+    assert writer.close(timeout=60)
+    assert inner.read_metric("r", "x").steps.tolist() == list(range(5000))
+    inner.close()
+
+
+def test_store_failures_are_retried_and_nothing_is_lost(tmp_path, caplog) -> None:
+    inner = _store(tmp_path)
+    store = FaultyStore(inner, failures=3)
+    writer = Writer(store, "r", flush_interval=0.05)
+    with caplog.at_level(logging.WARNING, logger="runpoint"):
+        for step in range(100):
+            writer.put(step, 0.0, {"x": 1.0}, False)
+        assert writer.flush(timeout=30)
+        assert writer.close(timeout=30)
+    assert inner.read_metric("r", "x").steps.tolist() == list(range(100))
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("disk on fire" in m and "retrying" in m for m in messages)
+    assert any("works again" in m for m in messages)
+    inner.close()
+
+
+def test_flush_returns_once_earlier_points_are_stored_even_while_logging_continues(tmp_path) -> None:
+    inner = _store(tmp_path)
+    writer = Writer(inner, "r", flush_interval=5.0)  # only the flush wakes it
+    stop = threading.Event()
+
+    def keep_logging() -> None:
+        step = 1000
+        while not stop.is_set():
+            writer.put(step, 0.0, {"y": 1.0}, False)
+            step += 1
+            time.sleep(0.0005)
+
+    for step in range(10):
+        writer.put(step, 0.0, {"x": 1.0}, False)
+    other = threading.Thread(target=keep_logging)
+    other.start()
+    try:
+        assert writer.flush(timeout=10)
+        assert inner.read_metric("r", "x").steps.tolist() == list(range(10))
+    finally:
+        stop.set()
+        other.join()
+        writer.close()
+        inner.close()
+
+
+def test_heartbeats_are_written_while_idle(tmp_path) -> None:
+    inner = _store(tmp_path)
+    writer = Writer(inner, "r", flush_interval=0.05, heartbeat_interval=0.1)
+    before = inner.get_run("r").heartbeat_at
+    time.sleep(0.5)
+    assert inner.get_run("r").heartbeat_at > before
+    writer.close()
+    inner.close()
