@@ -110,8 +110,8 @@ def test_sigterm_inside_with_block_marks_killed(tmp_path, root, store_at) -> Non
     proc = start_script(tmp_path, root, """
         import time, runpoint as rp
         with rp.init(project="p", id="r1") as run:
-            print("ready", flush=True)
             try:
+                print("ready", flush=True)
                 while True:
                     run.log({"x": 1.0}); time.sleep(0.01)
             finally:
@@ -119,8 +119,8 @@ def test_sigterm_inside_with_block_marks_killed(tmp_path, root, store_at) -> Non
     """)
     wait_for_line(proc, "ready")
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
-    assert "cleanup ran" in out  # finally blocks run: the signal became SystemExit
+    out, err = proc.communicate(timeout=30)
+    assert "cleanup ran" in out, (proc.returncode, err)  # finally blocks run: the signal became SystemExit
     assert _status(store_at).status is RunStatus.KILLED
 
 

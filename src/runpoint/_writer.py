@@ -79,6 +79,44 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_disable_writers_after_fork)
 
 
+def _to_columns(entries: list[tuple[int, float, dict[str, Any]]]) -> dict[str, MetricSeries]:
+    """Per key, the steps, values and times of the entries that logged it, in logged order.
+
+    Training loops log the same few key sets again and again (train keys every step, val
+    keys now and then), so entries are grouped by key set and each group's columns are
+    built with one list comprehension per key. A key that appears in several key sets is
+    gathered across them in order. Arrays of one group are shared between its keys: the
+    series are read-only from here on.
+    """
+    groups: dict[tuple[str, ...], list[tuple[int, float, dict[str, Any]]]] = {}
+    for entry in entries:
+        keys = tuple(entry[2])
+        group = groups.get(keys)
+        if group is None:
+            groups[keys] = [entry]
+        else:
+            group.append(entry)
+    seen: dict[str, int] = {}
+    for keys in groups:
+        for key in keys:
+            seen[key] = seen.get(key, 0) + 1
+    columns: dict[str, MetricSeries] = {}
+    for keys, group in groups.items():
+        steps = array("q", [entry[0] for entry in group])
+        times = array("d", [entry[1] for entry in group])
+        for key in keys:
+            if seen[key] == 1:
+                columns[key] = MetricSeries(steps, array("d", [entry[2][key] for entry in group]), times)
+            elif key not in columns:
+                mine = [entry for entry in entries if key in entry[2]]
+                columns[key] = MetricSeries(
+                    array("q", [entry[0] for entry in mine]),
+                    array("d", [entry[2][key] for entry in mine]),
+                    array("d", [entry[1] for entry in mine]),
+                )
+    return columns
+
+
 class Writer:
     """Queue plus flush thread for one run.
 
@@ -222,33 +260,23 @@ class Writer:
                 return
 
     def _collect(self, queue: deque[Any], limit: int = 250_000) -> tuple[WriteBatch, list[_Marker], int]:
-        """Pop up to ``limit`` entries and pack their points per key."""
+        """Pop up to ``limit`` entries; pack their points column-wise per key."""
         batch = WriteBatch()
         markers: list[_Marker] = []
-        columns: dict[str, tuple[array, array, array]] = {}
-        count = 0
+        entries: list[tuple[int, float, dict[str, Any]]] = []
         popleft = queue.popleft
         for _ in range(min(len(queue), limit)):
             entry = popleft()
             if type(entry) is tuple:
                 step, wall, values, deferred = entry
-                if deferred:
-                    values = self._resolve(values)
-                for key, value in values.items():
-                    column = columns.get(key)
-                    if column is None:
-                        column = columns[key] = (array("q"), array("d"), array("d"))
-                    column[0].append(step)
-                    column[1].append(value)
-                    column[2].append(wall)
-                count += len(values)
+                entries.append((step, wall, self._resolve(values) if deferred else values))
             elif type(entry) is _Marker:
                 markers.append(entry)
                 break  # write what came before the marker now, so the flush returns promptly
             else:
                 entry.apply(batch)
-        batch.metrics = {key: MetricSeries(*column) for key, column in columns.items()}
-        return batch, markers, count
+        batch.metrics = _to_columns(entries)
+        return batch, markers, sum(len(values) for _, _, values in entries)
 
     def _resolve(self, values: dict[str, Any]) -> dict[str, float]:
         resolved = {}

@@ -44,7 +44,7 @@ def unpack_into(target: array, blob: bytes) -> None:
 
 @dataclass(frozen=True)
 class ChunkRow:
-    """One row of ``metric_chunks``, ready to insert."""
+    """One row of ``metric_chunks``, ready to insert, with where its extremes are."""
 
     seq: int
     n: int
@@ -57,31 +57,61 @@ class ChunkRow:
     steps: bytes
     vals: bytes
     times: bytes
+    vmin_step: int | None  # the step of vmin / vmax (not stored in the row; for metric_stats)
+    vmax_step: int | None
+
+
+def _summarize(steps: array, vals: array, times: array) -> tuple[int, int, int | None, int | None, float, float]:
+    """step range, indices of the value extremes (NaN ignored), time range."""
+    np = sys.modules.get("numpy")  # used when the training script already loaded it: ~20x faster
+    if np is not None and len(vals) > 32:
+        s = np.frombuffer(steps, dtype=np.int64)
+        v = np.frombuffer(vals, dtype=np.float64)
+        t = np.frombuffer(times, dtype=np.float64)
+        if np.isnan(v).all():
+            lo = hi = None
+        else:
+            lo, hi = int(np.nanargmin(v)), int(np.nanargmax(v))
+        return int(s.min()), int(s.max()), lo, hi, float(t.min()), float(t.max())
+    lo, hi = nan_aware_extremes(vals)
+    # Wall times are taken in logging order, so first and last bound them (barring a clock
+    # step backwards, which only blurs a time-axis query by that step); steps may come in
+    # any order.
+    return min(steps), max(steps), lo, hi, times[0], times[-1]
 
 
 def to_rows(series: MetricSeries, first_seq: int) -> list[ChunkRow]:
     """Split ``series`` into rows of at most :data:`CHUNK_POINTS`, numbered from ``first_seq``."""
     rows = []
+    whole = len(series) <= CHUNK_POINTS
     for index, start in enumerate(range(0, len(series), CHUNK_POINTS)):
-        stop = start + CHUNK_POINTS
-        steps, vals, times = series.steps[start:stop], series.values[start:stop], series.times[start:stop]
-        lo, hi = nan_aware_extremes(vals)
+        if whole:
+            steps, vals, times = series.steps, series.values, series.times
+        else:
+            stop = start + CHUNK_POINTS
+            steps, vals, times = series.steps[start:stop], series.values[start:stop], series.times[start:stop]
+        step_min, step_max, lo, hi, t_min, t_max = _summarize(steps, vals, times)
         rows.append(
             ChunkRow(
-                seq=first_seq + index,
-                n=len(steps),
-                step_min=min(steps),
-                step_max=max(steps),
-                vmin=None if lo is None else vals[lo],
-                vmax=None if hi is None else vals[hi],
-                t_min=min(times),
-                t_max=max(times),
-                steps=pack(steps),
-                vals=pack(vals),
-                times=pack(times),
+                seq=first_seq + index, n=len(steps), step_min=step_min, step_max=step_max,
+                vmin=None if lo is None else vals[lo], vmax=None if hi is None else vals[hi],
+                t_min=t_min, t_max=t_max, steps=pack(steps), vals=pack(vals), times=pack(times),
+                vmin_step=None if lo is None else steps[lo], vmax_step=None if hi is None else steps[hi],
             )
         )
     return rows
+
+
+def extremes_of(rows: list[ChunkRow]) -> tuple[float | None, int | None, float | None, int | None]:
+    """``(min, its step, max, its step)`` over rows; the first occurrence wins ties."""
+    lows = [row for row in rows if row.vmin is not None]
+    highs = [row for row in rows if row.vmax is not None]
+    low = min(lows, key=lambda row: row.vmin) if lows else None  # type: ignore[arg-type,return-value]
+    high = max(highs, key=lambda row: row.vmax) if highs else None  # type: ignore[arg-type,return-value]
+    return (
+        None if low is None else low.vmin, None if low is None else low.vmin_step,
+        None if high is None else high.vmax, None if high is None else high.vmax_step,
+    )
 
 
 @dataclass

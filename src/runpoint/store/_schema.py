@@ -75,7 +75,7 @@ CREATE TABLE metric_chunks (
     step_max  INTEGER NOT NULL,
     vmin      REAL,            -- NULL when every value in the chunk is NaN
     vmax      REAL,
-    t_min     REAL NOT NULL,
+    t_min     REAL NOT NULL,   -- wall time of the first and last point
     t_max     REAL NOT NULL,
     steps     BLOB NOT NULL,   -- n little-endian int64
     vals      BLOB NOT NULL,   -- n little-endian float64

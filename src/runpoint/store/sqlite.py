@@ -33,7 +33,6 @@ from .base import (
     RunRecord,
     RunStatus,
     WriteBatch,
-    nan_aware_extremes,
 )
 
 BUSY_TIMEOUT_S = 120.0
@@ -416,12 +415,14 @@ class SQLiteStore:
             ],
         )
         tail.after_write(rows)
-        self._update_stats(conn, run_id, key, series)
+        self._update_stats(conn, run_id, key, series, rows)
 
-    def _update_stats(self, conn: sqlite3.Connection, run_id: str, key: str, series: MetricSeries) -> None:
-        lo, hi = nan_aware_extremes(series.values)
-        vmin = None if lo is None else series.values[lo]
-        vmax = None if hi is None else series.values[hi]
+    def _update_stats(
+        self, conn: sqlite3.Connection, run_id: str, key: str, series: MetricSeries, rows: list[_chunks.ChunkRow]
+    ) -> None:
+        # The rows hold the new points (plus, after a merge, older points that are already
+        # counted and cannot beat the stored extremes), so their extremes are the batch's.
+        vmin, min_step, vmax, max_step = _chunks.extremes_of(rows)
         conn.execute(
             """
             INSERT INTO metric_stats (run_id, key, count, vlast, last_step, last_time, vmin, min_step, vmax, max_step)
@@ -441,8 +442,7 @@ class SQLiteStore:
             {
                 "run": run_id, "key": key, "count": len(series),
                 "last": series.values[-1], "last_step": series.steps[-1], "last_time": series.times[-1],
-                "vmin": vmin, "min_step": None if lo is None else series.steps[lo],
-                "vmax": vmax, "max_step": None if hi is None else series.steps[hi],
+                "vmin": vmin, "min_step": min_step, "vmax": vmax, "max_step": max_step,
             },
         )
 
