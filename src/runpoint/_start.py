@@ -79,12 +79,13 @@ def init(
     masked = mask_secrets(to_plain(config))
     root_path = resolve_root(root)
     store = open_store(root_path)
-    options = dict(console=console, flush_interval=float(flush_interval))
     if resume is not None:
         if id is not None and id != resume:
             raise InvalidArgumentError("id", f"conflicts with resume={resume!r}; give one of them")
-        return _resume(store, root_path, project, resume, masked, tags, **options)
-    return _create(store, root_path, project, id, name, masked, tags, notes, group, **options)
+        return _resume(store, root_path, project, resume, masked, tags, console=console, flush_interval=float(flush_interval))
+    return _create(
+        store, root_path, project, id, name, masked, tags, notes, group, console=console, flush_interval=float(flush_interval)
+    )
 
 
 def _check_identifier(argument: str, value: Any) -> None:

@@ -330,7 +330,7 @@ class Writer:
     def _disable_in_forked_child(self) -> None:
         # The thread did not survive fork(); points logged in the child would pile up.
         self._queue = deque()
-        warned = []
+        warned: list[bool] = []
 
         def put_in_child(*_: Any, **__: Any) -> None:
             if not warned:

@@ -70,7 +70,10 @@ def _write_parquet(store: Store, run: RunRecord, path: Path) -> int:
         import pyarrow.parquet as pq
     except ImportError:
         raise RunpointError("Parquet export needs pyarrow: pip install 'runpoint[parquet]'") from None
-    keys, steps, values, times = [], [], [], []
+    keys: list[str] = []
+    steps: list[int] = []
+    values: list[float] = []
+    times: list[float] = []
     for key in store.metric_keys(run.id):
         series = store.read_metric(run.id, key)
         keys.extend([key] * len(series))

@@ -199,7 +199,7 @@ class Run:
         self._status = final
         writer = self._writer
         self._writer = _FinishedWriter(self.id)
-        self.summary._writer = writer  # reads still flush through the old writer (a no-op now)
+        self.summary._writer = writer  # type: ignore[assignment]  # a closed writer: flush is a no-op
         if isinstance(writer, Writer) and not writer.close(timeout=120):
             logger.error("runpoint: run %s finished with %d points not yet stored", self.id, writer.pending)
         ended = time.time()
@@ -245,7 +245,7 @@ class Run:
             self.finish(RunStatus.KILLED, error="KeyboardInterrupt")
         elif issubclass(kind, SystemExit) and self._signal_received is not None:
             self.finish(RunStatus.KILLED, error=f"signal {self._signal_received}")
-        elif issubclass(kind, SystemExit) and value is not None and value.code in (0, None):
+        elif issubclass(kind, SystemExit) and isinstance(value, SystemExit) and value.code in (0, None):
             self.finish(RunStatus.COMPLETED)
         else:
             self.finish(RunStatus.FAILED, error="".join(traceback.format_exception(kind, value, tb)))
