@@ -1,0 +1,199 @@
+"""The dashboard's JSON API over runs: listing, details, live state, chart series, compare.
+
+Every handler reads through :mod:`runpoint.query` (which detects crashed runs) and the
+store's protocols, never SQL. The routes for a run's files (console, checkpoints, media)
+are in :mod:`runpoint.server.api_files`, launching in :mod:`runpoint.server.api_launch`.
+The OpenAPI description is served at ``/api/openapi.json`` and browsable at ``/api/docs``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from .. import __version__, query
+from ..errors import InvalidArgumentError
+from ..store.base import RunRecord
+from ..store.bulk import split_column
+from .context import Dashboard, dashboard
+from .downsample import DEFAULT_BUCKETS, MAX_BUCKETS, downsample_metric, epoch_knots
+
+router = APIRouter(prefix="/api", tags=["runs"])
+
+Ctx = Annotated[Dashboard, Depends(dashboard)]
+MAX_RUNS = 20_000
+
+
+def _columns(text: str | None) -> list[str]:
+    columns = [c.strip() for c in (text or "").split(",") if c.strip()]
+    for column in columns:
+        try:
+            split_column(column)
+        except ValueError as exc:
+            raise InvalidArgumentError("columns", str(exc)) from None
+    return columns
+
+
+def _row(run: RunRecord) -> dict[str, Any]:
+    row = query.record_dict(run)
+    lines = (run.error or "").strip().splitlines()
+    row["error"] = lines[-1] if lines else None  # the table shows the last line of a traceback
+    return row
+
+
+@router.get("/info", summary="The root this dashboard serves")
+def info(ctx: Ctx) -> dict[str, Any]:
+    """Version, root, projects with their run counts, and the entry points Launch offers."""
+    return {
+        "version": __version__,
+        "root": str(ctx.root),
+        "projects": ctx.reader.projects(),
+        "runs": ctx.store.count_runs(),
+        "entry_points": sorted(ctx.launcher.entry_points),
+    }
+
+
+@router.get("/runs", summary="List runs, filtered, with picked columns")
+def list_runs(
+    ctx: Ctx,
+    project: str | None = None,
+    tag: Annotated[list[str], Query(description="Runs having every tag given (repeatable).")] = [],  # noqa: B006
+    status: Annotated[list[str], Query(description="running, completed, failed, killed, crashed (repeatable).")] = [],  # noqa: B006
+    where: Annotated[list[str], Query(description="Filters like 'params.training.lr > 1e-4' (repeatable).")] = [],  # noqa: B006
+    group: str | None = None,
+    columns: Annotated[str | None, Query(description="Comma-separated params.<key>, metrics.<key>, summary.<key>.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_RUNS)] = 5000,
+) -> dict[str, Any]:
+    """Runs newest first. ``values`` of each row holds the picked columns (metrics: last value)."""
+    picked = _columns(columns)
+    runs = query.list_runs(
+        ctx.store, project=project or None, tags=tag, status=status or None, where=where,
+        group=group or None, limit=limit + 1,
+    )
+    more = len(runs) > limit
+    runs = runs[:limit]
+    values = ctx.reader.column_values([run.id for run in runs], picked) if picked else {}
+    rows = []
+    for run in runs:
+        row = _row(run)
+        row["values"] = values.get(run.id, {})
+        rows.append(row)
+    return {"runs": rows, "more": more, "columns": picked}
+
+
+@router.get("/columns", summary="Keys the runs table can show as columns")
+def columns(ctx: Ctx, project: str | None = None) -> dict[str, list[str]]:
+    """Every param, metric and summary key of the runs (of ``project``)."""
+    runs = ctx.store.list_runs(query.RunQuery(project=project or None))
+    return ctx.reader.column_keys([run.id for run in runs])
+
+
+@router.get("/runs/{ref}", summary="Everything about one run")
+def run_details(ctx: Ctx, ref: str) -> dict[str, Any]:
+    """Record, flattened config, nested config, summary (derived and set), metric stats, metadata."""
+    run = query.resolve_run(ctx.store, ref)
+    details = query.run_details(ctx.store, run)
+    details["summary_full"] = query.full_summary(ctx.store, run.id)
+    details["config"] = _read_config(ctx, run)
+    launch = ctx.launcher.launch_of_run(run.id)
+    details["launch"] = launch.id if launch is not None else None
+    return details
+
+
+def _read_config(ctx: Dashboard, run: RunRecord) -> Any:
+    import yaml
+
+    try:
+        text = (ctx.run_dir(run) / "config.yaml").read_text(encoding="utf-8")
+        return yaml.safe_load(text) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+@router.get("/runs/{ref}/state", summary="A run's live state, for polling")
+def run_state(ctx: Ctx, ref: str) -> dict[str, Any]:
+    """Status, heartbeat and each metric's point count and last step; cheap enough to poll every second."""
+    run = query.resolve_run(ctx.store, ref)
+    stats = ctx.store.metric_stats(run.id)
+    return {
+        "id": run.id,
+        "status": run.status.value,
+        "heartbeat_at": run.heartbeat_at,
+        "ended_at": run.ended_at,
+        "duration_s": round(run.duration, 3),
+        "error": run.error,
+        "metrics": {key: {"count": s.count, "last": s.last, "last_step": s.last_step} for key, s in stats.items()},
+    }
+
+
+@router.get("/runs/{ref}/series", summary="One metric, downsampled for a chart")
+def series(
+    ctx: Ctx,
+    ref: str,
+    key: Annotated[str, Query(description="Metric key, e.g. train/loss.")],
+    x: Annotated[Literal["step", "time", "relative", "epoch"], Query(description="The x axis.")] = "step",
+    x0: Annotated[float | None, Query(description="Start of the x range (zoom), in the axis' units.")] = None,
+    x1: Annotated[float | None, Query(description="End of the x range.")] = None,
+    points: Annotated[int, Query(ge=1, le=MAX_BUCKETS, description="Buckets: about the chart's width in pixels.")] = DEFAULT_BUCKETS,
+    epoch_key: Annotated[str, Query(description="Metric that holds the epoch, for x=epoch.")] = "epoch",
+) -> dict[str, Any]:
+    """Min and max per bucket (each at its x) plus bucket means, or every point when few.
+
+    ``x=time`` is Unix seconds, ``relative`` seconds since the run started, ``epoch``
+    fractional epochs interpolated from the ``epoch_key`` metric. Non-finite values are
+    gaps (``null``).
+    """
+    run = query.resolve_run(ctx.store, ref)
+    if key not in ctx.store.metric_keys(run.id):
+        query.metric_history(ctx.store, run.id, key)  # raises the error naming the keys it has
+    result = _series(ctx, run, key, x, x0, x1, points, epoch_key)
+    data = result.to_dict()
+    data.update({"run_id": run.id, "key": key, "axis": x})
+    return data
+
+
+def _series(ctx: Dashboard, run: RunRecord, key: str, axis: str, x0: float | None, x1: float | None,
+            points: int, epoch_key: str) -> Any:
+    import numpy as np
+
+    if axis in {"step", "time"}:
+        return downsample_metric(ctx.reader, run.id, key, axis=axis, x0=x0, x1=x1, buckets=points)  # type: ignore[arg-type]
+    if axis == "relative":
+        origin = run.created_at
+        result = downsample_metric(
+            ctx.reader, run.id, key, axis="time", buckets=points,
+            x0=None if x0 is None else x0 + origin, x1=None if x1 is None else x1 + origin,
+        )
+        shift = lambda values: [v - origin for v in values]  # noqa: E731
+    else:
+        if epoch_key not in ctx.store.metric_keys(run.id):
+            raise InvalidArgumentError("x", f"run {run.id} has no {epoch_key!r} metric to use as the epoch axis")
+        epochs = query.metric_history(ctx.store, run.id, epoch_key)
+        knot_steps, knot_epochs = epoch_knots(*epochs.to_numpy()[:2])
+        to_step = lambda e: None if e is None else float(np.interp(e, knot_epochs, knot_steps))  # noqa: E731
+        result = downsample_metric(ctx.reader, run.id, key, axis="step", x0=to_step(x0), x1=to_step(x1), buckets=points)
+        shift = lambda values: np.interp(np.asarray(values, dtype=float), knot_steps, knot_epochs).tolist()  # noqa: E731
+    result.x = shift(result.x)
+    result.bucket_x = shift(result.bucket_x)
+    if result.x_min is not None and result.x_max is not None:
+        result.x_min, result.x_max = shift([result.x_min, result.x_max])
+    return result
+
+
+@router.get("/compare", summary="Runs side by side")
+def compare(
+    ctx: Ctx,
+    runs: Annotated[list[str], Query(description="Two or more run ids, prefixes or names (repeatable).")],
+) -> dict[str, Any]:
+    """Config values that differ and those that agree, each metric's last value per run."""
+    refs = [part for ref in runs for part in ref.split(",") if part.strip()]
+    if len(refs) < 2:
+        raise InvalidArgumentError("runs", "compare needs at least two runs")
+    records = [query.resolve_run(ctx.store, ref) for ref in refs]
+    result = query.compare(ctx.store, records).to_dict()
+    result["summary"] = {}
+    summaries = [ctx.store.get_summary(run.id) for run in records]
+    for key in sorted(set().union(*summaries)):
+        result["summary"][key] = [summary.get(key) for summary in summaries]
+    return result

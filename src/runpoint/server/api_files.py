@@ -1,0 +1,183 @@
+"""The dashboard's API over a run's files: console logs, checkpoints and media.
+
+Every path is resolved inside the run's directory (:func:`~.security.resolve_inside`):
+absolute paths, ``..`` and symlinks that lead out are refused with 404 (indistinguishable
+from a missing file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import FileResponse
+
+from .. import query
+from ..errors import InvalidArgumentError
+from ..store.base import RunRecord
+from .context import Dashboard, dashboard
+from .security import resolve_inside
+
+router = APIRouter(prefix="/api/runs/{ref}", tags=["run files"])
+Ctx = Annotated[Dashboard, Depends(dashboard)]
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
+_CONSOLE_NAME = re.compile(r"^console(_resume_\d+)?\.log$")
+SERVED_DIRS = ("media",)  # what /files may serve from a run's directory
+
+
+def _run(ctx: Dashboard, ref: str) -> tuple[RunRecord, Path]:
+    run = query.resolve_run(ctx.store, ref)
+    return run, ctx.run_dir(run)
+
+
+def clean_console(text: str) -> str:
+    """Console text as a terminal would show it: colours removed, ``\\r`` rewrites applied."""
+    text = _ANSI.sub("", text)
+    lines = []
+    for line in text.split("\n"):
+        if "\r" in line:
+            parts = [part for part in line.split("\r") if part]
+            line = parts[-1] if parts else ""
+        lines.append(line)
+    return "\n".join(lines)
+
+
+@router.get("/console", summary="The tail of a run's console log")
+def console(
+    ctx: Ctx,
+    ref: str,
+    file: Annotated[str | None, Query(description="console.log or console_resume_<N>.log; default: the newest.")] = None,
+    max_bytes: Annotated[int, Query(ge=1, le=4_000_000)] = 200_000,
+) -> dict[str, Any]:
+    """The last ``max_bytes`` of one console log, cleaned of terminal control codes."""
+    run, directory = _run(ctx, ref)
+    logs = directory / "logs"
+    files = []
+    if logs.is_dir():
+        for path in logs.iterdir():
+            if _CONSOLE_NAME.match(path.name) and path.is_file():
+                files.append({"name": path.name, "bytes": path.stat().st_size})
+    files.sort(key=lambda f: (f["name"] != "console.log", int(re.sub(r"\D", "", f["name"]) or 0)))
+    if not files:
+        return {"files": [], "file": None, "text": "", "bytes": 0, "truncated": False}
+    name = file or files[-1]["name"]
+    if not _CONSOLE_NAME.match(name):
+        raise InvalidArgumentError("file", f"{name!r} is not a console log")
+    try:
+        path = resolve_inside(directory, f"logs/{name}")
+    except InvalidArgumentError:
+        raise HTTPException(404, f"run {run.id} has no {name}") from None
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - max_bytes))
+        data = handle.read()
+    text = data.decode("utf-8", "replace")
+    if size > max_bytes:
+        text = text.split("\n", 1)[-1]  # drop the partial first line
+    return {"files": files, "file": name, "text": clean_console(text), "bytes": size, "truncated": size > max_bytes}
+
+
+def _pointer(directory: Path, name: str) -> str | None:
+    try:
+        return (directory / "checkpoints" / name).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _checkpoint_state(directory: Path, row: dict[str, Any]) -> str:
+    if row.get("deleted_at") is not None:
+        return "deleted"
+    if "://" in row["path"]:
+        return "remote"
+    try:
+        folder = resolve_inside(directory, row["path"].rstrip("/") + "/manifest.json").parent
+    except InvalidArgumentError:
+        return "missing"
+    return "present" if folder.is_dir() else "missing"
+
+
+@router.get("/checkpoints", summary="A run's checkpoints")
+def checkpoints(ctx: Ctx, ref: str) -> dict[str, Any]:
+    """Registry rows (step, size, metrics, best) with whether the files are there, and the pointers."""
+    run, directory = _run(ctx, ref)
+    rows = ctx.reader.checkpoint_rows(run.id)
+    for row in rows:
+        row["state"] = _checkpoint_state(directory, row)
+    return {"checkpoints": rows, "latest": _pointer(directory, "latest"), "best": _pointer(directory, "best")}
+
+
+def _manifest_files(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    files = manifest.get("files", {})
+    if isinstance(files, dict):
+        return [(name, info if isinstance(info, dict) else {}) for name, info in files.items()]
+    if isinstance(files, list):
+        return [(str(f.get("path") or f.get("name")), f) for f in files if isinstance(f, dict)]
+    return []
+
+
+@router.post("/checkpoints/{step}/verify", summary="Check a checkpoint's files against its manifest")
+def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> dict[str, Any]:
+    """Every file the manifest lists must exist with its size and digest (sha256 when listed)."""
+    run, directory = _run(ctx, ref)
+    row = next((r for r in ctx.reader.checkpoint_rows(run.id) if r["step"] == step), None)
+    if row is None:
+        raise HTTPException(404, f"run {run.id} has no checkpoint at step {step}")
+    problems: list[str] = []
+    try:
+        manifest_path = resolve_inside(directory, row["path"].rstrip("/") + "/manifest.json")
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (InvalidArgumentError, OSError, ValueError) as exc:
+        return {"step": step, "ok": False, "problems": [f"manifest unreadable: {exc}"]}
+    checked = 0
+    for name, info in _manifest_files(manifest):
+        try:
+            path = resolve_inside(manifest_path.parent, name)
+        except InvalidArgumentError:
+            problems.append(f"{name}: missing")
+            continue
+        checked += 1
+        size = info.get("bytes", info.get("size"))
+        if size is not None and path.stat().st_size != size:
+            problems.append(f"{name}: {path.stat().st_size} bytes, manifest says {size}")
+        if isinstance(info.get("sha256"), str):
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            if digest.hexdigest() != info["sha256"]:
+                problems.append(f"{name}: sha256 differs from the manifest")
+    return {"step": step, "ok": not problems, "files_checked": checked, "problems": problems}
+
+
+@router.get("/media", summary="A run's logged media")
+def media(ctx: Ctx, ref: str) -> dict[str, Any]:
+    """Images, histograms, text and tables, by key and step; files are fetched from ``/files/<path>``."""
+    run, _ = _run(ctx, ref)
+    rows = ctx.reader.media_rows(run.id)
+    for row in rows:
+        row["url"] = f"/api/runs/{run.id}/files/{row['path']}" if row.get("path") else None
+    return {"media": rows}
+
+
+@router.get("/files/{path:path}", summary="A media file of a run", response_class=FileResponse)
+def run_file(ctx: Ctx, ref: str, path: str) -> FileResponse:
+    """A file under the run's ``media/`` folder; nothing outside it is ever served."""
+    run, directory = _run(ctx, ref)
+    if path.split("/", 1)[0] not in SERVED_DIRS:
+        raise HTTPException(404, "not found")
+    try:
+        target = resolve_inside(directory, path)
+    except InvalidArgumentError:
+        raise HTTPException(404, "not found") from None
+    media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    if media_type in {"text/html", "image/svg+xml", "application/xhtml+xml", "text/javascript"}:
+        media_type = "text/plain"  # never render logged markup as a page of the dashboard's origin
+    return FileResponse(target, media_type=media_type)

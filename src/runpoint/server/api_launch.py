@@ -1,0 +1,94 @@
+"""The dashboard's API for starting and stopping training: entry points, launches, stop."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from .. import query
+from ..store.base import RunQuery
+from .context import Dashboard, dashboard
+from .launch import Launch
+
+router = APIRouter(prefix="/api", tags=["launch"])
+Ctx = Annotated[Dashboard, Depends(dashboard)]
+
+
+class LaunchRequest(BaseModel):
+    """What the Launch form submits."""
+
+    entry_point: str = Field(description="Name of the entry point, e.g. 'demo'.")
+    config: dict[str, Any] = Field(default_factory=dict, description="The config, validated against the entry point's schema.")
+    project: str | None = Field(default=None, description="Project to record the run in (default: the entry point's).")
+    name: str = Field(default="", description="Run name; made up when empty.")
+
+
+class StopRequest(BaseModel):
+    force: bool = Field(default=False, description="SIGKILL instead of SIGTERM: no checkpoint, the run ends as crashed.")
+
+
+def _describe(ctx: Dashboard, launch: Launch) -> dict[str, Any]:
+    host = socket.gethostname()
+    recent = [run for run in ctx.store.list_runs(RunQuery(limit=50)) if run.host == host] if launch.run_id is None else []
+    ctx.launcher.refresh(launch, recent)
+    data = asdict(launch)
+    data["run_status"] = None
+    if launch.run_id is not None:
+        try:
+            data["run_status"] = query.resolve_run(ctx.store, launch.run_id).status.value
+        except Exception:  # the run was deleted
+            data["run_status"] = None
+    return data
+
+
+@router.get("/entry-points", summary="What the Launch page can start")
+def entry_points(ctx: Ctx) -> list[dict[str, Any]]:
+    """Each entry point with its config JSON schema, defaults and presets (merged over the defaults)."""
+    return [entry.describe() for entry in ctx.launcher.entry_points.values()]
+
+
+@router.post("/launches", summary="Start a training process", status_code=201)
+def launch(ctx: Ctx, request: LaunchRequest) -> dict[str, Any]:
+    """Validate the config against the entry point's schema and start the process; 422 lists every problem."""
+    entry = ctx.launcher.entry_points.get(request.entry_point)
+    if entry is None:
+        from ..errors import InvalidArgumentError
+
+        raise InvalidArgumentError("entry_point", f"no entry point {request.entry_point!r}")
+    config = entry.validate(request.config)
+    started = ctx.launcher.launch(
+        entry.name, config, project=request.project or entry.project, name=request.name.strip()
+    )
+    return _describe(ctx, started)
+
+
+@router.get("/launches", summary="Processes started from the dashboard")
+def launches(ctx: Ctx) -> list[dict[str, Any]]:
+    """Newest first, each with its state, exit code and the run it created."""
+    return [_describe(ctx, launch) for launch in ctx.launcher.list()]
+
+
+@router.get("/launches/{launch_id}", summary="One launch, with the tail of its output")
+def launch_details(ctx: Ctx, launch_id: str) -> dict[str, Any]:
+    data = _describe(ctx, ctx.launcher.get(launch_id))
+    data["output"] = ctx.launcher.output_tail(launch_id)
+    return data
+
+
+@router.post("/launches/{launch_id}/stop", summary="Stop a launched process")
+def stop_launch(ctx: Ctx, launch_id: str, request: StopRequest | None = None) -> dict[str, Any]:
+    """SIGTERM to its process group: the run saves a checkpoint (if it has a manager) and ends as killed."""
+    ctx.launcher.stop(launch_id, force=bool(request and request.force))
+    return _describe(ctx, ctx.launcher.get(launch_id))
+
+
+@router.post("/runs/{ref}/stop", summary="Stop a running run")
+def stop_run(ctx: Ctx, ref: str, request: StopRequest | None = None) -> dict[str, Any]:
+    """SIGTERM to the run's process (or its launch's process group) on this host."""
+    run = query.resolve_run(ctx.store, ref)
+    sent = ctx.launcher.stop_run(run, force=bool(request and request.force))
+    return {"id": run.id, "signal": sent}

@@ -1,0 +1,109 @@
+"""The dashboard's FastAPI application: the JSON API and the static front end.
+
+Example::
+
+    from runpoint.server.app import create_app
+    import uvicorn
+
+    uvicorn.run(create_app("runpoint"), host="127.0.0.1", port=6300)
+
+The front end (``static/``) is plain ES modules and uPlot, served from the package; no
+CDN, no build step.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from .. import __version__, query
+from .._paths import resolve_root
+from ..errors import ConfigError, InvalidArgumentError, RunNotFoundError, RunpointError, StoreError
+from ..store.bulk import bulk_reader
+from . import api, api_files, api_launch
+from .context import Dashboard, StrictJSONResponse
+from .entry_points import EntryPoint, demo_entry_point
+from .launch import Launcher
+from .security import Guard
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    token: str | None = None,
+    loopback_only: bool = True,
+    entry_points: Iterable[EntryPoint] = (),
+    include_demo: bool = True,
+) -> FastAPI:
+    """The dashboard over the root ``root`` (``$RUNPOINT_ROOT`` or ``./runpoint`` when None).
+
+    Args:
+        token: when set, every request must carry it (see :mod:`runpoint.server.security`).
+        loopback_only: answer only requests addressed to localhost (the server listens on loopback).
+        entry_points: what Launch can start, besides the demo (``include_demo``).
+    """
+    store = query.open_root(root)
+    root_path = resolve_root(root) if root is None or "://" not in os.fspath(root) else Path(store.location).parent
+    entries = ([demo_entry_point()] if include_demo else []) + list(entry_points)
+    app = FastAPI(
+        title="runpoint dashboard",
+        version=__version__,
+        description="Runs, metrics, checkpoints and launches of one runpoint root.",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        default_response_class=StrictJSONResponse,
+    )
+    app.state.dashboard = Dashboard(
+        root=root_path, store=store, reader=bulk_reader(store), launcher=Launcher(root_path, entries)
+    )
+    for router in (api.router, api_files.router, api_launch.router):
+        app.include_router(router)
+    _add_error_handlers(app)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(Guard, token=token, loopback_only=loopback_only)
+    return app
+
+
+def _error(status: int, message: str, **extra: object) -> JSONResponse:
+    return StrictJSONResponse({"detail": message, **extra}, status_code=status)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RunNotFoundError)
+    async def not_found(request: Request, exc: RunNotFoundError) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(ConfigError)
+    async def bad_config(request: Request, exc: ConfigError) -> JSONResponse:
+        return _error(422, str(exc).splitlines()[0], issues=exc.issues)
+
+    @app.exception_handler(InvalidArgumentError)
+    async def bad_argument(request: Request, exc: InvalidArgumentError) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
+        return _error(500, str(exc))
+
+    @app.exception_handler(RunpointError)
+    async def runpoint_error(request: Request, exc: RunpointError) -> JSONResponse:
+        return _error(400, str(exc).splitlines()[0])
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        issues = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return _error(422, "; ".join(issues), issues=issues)

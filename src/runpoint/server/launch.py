@@ -1,0 +1,261 @@
+"""Starting training processes from the dashboard, and stopping them.
+
+A launch writes the submitted config to ``<root>/.launches/<id>/config.yaml``, starts the
+entry point's command in a new session (its own process group) with ``RUNPOINT_ROOT``
+pointing at the dashboard's root, and sends its output to ``output.log`` beside it.
+``launch.json`` records what was started, so a restarted dashboard still lists it.
+
+Stop sends SIGTERM to the process group: runpoint's handler runs the run's preemption
+hooks (the checkpoint manager saves) and the run ends as ``killed``. A second, forced stop
+sends SIGKILL. Runs started elsewhere on this host can be stopped too, by their pid,
+after checking that the pid still belongs to the process that created the run.
+
+Processes outlive the dashboard: closing the UI does not stop training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .._fs import write_atomic
+from ..errors import InvalidArgumentError, RunpointError
+from ..store.base import RunRecord, RunStatus
+from .entry_points import PLACEHOLDERS, EntryPoint
+
+LAUNCH_DIR = ".launches"
+
+
+@dataclass
+class Launch:
+    """One process the dashboard started."""
+
+    id: str
+    entry_point: str
+    command: list[str]
+    cwd: str
+    pid: int
+    project: str
+    name: str
+    started_at: float
+    state: str = "running"  # running | exited
+    exit_code: int | None = None
+    ended_at: float | None = None
+    run_id: str | None = None
+    stop_requested_at: float | None = None
+    stop_signal: str | None = None
+
+
+def _process_start_time(pid: int) -> float | None:
+    """When process ``pid`` started (Unix time), from /proc; None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 of stat, counted after the command name
+        with open("/proc/stat", "rb") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith(b"btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Launcher:
+    """Starts entry points as child processes and keeps track of them.
+
+    Example::
+
+        launcher = Launcher(Path("runpoint"), [demo_entry_point()])
+        launch = launcher.launch("demo", {"training": {"epochs": 3}}, project="demo")
+        launcher.stop(launch.id)
+    """
+
+    def __init__(self, root: Path, entry_points: list[EntryPoint]) -> None:
+        self.root = root
+        self.dir = root / LAUNCH_DIR
+        self.entry_points = {entry.name: entry for entry in entry_points}
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._launches: dict[str, Launch] = {}
+        self._lock = threading.Lock()
+        self._load()
+
+    def _load(self) -> None:
+        if not self.dir.is_dir():
+            return
+        for record in sorted(self.dir.glob("*/launch.json")):
+            try:
+                launch = Launch(**json.loads(record.read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError):
+                continue
+            self._launches[launch.id] = launch
+
+    def _save(self, launch: Launch) -> None:
+        write_atomic(self.dir / launch.id / "launch.json", json.dumps(asdict(launch), indent=2))
+
+    # -- starting --------------------------------------------------------------------
+
+    def launch(self, entry_name: str, config: dict[str, Any], *, project: str, name: str = "") -> Launch:
+        """Start ``entry_name`` with ``config`` (validated by the caller); returns the record."""
+        from .._ids import is_valid_identifier
+
+        entry = self.entry_points.get(entry_name)
+        if entry is None:
+            known = ", ".join(sorted(self.entry_points)) or "none"
+            raise InvalidArgumentError("entry_point", f"no entry point {entry_name!r} (known: {known})")
+        if not is_valid_identifier(project):
+            raise InvalidArgumentError("project", f"{project!r} is not valid: letters, digits, '.', '_' or '-'")
+        if name and (len(name) > 128 or any(ord(c) < 32 for c in name)):
+            raise InvalidArgumentError("name", "must be at most 128 printable characters")
+        import yaml
+
+        launch_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        folder = self.dir / launch_id
+        folder.mkdir(parents=True)
+        config_path = folder / "config.yaml"
+        write_atomic(config_path, yaml.safe_dump(config, sort_keys=False))
+        values = {
+            "python": sys.executable, "config": str(config_path), "root": str(self.root),
+            "project": project, "name": name, "launch_id": launch_id,
+        }
+        command = [self._fill(part, values) for part in entry.command]
+        cwd = entry.cwd or os.getcwd()
+        env = {**os.environ, "RUNPOINT_ROOT": str(self.root), "RUNPOINT_LAUNCH_CONFIG": str(config_path),
+               "RUNPOINT_LAUNCH_ID": launch_id, "PYTHONUNBUFFERED": "1"}
+        with open(folder / "output.log", "wb") as output:
+            try:
+                process = subprocess.Popen(
+                    command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, start_new_session=True,
+                )
+            except OSError as exc:
+                raise RunpointError(f"could not start {command[0]!r}: {exc}") from None
+        launch = Launch(
+            id=launch_id, entry_point=entry.name, command=command, cwd=cwd, pid=process.pid,
+            project=project, name=name, started_at=time.time(),
+        )
+        with self._lock:
+            self._processes[launch_id] = process
+            self._launches[launch_id] = launch
+            self._save(launch)
+        return launch
+
+    @staticmethod
+    def _fill(part: str, values: dict[str, str]) -> str:
+        for key in PLACEHOLDERS:
+            part = part.replace("{" + key + "}", values[key])
+        return part
+
+    # -- watching --------------------------------------------------------------------
+
+    def refresh(self, launch: Launch, runs: list[RunRecord]) -> Launch:
+        """Update ``launch`` from its process and from ``runs`` (recent runs of the store)."""
+        changed = False
+        if launch.state == "running":
+            process = self._processes.get(launch.id)
+            code = process.poll() if process is not None else (None if _alive(launch.pid) else -1)
+            if code is not None:
+                launch.state, launch.exit_code, launch.ended_at = "exited", code, time.time()
+                changed = True
+        if launch.run_id is None:
+            host = socket.gethostname()
+            for run in runs:
+                if run.host == host and run.created_at >= launch.started_at - 1 and run.pid is not None and (
+                    run.pid == launch.pid or self._in_group(run.pid, launch.pid)
+                ):
+                    launch.run_id = run.id
+                    changed = True
+                    break
+        if changed:
+            with self._lock:
+                self._save(launch)
+        return launch
+
+    @staticmethod
+    def _in_group(pid: int, group: int) -> bool:
+        try:
+            return os.getpgid(pid) == group
+        except OSError:
+            return False
+
+    def list(self) -> list[Launch]:
+        with self._lock:
+            return sorted(self._launches.values(), key=lambda launch: launch.started_at, reverse=True)
+
+    def get(self, launch_id: str) -> Launch:
+        launch = self._launches.get(launch_id)
+        if launch is None:
+            raise InvalidArgumentError("launch", f"no launch {launch_id!r}")
+        return launch
+
+    def output_tail(self, launch_id: str, max_bytes: int = 20_000) -> str:
+        path = self.dir / self.get(launch_id).id / "output.log"
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                size = handle.tell()
+                handle.seek(max(0, size - max_bytes))
+                return handle.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    # -- stopping --------------------------------------------------------------------
+
+    def stop(self, launch_id: str, *, force: bool = False) -> Launch:
+        """SIGTERM (or SIGKILL with ``force``) to the launch's process group."""
+        launch = self.get(launch_id)
+        process = self._processes.get(launch_id)
+        if launch.state != "running" or (process is not None and process.poll() is not None):
+            raise InvalidArgumentError("launch", f"launch {launch_id} is not running")
+        if process is None and not _alive(launch.pid):
+            raise InvalidArgumentError("launch", f"launch {launch_id} is not running")
+        signum = signal.SIGKILL if force else signal.SIGTERM
+        try:
+            os.killpg(launch.pid, signum)
+        except ProcessLookupError:
+            raise InvalidArgumentError("launch", f"launch {launch_id} is not running") from None
+        launch.stop_requested_at = time.time()
+        launch.stop_signal = signum.name
+        with self._lock:
+            self._save(launch)
+        return launch
+
+    def launch_of_run(self, run_id: str) -> Launch | None:
+        return next((launch for launch in self.list() if launch.run_id == run_id), None)
+
+    def stop_run(self, run: RunRecord, *, force: bool = False) -> str:
+        """Stop a running run: through its launch when this dashboard started it, else by pid."""
+        if run.status is not RunStatus.RUNNING:
+            raise InvalidArgumentError("run", f"run {run.id} is {run.status.value}, not running")
+        launch = self.launch_of_run(run.id)
+        if launch is not None and launch.state == "running":
+            self.stop(launch.id, force=force)
+            return "SIGKILL" if force else "SIGTERM"
+        if run.host != socket.gethostname() or run.pid is None:
+            raise InvalidArgumentError("run", f"run {run.id} runs on {run.host}; stop it there")
+        started = _process_start_time(run.pid)
+        # a pid reused by another process started after the run was created (resumed runs excepted)
+        reused = started is not None and run.resume_count == 0 and started > run.created_at + 1
+        if not _alive(run.pid) or reused:
+            raise InvalidArgumentError("run", f"the process of run {run.id} (pid {run.pid}) is gone")
+        signum = signal.SIGKILL if force else signal.SIGTERM
+        os.kill(run.pid, signum)
+        return signum.name
