@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, Mapping
 
 from .errors import RunpointError
 from .run import Run
@@ -24,6 +24,18 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "training": {"epochs": 12, "batch_size": 64, "learning_rate": 3e-3, "weight_decay": 1e-4, "seed": 0},
     "data": {"dataset": "sklearn-digits", "val_fraction": 0.2},
 }
+
+
+def _merged_config(override: Mapping[str, Any]) -> dict[str, Any]:
+    config = {section: dict(values) for section, values in DEFAULT_CONFIG.items()}
+    for section, values in override.items():
+        if section not in config or not isinstance(values, Mapping):
+            raise RunpointError(f"demo config: unknown section {section!r} (known: {', '.join(config)})")
+        unknown = set(values) - set(config[section])
+        if unknown:
+            raise RunpointError(f"demo config: unknown key {section}.{sorted(unknown)[0]}")
+        config[section].update(values)
+    return config
 
 
 def _require_extras() -> tuple[Any, Any]:
@@ -63,17 +75,24 @@ def train(
     project: str = "demo",
     name: str | None = None,
     root: str | os.PathLike[str] | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     verbose: bool = True,
+    config: Mapping[str, Any] | None = None,
 ) -> Run:
-    """Train the digits MLP, logging to a new run; returns the finished run."""
+    """Train the digits MLP, logging to a new run; returns the finished run.
+
+    ``config`` (shaped like :data:`DEFAULT_CONFIG`, sections merged over it) comes first;
+    ``epochs`` and ``seed`` override it when given.
+    """
     torch, load_digits = _require_extras()
     import runpoint as rp
 
-    config = {section: dict(values) for section, values in DEFAULT_CONFIG.items()}
+    config = _merged_config(config or {})
     if epochs is not None:
         config["training"]["epochs"] = epochs
-    config["training"]["seed"] = seed
+    if seed is not None:
+        config["training"]["seed"] = seed
+    seed = config["training"]["seed"]
     training = config["training"]
     torch.manual_seed(seed)
     torch.set_num_threads(min(2, torch.get_num_threads()))

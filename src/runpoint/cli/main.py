@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import demo, runs
+from . import demo, runs, ui
 
 app = typer.Typer(
     name="runpoint",
@@ -32,6 +32,7 @@ def _root(
 
 demo.register(app)
 runs.register(app)
+ui.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,101 @@
+"""``runpoint ui``: serve the dashboard for a root and open it in the browser."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import webbrowser
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._output import RootOption, console, err_console, fail, friendly_errors
+
+DEFAULT_PORT = 6300
+PORT_TRIES = 20  # the default port is busy: try the next ones
+
+
+def _bind(host: str, port: int, explicit: bool) -> socket.socket:
+    """A listening socket on ``host:port``; when ``port`` was not given, the next free one after it."""
+    last_error: OSError | None = None
+    for candidate in ([port] if explicit else range(port, port + PORT_TRIES)):
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(host, candidate, type=socket.SOCK_STREAM)[0]
+        except socket.gaierror as exc:
+            raise fail(f"--host {host}: {exc.strerror}", 2) from None
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+            continue
+        sock.listen(128)
+        sock.set_inheritable(False)
+        return sock
+    reason = last_error.strerror if last_error else "unavailable"
+    tried = f"port {port}" if explicit else f"ports {port}-{port + PORT_TRIES - 1}"
+    raise fail(f"cannot listen on {host} {tried}: {reason} (pick another with --port, or --port 0 for any free one)")
+
+
+def ui(
+    root: RootOption = None,
+    port: Annotated[Optional[int], typer.Option("--port", min=0, max=65535, help=f"Port (default {DEFAULT_PORT}, or the next free one; 0: any free port).", show_default=False)] = None,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on. Anything but loopback requires a token.")] = "127.0.0.1",
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False,
+    token: Annotated[Optional[str], typer.Option("--token", envvar="RUNPOINT_UI_TOKEN", help="Require this token on every request (made up when listening beyond loopback).", show_default=False)] = None,
+    entry_points: Annotated[Optional[list[Path]], typer.Option("--entry-points", help="YAML file registering commands the Launch page can start (repeatable).", show_default=False)] = None,
+    create: Annotated[bool, typer.Option("--create", help="Start with an empty root if there is none.")] = False,
+) -> None:
+    """Open the dashboard: runs table, live charts, compare, launch and stop runs."""
+    try:
+        import uvicorn
+
+        from ..server.app import create_app
+        from ..server.entry_points import load_entry_points
+        from ..server.security import is_loopback
+    except ImportError as exc:
+        raise fail(f"the dashboard needs the ui extra ({exc.name} is missing): pip install 'runpoint[ui]'") from None
+    from .._paths import resolve_root
+    from ..store import open_store
+
+    if create and "://" not in str(root or ""):
+        open_store(resolve_root(root)).close()
+    loopback = is_loopback(host)
+    if token is not None and not token.strip():
+        raise fail("--token must not be empty", 2)
+    if not loopback and token is None:
+        token = secrets.token_urlsafe(24)
+    registered = [entry for path in entry_points or [] for entry in load_entry_points(path)]
+    app = create_app(root, token=token, loopback_only=loopback, entry_points=registered)
+    sock = _bind(host, DEFAULT_PORT if port is None else port, explicit=port is not None)
+    bound_port = sock.getsockname()[1]
+    shown_host = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
+    shown_host = f"[{shown_host}]" if ":" in shown_host else shown_host
+    url = f"http://{shown_host}:{bound_port}/" + (f"?token={token}" if token else "")
+    dashboard = app.state.dashboard
+    console.print(f"runpoint dashboard for [bold]{dashboard.root}[/] at [bold]{url}[/]  (Ctrl-C stops it)",
+                  highlight=False, soft_wrap=True)
+    if not loopback:
+        err_console.print(f"listening on {host}: every request needs the token", markup=False)
+    if not no_browser:
+        threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+    config = uvicorn.Config(app, log_level=os.environ.get("RUNPOINT_UI_LOG_LEVEL", "warning"),
+                            timeout_graceful_shutdown=3, access_log=False)
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        running = [launch for launch in dashboard.launcher.list() if launch.state == "running"]
+        if running:
+            err_console.print(f"{len(running)} launched process(es) keep running: "
+                              + ", ".join(f"pid {launch.pid}" for launch in running), markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ui")(friendly_errors(ui))
