@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from .. import query
 from ..store.base import RunQuery
 from .context import Dashboard, dashboard
+from .entry_points import deep_merge
 from .launch import Launch
 
 router = APIRouter(prefix="/api", tags=["launch"])
@@ -22,7 +23,9 @@ class LaunchRequest(BaseModel):
     """What the Launch form submits."""
 
     entry_point: str = Field(description="Name of the entry point, e.g. 'demo'.")
-    config: dict[str, Any] = Field(default_factory=dict, description="The config, validated against the entry point's schema.")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="The config, merged over the entry point's defaults and validated against its schema."
+    )
     project: str | None = Field(default=None, description="Project to record the run in (default: the entry point's).")
     name: str = Field(default="", description="Run name; made up when empty.")
 
@@ -59,7 +62,7 @@ def launch(ctx: Ctx, request: LaunchRequest) -> dict[str, Any]:
         from ..errors import InvalidArgumentError
 
         raise InvalidArgumentError("entry_point", f"no entry point {request.entry_point!r}")
-    config = entry.validate(request.config)
+    config = entry.validate(deep_merge(entry.defaults, request.config))
     started = ctx.launcher.launch(
         entry.name, config, project=request.project or entry.project, name=request.name.strip()
     )
