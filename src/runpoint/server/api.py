@@ -42,7 +42,7 @@ def _row(run: RunRecord) -> dict[str, Any]:
     return row
 
 
-@router.get("/info", summary="The root this dashboard serves")
+@router.get("/info", response_model=None, summary="The root this dashboard serves")
 def info(ctx: Ctx) -> dict[str, Any]:
     """Version, root, projects with their run counts, and the entry points Launch offers."""
     return {
@@ -54,7 +54,7 @@ def info(ctx: Ctx) -> dict[str, Any]:
     }
 
 
-@router.get("/runs", summary="List runs, filtered, with picked columns")
+@router.get("/runs", response_model=None, summary="List runs, filtered, with picked columns")
 def list_runs(
     ctx: Ctx,
     project: str | None = None,
@@ -82,14 +82,14 @@ def list_runs(
     return {"runs": rows, "more": more, "columns": picked}
 
 
-@router.get("/columns", summary="Keys the runs table can show as columns")
+@router.get("/columns", response_model=None, summary="Keys the runs table can show as columns")
 def columns(ctx: Ctx, project: str | None = None) -> dict[str, list[str]]:
     """Every param, metric and summary key of the runs (of ``project``)."""
     runs = ctx.store.list_runs(query.RunQuery(project=project or None))
     return ctx.reader.column_keys([run.id for run in runs])
 
 
-@router.get("/runs/{ref}", summary="Everything about one run")
+@router.get("/runs/{ref}", response_model=None, summary="Everything about one run")
 def run_details(ctx: Ctx, ref: str) -> dict[str, Any]:
     """Record, flattened config, nested config, summary (derived and set), metric stats, metadata."""
     run = query.resolve_run(ctx.store, ref)
@@ -111,7 +111,7 @@ def _read_config(ctx: Dashboard, run: RunRecord) -> Any:
         return None
 
 
-@router.get("/runs/{ref}/state", summary="A run's live state, for polling")
+@router.get("/runs/{ref}/state", response_model=None, summary="A run's live state, for polling")
 def run_state(ctx: Ctx, ref: str) -> dict[str, Any]:
     """Status, heartbeat and each metric's point count and last step; cheap enough to poll every second."""
     run = query.resolve_run(ctx.store, ref)
@@ -127,7 +127,7 @@ def run_state(ctx: Ctx, ref: str) -> dict[str, Any]:
     }
 
 
-@router.get("/runs/{ref}/series", summary="One metric, downsampled for a chart")
+@router.get("/runs/{ref}/series", response_model=None, summary="One metric, downsampled for a chart")
 def series(
     ctx: Ctx,
     ref: str,
@@ -181,7 +181,7 @@ def _series(ctx: Dashboard, run: RunRecord, key: str, axis: str, x0: float | Non
     return result
 
 
-@router.get("/compare", summary="Runs side by side")
+@router.get("/compare", response_model=None, summary="Runs side by side")
 def compare(
     ctx: Ctx,
     runs: Annotated[list[str], Query(description="Two or more run ids, prefixes or names (repeatable).")],

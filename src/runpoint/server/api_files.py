@@ -49,7 +49,7 @@ def clean_console(text: str) -> str:
     return "\n".join(lines)
 
 
-@router.get("/console", summary="The tail of a run's console log")
+@router.get("/console", response_model=None, summary="The tail of a run's console log")
 def console(
     ctx: Ctx,
     ref: str,
@@ -80,8 +80,9 @@ def console(
         handle.seek(max(0, size - max_bytes))
         data = handle.read()
     text = data.decode("utf-8", "replace")
-    if size > max_bytes:
-        text = text.split("\n", 1)[-1]  # drop the partial first line
+    _, newline, rest = text.partition("\n")
+    if size > max_bytes and newline and rest:
+        text = rest  # drop the partial first line
     return {"files": files, "file": name, "text": clean_console(text), "bytes": size, "truncated": size > max_bytes}
 
 
@@ -104,7 +105,7 @@ def _checkpoint_state(directory: Path, row: dict[str, Any]) -> str:
     return "present" if folder.is_dir() else "missing"
 
 
-@router.get("/checkpoints", summary="A run's checkpoints")
+@router.get("/checkpoints", response_model=None, summary="A run's checkpoints")
 def checkpoints(ctx: Ctx, ref: str) -> dict[str, Any]:
     """Registry rows (step, size, metrics, best) with whether the files are there, and the pointers."""
     run, directory = _run(ctx, ref)
@@ -123,7 +124,7 @@ def _manifest_files(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
     return []
 
 
-@router.post("/checkpoints/{step}/verify", summary="Check a checkpoint's files against its manifest")
+@router.post("/checkpoints/{step}/verify", response_model=None, summary="Check a checkpoint's files against its manifest")
 def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> dict[str, Any]:
     """Every file the manifest lists must exist with its size and digest (sha256 when listed)."""
     run, directory = _run(ctx, ref)
@@ -157,7 +158,7 @@ def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> dict[str, Any]:
     return {"step": step, "ok": not problems, "files_checked": checked, "problems": problems}
 
 
-@router.get("/media", summary="A run's logged media")
+@router.get("/media", response_model=None, summary="A run's logged media")
 def media(ctx: Ctx, ref: str) -> dict[str, Any]:
     """Images, histograms, text and tables, by key and step; files are fetched from ``/files/<path>``."""
     run, _ = _run(ctx, ref)

@@ -48,13 +48,13 @@ def _describe(ctx: Dashboard, launch: Launch) -> dict[str, Any]:
     return data
 
 
-@router.get("/entry-points", summary="What the Launch page can start")
+@router.get("/entry-points", response_model=None, summary="What the Launch page can start")
 def entry_points(ctx: Ctx) -> list[dict[str, Any]]:
     """Each entry point with its config JSON schema, defaults and presets (merged over the defaults)."""
     return [entry.describe() for entry in ctx.launcher.entry_points.values()]
 
 
-@router.post("/launches", summary="Start a training process", status_code=201)
+@router.post("/launches", response_model=None, summary="Start a training process", status_code=201)
 def launch(ctx: Ctx, request: LaunchRequest) -> dict[str, Any]:
     """Validate the config against the entry point's schema and start the process; 422 lists every problem."""
     entry = ctx.launcher.entry_points.get(request.entry_point)
@@ -69,27 +69,27 @@ def launch(ctx: Ctx, request: LaunchRequest) -> dict[str, Any]:
     return _describe(ctx, started)
 
 
-@router.get("/launches", summary="Processes started from the dashboard")
+@router.get("/launches", response_model=None, summary="Processes started from the dashboard")
 def launches(ctx: Ctx) -> list[dict[str, Any]]:
     """Newest first, each with its state, exit code and the run it created."""
     return [_describe(ctx, launch) for launch in ctx.launcher.list()]
 
 
-@router.get("/launches/{launch_id}", summary="One launch, with the tail of its output")
+@router.get("/launches/{launch_id}", response_model=None, summary="One launch, with the tail of its output")
 def launch_details(ctx: Ctx, launch_id: str) -> dict[str, Any]:
     data = _describe(ctx, ctx.launcher.get(launch_id))
     data["output"] = ctx.launcher.output_tail(launch_id)
     return data
 
 
-@router.post("/launches/{launch_id}/stop", summary="Stop a launched process")
+@router.post("/launches/{launch_id}/stop", response_model=None, summary="Stop a launched process")
 def stop_launch(ctx: Ctx, launch_id: str, request: StopRequest | None = None) -> dict[str, Any]:
     """SIGTERM to its process group: the run saves a checkpoint (if it has a manager) and ends as killed."""
     ctx.launcher.stop(launch_id, force=bool(request and request.force))
     return _describe(ctx, ctx.launcher.get(launch_id))
 
 
-@router.post("/runs/{ref}/stop", summary="Stop a running run")
+@router.post("/runs/{ref}/stop", response_model=None, summary="Stop a running run")
 def stop_run(ctx: Ctx, ref: str, request: StopRequest | None = None) -> dict[str, Any]:
     """SIGTERM to the run's process (or its launch's process group) on this host."""
     run = query.resolve_run(ctx.store, ref)

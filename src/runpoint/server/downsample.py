@@ -113,14 +113,7 @@ def downsample_metric(
 
     candidates = sum(c.n for c in overlapping)
     if candidates <= 2 * buckets or hi <= lo:
-        xs, ys = _read(reader, run_id, key, [c.seq for c in overlapping], axis, lo, hi)
-        result.chunks_read = len(overlapping)
-        order = np.argsort(xs, kind="stable")
-        xs, ys = xs[order], ys[order]
-        result.in_range = len(xs)
-        result.nonfinite = int((~np.isfinite(ys)).sum())
-        result.x, result.y = xs.tolist(), _finite_or_none(ys)
-        return result
+        return _raw(result, *_read(reader, run_id, key, [c.seq for c in overlapping], axis, lo, hi), len(overlapping))
 
     result.raw = False
     width = (hi - lo) / buckets
@@ -138,6 +131,10 @@ def downsample_metric(
             to_read.append(chunk.seq)
     result.chunks_read = len(to_read)
 
+    read = _read(reader, run_id, key, to_read, axis, lo, hi) if to_read else None
+    if not summarised and read is not None and len(read[0]) <= 2 * buckets:
+        return _raw(result, *read, len(to_read))  # a zoomed range: few points inside the chunks read
+
     mins = np.full(buckets, np.inf)
     maxs = np.full(buckets, -np.inf)
     min_x = np.zeros(buckets)
@@ -146,8 +143,8 @@ def downsample_metric(
     finite_counts = np.zeros(buckets, dtype=np.int64)
     counts = np.zeros(buckets, dtype=np.int64)
 
-    if to_read:
-        xs, ys = _read(reader, run_id, key, to_read, axis, lo, hi)
+    if read is not None:
+        xs, ys = read
         result.in_range += len(xs)
         if len(xs):
             _reduce_points(xs, ys, lo, width, buckets, mins, maxs, min_x, max_x, sums, finite_counts, counts)
@@ -166,6 +163,21 @@ def downsample_metric(
             maxs[b], max_x[b] = chunk.vmax, mid_x
     result.nonfinite = int(max(0, counts.sum() - finite_counts.sum()))
     _emit(result, lo, width, mins, maxs, min_x, max_x, sums, finite_counts, counts)
+    return result
+
+
+def _raw(result: Downsampled, xs: Any, ys: Any, chunks_read: int) -> Downsampled:
+    """Every point, in x order."""
+    import numpy as np
+
+    order = np.argsort(xs, kind="stable")
+    xs, ys = xs[order], ys[order]
+    result.raw = True
+    result.chunks_read = chunks_read
+    result.in_range = len(xs)
+    result.nonfinite = int((~np.isfinite(ys)).sum())
+    result.x, result.y = xs.tolist(), _finite_or_none(ys)
+    result.bucket_x, result.bucket_mean = [], []
     return result
 
 
