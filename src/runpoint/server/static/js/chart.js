@@ -26,6 +26,7 @@ function compact(v) {
   if (abs >= 1e9) return +(v / 1e9).toPrecision(3) + "G";
   if (abs >= 1e6) return +(v / 1e6).toPrecision(3) + "M";
   if (abs >= 1e4) return +(v / 1e3).toPrecision(3) + "k";
+  if (abs !== 0 && abs < 1e-3) return v.toExponential(abs * 1e6 % 1 === 0 ? 0 : 2).replace("e-", "e−");
   return String(+v.toPrecision(4));
 }
 
@@ -163,6 +164,7 @@ export class MetricChart {
     this.note.textContent = text;
     this.card.dataset.total = String(total);
     this.card.dataset.drawn = String(sent);
+    this.card.dataset.inRange = String(this.payloads.reduce((n, p) => n + (p.in_range || 0), 0));
   }
 
   draw(resetScales) {
@@ -191,7 +193,7 @@ export class MetricChart {
       scales: { x: { time: axis === "time" }, y: { distr: this.options.log ? 3 : 1 } },
       axes: [
         { stroke: "#667085", grid, ticks, values: xValues, font: "11px system-ui" },
-        { stroke: "#667085", grid, ticks, size: 54, font: "11px system-ui",
+        { stroke: "#667085", grid, ticks, size: 62, font: "11px system-ui",
           values: this.options.log ? undefined : (u, vals) => vals.map((v) => (v === null ? "" : compact(v))) },
       ],
       series,
