@@ -186,9 +186,9 @@ def _read(
 ) -> tuple[Any, Any]:
     import numpy as np
 
-    series = reader.read_chunks(run_id, key, seqs)
-    steps, values, times = series.to_numpy()
-    xs = steps.astype(np.float64) if axis == "step" else times
+    raw_x, raw_values = reader.read_xy(run_id, key, seqs, "steps" if axis == "step" else "times")
+    values = np.frombuffer(raw_values, dtype=np.float64)
+    xs = np.frombuffer(raw_x, dtype=np.int64).astype(np.float64) if axis == "step" else np.frombuffer(raw_x, dtype=np.float64)
     keep = (xs >= lo) & (xs <= hi)
     if keep.all():
         return xs, values
@@ -210,8 +210,9 @@ def _reduce_points(
     which = bucket[starts]
     sizes = np.diff(np.concatenate((starts, [len(bucket)])))
     finite = np.isfinite(ys)
-    low = np.where(finite, ys, np.inf)
-    high = np.where(finite, ys, -np.inf)
+    all_finite = bool(finite.all())
+    low = ys if all_finite else np.where(finite, ys, np.inf)
+    high = ys if all_finite else np.where(finite, ys, -np.inf)
     bucket_min = np.minimum.reduceat(low, starts)
     bucket_max = np.maximum.reduceat(high, starts)
     positions = np.arange(len(ys))
@@ -219,8 +220,8 @@ def _reduce_points(
     first_max = np.minimum.reduceat(np.where(high == np.repeat(bucket_max, sizes), positions, len(ys)), starts)
     has = np.isfinite(bucket_min)
     counts[which] += sizes
-    finite_counts[which] += np.add.reduceat(finite.astype(np.int64), starts)
-    sums[which] += np.add.reduceat(np.where(finite, ys, 0.0), starts)
+    finite_counts[which] += sizes if all_finite else np.add.reduceat(finite.astype(np.int64), starts)
+    sums[which] += np.add.reduceat(ys if all_finite else np.where(finite, ys, 0.0), starts)
     better_min = has & (bucket_min < mins[which])
     better_max = has & (bucket_max > maxs[which])
     mins[which[better_min]] = bucket_min[better_min]

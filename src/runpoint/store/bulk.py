@@ -68,6 +68,9 @@ class BulkReader(Protocol):
     def read_chunks(self, run_id: str, key: str, seqs: Sequence[int]) -> MetricSeries:
         """The points of the chunks ``seqs`` of one metric, in logged order."""
 
+    def read_xy(self, run_id: str, key: str, seqs: Sequence[int], x: str) -> tuple[array, array]:
+        """Only x (``"steps"`` int64 or ``"times"`` float64) and values of the chunks ``seqs``."""
+
     def checkpoint_rows(self, run_id: str) -> list[dict[str, Any]]:
         """The run's rows of the checkpoint registry, by step."""
 
@@ -126,6 +129,10 @@ class GenericBulkReader:
         if 0 not in seqs:
             return MetricSeries(array("q"), array("d"), array("d"))
         return self.store.read_metric(run_id, key)
+
+    def read_xy(self, run_id: str, key: str, seqs: Sequence[int], x: str) -> tuple[array, array]:
+        series = self.read_chunks(run_id, key, seqs)
+        return (series.steps if x == "steps" else series.times), series.values
 
     def checkpoint_rows(self, run_id: str) -> list[dict[str, Any]]:
         return []  # backends without a checkpoint registry

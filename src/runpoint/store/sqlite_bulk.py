@@ -8,8 +8,10 @@ calls per run. The chunk index reads only the small columns of ``metric_chunks``
 from __future__ import annotations
 
 import json
+from array import array
 from typing import Any, Iterator, Sequence
 
+from . import _chunks
 from .base import MetricSeries
 from .bulk import COLUMN_SCOPES, ChunkSummary, split_column
 from .sqlite import SQLiteStore
@@ -92,6 +94,26 @@ class SQLiteBulkReader:
             return MetricSeries()
         with self.store._translate_errors():
             return self.store._read_chunks(self.store._conn(), run_id, key, list(seqs))
+
+    def read_xy(self, run_id: str, key: str, seqs: Sequence[int], x: str) -> tuple[array, array]:
+        if x not in {"steps", "times"}:
+            raise ValueError(f"x must be 'steps' or 'times', not {x!r}")
+        xs, values = array("q" if x == "steps" else "d"), array("d")
+        if not seqs:
+            return xs, values
+        x_blobs, value_blobs = [], []
+        with self.store._translate_errors():
+            rows = self.store._conn().execute(
+                f"SELECT {x}, vals FROM metric_chunks WHERE run_id = ? AND key = ? AND seq IN ({_marks(seqs)})"
+                " ORDER BY seq",
+                (run_id, key, *seqs),
+            )
+            for x_blob, value_blob in rows:
+                x_blobs.append(x_blob)
+                value_blobs.append(value_blob)
+        _chunks.unpack_into(xs, b"".join(x_blobs))  # one copy instead of one per chunk
+        _chunks.unpack_into(values, b"".join(value_blobs))
+        return xs, values
 
     def checkpoint_rows(self, run_id: str) -> list[dict[str, Any]]:
         with self.store._translate_errors():

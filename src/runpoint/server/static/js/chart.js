@@ -26,7 +26,7 @@ function compact(v) {
   if (abs >= 1e9) return +(v / 1e9).toPrecision(3) + "G";
   if (abs >= 1e6) return +(v / 1e6).toPrecision(3) + "M";
   if (abs >= 1e4) return +(v / 1e3).toPrecision(3) + "k";
-  if (abs !== 0 && abs < 1e-3) return v.toExponential(abs * 1e6 % 1 === 0 ? 0 : 2).replace("e-", "e−");
+  if (abs !== 0 && abs < 1e-3) return v.toExponential(2).replace(/\.?0+e/, "e");
   return String(+v.toPrecision(4));
 }
 
