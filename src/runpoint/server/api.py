@@ -16,12 +16,14 @@ from .. import __version__, query
 from ..errors import InvalidArgumentError
 from ..store.base import RunRecord
 from ..store.bulk import split_column
-from .context import Dashboard, dashboard
+from .context import Dashboard, StrictJSONResponse, dashboard
 from .downsample import DEFAULT_BUCKETS, MAX_BUCKETS, downsample_metric, epoch_knots
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
 Ctx = Annotated[Dashboard, Depends(dashboard)]
+# Handlers return StrictJSONResponse themselves: FastAPI's jsonable_encoder pass over a
+# thousand-row table or a series of thousands of floats would cost more than the query.
 MAX_RUNS = 20_000
 
 
@@ -36,22 +38,26 @@ def _columns(text: str | None) -> list[str]:
 
 
 def _row(run: RunRecord) -> dict[str, Any]:
-    row = query.record_dict(run)
+    """What the runs table shows of a run (``record_dict`` minus the heavy parts, built by hand: it is per row)."""
     lines = (run.error or "").strip().splitlines()
-    row["error"] = lines[-1] if lines else None  # the table shows the last line of a traceback
-    return row
+    return {
+        "id": run.id, "project": run.project, "name": run.name, "status": run.status.value, "tags": list(run.tags),
+        "group": run.group, "notes": run.notes, "created_at": run.created_at, "ended_at": run.ended_at,
+        "heartbeat_at": run.heartbeat_at, "duration_s": round(run.duration, 3), "resume_count": run.resume_count,
+        "host": run.host, "error": lines[-1] if lines else None,  # the last line of a traceback
+    }
 
 
 @router.get("/info", response_model=None, summary="The root this dashboard serves")
-def info(ctx: Ctx) -> dict[str, Any]:
+def info(ctx: Ctx) -> StrictJSONResponse:
     """Version, root, projects with their run counts, and the entry points Launch offers."""
-    return {
+    return StrictJSONResponse({
         "version": __version__,
         "root": str(ctx.root),
         "projects": ctx.reader.projects(),
         "runs": ctx.store.count_runs(),
         "entry_points": sorted(ctx.launcher.entry_points),
-    }
+    })
 
 
 @router.get("/runs", response_model=None, summary="List runs, filtered, with picked columns")
@@ -64,7 +70,7 @@ def list_runs(
     group: str | None = None,
     columns: Annotated[str | None, Query(description="Comma-separated params.<key>, metrics.<key>, summary.<key>.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_RUNS)] = 5000,
-) -> dict[str, Any]:
+) -> StrictJSONResponse:
     """Runs newest first. ``values`` of each row holds the picked columns (metrics: last value)."""
     picked = _columns(columns)
     runs = query.list_runs(
@@ -79,18 +85,18 @@ def list_runs(
         row = _row(run)
         row["values"] = values.get(run.id, {})
         rows.append(row)
-    return {"runs": rows, "more": more, "columns": picked}
+    return StrictJSONResponse({"runs": rows, "more": more, "columns": picked})
 
 
 @router.get("/columns", response_model=None, summary="Keys the runs table can show as columns")
-def columns(ctx: Ctx, project: str | None = None) -> dict[str, list[str]]:
+def columns(ctx: Ctx, project: str | None = None) -> StrictJSONResponse:
     """Every param, metric and summary key of the runs (of ``project``)."""
     runs = ctx.store.list_runs(query.RunQuery(project=project or None))
-    return ctx.reader.column_keys([run.id for run in runs])
+    return StrictJSONResponse(ctx.reader.column_keys([run.id for run in runs]))
 
 
 @router.get("/runs/{ref}", response_model=None, summary="Everything about one run")
-def run_details(ctx: Ctx, ref: str) -> dict[str, Any]:
+def run_details(ctx: Ctx, ref: str) -> StrictJSONResponse:
     """Record, flattened config, nested config, summary (derived and set), metric stats, metadata."""
     run = query.resolve_run(ctx.store, ref)
     details = query.run_details(ctx.store, run)
@@ -98,7 +104,7 @@ def run_details(ctx: Ctx, ref: str) -> dict[str, Any]:
     details["config"] = _read_config(ctx, run)
     launch = ctx.launcher.launch_of_run(run.id)
     details["launch"] = launch.id if launch is not None else None
-    return details
+    return StrictJSONResponse(details)
 
 
 def _read_config(ctx: Dashboard, run: RunRecord) -> Any:
@@ -112,11 +118,11 @@ def _read_config(ctx: Dashboard, run: RunRecord) -> Any:
 
 
 @router.get("/runs/{ref}/state", response_model=None, summary="A run's live state, for polling")
-def run_state(ctx: Ctx, ref: str) -> dict[str, Any]:
+def run_state(ctx: Ctx, ref: str) -> StrictJSONResponse:
     """Status, heartbeat and each metric's point count and last step; cheap enough to poll every second."""
     run = query.resolve_run(ctx.store, ref)
     stats = ctx.store.metric_stats(run.id)
-    return {
+    return StrictJSONResponse({
         "id": run.id,
         "status": run.status.value,
         "heartbeat_at": run.heartbeat_at,
@@ -124,7 +130,7 @@ def run_state(ctx: Ctx, ref: str) -> dict[str, Any]:
         "duration_s": round(run.duration, 3),
         "error": run.error,
         "metrics": {key: {"count": s.count, "last": s.last, "last_step": s.last_step} for key, s in stats.items()},
-    }
+    })
 
 
 @router.get("/runs/{ref}/series", response_model=None, summary="One metric, downsampled for a chart")
@@ -137,7 +143,7 @@ def series(
     x1: Annotated[float | None, Query(description="End of the x range.")] = None,
     points: Annotated[int, Query(ge=1, le=MAX_BUCKETS, description="Buckets: about the chart's width in pixels.")] = DEFAULT_BUCKETS,
     epoch_key: Annotated[str, Query(description="Metric that holds the epoch, for x=epoch.")] = "epoch",
-) -> dict[str, Any]:
+) -> StrictJSONResponse:
     """Min and max per bucket (each at its x) plus bucket means, or every point when few.
 
     ``x=time`` is Unix seconds, ``relative`` seconds since the run started, ``epoch``
@@ -150,7 +156,7 @@ def series(
     result = _series(ctx, run, key, x, x0, x1, points, epoch_key)
     data = result.to_dict()
     data.update({"run_id": run.id, "key": key, "axis": x})
-    return data
+    return StrictJSONResponse(data)
 
 
 def _series(ctx: Dashboard, run: RunRecord, key: str, axis: str, x0: float | None, x1: float | None,
@@ -185,7 +191,7 @@ def _series(ctx: Dashboard, run: RunRecord, key: str, axis: str, x0: float | Non
 def compare(
     ctx: Ctx,
     runs: Annotated[list[str], Query(description="Two or more run ids, prefixes or names (repeatable).")],
-) -> dict[str, Any]:
+) -> StrictJSONResponse:
     """Config values that differ and those that agree, each metric's last value per run."""
     refs = [part for ref in runs for part in ref.split(",") if part.strip()]
     if len(refs) < 2:
@@ -196,4 +202,4 @@ def compare(
     summaries = [ctx.store.get_summary(run.id) for run in records]
     for key in sorted(set().union(*summaries)):
         result["summary"][key] = [summary.get(key) for summary in summaries]
-    return result
+    return StrictJSONResponse(result)

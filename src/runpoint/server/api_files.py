@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse
 from .. import query
 from ..errors import InvalidArgumentError
 from ..store.base import RunRecord
-from .context import Dashboard, dashboard
+from .context import Dashboard, StrictJSONResponse, dashboard
 from .security import resolve_inside
 
 router = APIRouter(prefix="/api/runs/{ref}", tags=["run files"])
@@ -55,7 +55,7 @@ def console(
     ref: str,
     file: Annotated[str | None, Query(description="console.log or console_resume_<N>.log; default: the newest.")] = None,
     max_bytes: Annotated[int, Query(ge=1, le=4_000_000)] = 200_000,
-) -> dict[str, Any]:
+) -> StrictJSONResponse:
     """The last ``max_bytes`` of one console log, cleaned of terminal control codes."""
     run, directory = _run(ctx, ref)
     logs = directory / "logs"
@@ -66,7 +66,7 @@ def console(
                 files.append({"name": path.name, "bytes": path.stat().st_size})
     files.sort(key=lambda f: (f["name"] != "console.log", int(re.sub(r"\D", "", f["name"]) or 0)))
     if not files:
-        return {"files": [], "file": None, "text": "", "bytes": 0, "truncated": False}
+        return StrictJSONResponse({"files": [], "file": None, "text": "", "bytes": 0, "truncated": False})
     name = file or files[-1]["name"]
     if not _CONSOLE_NAME.match(name):
         raise InvalidArgumentError("file", f"{name!r} is not a console log")
@@ -83,7 +83,7 @@ def console(
     _, newline, rest = text.partition("\n")
     if size > max_bytes and newline and rest:
         text = rest  # drop the partial first line
-    return {"files": files, "file": name, "text": clean_console(text), "bytes": size, "truncated": size > max_bytes}
+    return StrictJSONResponse({"files": files, "file": name, "text": clean_console(text), "bytes": size, "truncated": size > max_bytes})
 
 
 def _pointer(directory: Path, name: str) -> str | None:
@@ -106,13 +106,13 @@ def _checkpoint_state(directory: Path, row: dict[str, Any]) -> str:
 
 
 @router.get("/checkpoints", response_model=None, summary="A run's checkpoints")
-def checkpoints(ctx: Ctx, ref: str) -> dict[str, Any]:
+def checkpoints(ctx: Ctx, ref: str) -> StrictJSONResponse:
     """Registry rows (step, size, metrics, best) with whether the files are there, and the pointers."""
     run, directory = _run(ctx, ref)
     rows = ctx.reader.checkpoint_rows(run.id)
     for row in rows:
         row["state"] = _checkpoint_state(directory, row)
-    return {"checkpoints": rows, "latest": _pointer(directory, "latest"), "best": _pointer(directory, "best")}
+    return StrictJSONResponse({"checkpoints": rows, "latest": _pointer(directory, "latest"), "best": _pointer(directory, "best")})
 
 
 def _manifest_files(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -125,7 +125,7 @@ def _manifest_files(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
 
 
 @router.post("/checkpoints/{step}/verify", response_model=None, summary="Check a checkpoint's files against its manifest")
-def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> dict[str, Any]:
+def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> StrictJSONResponse:
     """Every file the manifest lists must exist with its size and digest (sha256 when listed)."""
     run, directory = _run(ctx, ref)
     row = next((r for r in ctx.reader.checkpoint_rows(run.id) if r["step"] == step), None)
@@ -136,7 +136,7 @@ def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> dict[str, Any]:
         manifest_path = resolve_inside(directory, row["path"].rstrip("/") + "/manifest.json")
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (InvalidArgumentError, OSError, ValueError) as exc:
-        return {"step": step, "ok": False, "problems": [f"manifest unreadable: {exc}"]}
+        return StrictJSONResponse({"step": step, "ok": False, "problems": [f"manifest unreadable: {exc}"]})
     checked = 0
     for name, info in _manifest_files(manifest):
         try:
@@ -155,17 +155,17 @@ def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> dict[str, Any]:
                     digest.update(block)
             if digest.hexdigest() != info["sha256"]:
                 problems.append(f"{name}: sha256 differs from the manifest")
-    return {"step": step, "ok": not problems, "files_checked": checked, "problems": problems}
+    return StrictJSONResponse({"step": step, "ok": not problems, "files_checked": checked, "problems": problems})
 
 
 @router.get("/media", response_model=None, summary="A run's logged media")
-def media(ctx: Ctx, ref: str) -> dict[str, Any]:
+def media(ctx: Ctx, ref: str) -> StrictJSONResponse:
     """Images, histograms, text and tables, by key and step; files are fetched from ``/files/<path>``."""
     run, _ = _run(ctx, ref)
     rows = ctx.reader.media_rows(run.id)
     for row in rows:
         row["url"] = f"/api/runs/{run.id}/files/{row['path']}" if row.get("path") else None
-    return {"media": rows}
+    return StrictJSONResponse({"media": rows})
 
 
 @router.get("/files/{path:path}", summary="A media file of a run", response_class=FileResponse)
