@@ -118,7 +118,9 @@ export async function renderRun(page, ref, initialTab) {
       if (!keys.length) { grid.append(h("div", { class: "empty" }, "This run has logged no metrics yet.")); return; }
       const groups = {};
       shown.forEach((k) => (groups[groupOf(k)] ||= []).push(k));
-      const order = Object.keys(groups).sort((a, b) => (a === "metrics") - (b === "metrics") || a.localeCompare(b));
+      const FIRST = ["train", "val", "valid", "eval", "test"];
+      const rank = (g) => (FIRST.includes(g) ? FIRST.indexOf(g) : g === "metrics" ? 99 : 50);
+      const order = Object.keys(groups).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
       for (const group of order) {
         const members = groups[group];
         const section = h("div", { class: "charts" });
