@@ -347,3 +347,59 @@ def test_downsampling_matches_a_brute_force_min_max(tmp_path: Path) -> None:
     finally:
         store.close()
     assert os.path.exists(tmp_path / "runpoint.db")
+
+
+LOGGING_SCRIPT = """
+import time
+import runpoint as rp
+with rp.init(project="outside", name="not-launched-here", console=False) as run:
+    print("started", run.id, flush=True)
+    for step in range(100000):
+        run.log({"loss": 1.0 / (step + 1)}, step=step)
+        time.sleep(0.01)
+"""
+
+
+def test_a_run_started_elsewhere_is_stopped_by_its_pid(client: httpx.Client, root: Path, tmp_path: Path) -> None:
+    from .conftest import start_script, wait_for_line
+
+    process = start_script(tmp_path, root, LOGGING_SCRIPT)
+    try:
+        run_id = wait_for_line(process, "started").split()[1]
+        response = client.post(f"/api/runs/{run_id}/stop")
+        assert response.status_code == 200 and response.json()["signal"] == "SIGTERM"
+        assert process.wait(30) == 143
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+    assert client.get(f"/api/runs/{run_id}").json()["run"]["status"] == "killed"
+    again = client.post(f"/api/runs/{run_id}/stop")
+    assert again.status_code == 400 and "killed, not running" in again.json()["detail"]
+
+
+def test_ui_refuses_a_missing_root_and_a_busy_port(tmp_path: Path, root: Path) -> None:
+    from .conftest import cli
+
+    missing = cli(tmp_path / "nowhere", "ui", "--no-browser")
+    assert missing.returncode == 1 and "--create" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+    with running_server(root) as server:
+        port = server.url.rsplit(":", 1)[1].strip("/")
+        busy = cli(root, "ui", "--no-browser", "--port", port)
+    assert busy.returncode == 1 and "Address already in use" in busy.stderr
+
+
+def test_only_loopback_hosts_skip_the_token_and_paths_stay_inside(tmp_path: Path) -> None:
+    from runpoint.errors import InvalidArgumentError
+    from runpoint.server.security import is_loopback, resolve_inside
+
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1") and is_loopback("127.0.0.2")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("example.com")
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / "a.png").write_bytes(b"x")
+    assert resolve_inside(tmp_path, "media/a.png") == (tmp_path / "media" / "a.png").resolve()
+    for bad in ("/etc/passwd", "../x", "media/../../x", "media//a.png", "media\\a.png", "C:/x", "media/a.png\x00", ""):
+        with pytest.raises(InvalidArgumentError):
+            resolve_inside(tmp_path, bad)

@@ -71,7 +71,14 @@ def ui(
     if not loopback and token is None:
         token = secrets.token_urlsafe(24)
     registered = [entry for path in entry_points or [] for entry in load_entry_points(path)]
-    app = create_app(root, token=token, loopback_only=loopback, entry_points=registered)
+    from ..errors import StoreError
+
+    try:
+        app = create_app(root, token=token, loopback_only=loopback, entry_points=registered)
+    except StoreError as exc:
+        if "no runpoint store" not in str(exc):
+            raise
+        raise fail(f"{exc}; `runpoint ui --create` starts with an empty root") from None
     sock = _bind(host, DEFAULT_PORT if port is None else port, explicit=port is not None)
     bound_port = sock.getsockname()[1]
     shown_host = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
