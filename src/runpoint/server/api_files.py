@@ -59,15 +59,15 @@ def console(
     """The last ``max_bytes`` of one console log, cleaned of terminal control codes."""
     run, directory = _run(ctx, ref)
     logs = directory / "logs"
-    files = []
+    files: list[dict[str, Any]] = []
     if logs.is_dir():
         for path in logs.iterdir():
             if _CONSOLE_NAME.match(path.name) and path.is_file():
                 files.append({"name": path.name, "bytes": path.stat().st_size})
-    files.sort(key=lambda f: (f["name"] != "console.log", int(re.sub(r"\D", "", f["name"]) or 0)))
+    files.sort(key=lambda f: (f["name"] != "console.log", int(re.sub(r"\D", "", str(f["name"])) or 0)))
     if not files:
         return StrictJSONResponse({"files": [], "file": None, "text": "", "bytes": 0, "truncated": False})
-    name = file or files[-1]["name"]
+    name = str(file or files[-1]["name"])
     if not _CONSOLE_NAME.match(name):
         raise InvalidArgumentError("file", f"{name!r} is not a console log")
     try:
