@@ -238,14 +238,16 @@ class Launcher:
             self._save(launch)
         return launch
 
-    def launch_of_run(self, run_id: str) -> Launch | None:
-        return next((launch for launch in self.list() if launch.run_id == run_id), None)
+    def launch_of_run(self, run_id: str, pid: int | None = None) -> Launch | None:
+        """The launch that created the run (by the run id it recorded, or by the run's pid)."""
+        return next((launch for launch in self.list()
+                     if launch.run_id == run_id or (pid is not None and launch.run_id is None and launch.pid == pid)), None)
 
     def stop_run(self, run: RunRecord, *, force: bool = False) -> str:
         """Stop a running run: through its launch when this dashboard started it, else by pid."""
         if run.status is not RunStatus.RUNNING:
             raise InvalidArgumentError("run", f"run {run.id} is {run.status.value}, not running")
-        launch = self.launch_of_run(run.id)
+        launch = self.launch_of_run(run.id, run.pid if run.host == socket.gethostname() else None)
         if launch is not None and launch.state == "running":
             self.stop(launch.id, force=force)
             return "SIGKILL" if force else "SIGTERM"

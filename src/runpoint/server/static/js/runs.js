@@ -192,6 +192,11 @@ export async function renderRuns(page, query) {
 
   if (!state.columns || !Array.isArray(state.columns)) state.columns = null;
   await load();
-  const timer = setInterval(() => { if (state.runs.some((r) => r.status === "running")) load(true); }, 4000);
+  // every 4 s while something runs, else every 20 s (new runs appear without a reload)
+  let ticks = 0;
+  const timer = setInterval(() => {
+    ticks++;
+    if (state.runs.some((r) => r.status === "running") || ticks % 5 === 0) load(true);
+  }, 4000);
   return () => { clearInterval(timer); if (popover) popover.remove(); };
 }
