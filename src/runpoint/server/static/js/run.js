@@ -2,7 +2,7 @@
 // checkpoints and media. Charts and the console follow a running run live (polling /state).
 
 import { get, post } from "./api.js";
-import { h, clear, badge, tags, fmtAge, fmtBytes, fmtDuration, fmtNum, fmtTime, num, toast, lowerIsBetter, PALETTE } from "./dom.js";
+import { h, append, clear, badge, tags, fmtAge, fmtBytes, fmtDuration, fmtNum, fmtTime, num, toast, lowerIsBetter, directionless, PALETTE } from "./dom.js";
 import { MetricChart, chartToolbar } from "./chart.js";
 
 const TABS = ["charts", "overview", "config", "console", "checkpoints", "media"];
@@ -152,6 +152,8 @@ export async function renderRun(page, ref, initialTab) {
       ["git", git.commit ? `${git.commit.slice(0, 12)} on ${git.branch || "?"}${git.dirty ? " (uncommitted changes)" : ""}` : null],
       ["python", meta.python && (meta.python.version || meta.python)], ["torch", meta.torch && (meta.torch.version || meta.torch)],
       ["command", Array.isArray(meta.argv) ? h("span", { class: "mono" }, meta.argv.join(" ")) : null],
+      ["working dir", meta.cwd ? h("span", { class: "mono" }, meta.cwd) : null], ["user", meta.user],
+      ["machine", [meta.os, meta.cpu_count ? `${meta.cpu_count} CPUs` : null, ...(meta.gpus || []).map((g) => g.name || g)].filter(Boolean).join(" · ")],
     ]));
     const summaryRows = Object.entries(details.summary || {});
     const summary = h("div", { class: "panel" }, h("h2", {}, "Summary"),
@@ -162,11 +164,11 @@ export async function renderRun(page, ref, initialTab) {
       h("thead", {}, h("tr", {}, h("th", {}, "key"), h("th", { class: "num" }, "last"), h("th", { class: "num" }, "best"),
         h("th", { class: "num" }, "min (step)"), h("th", { class: "num" }, "max (step)"), h("th", { class: "num" }, "points"))),
       h("tbody", {}, ...metricRows.map(([k, m]) => h("tr", {}, h("td", {}, k), h("td", { class: "num mono" }, fmtNum(m.last)),
-        h("td", { class: "num mono best" }, fmtNum(lowerIsBetter(k) ? m.min : m.max)),
+        h("td", { class: "num mono best" }, directionless(k) ? "" : fmtNum(lowerIsBetter(k) ? m.min : m.max)),
         h("td", { class: "num mono" }, `${fmtNum(m.min)} (${m.min_step ?? "–"})`), h("td", { class: "num mono" }, `${fmtNum(m.max)} (${m.max_step ?? "–"})`),
         h("td", { class: "num" }, m.count.toLocaleString())))))));
-    body.append(run.error ? h("div", { class: "panel", style: { marginBottom: "16px" } }, h("h2", {}, "Error"), h("div", { class: "error-box" }, details.run_error || run.error)) : null,
-      h("div", { class: "grid2" }, left, summary), h("div", { style: { marginTop: "16px" } }, metrics));
+    append(body, [run.error ? h("div", { class: "panel", style: { marginBottom: "16px" } }, h("h2", {}, "Error"), h("div", { class: "error-box" }, run.error)) : null,
+      h("div", { class: "grid2" }, left, summary), h("div", { style: { marginTop: "16px" } }, metrics)]);
   }
 
   function renderConfig() {
@@ -269,7 +271,7 @@ export async function renderRun(page, ref, initialTab) {
   }
 
   function histogram(data) {
-    const canvas = h("canvas", { width: 280, height: 140 });
+    const canvas = h("canvas", { width: 280, height: 140, style: { width: "100%", height: "auto" } });
     const counts = data.counts || [];
     const max = Math.max(1, ...counts);
     const ctx = canvas.getContext("2d");
