@@ -54,7 +54,7 @@ def page(browser, server):  # noqa: ANN001, ANN201
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("console", lambda m: errors.append(f"{m.text} {m.location}") if m.type == "error" else None)
     page.set_default_timeout(20_000)
     yield page
     context.close()
@@ -158,9 +158,8 @@ def test_the_demo_is_launched_watched_live_and_stopped(page, server, made) -> No
     link.click()
     page.wait_for_url("**#/run/*")
     page.locator("#run-name", has_text="from-the-browser").wait_for()
-    card = page.locator(".chart-card[data-key='train/loss']")
-    card.locator("canvas").wait_for(timeout=60_000)
-    first = int(card.get_attribute("data-total"))
+    total = "() => Number(document.querySelector(\".chart-card[data-key='train/loss']\")?.dataset.total) || 0"
+    first = page.wait_for_function(total, timeout=60_000).json_value()  # the card may be rebuilt as keys appear
     page.wait_for_function(
         f"() => Number(document.querySelector(\".chart-card[data-key='train/loss']\").dataset.total) > {first}", timeout=30_000
     )  # the chart follows the running run without a reload
