@@ -67,12 +67,14 @@ export class MetricChart {
 
   async fetchAll() {
     const generation = ++this.generation;
+    const started = performance.now();
     const points = Math.min(4000, Math.round(this.width()));
     const [x0, x1] = this.range || [null, null];
     const payloads = await Promise.all(this.runs.map((run) =>
       get(`/api/runs/${encodeURIComponent(run.id)}/series`, { key: this.key, x: this.options.axis, points, x0, x1 })
         .catch((error) => ({ error: error.message, x: [], y: [], bucket_x: [], bucket_mean: [], raw: true, total: 0, in_range: 0 }))));
     if (generation !== this.generation) return null;  // a newer request won
+    this.fetchMs = performance.now() - started;
     return payloads;
   }
 
@@ -85,6 +87,10 @@ export class MetricChart {
 
   async refresh() {
     if (!this.plot) return this.load();
+    // live updates of a long series cost the server a downsampling each: space them by the fetch time
+    const now = performance.now();
+    if (now - (this.lastRefresh || 0) < Math.max(1000, 10 * (this.fetchMs || 0))) return;
+    this.lastRefresh = now;
     const payloads = await this.fetchAll();
     if (!payloads) return;
     this.payloads = payloads;
