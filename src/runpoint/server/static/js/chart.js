@@ -86,11 +86,15 @@ export class MetricChart {
   }
 
   async refresh() {
-    if (!this.plot) return this.load();
     // live updates of a long series cost the server a downsampling each: space them by the fetch time
     const now = performance.now();
-    if (now - (this.lastRefresh || 0) < Math.max(1000, 10 * (this.fetchMs || 0))) return;
+    if (this.lastRefresh !== undefined && now - this.lastRefresh < Math.max(1000, 10 * (this.fetchMs || 0))) return;
     this.lastRefresh = now;
+    return this.reload();
+  }
+
+  async reload() {
+    if (!this.plot) return this.load();
     const payloads = await this.fetchAll();
     if (!payloads) return;
     this.payloads = payloads;
@@ -107,7 +111,7 @@ export class MetricChart {
     if (!(x1 > x0)) return;
     this.range = [x0, x1];
     this.resetButton.style.display = "";
-    await this.refresh();
+    await this.reload();
     if (this.plot) this.plot.setScale("x", { min: x0, max: x1 });
   }
 
