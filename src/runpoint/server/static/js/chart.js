@@ -51,7 +51,7 @@ export class MetricChart {
     this.plot = null;
     this.note = h("span", { class: "chart-note" });
     this.resetButton = h("button", { class: "small", style: { display: "none" }, onclick: () => this.resetZoom() }, "reset zoom");
-    this.plotBox = h("div", { class: "plot" });
+    this.plotBox = h("div", { class: "plot", style: { minHeight: `${height + 40}px` } });
     this.card = h("div", { class: "chart-card", "data-key": key },
       h("div", { class: "chart-title" }, h("span", {}, key), h("span", { class: "row" }, this.resetButton, this.note)),
       this.plotBox);
@@ -79,6 +79,19 @@ export class MetricChart {
   }
 
   async load() {
+    // a run may log hundreds of metrics: fetch a chart's series once it nears the viewport
+    if (!this.visible) {
+      if (!this.watcher) {
+        this.watcher = new IntersectionObserver((entries) => {
+          if (!entries.some((e) => e.isIntersecting)) return;
+          this.visible = true;
+          this.watcher.disconnect();
+          this.load();
+        }, { rootMargin: "800px 0px" });
+        this.watcher.observe(this.card);
+      }
+      return;
+    }
     const payloads = await this.fetchAll();
     if (!payloads) return;
     this.payloads = payloads;
@@ -229,6 +242,7 @@ export class MetricChart {
   destroy() {
     this.generation++;
     this.resizer.disconnect();
+    if (this.watcher) this.watcher.disconnect();
     if (this.plot) this.plot.destroy();
     this.plot = null;
     this.card.remove();
