@@ -8,6 +8,8 @@ def test_all_is_sorted_and_complete() -> None:
         "CheckpointError",
         "CheckpointNotFoundError",
         "ConfigError",
+        "Histogram",
+        "Image",
         "InvalidArgumentError",
         "InvalidValueError",
         "Run",
@@ -17,6 +19,8 @@ def test_all_is_sorted_and_complete() -> None:
         "RunpointError",
         "SchemaVersionError",
         "StoreError",
+        "Table",
+        "Text",
         "init",
     ]
 

@@ -38,6 +38,10 @@ _LAZY = {
     "init": "._start",
     "Run": ".run",
     "RunStatus": ".store.base",
+    "Histogram": ".media",
+    "Image": ".media",
+    "Table": ".media",
+    "Text": ".media",
 }
 
 __all__ = [
@@ -45,6 +49,8 @@ __all__ = [
     "CheckpointError",
     "CheckpointNotFoundError",
     "ConfigError",
+    "Histogram",
+    "Image",
     "InvalidArgumentError",
     "InvalidValueError",
     "Run",
@@ -54,6 +60,8 @@ __all__ = [
     "RunpointError",
     "SchemaVersionError",
     "StoreError",
+    "Table",
+    "Text",
     "init",
 ]
 
@@ -73,5 +81,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from ._start import init
+    from .media import Histogram, Image, Table, Text
     from .run import Run
     from .store.base import RunStatus

@@ -10,9 +10,12 @@ values that the writer resolves.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
 
 from .errors import InvalidValueError
+
+if TYPE_CHECKING:
+    from .store.base import MediaRecord
 
 
 @runtime_checkable
@@ -21,6 +24,75 @@ class Deferred(Protocol):
 
     def resolve(self) -> float:
         """Return the value as a float; runs on the writer thread."""
+
+
+class DeferredMedia(Protocol):
+    """A media value (:mod:`runpoint.media`): copied on the caller, encoded by the writer.
+
+    Classes mark themselves with ``_runpoint_media = True``; ``encode`` runs on the
+    writer thread and returns a :class:`~runpoint.store.base.MediaRecord`.
+    """
+
+    _runpoint_media: bool
+
+    def encode(self, key: str, step: int, time: float) -> "MediaRecord":
+        """The stored form of the value at ``step``."""
+
+
+def is_media(value: Any) -> bool:
+    return getattr(type(value), "_runpoint_media", False) is True
+
+
+class DeviceVector:
+    """Many scalars computed on an accelerator, fetched to the host in one copy.
+
+    The values are stacked into one tensor on the device; the copy into pinned memory is
+    queued on the current stream with an event after it. :meth:`item` gives a
+    :class:`Deferred` per element that the writer resolves, so the caller never syncs.
+    On the CPU the values are read at once.
+
+    Example::
+
+        vector = DeviceVector(torch.stack([grad_norm, param_norm]))
+        run_log({"grad_norm": vector.item(0), "param_norm": vector.item(1)})
+    """
+
+    __slots__ = ("_host", "_event", "_values")
+
+    def __init__(self, stacked: Any) -> None:
+        import torch
+
+        source = stacked.detach().reshape(-1)
+        self._event = None
+        self._values: list[float] | None = None
+        if source.device.type == "cuda":
+            self._host = torch.empty(source.shape, dtype=source.dtype, pin_memory=True)
+            self._host.copy_(source, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record(torch.cuda.current_stream(source.device))
+        else:
+            self._values = [float(v) for v in source.double().tolist()]
+
+    def values(self) -> list[float]:
+        if self._values is None:
+            self._event.synchronize()  # type: ignore[union-attr]
+            self._values = [float(v) for v in self._host.double().tolist()]
+        return self._values
+
+    def item(self, index: int) -> "float | _VectorItem":
+        if self._values is not None:
+            return self._values[index]
+        return _VectorItem(self, index)
+
+
+class _VectorItem:
+    __slots__ = ("_vector", "_index")
+
+    def __init__(self, vector: DeviceVector, index: int) -> None:
+        self._vector, self._index = vector, index
+
+    def resolve(self) -> float:
+        return self._vector.values()[self._index]
 
 
 class _DeviceScalar:
@@ -58,12 +130,12 @@ def _tensor_to_value(key: str, tensor: Any) -> float | Deferred:
     return float(tensor.detach().reshape(()).item())
 
 
-def _convert(key: str, value: Any) -> float | Deferred:
+def _convert(key: str, value: Any) -> "float | Deferred | DeferredMedia":
     """The slow path: anything that is not a plain float or int."""
     kind = type(value)
     if kind is bool:
         return 1.0 if value else 0.0
-    if isinstance(value, Deferred):
+    if isinstance(value, Deferred) or is_media(value):
         return value
     module = kind.__module__
     if module.startswith("torch") and hasattr(value, "numel") and hasattr(value, "device"):
@@ -77,7 +149,9 @@ def _convert(key: str, value: Any) -> float | Deferred:
     if isinstance(value, (int, float)):  # int and float subclasses (IntEnum, ...)
         return float(value)
     if isinstance(value, str):
-        raise InvalidValueError(key, value, "strings are not metrics; put them in the config or run.summary")
+        raise InvalidValueError(
+            key, value, "strings are not metrics; log rp.Text(...) for text, or put it in the config or run.summary"
+        )
     raise InvalidValueError(key, value)
 
 

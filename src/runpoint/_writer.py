@@ -23,8 +23,9 @@ from array import array
 from collections import deque
 from typing import Any, Callable
 
+from ._values import is_media
 from .errors import RunpointError, StoreError
-from .store.base import MetricSeries, Store, WriteBatch
+from .store.base import MediaRecord, MetricSeries, Store, WriteBatch
 
 logger = logging.getLogger("runpoint")
 
@@ -262,6 +263,7 @@ class Writer:
     def _collect(self, queue: deque[Any], limit: int = 250_000) -> tuple[WriteBatch, list[_Marker], int]:
         """Pop up to ``limit`` entries; pack their points column-wise per key."""
         batch = WriteBatch()
+        media = batch.media
         markers: list[_Marker] = []
         entries: list[tuple[int, float, dict[str, Any]]] = []
         popleft = queue.popleft
@@ -269,7 +271,7 @@ class Writer:
             entry = popleft()
             if type(entry) is tuple:
                 step, wall, values, deferred = entry
-                entries.append((step, wall, self._resolve(values) if deferred else values))
+                entries.append((step, wall, self._resolve(values, step, wall, media) if deferred else values))
             elif type(entry) is _Marker:
                 markers.append(entry)
                 break  # write what came before the marker now, so the flush returns promptly
@@ -278,11 +280,18 @@ class Writer:
         batch.metrics = _to_columns(entries)
         return batch, markers, sum(len(values) for _, _, values in entries)
 
-    def _resolve(self, values: dict[str, Any]) -> dict[str, float]:
+    def _resolve(self, values: dict[str, Any], step: int, wall: float, media: list[MediaRecord]) -> dict[str, float]:
+        """Read deferred scalars and encode media (into ``media``); scalars are returned."""
         resolved = {}
         for key, value in values.items():
             if type(value) is float or type(value) is int:
                 resolved[key] = value
+                continue
+            if is_media(value):
+                try:
+                    media.append(value.encode(key, step, wall))
+                except Exception as exc:  # a bad image must not kill the writer or lose the scalars
+                    logger.warning("runpoint: could not encode %r at step %d: %s; it was not stored", key, step, exc)
                 continue
             try:
                 resolved[key] = value.resolve()

@@ -20,12 +20,24 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ._liveness import reap_crashed
 from ._paths import DB_NAME, resolve_root
 from .errors import InvalidArgumentError, RunNotFoundError, StoreError
-from .store import Condition, MetricSeries, RunQuery, RunRecord, RunStatus, Store, open_store
+from .store import (
+    Condition,
+    MediaKey,
+    MediaRecord,
+    MediaStore,
+    MetricSeries,
+    RunQuery,
+    RunRecord,
+    RunStatus,
+    Store,
+    open_store,
+)
 from .summary import metric_summary
 
 _CONDITION = re.compile(
@@ -239,3 +251,44 @@ def compare(store: Store, runs: Sequence[RunRecord]) -> Comparison:
     for key in sorted(set().union(*stats)) if stats else []:
         comparison.metrics[key] = [s[key].last if key in s else None for s in stats]
     return comparison
+
+
+def media_store(store: Store) -> MediaStore:
+    """The read side of a store's logged media."""
+    if isinstance(store, MediaStore):
+        return store
+    from .store.sqlite import SQLiteStore
+    from .store.sqlite_media import SQLiteMediaStore
+
+    if isinstance(store, SQLiteStore):
+        return SQLiteMediaStore(store)
+    raise StoreError(f"the store at {store.location} cannot read media", store.location)
+
+
+def media_keys(store: Store, run_id: str) -> list[MediaKey]:
+    """Every media key a run logged, with its kind and step range."""
+    return media_store(store).media_keys(run_id)
+
+
+def read_media(
+    store: Store, run_id: str, key: str, *, step: int | None = None,
+    min_step: int | None = None, max_step: int | None = None,
+) -> list[MediaRecord]:
+    """The records of one media key in step order; a file's ``path`` is relative to :func:`run_dir`.
+
+    Example::
+
+        for record in query.read_media(store, run.id, "val/samples"):
+            print(record.step, query.run_dir(store, run) / record.path)
+    """
+    records = media_store(store).read_media(run_id, key, step=step, min_step=min_step, max_step=max_step)
+    if not records and all(k.key != key for k in media_keys(store, run_id)):
+        known = [k.key for k in media_keys(store, run_id)]
+        hint = f"it has: {', '.join(known[:20])}" if known else "it has logged no media"
+        raise InvalidArgumentError("key", f"run {run_id} has no media {key!r}; {hint}")
+    return records
+
+
+def run_dir(store: Store, run: RunRecord) -> Path:
+    """The directory of ``run`` on this machine (its root is where the store's database is)."""
+    return Path(store.location).parent / run.dir

@@ -2,6 +2,9 @@
 
 from .base import (
     Condition,
+    MediaKey,
+    MediaRecord,
+    MediaStore,
     MetricSeries,
     MetricStats,
     RunQuery,
@@ -14,6 +17,9 @@ from .registry import open_store, register_backend
 
 __all__ = [
     "Condition",
+    "MediaKey",
+    "MediaRecord",
+    "MediaStore",
     "MetricSeries",
     "MetricStats",
     "RunQuery",

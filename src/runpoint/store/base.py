@@ -144,6 +144,46 @@ class MetricStats:
     max_step: int | None
 
 
+MediaKind = Literal["image", "histogram", "text", "table"]
+
+
+@dataclass(frozen=True)
+class MediaRecord:
+    """One logged media value (image, histogram, text or table) at one step.
+
+    This is what the writer thread makes of an ``rp.Image``/``rp.Histogram``/``rp.Text``/
+    ``rp.Table``, what the store keeps (a row of ``media`` plus a file under the run's
+    ``media/``), what sinks mirror to other tools, and what the query layer reads back.
+
+    Fields:
+        key, step, time: as for metric points (``time`` in Unix seconds).
+        kind: ``"image"``, ``"histogram"``, ``"text"`` or ``"table"``.
+        data: JSON-ready facts, by kind (``caption`` in any of them when one was given):
+            image: ``width``, ``height``, ``channels`` (1, 3 or 4), ``format`` ("png");
+            histogram: ``edges`` (n + 1 floats), ``counts`` (n ints) over the finite
+            values, and ``count``, ``nan``, ``inf``, ``min``, ``max``, ``mean``, ``std``;
+            text: ``text``; table: ``columns`` (strings) and ``rows`` (lists of str,
+            int, float, bool or None).
+        path: the file, relative to the run directory (``media/<key>/<step>.png``), for
+            kinds that have one (images); None otherwise.
+        file: the file's bytes while the record travels from the writer to the store and
+            sinks; None in records read back from a store (open ``path`` instead).
+
+    Example::
+
+        for record in query.read_media(store, run.id, "val/samples"):
+            print(record.step, record.data["width"], run_dir / record.path)
+    """
+
+    key: str
+    step: int
+    kind: MediaKind
+    time: float
+    data: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+    file: bytes | None = field(default=None, repr=False, compare=False)
+
+
 @dataclass
 class WriteBatch:
     """Everything one flush of a run's writer sends to the store, applied atomically."""
@@ -154,10 +194,11 @@ class WriteBatch:
     summary: dict[str, Any] = field(default_factory=dict)
     summary_deleted: tuple[str, ...] = ()
     heartbeat_at: float | None = None
+    media: list[MediaRecord] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (
-            self.metrics or self.params or self.tags or self.summary or self.summary_deleted
+            self.metrics or self.params or self.tags or self.summary or self.summary_deleted or self.media
         ) and self.heartbeat_at is None
 
 
@@ -276,3 +317,28 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections; the store must not be used afterwards."""
+
+
+@dataclass(frozen=True)
+class MediaKey:
+    """One media key of a run: its kind and which steps have a value."""
+
+    key: str
+    kind: MediaKind
+    count: int
+    first_step: int
+    last_step: int
+
+
+@runtime_checkable
+class MediaStore(Protocol):
+    """The read side of logged media; writes arrive through :meth:`Store.write`."""
+
+    def media_keys(self, run_id: str) -> list[MediaKey]:
+        """Every media key the run has logged, sorted."""
+
+    def read_media(
+        self, run_id: str, key: str, *, step: int | None = None,
+        min_step: int | None = None, max_step: int | None = None,
+    ) -> list[MediaRecord]:
+        """The records of one key in step order: one ``step``, or those within the bounds."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from ..errors import RunExistsError, RunNotFoundError, StoreError
-from . import _chunks
+from . import _chunks, sqlite_media
 from ._schema import ensure_schema
 from .base import (
     Condition,
@@ -329,6 +329,8 @@ class SQLiteStore:
         if batch.is_empty():
             return
         tails_before = {key: _copy_tail(tail) for key, tail in self._tails.items() if key[0] == run_id}
+        if batch.media:
+            sqlite_media.write_files(self, run_id, batch.media)  # files first: a row never lacks its file
         try:
             with self._transaction() as conn:
                 if batch.tags:
@@ -349,6 +351,8 @@ class SQLiteStore:
                 for key, series in batch.metrics.items():
                     if len(series):
                         self._append_series(conn, run_id, key, series)
+                if batch.media:
+                    sqlite_media.insert_rows(conn, run_id, batch.media)
                 if batch.heartbeat_at is not None:
                     # A heartbeat proves the process alive: undo a reader's "crashed" verdict.
                     conn.execute(
