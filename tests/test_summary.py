@@ -22,13 +22,17 @@ def test_set_values_persist_and_metrics_are_summarised(root, store_at) -> None:
         assert run.summary["loss"] == 2.0
         assert run.summary["loss.min"] == 1.0 and run.summary["loss.max"] == 3.0
         assert run.summary["best/acc"] == 0.5 and run.summary["epochs"] == 3
-        assert set(run.summary) == {"loss", "loss.min", "loss.max", "best/acc", "epochs", "info"}
+        nonfinite_mark = {"first_nonfinite/step", "first_nonfinite/key", "first_nonfinite/value"}  # the NaN guard
+        assert set(run.summary) == {"loss", "loss.min", "loss.max", "best/acc", "epochs", "info"} | nonfinite_mark
         run.summary["temp"] = 1
         del run.summary["temp"]
         with pytest.raises(KeyError, match="derived"):
             del run.summary["loss"]
     store = store_at()
-    assert store.get_summary("r1") == {"best/acc": 0.5, "epochs": 3, "info": {"arch": "mlp", "sizes": [1, 2]}}
+    assert store.get_summary("r1") == {
+        "best/acc": 0.5, "epochs": 3, "info": {"arch": "mlp", "sizes": [1, 2]},
+        "first_nonfinite/step": 2, "first_nonfinite/key": "loss", "first_nonfinite/value": "NaN",
+    }
     full = query.full_summary(store, "r1")
     assert full["loss"] == 2.0 and full["loss.min"] == 1.0 and full["best/acc"] == 0.5
     stats = store.metric_stats("r1")["loss"]

@@ -3,7 +3,10 @@
 :class:`Run` coordinates; the work is done elsewhere: the writer thread
 (:mod:`runpoint._writer`) stores points, the store (:mod:`runpoint.store`) indexes them,
 :mod:`runpoint._console` captures output, :mod:`runpoint._metadata` describes the machine
-and :mod:`runpoint._lifecycle` ends the run however the process ends. Creating or
+and :mod:`runpoint._lifecycle` ends the run however the process ends. Diagnostics have
+modules of their own: :mod:`runpoint.watch`, :mod:`runpoint.model_summary`,
+:mod:`runpoint.step_timer`, :mod:`runpoint.system`, and the writer listeners
+:mod:`runpoint._nonfinite` and :mod:`runpoint._best`. Creating or
 resuming a run is :func:`runpoint.init` in :mod:`runpoint._start`.
 """
 
@@ -15,17 +18,24 @@ import time
 import traceback
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from . import _lifecycle
+from ._best import BestTracker
 from ._console import ConsoleCapture
 from ._fs import write_atomic
+from ._nonfinite import NonFiniteGuard
 from ._paths import RunPaths
 from ._values import prepare
 from ._writer import Writer
 from .errors import InvalidArgumentError, RunpointError
 from .store.base import RunStatus, Store
 from .summary import Summary
+
+if TYPE_CHECKING:
+    from .model_summary import ModelSummary
+    from .step_timer import StepTimer
+    from .watch import Watcher
 
 logger = logging.getLogger("runpoint")
 
@@ -92,10 +102,13 @@ class Run:
         self._signal_received: int | None = None
         self._signal_hooks: list[SignalHook] = []
         self._finish_hooks: list[Callable[["Run"], None]] = []
-        self._writer: Writer | _FinishedWriter = Writer(store, self.id, flush_interval=flush_interval)
+        writer = Writer(store, self.id, flush_interval=flush_interval)
+        self._writer: Writer | _FinishedWriter = writer
         if console is not None:
-            self._writer.on_tick.append(console.flush)
-        self.summary = Summary(self.id, store, self._writer, summary)  # type: ignore[arg-type]
+            writer.on_tick.append(console.flush)
+        self.summary = Summary(self.id, store, writer, summary)
+        self._best = BestTracker(self.summary.__setitem__, summary)
+        writer.listeners += [NonFiniteGuard(self.summary.__setitem__, summary), self._best]
         _lifecycle.register(self)
 
     # -- what users read -------------------------------------------------------------
@@ -157,6 +170,73 @@ class Run:
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything logged so far is in the store. False on timeout."""
         return self._writer.flush(timeout)
+
+    def _log_internal(self, values: dict[str, Any], step: int) -> None:
+        """Queue values that runpoint made itself (already flat and valid) without moving ``step``."""
+        self._writer.put(step, time.time(), values, True)
+
+    def _add_params(self, params: dict[str, Any]) -> None:
+        self._writer.add_params(params)
+
+    # -- diagnostics (each lives in its own module) -----------------------------------
+
+    def watch(
+        self, model: Any, every: int = 100, grads: bool = True, params: bool = True, histograms: bool = False,
+        max_grad_norm: float | None = None, *, activations: bool = True,
+    ) -> "Watcher":
+        """Log gradient, parameter, update and NaN/Inf statistics of ``model`` every ``every`` backward passes.
+
+        See :mod:`runpoint.watch` for what is logged. The hooks come off when the run ends
+        or with ``.remove()`` on the returned watcher.
+
+        Example::
+
+            run.watch(model, every=100, max_grad_norm=1.0)
+        """
+        from .watch import Watcher
+
+        watcher = Watcher(self, model, every=every, grads=grads, params=params, histograms=histograms,
+                          max_grad_norm=max_grad_norm, activations=activations)
+        self.add_finish_hook(lambda _: watcher.remove())
+        return watcher
+
+    def log_model(self, model: Any, example_input: Any = None, name: str = "model") -> "ModelSummary":
+        """Write ``<name>_summary.txt`` (layers, shapes, parameter counts) and store the totals as params.
+
+        Example::
+
+            run.log_model(model, example_input=torch.zeros(1, 64))
+        """
+        from .model_summary import log_model
+
+        return log_model(self, model, example_input, name)
+
+    def step_timer(self, every: int = 1) -> "StepTimer":
+        """A timer whose ``tick(samples=...)`` logs step time, throughput and peak memory.
+
+        Example::
+
+            timer = run.step_timer()
+            for step in range(n):
+                train_step()
+                run.log({"train/loss": loss}, step=step)
+                timer.tick(samples=batch_size)
+        """
+        from .step_timer import StepTimer
+
+        return StepTimer(self, every=every)
+
+    def monitor(self, key: str, mode: str = "min") -> None:
+        """Keep the best value of metric ``key`` and its step in the summary (``best/<key>``, ``best/<key>.step``).
+
+        Example::
+
+            run.monitor("val/loss", "min")
+            run.monitor("val/acc", "max")
+        """
+        self._writer.flush()
+        stats = self._store.metric_stats(self.id, [key]).get(key) if isinstance(key, str) else None
+        self._best.add(key, mode, stats)
 
     # -- hooks for checkpointing and integrations -------------------------------------
 
