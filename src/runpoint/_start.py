@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from . import _metadata
+from . import _metadata, system
 from ._console import ConsoleCapture
 from ._fs import write_atomic
 from ._ids import is_valid_identifier, new_run_id, new_run_name
@@ -42,6 +42,7 @@ def init(
     group: str | None = None,
     console: bool | None = None,
     flush_interval: float = 0.5,
+    system_metrics: float | bool | None = None,
 ) -> Run:
     """Start recording a run, or continue one with ``resume``.
 
@@ -58,6 +59,8 @@ def init(
         group: groups runs of one sweep or study.
         console: capture stdout/stderr to ``logs/``; default on (``RUNPOINT_CONSOLE=0`` turns it off).
         flush_interval: seconds between the writer's flushes; a SIGKILL loses at most this much.
+        system_metrics: seconds between samples of CPU, memory, disk, network and GPU use
+            (:mod:`runpoint.system`), or False for none; default ``$RUNPOINT_SYSTEM_METRICS`` or 10.
 
     Example::
 
@@ -76,16 +79,22 @@ def init(
         raise InvalidArgumentError("flush_interval", "must be a number of seconds in (0, 60]")
     if console is None:
         console = os.environ.get(CONSOLE_ENV, "1").lower() not in {"0", "false", "no", "off"}
+    system_interval = system.interval_from(system_metrics)
     masked = mask_secrets(to_plain(config))
     root_path = resolve_root(root)
     store = open_store(root_path)
     if resume is not None:
         if id is not None and id != resume:
             raise InvalidArgumentError("id", f"conflicts with resume={resume!r}; give one of them")
-        return _resume(store, root_path, project, resume, masked, tags, console=console, flush_interval=float(flush_interval))
-    return _create(
-        store, root_path, project, id, name, masked, tags, notes, group, console=console, flush_interval=float(flush_interval)
-    )
+        run = _resume(store, root_path, project, resume, masked, tags, console=console, flush_interval=float(flush_interval))
+    else:
+        run = _create(
+            store, root_path, project, id, name, masked, tags, notes, group, console=console,
+            flush_interval=float(flush_interval),
+        )
+    if system_interval is not None:
+        system.start_sampler(run, system_interval)
+    return run
 
 
 def _check_identifier(argument: str, value: Any) -> None:
