@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import demo, runs, ui
+from . import demo, diagnostics, runs, transfer, ui
 
 app = typer.Typer(
     name="runpoint",
@@ -33,6 +33,8 @@ def _root(
 demo.register(app)
 runs.register(app)
 ui.register(app)
+diagnostics.register(app)
+transfer.register(app)
 
 
 def main() -> None:
