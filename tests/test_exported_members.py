@@ -4,6 +4,7 @@ import runpoint
 def test_all_is_sorted_and_complete() -> None:
     assert runpoint.__all__ == sorted(runpoint.__all__)
     assert runpoint.__all__ == [
+        "ArchiveError",
         "CheckpointCorruptError",
         "CheckpointError",
         "CheckpointNotFoundError",

@@ -18,6 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    ArchiveError,
     CheckpointCorruptError,
     CheckpointError,
     CheckpointNotFoundError,
@@ -45,6 +46,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "ArchiveError",
     "CheckpointCorruptError",
     "CheckpointError",
     "CheckpointNotFoundError",

@@ -14,7 +14,8 @@ for code that does not know runpoint::
     ├── RunExistsError               (FileExistsError)   .run_id, .path
     ├── RunNotFoundError             (LookupError)       .ref, .root
     ├── InvalidValueError            (TypeError)         .key, .value_type
-    └── InvalidArgumentError         (ValueError)        .argument
+    ├── InvalidArgumentError         (ValueError)        .argument
+    └── ArchiveError                 (ValueError)        .path, .reason
 
 Each error keeps its fields as attributes and builds its own message: what was wrong,
 where, and what to do about it.
@@ -142,3 +143,12 @@ class InvalidArgumentError(RunpointError, ValueError):
     def __init__(self, argument: str, message: str) -> None:
         self.argument = argument
         super().__init__(f"{argument}: {message}")
+
+
+class ArchiveError(RunpointError, ValueError):
+    """A run archive is damaged, of an unknown format, or not a runpoint archive at all."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")

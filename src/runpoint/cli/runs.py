@@ -249,11 +249,20 @@ def export(
     run_ref: RunArgument,
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv, json or parquet.")] = "csv",
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="File or directory; '-' for stdout. Default: <run id>.<format>.")] = None,
+    archive: Annotated[
+        bool, typer.Option("--archive", help="Write the whole run (metrics, media, logs, checkpoints) to one .tar.gz for `runpoint import`.")
+    ] = False,
     root: RootOption = None,
 ) -> None:
-    """Write a run's metrics to CSV, JSON or Parquet."""
+    """Write a run's metrics to CSV, JSON or Parquet, or the whole run to an archive."""
     store = _open(root)
     run = query.resolve_run(store, run_ref)
+    if archive:
+        from ..archive import export_archive
+
+        path = export_archive(store, run, out)
+        err_console.print(f"wrote run {run.id} to {path} (runpoint import {path.name} restores it)", markup=False)
+        return
     where, count = export_module.export_run(store, run, fmt.lower(), out)
     err_console.print(f"wrote {count} points of run {run.id} to {where}", markup=False)
 
