@@ -34,6 +34,7 @@ pre { background: #f6f8fa; border: 1px solid #d1d9e0; border-radius: 6px; paddin
       font-size: 12px; line-height: 1.45; white-space: pre-wrap; word-break: break-word; }
 figure { margin: 12px 0 20px; }
 figure img { max-width: 100%; border: 1px solid #d1d9e0; border-radius: 6px; }
+figure img.logged { min-width: 192px; image-rendering: pixelated; }
 figcaption { color: #59636e; font-size: 13px; margin-top: 4px; }
 p.note { color: #3d444d; }
 footer { margin-top: 40px; color: #818b98; font-size: 12px; }
@@ -63,7 +64,8 @@ def _html_block(block: object) -> str:
         )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     if isinstance(block, Figure):
-        return (f'<figure><img src="{image_data_uri(block.png)}" alt="{escape(block.caption)}">'
+        kind = ' class="logged"' if block.logged else ""
+        return (f'<figure><img{kind} src="{image_data_uri(block.png)}" alt="{escape(block.caption)}">'
                 f"<figcaption>{escape(block.caption)}</figcaption></figure>")
     if isinstance(block, Pre):
         return f"<pre>{escape(block.text)}</pre>"

@@ -60,6 +60,7 @@ class Figure:
     name: str  # file name stem for the Markdown version
     png: bytes
     caption: str
+    logged: bool = False  # an image the run logged (small ones are shown enlarged), not a chart
 
 
 @dataclass
@@ -234,7 +235,7 @@ def _media(store: Store, run: RunRecord) -> Section | None:
         if caption:
             heading += f": {caption}"
         if record.kind == "image" and record.path and (run_dir / record.path).is_file():
-            section.blocks.append(Figure(_stem(record.key), (run_dir / record.path).read_bytes(), heading))
+            section.blocks.append(Figure(_stem(record.key), (run_dir / record.path).read_bytes(), heading, logged=True))
         elif record.kind == "text":
             section.blocks += [Note(heading), Pre(str(record.data.get("text", "")))]
         elif record.kind == "table":
@@ -244,11 +245,25 @@ def _media(store: Store, run: RunRecord) -> Section | None:
                                      [[fmt(cell) for cell in row] for row in rows[:50]])]
         elif record.kind == "histogram":
             data = record.data
-            section.blocks.append(Note(
-                f"{heading}: {data.get('count')} values, min {fmt(data.get('min'))}, max {fmt(data.get('max'))}, "
-                f"mean {fmt(data.get('mean'))}, std {fmt(data.get('std'))}, NaN {data.get('nan')}, inf {data.get('inf')}"
-            ))
+            facts = (f"{heading}: {data.get('count')} values, min {fmt(data.get('min'))}, max {fmt(data.get('max'))}, "
+                     f"mean {fmt(data.get('mean'))}, std {fmt(data.get('std'))}, NaN {data.get('nan')}, inf {data.get('inf')}")
+            section.blocks.append(Figure(_stem(record.key), _png(_histogram_figure(record)), facts))
     return section
+
+
+def _histogram_figure(record: Any) -> Any:
+    from .plots import new_figure
+
+    edges, counts = record.data.get("edges", []), record.data.get("counts", [])
+    figure = new_figure(6, 2.6)
+    ax = figure.subplots()
+    if counts:
+        widths = [b - a for a, b in zip(edges, edges[1:])]
+        ax.bar(edges[:-1], counts, width=widths, align="edge", color="#1f77b4", edgecolor="white", linewidth=0.3)
+    ax.set_title(f"{record.key} (step {record.step})", fontsize=10)
+    ax.set_ylabel("count")
+    ax.grid(True, alpha=0.3)
+    return figure
 
 
 def _stem(key: str) -> str:
