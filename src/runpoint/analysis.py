@@ -200,7 +200,8 @@ def best_metrics(store: Store, run_id: str) -> list[BestMetric]:
     for key, stat in stats.items():
         declared = summary.get(f"best/{key}")
         monitored = isinstance(declared, (int, float)) and not isinstance(declared, bool)
-        mode = (_declared_mode(declared, stat) if monitored else None) or infer_mode(key)
+        mode = (_declared_mode(declared, stat) if isinstance(declared, (int, float)) and monitored else None) \
+            or infer_mode(key)
         if mode is None:
             continue
         value, step = (stat.min, stat.min_step) if mode == "min" else (stat.max, stat.max_step)

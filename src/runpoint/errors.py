@@ -23,6 +23,7 @@ where, and what to do about it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -148,7 +149,7 @@ class InvalidArgumentError(RunpointError, ValueError):
 class ArchiveError(RunpointError, ValueError):
     """A run archive is damaged, of an unknown format, or not a runpoint archive at all."""
 
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = str(path)
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = os.fspath(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")

@@ -28,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -149,7 +150,7 @@ class _Sources:
         if process is not None:
             values.update(process)
         for index, handle in enumerate(self._gpus):
-            gpu = self._safe(f"gpu{index}", lambda h=handle: self._read_gpu(h))
+            gpu = self._safe(f"gpu{index}", functools.partial(self._read_gpu, handle))
             if gpu is not None:
                 values.update({f"gpu{index}/{key}": value for key, value in gpu.items()})
         return values

@@ -46,7 +46,7 @@ def write_files(store: "SQLiteStore", run_id: str, records: Sequence[MediaRecord
     run_dir = run_directory(store, run_id)
     media_dir = (run_dir / "media").resolve()
     for record in with_files:
-        target = (run_dir / record.path).resolve()
+        target = (run_dir / (record.path or "")).resolve()
         if media_dir not in target.parents:  # media.py makes safe paths; refuse anything else
             raise StoreError(f"media path {record.path!r} of key {record.key!r} leaves {media_dir}", store.location)
         try:

@@ -102,11 +102,11 @@ def read_archived_run(source: str | os.PathLike[str]) -> tuple[str, str]:
         ensure_schema(conn, os.fspath(source))  # refuses a newer schema, migrates an older one
         rows = conn.execute("SELECT id, project FROM runs").fetchall()
     except sqlite3.Error as exc:
-        raise StoreError(f"{source} is not a runpoint run database: {exc}", source) from exc
+        raise StoreError(f"{source} is not a runpoint run database: {exc}", os.fspath(source)) from exc
     finally:
         conn.close()
     if len(rows) != 1:
-        raise StoreError(f"{source} holds {len(rows)} runs, expected exactly one", source)
+        raise StoreError(f"{source} holds {len(rows)} runs, expected exactly one", os.fspath(source))
     return rows[0][0], rows[0][1]
 
 
