@@ -71,6 +71,16 @@ def test_torch_tensors_are_channels_first_and_numpy_arrays_channels_last(root) -
         assert rgba.data["channels"] == 4 and _pixels(run, rgba)[0, 0, 3] == 7
 
 
+@pytest.mark.parametrize(
+    "shape, layout",
+    [((8, 4, 4, 1), "NHWC"), ((8, 1, 4, 4), "NCHW"), ((3, 5, 5), "CHW"), ((5, 5, 3), "HWC"), ((4, 7, 3), "HWC")],
+)
+def test_the_smaller_end_of_an_ambiguous_shape_is_read_as_channels(shape, layout) -> None:
+    from runpoint.media import _layout
+
+    assert _layout(shape, channels_first=True) == layout
+
+
 def test_a_batch_becomes_a_grid_with_every_image_in_place(root) -> None:
     batch = torch.stack([torch.full((1, 4, 4), v / 255.0) for v in (10, 20, 30, 40, 50)])  # N C H W
     with rp.init(project="p", root=root, console=False) as run:

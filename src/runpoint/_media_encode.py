@@ -79,28 +79,50 @@ def image_png(source: Any, layout: str) -> tuple[bytes, int, int, int]:
 
 
 def histogram_data(values: Any, bins: int, value_range: tuple[float, float] | None) -> dict[str, Any]:
-    """Bins and moments of the finite values; NaN and infinities are counted apart."""
+    """Bins and moments of the finite values; NaN and infinities are counted apart.
+
+    Float32 data stays float32 (moments accumulate in float64); the common case of
+    all-finite values is detected from min and max, without a mask.
+    """
     import numpy as np
 
-    flat = np.asarray(values).astype(np.float64, copy=False).ravel()
-    finite = flat[np.isfinite(flat)]
-    nan = int(np.isnan(flat).sum())
-    if finite.size == 0 and value_range is None:
-        value_range = (0.0, 1.0)
-    counts, edges = np.histogram(finite, bins=bins, range=value_range)
+    flat = np.asarray(values).ravel()
+    if flat.dtype.kind != "f":
+        flat = flat.astype(np.float64)
+    nan = inf = 0
+    low = high = None
+    if flat.size:
+        low, high = float(flat.min()), float(flat.max())  # NaN anywhere makes them NaN
+        if not (math.isfinite(low) and math.isfinite(high)):
+            finite_mask = np.isfinite(flat)
+            nan = int(np.isnan(flat).sum())
+            inf = int(flat.size - finite_mask.sum() - nan)
+            flat = flat[finite_mask]
+            low, high = (float(flat.min()), float(flat.max())) if flat.size else (None, None)
+    if value_range is None:
+        if low is None or high is None:
+            value_range = (0.0, 1.0)
+        elif low == high:
+            value_range = (low - 0.5, high + 0.5)  # numpy's own choice for a constant array
+        else:
+            value_range = (low, high)
+        ranged = False
+    else:
+        ranged = True
+    counts, edges = np.histogram(flat, bins=bins, range=value_range)
     data: dict[str, Any] = {
         "edges": edges.tolist(),
         "counts": counts.tolist(),
-        "count": int(flat.size),
+        "count": int(flat.size + nan + inf),
         "nan": nan,
-        "inf": int(flat.size - finite.size - nan),
-        "min": float(finite.min()) if finite.size else None,
-        "max": float(finite.max()) if finite.size else None,
-        "mean": float(finite.mean()) if finite.size else None,
-        "std": float(finite.std()) if finite.size else None,
+        "inf": inf,
+        "min": low,
+        "max": high,
+        "mean": float(flat.mean(dtype=np.float64)) if flat.size else None,
+        "std": float(flat.std(dtype=np.float64)) if flat.size else None,
     }
-    if value_range is not None:
-        data["outside"] = int(finite.size - counts.sum())
+    if ranged:
+        data["outside"] = int(flat.size - counts.sum())
     return data
 
 

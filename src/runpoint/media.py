@@ -141,9 +141,9 @@ class Image(_Media):
     """An image, or a grid of images, stored as PNG.
 
     ``data`` is a numpy array, a torch tensor or a PIL image. Arrays may be ``(H, W)``,
-    ``(H, W, C)`` or ``(C, H, W)`` with C in 1, 3, 4 (torch tensors are read channels
-    first, numpy arrays channels last, whichever fits), or a batch ``(N, ...)`` of those,
-    laid out as a grid. Floats are taken as 0..1 and integers as 0..255, clipped; NaN
+    ``(H, W, C)`` or ``(C, H, W)`` with C in 1, 3, 4, or a batch ``(N, ...)`` of those,
+    laid out as a grid. When both ends could be channels the smaller one is; on a tie
+    torch tensors are read channels first and numpy arrays channels last. Floats are taken as 0..1 and integers as 0..255, clipped; NaN
     becomes 0.
 
     Example::
@@ -189,10 +189,12 @@ def _layout(shape: tuple[int, ...], channels_first: bool) -> str:
     if len(shape) in (3, 4):
         batch = "N" if len(shape) == 4 else ""
         first, last = shape[-3], shape[-1]
-        preferred, other = ("CHW", "HWC") if channels_first else ("HWC", "CHW")
-        for layout in (preferred, other):
-            if (first if layout == "CHW" else last) in channels:
-                return batch + layout
+        fits = [layout for layout, size in (("CHW", first), ("HWC", last)) if size in channels]
+        if len(fits) == 2 and first != last:  # both read as channels: the smaller is (a 4x4x1 image is not 4 channels)
+            return batch + ("CHW" if first < last else "HWC")
+        if fits:
+            preferred = "CHW" if channels_first else "HWC"
+            return batch + (preferred if preferred in fits else fits[0])
     raise InvalidArgumentError(
         "data", f"cannot read shape {shape} as an image: use (H, W), (H, W, C), (C, H, W) or a batch of them, C in 1, 3, 4"
     )
