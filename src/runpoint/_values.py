@@ -158,8 +158,8 @@ def _convert(key: str, value: Any) -> "float | Deferred | DeferredMedia":
 def prepare(data: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, Any], bool]:
     """Flatten nested dicts with ``/`` and convert values.
 
-    Returns the flat dict (values are float/int, or :class:`Deferred`) and whether any
-    value is deferred. Raises :class:`~runpoint.errors.InvalidValueError` (a TypeError)
+    Returns the flat dict (values are float/int, :class:`Deferred` or media values, see
+    :class:`DeferredMedia`) and whether any value is deferred. Raises :class:`~runpoint.errors.InvalidValueError` (a TypeError)
     naming the first bad key.
     """
     flat: dict[str, Any] = {}

@@ -61,9 +61,14 @@ def interval_from(setting: float | bool | None) -> float | None:
         if raw in {"1", "on", "true", "yes"}:
             return DEFAULT_INTERVAL_S
         try:
-            setting = float(raw)
+            seconds = float(raw)
         except ValueError:
-            raise InvalidArgumentError("system_metrics", f"${ENV}={raw!r} is not a number of seconds or 'off'") from None
+            seconds = -1.0
+        if not MIN_INTERVAL_S <= seconds <= 3600:  # a typo in the environment must not stop training
+            logger.warning("runpoint: $%s=%r is not seconds (%s..3600) or 'off'; sampling every %g s",
+                           ENV, raw, MIN_INTERVAL_S, DEFAULT_INTERVAL_S)
+            return DEFAULT_INTERVAL_S
+        return seconds
     if setting is True:
         return DEFAULT_INTERVAL_S
     if setting is False or setting == 0:
