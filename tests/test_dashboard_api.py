@@ -68,7 +68,8 @@ def test_columns_name_every_key_per_scope(client: httpx.Client) -> None:
     keys = client.get("/api/columns", params={"project": "vision"}).json()
     assert keys["params"] == ["model.width", "training.epochs", "training.learning_rate"]
     assert keys["metrics"] == ["epoch", "train/loss", "val/acc"]
-    assert keys["summary"] == ["best/val_acc"]
+    # the 'broken' run's NaN loss is marked by the NaN/Inf guard
+    assert keys["summary"] == ["best/val_acc", "first_nonfinite/key", "first_nonfinite/step", "first_nonfinite/value"]
 
 
 def test_run_details_and_missing_runs(client: httpx.Client, ids: dict[str, str]) -> None:
