@@ -5,7 +5,7 @@ also derive from the builtin they refine, so ``except FileExistsError`` keeps wo
 for code that does not know runpoint::
 
     RunpointError
-    ├── ConfigError                  (ValueError)        .issues, .path
+    ├── ConfigError                  (ValueError)        .issues, .problems, .path
     ├── CheckpointError                                  .path
     │   ├── CheckpointNotFoundError  (FileNotFoundError) .path, .step
     │   └── CheckpointCorruptError                       .path, .file
@@ -24,6 +24,7 @@ where, and what to do about it.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,17 +33,42 @@ class RunpointError(Exception):
     """Base class of every error runpoint raises on purpose."""
 
 
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a config: where it is, where it came from, what was wrong.
+
+    ``path`` is the dotted field path (``training.learning_rate``, ``model.hidden_sizes[1]``;
+    empty for a whole file), ``source`` where the value was set (``configs/base.yaml:7``,
+    ``env RUNPOINT__TRAINING__LEARNING_RATE``, ``override training.learning_rate=-1``),
+    ``value`` the offending value as text (secrets masked) and ``message`` what was expected.
+    """
+
+    path: str
+    message: str
+    source: str = ""
+    value: str | None = None
+
+    def __str__(self) -> str:
+        head = f"{self.path}: " if self.path else ""
+        got = f"got {self.value}, " if self.value is not None else ""
+        where = f"  [{self.source}]" if self.source else ""
+        return f"{head}{got}{self.message}{where}"
+
+
 class ConfigError(RunpointError, ValueError):
     """A configuration failed to load or validate.
 
-    ``issues`` holds one line per problem (dotted field path, source, value, expectation);
-    ``path`` the file being loaded, when there is one.
+    ``issues`` holds one line per problem (dotted field path, source, value, expectation),
+    ``problems`` the same as :class:`ConfigIssue` objects; ``path`` the file being loaded,
+    when there is one.
     """
 
-    def __init__(self, issues: Sequence[str] | str, path: str | Path | None = None) -> None:
-        self.issues = [issues] if isinstance(issues, str) else list(issues)
+    def __init__(self, issues: Sequence[str | ConfigIssue] | str | ConfigIssue, path: str | Path | None = None) -> None:
+        listed = [issues] if isinstance(issues, (str, ConfigIssue)) else list(issues)
+        self.problems = [item if isinstance(item, ConfigIssue) else ConfigIssue("", item) for item in listed]
+        self.issues = [str(problem) for problem in self.problems]
         self.path = str(path) if path is not None else None
-        where = f" in {self.path}" if self.path else ""
+        where = f" {self.path}" if self.path else ""
         if len(self.issues) == 1:
             message = f"invalid config{where}: {self.issues[0]}"
         else:
