@@ -1,0 +1,159 @@
+"""YAML the way configs need it: exact scalars, a line number for every key, no duplicate keys.
+
+PyYAML follows YAML 1.1, where ``no``, ``off`` and ``y`` are booleans, ``3e-4`` is a
+string and ``0123`` an octal number. Configs are read with YAML 1.2's core rules instead
+(``true``/``false`` only, ``3e-4`` is a float, ``0123`` stays text for the schema to judge),
+and written so that any YAML reader gets the same values back: a string that either rule
+set would misread is quoted.
+
+Example::
+
+    tree, lines = parse_yaml("training:\\n  learning_rate: 3e-4\\n", "base.yaml")
+    tree == {"training": {"learning_rate": 0.0003}}; lines["training.learning_rate"] == 2
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError, ConfigIssue
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+_BOOL_12 = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_INT_12 = re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+)$")
+_FLOAT_12 = re.compile(
+    r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+        |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core booleans, integers and floats."""
+
+
+class ConfigDumper(yaml.SafeDumper):
+    """SafeDumper that quotes strings a YAML 1.1 or 1.2 reader would take for something else."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in {_BOOL_TAG, _INT_TAG, _FLOAT_TAG}]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver(_BOOL_TAG, _BOOL_12, list("tTfF"))
+ConfigLoader.add_implicit_resolver(_INT_TAG, _INT_12, list("-+0123456789"))
+ConfigLoader.add_implicit_resolver(_FLOAT_TAG, _FLOAT_12, list("-+0123456789."))
+ConfigDumper.yaml_implicit_resolvers = {
+    first: list(resolvers) for first, resolvers in yaml.SafeDumper.yaml_implicit_resolvers.items()
+}
+ConfigDumper.add_implicit_resolver(_FLOAT_TAG, _FLOAT_12, list("-+0123456789."))
+
+
+def _represent_list(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.Node:
+    flow = all(item is None or isinstance(item, (bool, int, float, str)) for item in value) and len(value) <= 16
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=flow or None)
+
+
+ConfigDumper.add_representer(list, _represent_list)
+
+
+def malformed(problem: yaml.YAMLError, name: str) -> ConfigIssue:
+    """A :class:`ConfigIssue` for a YAML syntax error, with the file and line."""
+    mark = getattr(problem, "problem_mark", None) or getattr(problem, "context_mark", None)
+    what = getattr(problem, "problem", None) or str(problem)
+    context = getattr(problem, "context", None)
+    if context:
+        what = f"{what} ({context})"
+    if mark is None:
+        return ConfigIssue("", f"malformed YAML: {what}", name)
+    return ConfigIssue("", f"malformed YAML at column {mark.column + 1}: {what}", f"{name}:{mark.line + 1}")
+
+
+def parse_yaml(text: str, name: str) -> tuple[Any, dict[str, int]]:
+    """The data of one YAML document and the line (1-based) of each dotted key path.
+
+    Raises :class:`ConfigError` naming ``name`` and the line for malformed YAML and for a
+    key given twice in one mapping.
+    """
+    loader = ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        lines: dict[str, int] = {}
+        duplicates: list[ConfigIssue] = []
+        if node is not None:
+            _record_lines(node, "", lines, duplicates, name, overwrite=True, active=set())
+        if duplicates:
+            raise ConfigError(duplicates, name)
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        raise ConfigError([malformed(exc, name)], name) from None
+    finally:
+        loader.dispose()
+    return data, lines
+
+
+def line_map(text: str) -> dict[str, int]:
+    """Lines of each key path, or ``{}`` when ``text`` does not parse as YAML (JSON mostly does)."""
+    try:
+        return parse_yaml(text, "")[1]
+    except ConfigError:
+        return {}
+
+
+def _key_text(node: yaml.Node) -> str:
+    return str(node.value) if isinstance(node, yaml.ScalarNode) else f"<{node.tag.rsplit(':', 1)[-1]}>"
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _record_lines(
+    node: yaml.Node, path: str, lines: dict[str, int], duplicates: list[ConfigIssue], name: str,
+    *, overwrite: bool, active: set[int],
+) -> None:
+    if id(node) in active:  # a recursive alias: its lines are recorded already
+        return
+    active.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        merges: list[yaml.Node] = []
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merges.extend(value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node])
+                continue
+            key = _key_text(key_node)
+            child = _join(path, key)
+            line = key_node.start_mark.line + 1
+            if overwrite and key in seen:
+                duplicates.append(ConfigIssue(
+                    child, f"given twice in one mapping (lines {seen[key]} and {line}); keep one", f"{name}:{line}"
+                ))
+            seen[key] = line
+            if overwrite or child not in lines:
+                lines[child] = line
+            _record_lines(value_node, child, lines, duplicates, name, overwrite=overwrite, active=active)
+        for merged in merges:  # `<<: *defaults` supplies keys the mapping does not set itself
+            _record_lines(merged, path, lines, duplicates, name, overwrite=False, active=active)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            child = f"{path}[{index}]"
+            if overwrite or child not in lines:
+                lines[child] = item.start_mark.line + 1
+            _record_lines(item, child, lines, duplicates, name, overwrite=overwrite, active=active)
+    active.discard(id(node))
+
+
+def dump_yaml(tree: Any) -> str:
+    """YAML text of a plain tree, keys in their order, readable by any YAML reader."""
+    return yaml.dump(tree, Dumper=ConfigDumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
