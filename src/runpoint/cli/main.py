@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import demo, diagnostics, runs, transfer, ui
+from . import config, demo, diagnostics, runs, transfer, ui
 
 app = typer.Typer(
     name="runpoint",
@@ -35,6 +35,7 @@ runs.register(app)
 ui.register(app)
 diagnostics.register(app)
 transfer.register(app)
+config.register(app)
 
 
 def main() -> None:

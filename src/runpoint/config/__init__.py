@@ -4,7 +4,7 @@
   profile < ``RUNPOINT__SECTION__FIELD`` < overrides, ``${...}`` references, validation.
 - :class:`ProjectConfig` and its sections (``schema.py``); presets (``presets.py``).
 - :func:`from_argv` / :func:`parse_argv` (``argv.py``): ``python train.py --profile prod a.b=1``.
-- :func:`diff_configs` (``diff.py``), :func:`dump_config`.
+- :func:`diff_configs` (``diff.py``), :func:`dump_config`, :func:`with_overrides`.
 - :func:`to_plain`, :func:`flatten`, :func:`config_hash`, :func:`mask_secrets`: what
   ``rp.init(config=...)`` stores.
 
@@ -37,6 +37,7 @@ _LAZY = {
     "load_config": ".load",
     "parse_argv": ".argv",
     "resolve_config": ".load",
+    "with_overrides": ".load",
 }
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "parse_argv",
     "resolve_config",
     "to_plain",
+    "with_overrides",
 ]
 
 
@@ -75,5 +77,5 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from .argv import ArgvConfig, from_argv, parse_argv
     from .diff import ConfigDiff, diff_configs
-    from .load import ResolvedConfig, dump_config, load_config, resolve_config
+    from .load import ResolvedConfig, dump_config, load_config, resolve_config, with_overrides
     from .schema import ProjectConfig

@@ -18,6 +18,7 @@ import os
 from typing import Any, Mapping
 
 from ..errors import InvalidArgumentError
+from ._secrets import mask_secrets
 
 
 def to_plain(config: Any) -> dict[str, Any]:
@@ -90,7 +91,12 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-def config_hash(tree: Mapping[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of a plain config tree (sorted keys, no whitespace)."""
-    text = json.dumps(_canonical(dict(tree)), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+def config_hash(config: Any) -> str:
+    """SHA-256 of the canonical JSON of a config (sorted keys, no whitespace, secrets masked).
+
+    ``config`` is anything :func:`to_plain` takes; the hash is that of what a run records,
+    so ``rp.config.config_hash(cfg)`` matches the ``config_hash`` of a run started with ``cfg``.
+    """
+    tree = mask_secrets(to_plain(config))
+    text = json.dumps(_canonical(tree), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -98,12 +98,12 @@ def resolve_config(
     env: Mapping[str, str] | None = None,
 ) -> ResolvedConfig[M]:
     """Like :func:`load_config`, and also say where every value came from."""
-    model = _check_schema(schema)
+    model = schema_or_default(schema)
     environ = os.environ if env is None else env
     profile = profile if profile is not None else (environ.get(PROFILE_ENV) or None)
     problems: list[ConfigIssue] = []
     files: list[ConfigFile] = []
-    base = _base_file(path) if path is not None else None
+    base = find_base_file(path) if path is not None else None
     label = display_path(base) if base is not None else None
     for where, kind in ((base, "file"), (profile, "profile")):
         if where is None:
@@ -119,7 +119,38 @@ def resolve_config(
     layers.append(override_layer(model, overrides, problems))
     if problems:
         raise ConfigError(problems, label)
+    config, sources, originals = _build(model, layers, environ, label)
+    return ResolvedConfig(
+        config=config,
+        sources=_leaf_sources(config, sources, originals),
+        files=tuple(f.path for f in files),
+        profile=profile,
+    )
 
+
+def with_overrides(config: M, overrides: Iterable[str]) -> M:
+    """A copy of ``config`` with ``"section.field=value"`` overrides applied and validated.
+
+    Fields the config set explicitly stay set; presets still fill what nobody set.
+
+    Example::
+
+        fast = rp.config.with_overrides(cfg, ["training.epochs=1", "experiment.preset=basic"])
+    """
+    model = type(config)
+    problems: list[ConfigIssue] = []
+    layer = override_layer(model, overrides, problems)
+    if problems:
+        raise ConfigError(problems)
+    explicit = _escape_references(to_plain(config.model_dump(exclude_unset=True)))
+    return _build(model, [Layer(explicit), layer], os.environ, None)[0]  # type: ignore[return-value]
+
+
+def _build(
+    model: type[BaseModel], layers: list[Layer], environ: Mapping[str, str], label: str | None
+) -> tuple[BaseModel, SourceMap, dict[str, str]]:
+    """Merge, fill presets, check keys, interpolate and validate; every problem at once."""
+    problems: list[ConfigIssue] = []
     tree: dict[str, Any] = {}
     sources = SourceMap()
     for layer in layers:
@@ -159,15 +190,11 @@ def resolve_config(
         problems.extend(validation_issues(exc, tree, sources, skip))
     if problems:
         raise ConfigError(problems, label)
-    return ResolvedConfig(
-        config=config,
-        sources=_leaf_sources(config, sources, originals),
-        files=tuple(f.path for f in files),
-        profile=profile,
-    )
+    return config, sources, originals
 
 
-def _check_schema(schema: Any) -> type[BaseModel]:
+def schema_or_default(schema: Any) -> type[BaseModel]:
+    """``schema`` checked to be a pydantic model class; :class:`ProjectConfig` for None."""
     if schema is None:
         from .schema import ProjectConfig
 
@@ -177,7 +204,8 @@ def _check_schema(schema: Any) -> type[BaseModel]:
     return schema
 
 
-def _base_file(path: str | os.PathLike[str]) -> Path:
+def find_base_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` itself, or the base file inside the directory ``path``."""
     base = Path(path).expanduser()
     if base.is_dir():
         for name in BASE_NAMES:

@@ -74,7 +74,7 @@ class ModelConfig(BaseModel):
     hidden_sizes: list[PositiveInt] = Field(
         default_factory=lambda: [128, 64], description="Width of each hidden layer, input side first."
     )
-    dropout_rate: Fraction = Field(0.0, description="Dropout probability after each hidden layer, in [0, 1).")
+    dropout_rate: Fraction = Field(0.0, description="Dropout probability after each hidden layer.")
     activation: Literal["relu", "gelu", "silu", "tanh", "sigmoid", "leaky_relu", "elu"] = Field(
         "relu", description="Activation function between layers."
     )
@@ -139,7 +139,7 @@ class TrainingConfig(BaseModel):
         None, description="Stop after this many optimizer steps, even before the epochs are done; null: no step limit."
     )
     optimizer: Literal["adamw", "adam", "sgd", "rmsprop", "adagrad"] = Field("adamw", description="Optimizer.")
-    momentum: Fraction = Field(0.9, description="Momentum for sgd and rmsprop, in [0, 1).")
+    momentum: Fraction = Field(0.9, description="Momentum for sgd and rmsprop.")
     weight_decay: float = Field(0.0, ge=0, description="Weight decay (L2 penalty; decoupled for adamw).")
     scheduler: Literal["none", "cosine", "linear", "step", "exponential", "onecycle", "plateau"] = Field(
         "none", description="Learning-rate schedule; 'none' keeps it constant."
@@ -205,8 +205,8 @@ class DataConfig(BaseModel):
     train_path: str | None = Field(None, description="Training data file or folder, relative to data_dir.")
     val_path: str | None = Field(None, description="Validation data; null splits val_fraction off the training data.")
     test_path: str | None = Field(None, description="Test data; null splits test_fraction off the training data.")
-    val_fraction: Fraction = Field(0.2, description="Share of training data held out for validation, in [0, 1).")
-    test_fraction: Fraction = Field(0.0, description="Share of training data held out for testing, in [0, 1).")
+    val_fraction: Fraction = Field(0.2, description="Share of training data held out for validation.")
+    test_fraction: Fraction = Field(0.0, description="Share of training data held out for testing.")
     eval_batch_size: PositiveInt | None = Field(
         None, description="Batch size for validation and test; null uses training.batch_size."
     )
