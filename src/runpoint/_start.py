@@ -29,12 +29,15 @@ logger = logging.getLogger("runpoint")
 CONSOLE_ENV = "RUNPOINT_CONSOLE"
 
 
+EXPERIMENT_FIELDS = ("project", "name", "group", "tags", "notes", "root")
+
+
 def init(
-    project: str,
+    project: str | None = None,
     name: str | None = None,
     config: Any = None,
-    tags: Iterable[str] = (),
-    notes: str = "",
+    tags: Iterable[str] | None = None,
+    notes: str | None = None,
     root: str | os.PathLike[str] | None = None,
     resume: str | None = None,
     *,
@@ -46,12 +49,17 @@ def init(
 ) -> Run:
     """Start recording a run, or continue one with ``resume``.
 
+    ``project``, ``name``, ``group``, ``tags``, ``notes`` and ``root`` that are not passed
+    are taken from the config's ``experiment`` section when it has them (as
+    :class:`~runpoint.ProjectConfig` does); ``project`` is required one way or the other.
+
     Args:
         project: groups runs; letters, digits, ``. _ -``.
         name: a readable name; one like ``swift-heron-7`` is made up when None.
-        config: a dict, pydantic model, dataclass or argparse Namespace. Stored whole in
-            ``config.yaml`` and flattened (``training.learning_rate``) as searchable
-            params; secrets (token, password, secret, api_key ...) are masked.
+        config: a dict, pydantic model (e.g. from ``rp.load_config``), dataclass or
+            argparse Namespace. Stored whole in ``config.yaml`` and flattened
+            (``training.learning_rate``) as searchable params; secrets (token, password,
+            secret, api_key ..., pydantic ``SecretStr``) are masked.
         tags, notes: free-form labels and text.
         root: where runs live; ``$RUNPOINT_ROOT`` or ``./runpoint`` when None.
         resume: ``"<run id>"`` or ``"latest"`` (of ``project``) to append to that run.
@@ -66,7 +74,20 @@ def init(
 
         with rp.init(project="digits", config={"lr": 3e-4}, tags=["mlp"]) as run:
             run.log({"train/loss": 0.25}, step=0)
+
+        cfg = rp.load_config("configs/base.yaml", profile="prod")
+        with rp.init(config=cfg) as run:     # project, name, tags... from cfg.experiment
+            ...
     """
+    plain = to_plain(config)
+    given = {"project": project, "name": name, "group": group, "tags": tags, "notes": notes, "root": root}
+    chosen = {**_experiment_fields(plain), **{key: value for key, value in given.items() if value is not None}}
+    project, name, group, root = chosen.get("project"), chosen.get("name"), chosen.get("group"), chosen.get("root")
+    tags, notes = chosen.get("tags", ()), chosen.get("notes", "")
+    if project is None:
+        raise InvalidArgumentError(
+            "project", "is required: pass rp.init(project=...), or set experiment.project in the config"
+        )
     _check_identifier("project", project)
     tags = _check_tags(tags)
     if not isinstance(notes, str):
@@ -80,7 +101,7 @@ def init(
     if console is None:
         console = os.environ.get(CONSOLE_ENV, "1").lower() not in {"0", "false", "no", "off"}
     system_interval = system.interval_from(system_metrics)
-    masked = mask_secrets(to_plain(config))
+    masked = mask_secrets(plain)
     root_path = resolve_root(root)
     store = open_store(root_path)
     if resume is not None:
@@ -95,6 +116,14 @@ def init(
     if system_interval is not None:
         system.start_sampler(run, system_interval)
     return run
+
+
+def _experiment_fields(plain: dict[str, Any]) -> dict[str, Any]:
+    """The run's project, name, group, tags, notes and root as the config's experiment section sets them."""
+    section = plain.get("experiment")
+    if not isinstance(section, dict):
+        return {}
+    return {key: section[key] for key in EXPERIMENT_FIELDS if section.get(key) is not None}
 
 
 def _check_identifier(argument: str, value: Any) -> None:
