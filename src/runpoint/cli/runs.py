@@ -70,9 +70,14 @@ def ls(
         Optional[str], typer.Option("--columns", "-c", help="Extra columns, comma separated: params.x, metrics.y, summary.z.")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show at most this many runs.")] = 50,
+    group_by: Annotated[
+        Optional[str], typer.Option("--group-by", "-g", help="Group the runs by config (hash), group, project or status.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
+    if group_by is not None and group_by not in GROUP_KEYS:
+        raise fail(f"--group-by {group_by!r}: use one of {', '.join(GROUP_KEYS)}", 2)
     store = _open(root)
     runs = query.list_runs(
         store, project=project, tags=tag or (), status=status, where=where or (), group=group,
@@ -82,6 +87,7 @@ def ls(
     runs = runs[:limit]
     extra = [c.strip() for c in columns.split(",") if c.strip()] if columns else []
     cache: dict[str, Any] = {}
+    groups = _grouped(runs, group_by)
     if as_json:
         rows = []
         for run in runs:
@@ -89,7 +95,12 @@ def ls(
             for column in extra:
                 row[column] = _column_value(store, run, column, cache)
             rows.append(row)
-        print_json(rows)
+        if group_by is None:
+            print_json(rows)
+        else:
+            by_id = {row["id"]: row for row in rows}
+            print_json([{"by": group_by, "key": key, "count": len(members), "runs": [by_id[r.id] for r in members]}
+                        for key, members in groups])
         return
     if not runs:
         err_console.print("no runs match")
@@ -97,15 +108,43 @@ def ls(
     table = Table(box=None, header_style="bold", pad_edge=False)
     for heading in ("ID", "PROJECT", "NAME", "STATUS", "CREATED", "DURATION", "TAGS", *extra):
         table.add_column(heading, no_wrap=heading in {"ID", "STATUS"})
+    for key, members in groups:
+        if group_by is not None:
+            if table.row_count:
+                table.add_section()
+            label = (key or "-")[:12] if group_by == "config" else (key or "-")
+            table.add_row(f"[bold]{escape(group_by)} {escape(label)}[/]", f"[dim]{len(members)} run(s)[/]")
+        _add_run_rows(table, store, members, extra, cache)
+    console.print(table)
+    if more:
+        err_console.print(f"(showing the newest {limit}; --limit shows more)")
+
+
+GROUP_KEYS = {
+    "config": lambda run: run.config_hash,
+    "group": lambda run: run.group,
+    "project": lambda run: run.project,
+    "status": lambda run: run.status.value,
+}
+
+
+def _grouped(runs: list[RunRecord], group_by: str | None) -> list[tuple[str | None, list[RunRecord]]]:
+    """Runs in groups of equal key, groups in the order of their newest run; one group without group_by."""
+    if group_by is None:
+        return [(None, runs)]
+    groups: dict[str | None, list[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault(GROUP_KEYS[group_by](run), []).append(run)
+    return list(groups.items())
+
+
+def _add_run_rows(table: Table, store: Store, runs: list[RunRecord], extra: list[str], cache: dict[str, Any]) -> None:
     for run in runs:
         table.add_row(
             run.id, escape(run.project), escape(run.name), status_text(run.status.value), fmt_age(run.created_at),
             fmt_duration(run.duration), escape(",".join(run.tags)),
             *(escape(_column_value(store, run, column, cache)) for column in extra),
         )
-    console.print(table)
-    if more:
-        err_console.print(f"(showing the newest {limit}; --limit shows more)")
 
 
 def show(run_ref: RunArgument, root: RootOption = None, as_json: JsonOption = False) -> None:
