@@ -1,41 +1,60 @@
 """The built-in demo: a small network learns scikit-learn's digits on the CPU.
 
-It is what ``runpoint demo`` runs, and a template for a tracked training script.
-It needs the ``torch`` extra (torch, numpy, scikit-learn); no download happens, the
-digits ship inside scikit-learn.
+It is what ``runpoint demo`` runs, and a template for a tracked training script: its
+config is a :class:`~runpoint.ProjectConfig` (:func:`demo_config`), which ``rp.init``
+records and takes the project, tags and notes from. It needs the ``torch`` extra (torch,
+numpy, scikit-learn); no download happens, the digits ship inside scikit-learn.
 
 Example::
 
-    from runpoint.demo import train
+    from runpoint.demo import demo_config, train
     run = train(epochs=3, root="/tmp/runs")
+    run = train(rp.config.with_overrides(demo_config(), ["training.learning_rate=1e-2"]))
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import time
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .errors import RunpointError
 from .run import Run
 
+if TYPE_CHECKING:
+    from .config.schema import ProjectConfig
+
+# The values a person tunes, in the shape the dashboard's launch form starts from.
 DEFAULT_CONFIG: dict[str, Any] = {
     "model": {"name": "digits-mlp", "hidden_sizes": [128, 64], "dropout_rate": 0.1},
     "training": {"epochs": 12, "batch_size": 64, "learning_rate": 3e-3, "weight_decay": 1e-4, "seed": 0},
     "data": {"dataset": "sklearn-digits", "val_fraction": 0.2},
 }
 
+# What the demo's code fixes (the model's shape, optimizer, schedule, loss) and how its runs are recorded.
+_FIXED: dict[str, Any] = {
+    "model": {"type": "mlp", "input_size": 64, "output_size": 10, "activation": "relu"},
+    "training": {"optimizer": "adamw", "scheduler": "onecycle", "loss_function": "cross_entropy"},
+    "experiment": {"project": "demo", "tags": ["demo", "mlp"], "notes": "runpoint demo: an MLP on scikit-learn's digits"},
+}
 
-def _merged_config(override: Mapping[str, Any]) -> dict[str, Any]:
-    config = {section: dict(values) for section, values in DEFAULT_CONFIG.items()}
-    for section, values in override.items():
-        if section not in config or not isinstance(values, Mapping):
-            raise RunpointError(f"demo config: unknown section {section!r} (known: {', '.join(config)})")
-        unknown = set(values) - set(config[section])
-        if unknown:
-            raise RunpointError(f"demo config: unknown key {section}.{sorted(unknown)[0]}")
-        config[section].update(values)
-    return config
+
+def _merge(base: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(dict(base))
+    for key, value in values.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def demo_config(values: Mapping[str, Any] | None = None) -> "ProjectConfig":
+    """The demo's config (:data:`DEFAULT_CONFIG` and what the code fixes), ``values`` merged over it."""
+    from .config.schema import ProjectConfig
+
+    return ProjectConfig.model_validate(_merge(_merge(_FIXED, DEFAULT_CONFIG), values or {}))
 
 
 def _require_extras() -> tuple[Any, Any]:
@@ -70,53 +89,65 @@ def _model(torch: Any, hidden: list[int], dropout: float) -> Any:
 
 
 def train(
+    config: "ProjectConfig | Mapping[str, Any] | None" = None,
     *,
     epochs: int | None = None,
-    project: str = "demo",
+    project: str | None = None,
     name: str | None = None,
     root: str | os.PathLike[str] | None = None,
     seed: int | None = None,
     verbose: bool = True,
-    config: Mapping[str, Any] | None = None,
 ) -> Run:
     """Train the digits MLP, logging to a new run; returns the finished run.
 
-    ``config`` (shaped like :data:`DEFAULT_CONFIG`, sections merged over it) comes first;
-    ``epochs`` and ``seed`` override it when given.
+    ``config`` is a :class:`~runpoint.ProjectConfig`, or a partial config (a mapping like
+    :data:`DEFAULT_CONFIG`) merged over :func:`demo_config`; the keyword arguments, when
+    given, win over it. The demo reads the model's hidden sizes and dropout, the training batch
+    size, learning rate, weight decay, epochs, max_steps and seed, and the validation split.
     """
     torch, load_digits = _require_extras()
     import runpoint as rp
 
-    config = _merged_config(config or {})
+    cfg = config.model_copy(deep=True) if hasattr(config, "model_copy") else demo_config(config)  # type: ignore[union-attr]
     if epochs is not None:
-        config["training"]["epochs"] = epochs
+        cfg.training.epochs = epochs
     if seed is not None:
-        config["training"]["seed"] = seed
-    seed = config["training"]["seed"]
-    training = config["training"]
+        cfg.training.seed = seed
+    if project is not None:
+        cfg.experiment.project = project
+    if name is not None:
+        cfg.experiment.name = name
+    if root is not None:
+        cfg.experiment.root = os.fspath(root)
+    training = cfg.training
+    seed = training.seed
     torch.manual_seed(seed)
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    x_train, y_train, x_val, y_val = _data(torch, load_digits, config["data"]["val_fraction"], seed)
-    model = _model(torch, config["model"]["hidden_sizes"], config["model"]["dropout_rate"])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=training["learning_rate"], weight_decay=training["weight_decay"])
-    steps_per_epoch = -(-len(x_train) // training["batch_size"])
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=training["learning_rate"], total_steps=training["epochs"] * steps_per_epoch
-    )
+    x_train, y_train, x_val, y_val = _data(torch, load_digits, cfg.data.val_fraction, seed)
+    model = _model(torch, cfg.model.hidden_sizes, cfg.model.dropout_rate)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
+    steps_per_epoch = -(-len(x_train) // training.batch_size)
+    epochs_to_run = training.epochs or -(-(training.max_steps or 1) // steps_per_epoch)
+    total_steps = epochs_to_run * steps_per_epoch
+    if training.max_steps is not None:
+        total_steps = min(total_steps, training.max_steps)
+        epochs_to_run = -(-total_steps // steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=training.learning_rate, total_steps=total_steps)
     loss_fn = torch.nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(seed)
 
-    with rp.init(project=project, name=name, config=config, tags=["demo", "mlp"], root=root,
-                 notes="runpoint demo: an MLP on scikit-learn's digits") as run:
+    with rp.init(config=cfg) as run:  # project, name, tags, notes and root come from cfg.experiment
         if verbose:
             print(f"runpoint demo: run {run.id} ({run.name}) -> {run.dir}")
         step, best_acc = 0, 0.0
-        for epoch in range(training["epochs"]):
+        for epoch in range(epochs_to_run):
             model.train()
             order = torch.randperm(len(x_train), generator=generator)
-            for start in range(0, len(order), training["batch_size"]):
+            for start in range(0, len(order), training.batch_size):
+                if step >= total_steps:
+                    break
                 began = time.perf_counter()
-                batch = order[start:start + training["batch_size"]]
+                batch = order[start:start + training.batch_size]
                 logits = model(x_train[batch])
                 loss = loss_fn(logits, y_train[batch])
                 optimizer.zero_grad(set_to_none=True)
@@ -138,7 +169,7 @@ def train(
             run.log({"val/loss": val_loss, "val/acc": val_acc}, step=step - 1)
             best_acc = max(best_acc, val_acc)
             if verbose:
-                print(f"epoch {epoch + 1:>2}/{training['epochs']}  train/loss {float(loss.detach()):.4f}  "
+                print(f"epoch {epoch + 1:>2}/{epochs_to_run}  train/loss {float(loss.detach()):.4f}  "
                       f"val/loss {val_loss:.4f}  val/acc {val_acc:.3f}")
         run.summary["best/val_acc"] = best_acc
         run.summary["steps"] = step

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -11,18 +10,36 @@ from ._output import RootOption, console, fail, friendly_errors
 
 
 def demo(
+    overrides: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="Config overrides like training.learning_rate=1e-2 model.hidden_sizes=[256,128].",
+                       show_default=False),
+    ] = None,
     root: RootOption = None,
-    project: Annotated[str, typer.Option("--project", "-p", help="Project to record the run in.")] = "demo",
+    project: Annotated[Optional[str], typer.Option("--project", "-p", help="Project to record the run in. (default: demo)",
+                                                   show_default=False)] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (made up when omitted).")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", min=1, max=1000, help="Training epochs (default 12).", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 0).", show_default=False)] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML config shaped like the demo's (model, training, data), merged over its defaults.", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", min=1, max=1000,
+                                                  help="Training epochs. (default: 12)", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed. (default: 0)", show_default=False)] = None,
+    config_file: Annotated[
+        Optional[str],
+        typer.Option("--config", "-c", help="Train with this config file instead of the demo's own (see `runpoint config init`).",
+                     show_default=False),
+    ] = None,
+    profile: Annotated[Optional[str], typer.Option("--profile", help="Profile merged over --config.", show_default=False)] = None,
 ) -> None:
     """Train an MLP on scikit-learn's digits (CPU, under a minute) and record the run."""
-    from ..demo import train
+    from ..config.load import load_config, with_overrides
+    from ..demo import demo_config, train
 
-    overrides = _read_config(config) if config is not None else None
-    run = train(epochs=epochs, project=project, name=name or None, root=root, seed=seed, config=overrides)
+    if config_file is not None:
+        config = load_config(config_file, profile, overrides or ())
+    elif profile is not None:
+        raise fail("--profile needs --config FILE", 2)
+    else:
+        config = with_overrides(demo_config(), overrides or ())
+    run = train(config, epochs=epochs, project=project, name=name or None, root=root, seed=seed)
     summary = run.summary
     console.print(
         f"\n[bold green]done[/]: run [bold]{run.id}[/] ({run.name}) {run.status.value}, "
@@ -33,18 +50,6 @@ def demo(
         f"           runpoint ls --columns metrics.val/acc\n"
         f"           runpoint export {run.id} --format csv"
     , markup=True, highlight=False)
-
-
-def _read_config(path: Path) -> dict:
-    import yaml
-
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise fail(f"--config {path}: {exc}") from None
-    if not isinstance(loaded, dict):
-        raise fail(f"--config {path}: expected a mapping of sections (model, training, data)")
-    return loaded
 
 
 def register(app: typer.Typer) -> None:
