@@ -13,6 +13,7 @@ def test_all_is_sorted_and_complete() -> None:
         "Image",
         "InvalidArgumentError",
         "InvalidValueError",
+        "ProjectConfig",
         "Run",
         "RunExistsError",
         "RunNotFoundError",
@@ -23,6 +24,7 @@ def test_all_is_sorted_and_complete() -> None:
         "Table",
         "Text",
         "init",
+        "load_config",
     ]
 
 

@@ -4,7 +4,8 @@ Example::
 
     import runpoint as rp
 
-    with rp.init(project="digits", config={"lr": 3e-4}) as run:
+    cfg = rp.load_config("configs/base.yaml", profile="dev")   # or a plain dict
+    with rp.init(project="digits", config=cfg) as run:
         for step in range(100):
             run.log({"train/loss": 1 / (step + 1)}, step=step)
 
@@ -37,6 +38,8 @@ __version__ = "0.1.0"
 # name -> module that defines it, imported on first attribute access
 _LAZY = {
     "init": "._start",
+    "load_config": ".config.load",
+    "ProjectConfig": ".config.schema",
     "Run": ".run",
     "RunStatus": ".store.base",
     "Histogram": ".media",
@@ -44,6 +47,9 @@ _LAZY = {
     "Table": ".media",
     "Text": ".media",
 }
+
+# subpackages reachable as attributes without importing them first (rp.config.from_argv)
+_SUBPACKAGES = {"config"}
 
 __all__ = [
     "ArchiveError",
@@ -55,6 +61,7 @@ __all__ = [
     "Image",
     "InvalidArgumentError",
     "InvalidValueError",
+    "ProjectConfig",
     "Run",
     "RunExistsError",
     "RunNotFoundError",
@@ -65,10 +72,13 @@ __all__ = [
     "Table",
     "Text",
     "init",
+    "load_config",
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'runpoint' has no attribute {name!r}")
@@ -82,7 +92,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from . import config
     from ._start import init
+    from .config.load import load_config
+    from .config.schema import ProjectConfig
     from .media import Histogram, Image, Table, Text
     from .run import Run
     from .store.base import RunStatus

@@ -159,14 +159,14 @@ def show(
         return
     from ..config import flatten
 
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for heading in ("KEY", "VALUE", "SOURCE"):
-        table.add_column(heading, overflow="fold")
-    for key, value in flatten(tree).items():
-        origin = resolved.sources.get(key, "default")
-        style = "dim" if origin == "default" else ""
-        table.add_row(escape(key), escape(_plain_text(value)), escape(origin), style=style)
-    console.print(table)
+    # plain aligned columns rather than a table: nothing wraps or folds, and grep works
+    rows = [(key, _plain_text(value), resolved.sources.get(key, "default")) for key, value in flatten(tree).items()]
+    key_width = max(len("KEY"), *(len(r[0]) for r in rows))
+    value_width = min(40, max(len("VALUE"), *(len(r[1]) for r in rows)))
+    console.print(f"{'KEY':<{key_width}}  {'VALUE':<{value_width}}  SOURCE", style="bold", markup=False, soft_wrap=True)
+    for key, value, origin in rows:
+        console.print(f"{key:<{key_width}}  {value:<{value_width}}  {origin}", style="dim" if origin == "default" else None,
+                      markup=False, soft_wrap=True)
     err_console.print(f"(from {_files_text(resolved)}; dim rows are schema defaults)", markup=False)
 
 

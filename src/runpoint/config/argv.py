@@ -137,7 +137,7 @@ def from_argv(
     except (ConfigError, InvalidArgumentError) as exc:
         if not exit_on_error:
             raise
-        sys.stderr.write(f"{program}: {exc}\n")
+        sys.stderr.write(f"{program}: error: {str(exc).removeprefix('argv: ')}\n")
         raise SystemExit(2) from None
     if parsed.print_config:
         sys.stdout.write(dump_config(config))

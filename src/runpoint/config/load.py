@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Iterable, Mapping, TypeVar
@@ -189,8 +190,22 @@ def _build(
     except ValidationError as exc:
         problems.extend(validation_issues(exc, tree, sources, skip))
     if problems:
-        raise ConfigError(problems, label)
+        raise ConfigError(_in_file_order(problems), label)
     return config, sources, originals
+
+
+def _in_file_order(problems: list[ConfigIssue]) -> list[ConfigIssue]:
+    """Problems of one file by line, files in the order they first appear, the rest after."""
+    files: dict[str, int] = {}
+    keyed = []
+    for index, problem in enumerate(problems):
+        match = re.match(r"^(.*):(\d+)$", problem.source)
+        if match:
+            order = files.setdefault(match.group(1), len(files))
+            keyed.append(((0, order, int(match.group(2)), index), problem))
+        else:
+            keyed.append(((1, 0, 0, index), problem))
+    return [problem for _, problem in sorted(keyed, key=lambda item: item[0])]
 
 
 def schema_or_default(schema: Any) -> type[BaseModel]:
