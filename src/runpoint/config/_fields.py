@@ -117,6 +117,11 @@ def accepts_text(annotation: Any) -> bool:
     return False
 
 
+def is_secret_type(annotation: Any) -> bool:
+    """True for ``SecretStr``, ``SecretBytes`` and their Optional forms."""
+    return annotation is not None and unwrap(annotation)[0] in (SecretStr, SecretBytes)
+
+
 def parse_text(text: str, annotation: Any) -> Any:
     """A value given as text, typed by the field it is for."""
     if annotation is not None and accepts_text(annotation):

@@ -17,7 +17,8 @@ from pydantic import BaseModel
 
 from ..errors import ConfigIssue
 from ._dotted import Segment, child, is_under, is_valid_path, leaves, set_path, split_path
-from ._fields import annotation_at, parse_text, schema_key
+from ._fields import annotation_at, is_secret_type, parse_text, schema_key
+from ._secrets import MASK, is_secret_key
 from ._files import ConfigFile
 
 ENV_PREFIX = "RUNPOINT__"
@@ -168,7 +169,8 @@ def override_layer(schema: type[BaseModel], overrides: Iterable[str], issues: li
             continue
         segments: list[Segment] = split_path(key)
         annotation = annotation_at(schema, segments)
-        items.append(([str(s) for s in segments], parse_text(value, annotation), Source("override", text.strip())))
+        shown = f"{key}={MASK}" if is_secret_key(key) or is_secret_type(annotation) else text.strip()
+        items.append(([str(s) for s in segments], parse_text(value, annotation), Source("override", shown)))
     return _value_layer(items)
 
 

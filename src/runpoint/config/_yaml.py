@@ -66,14 +66,29 @@ def _represent_list(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.Node:
 
 ConfigDumper.add_representer(list, _represent_list)
 
+_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    # PyYAML writes NEL and the Unicode line separators into plain or single-quoted
+    # scalars, where a reader folds them into spaces; double quotes escape them.
+    style = '"' if any(brk in value for brk in _LINE_BREAKS) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+ConfigDumper.add_representer(str, _represent_str)
+
 
 def malformed(problem: yaml.YAMLError, name: str) -> ConfigIssue:
     """A :class:`ConfigIssue` for a YAML syntax error, with the file and line."""
     mark = getattr(problem, "problem_mark", None) or getattr(problem, "context_mark", None)
     what = getattr(problem, "problem", None) or str(problem)
     context = getattr(problem, "context", None)
+    context_mark = getattr(problem, "context_mark", None)
     if context:
-        what = f"{what} ({context})"
+        started = f" started on line {context_mark.line + 1}" if context_mark is not None and mark is not None \
+            and context_mark.line != mark.line else ""
+        what = f"{what} ({context}{started})"
     if mark is None:
         return ConfigIssue("", f"malformed YAML: {what}", name)
     return ConfigIssue("", f"malformed YAML at column {mark.column + 1}: {what}", f"{name}:{mark.line + 1}")
@@ -85,8 +100,9 @@ def parse_yaml(text: str, name: str) -> tuple[Any, dict[str, int]]:
     Raises :class:`ConfigError` naming ``name`` and the line for malformed YAML and for a
     key given twice in one mapping.
     """
-    loader = ConfigLoader(text)
+    loader = None
     try:
+        loader = ConfigLoader(text)  # rejects characters YAML does not allow, with their position
         node = loader.get_single_node()
         lines: dict[str, int] = {}
         duplicates: list[ConfigIssue] = []
@@ -95,10 +111,16 @@ def parse_yaml(text: str, name: str) -> tuple[Any, dict[str, int]]:
         if duplicates:
             raise ConfigError(duplicates, name)
         data = loader.construct_document(node) if node is not None else None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        issue = ConfigIssue("", f"malformed YAML: the character {exc.character!r} is not allowed in YAML "
+                                "(write it escaped inside double quotes)", f"{name}:{line}")
+        raise ConfigError([issue], name) from None
     except yaml.YAMLError as exc:
         raise ConfigError([malformed(exc, name)], name) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, lines
 
 

@@ -35,8 +35,8 @@ from ..errors import ConfigError, ConfigIssue, InvalidArgumentError
 from ._dotted import MISSING, child, delete_path, get_path, leaves, split_path
 from ._fields import annotation_at, defaults_tree, model_class, null_sections_to_empty, parse_text, unknown_keys
 from ._files import SUFFIXES, ConfigFile, display_path, find_profile, read_config_file
-from ._interpolate import Interpolator, escape, show
-from ._issues import validation_issues
+from ._interpolate import Interpolator, escape
+from ._issues import shown_value, validation_issues
 from ._layers import Layer, Source, SourceMap, env_layer, file_layer, merge_layer, override_layer
 from ._normalize import to_plain
 from ._secrets import mask_secrets
@@ -182,7 +182,8 @@ def _build(
             if failure.cycle in seen_cycles:
                 continue  # one line per cycle, not one per member
             seen_cycles.add(failure.cycle)
-        shown = None if isinstance(written, str) and written.startswith("${") and written.endswith("}") else show(written)
+        whole = isinstance(written, str) and written.startswith("${") and written.endswith("}")
+        shown = None if whole else shown_value(written, failed_path)
         problems.append(ConfigIssue(failed_path, str(failure), sources.describe(failed_path), shown))
 
     try:
@@ -190,13 +191,14 @@ def _build(
     except ValidationError as exc:
         problems.extend(validation_issues(exc, tree, sources, skip))
     if problems:
-        raise ConfigError(_in_file_order(problems), label)
+        file_order = [s.name for layer in layers for s in list(layer.sources.values())[:1] if s.kind in ("file", "profile")]
+        raise ConfigError(_in_file_order(problems, file_order), label)
     return config, sources, originals
 
 
-def _in_file_order(problems: list[ConfigIssue]) -> list[ConfigIssue]:
-    """Problems of one file by line, files in the order they first appear, the rest after."""
-    files: dict[str, int] = {}
+def _in_file_order(problems: list[ConfigIssue], file_order: list[str]) -> list[ConfigIssue]:
+    """Problems in files first (base, then profile; by line within a file), the rest after in their order."""
+    files = {name: index for index, name in enumerate(file_order)}
     keyed = []
     for index, problem in enumerate(problems):
         match = re.match(r"^(.*):(\d+)$", problem.source)
