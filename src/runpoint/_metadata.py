@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ._git import git_state
+from .config._secrets import mask_argv
 
 _ENV_KEYS = (
     "CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "SLURM_PROCID", "RANK", "LOCAL_RANK", "WORLD_SIZE",
@@ -124,7 +125,7 @@ def capture(run_dir: Path, params: Mapping[str, Any]) -> dict[str, Any]:
             "implementation": platform.python_implementation(),
             "executable": sys.executable,
         },
-        "argv": list(sys.argv),
+        "argv": mask_argv(sys.argv),  # `api_key=...` on a command line must not land on disk
         "cwd": str(cwd),
         "cpu_count": os.cpu_count(),
         "torch": torch_info,

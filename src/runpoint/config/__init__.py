@@ -24,7 +24,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._normalize import config_hash, flatten, to_plain
-from ._secrets import MASK, is_secret_key, mask_secrets
+from ._secrets import MASK, is_secret_key, mask_argv, mask_secrets
 
 _LAZY = {
     "ProjectConfig": ".schema",
@@ -53,6 +53,7 @@ __all__ = [
     "from_argv",
     "is_secret_key",
     "load_config",
+    "mask_argv",
     "mask_secrets",
     "parse_argv",
     "resolve_config",
@@ -61,7 +62,12 @@ __all__ = [
 ]
 
 
+_SUBMODULES = {"argv", "diff", "load", "presets", "schema"}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:  # rp.config.schema.ModelConfig without importing it first
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'runpoint.config' has no attribute {name!r}")

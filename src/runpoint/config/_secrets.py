@@ -44,3 +44,30 @@ def mask_secrets(value: Any, key: str = "") -> Any:
     if isinstance(value, list):
         return [mask_secrets(item, key) for item in value]
     return value
+
+
+def mask_argv(argv: list[str]) -> list[str]:
+    """A command line with the values of secret-looking arguments masked.
+
+    ``deployment.api_key=sk-1``, ``--api-key=sk-1`` and ``--api-key sk-1`` all lose their value.
+
+    Example::
+
+        >>> mask_argv(["train.py", "--hf-token", "hf_x", "db.password=pw", "lr=1"])
+        ['train.py', '--hf-token', '********', 'db.password=********', 'lr=1']
+    """
+    masked: list[str] = []
+    hide_next = False
+    for token in argv:
+        if hide_next and not token.startswith("-"):
+            masked.append(MASK)
+            hide_next = False
+            continue
+        hide_next = False
+        key, sep, _ = token.lstrip("-").partition("=")
+        if sep and key and is_secret_key(key):
+            masked.append(f"{token[: len(token) - len(token.lstrip('-'))]}{key}={MASK}")
+        else:
+            masked.append(token)
+            hide_next = token.startswith("-") and not sep and is_secret_key(key)
+    return masked
