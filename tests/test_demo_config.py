@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-import runpoint as rp
 from runpoint.config import config_hash, flatten, mask_secrets, to_plain, with_overrides
 from runpoint.store import RunQuery
 
