@@ -49,6 +49,7 @@ def test_every_example_profile_loads() -> None:
 
 def test_the_python_example_prints_what_the_readme_says(workdir: Path) -> None:
     (code,) = blocks("python")
+    assert code == (REPO / "examples" / "load_config.py").read_text()
     result = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env_for(workdir),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

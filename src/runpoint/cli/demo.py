@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from ._output import RootOption, console, fail, friendly_errors
+
+if TYPE_CHECKING:
+    from ..config.schema import ProjectConfig
 
 
 def demo(
@@ -33,6 +36,7 @@ def demo(
     from ..config.load import load_config, with_overrides
     from ..demo import demo_config, train
 
+    config: ProjectConfig
     if config_file is not None:
         config = load_config(config_file, profile, overrides or ())
     elif profile is not None:

@@ -84,7 +84,7 @@ def shown_value(value: Any, path: str) -> str:
 def validation_issues(error: ValidationError, tree: Any, sources: SourceMap, skip: Iterable[str]) -> list[ConfigIssue]:
     """One issue per field that failed, in pydantic's order; fields under ``skip`` are left out."""
     skipped = list(skip)
-    grouped: dict[str, list[dict[str, Any]]] = {}
+    grouped: dict[str, list[Any]] = {}
     for item in error.errors(include_url=False):
         path = loc_to_path(item["loc"], tree)
         if any(is_under(path, s) for s in skipped):

@@ -26,7 +26,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Iterable, Mapping, TypeVar
+from typing import Any, Generic, Iterable, Mapping, TypeVar, cast
 
 from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
@@ -122,7 +122,7 @@ def resolve_config(
         raise ConfigError(problems, label)
     config, sources, originals = _build(model, layers, environ, label)
     return ResolvedConfig(
-        config=config,
+        config=cast(M, config),
         sources=_leaf_sources(config, sources, originals),
         files=tuple(f.path for f in files),
         profile=profile,
@@ -144,7 +144,7 @@ def with_overrides(config: M, overrides: Iterable[str]) -> M:
     if problems:
         raise ConfigError(problems)
     explicit = _escape_references(to_plain(config.model_dump(exclude_unset=True)))
-    return _build(model, [Layer(explicit), layer], os.environ, None)[0]  # type: ignore[return-value]
+    return cast(M, _build(model, [Layer(explicit), layer], os.environ, None)[0])
 
 
 def _build(

@@ -84,4 +84,4 @@ def experiment_preset(name: str, **fields: Any) -> "ExperimentConfig":
     """An :class:`~runpoint.config.schema.ExperimentConfig` from preset ``name``, with ``fields`` on top."""
     from .schema import ExperimentConfig
 
-    return ExperimentConfig(preset=name, **fields)
+    return ExperimentConfig.model_validate({**fields, "preset": name})

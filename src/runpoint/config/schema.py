@@ -58,28 +58,31 @@ class ModelConfig(BaseModel):
 
     model_config = _SECTION
 
-    name: str = Field("model", min_length=1, description="A readable name for the model, e.g. 'digits-mlp'.")
+    name: str = Field(default="model", min_length=1, description="A readable name for the model, e.g. 'digits-mlp'.")
     type: Literal["mlp", "cnn", "rnn", "lstm", "transformer", "custom"] = Field(
-        "mlp", description="The model family."
+        default="mlp", description="The model family."
     )
     architecture: str | None = Field(
-        None, description="A specific architecture of the family, e.g. 'resnet18'; null for a plain stack of layers."
+        default=None,
+        description="A specific architecture of the family, e.g. 'resnet18'; null for a plain stack of layers."
     )
     input_size: PositiveInt | None = Field(
-        None, description="Features per input example (64 for 8x8 digits); null infers it from the data."
+        default=None, description="Features per input example (64 for 8x8 digits); null infers it from the data."
     )
     output_size: PositiveInt | None = Field(
-        None, description="Outputs per example (classes, regression targets); null infers it from the data."
+        default=None, description="Outputs per example (classes, regression targets); null infers it from the data."
     )
     hidden_sizes: list[PositiveInt] = Field(
         default_factory=lambda: [128, 64], description="Width of each hidden layer, input side first."
     )
-    dropout_rate: Fraction = Field(0.0, description="Dropout probability after each hidden layer.")
+    dropout_rate: Fraction = Field(default=0.0, description="Dropout probability after each hidden layer.")
     activation: Literal["relu", "gelu", "silu", "tanh", "sigmoid", "leaky_relu", "elu"] = Field(
-        "relu", description="Activation function between layers."
+        default="relu", description="Activation function between layers."
     )
-    batch_norm: bool = Field(False, description="Batch normalisation after each hidden layer.")
-    pretrained: bool = Field(False, description="Start from the architecture's pretrained weights instead of random ones.")
+    batch_norm: bool = Field(default=False, description="Batch normalisation after each hidden layer.")
+    pretrained: bool = Field(
+        default=False, description="Start from the architecture's pretrained weights instead of random ones."
+    )
 
 
 class CheckpointPolicy(BaseModel):
@@ -88,27 +91,35 @@ class CheckpointPolicy(BaseModel):
     model_config = _SECTION
 
     save_steps: PositiveInt | None = Field(
-        None, description="Save every N optimizer steps (see should_save); null saves only when your code calls save()."
+        default=None,
+        description="Save every N optimizer steps (see should_save); null saves only when your code calls save()."
     )
-    keep_last: PositiveInt | None = Field(3, description="Keep the newest N checkpoints; null keeps all of them.")
+    keep_last: PositiveInt | None = Field(
+        default=3, description="Keep the newest N checkpoints; null keeps all of them."
+    )
     keep_best: PositiveInt | None = Field(
-        None, description="Also keep the best N checkpoints by `monitor`; null keeps no extra best ones."
+        default=None, description="Also keep the best N checkpoints by `monitor`; null keeps no extra best ones."
     )
     monitor: str | None = Field(
-        None, min_length=1, description="Metric that ranks checkpoints for keep_best, e.g. 'val/loss'."
+        default=None, min_length=1, description="Metric that ranks checkpoints for keep_best, e.g. 'val/loss'."
     )
-    mode: Literal["min", "max"] = Field("min", description="Whether a lower ('min') or higher ('max') monitor is better.")
+    mode: Literal["min", "max"] = Field(
+        default="min", description="Whether a lower ('min') or higher ('max') monitor is better."
+    )
     keep_every_n_steps: PositiveInt | None = Field(
-        None, description="Never delete checkpoints whose step is a multiple of N (a sparse permanent history)."
+        default=None, description="Never delete checkpoints whose step is a multiple of N (a sparse permanent history)."
     )
     async_save: bool = Field(
-        False, description="Write checkpoints on a background thread; training only waits for the copy to host memory."
+        default=False,
+        description="Write checkpoints on a background thread; training only waits for the copy to host memory."
     )
 
     @model_validator(mode="after")
     def _best_needs_monitor(self) -> "CheckpointPolicy":
         if self.keep_best is not None and self.monitor is None:
-            raise ValueError(f"keep_best={self.keep_best} needs monitor, the metric to rank checkpoints by (e.g. 'val/loss')")
+            raise ValueError(
+                f"keep_best={self.keep_best} needs monitor, the metric to rank checkpoints by (e.g. 'val/loss')"
+            )
         return self
 
     def manager_kwargs(self) -> dict[str, Any]:
@@ -132,27 +143,36 @@ class TrainingConfig(BaseModel):
 
     model_config = _SECTION
 
-    batch_size: PositiveInt = Field(32, description="Examples per optimizer step (per device, before accumulation).")
-    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate.")
-    epochs: PositiveInt | None = Field(10, description="Passes over the training data; null when max_steps bounds training.")
+    batch_size: PositiveInt = Field(
+        default=32, description="Examples per optimizer step (per device, before accumulation)."
+    )
+    learning_rate: float = Field(default=1e-3, gt=0, description="Peak learning rate.")
+    epochs: PositiveInt | None = Field(
+        default=10, description="Passes over the training data; null when max_steps bounds training."
+    )
     max_steps: PositiveInt | None = Field(
-        None, description="Stop after this many optimizer steps, even before the epochs are done; null: no step limit."
+        default=None,
+        description="Stop after this many optimizer steps, even before the epochs are done; null: no step limit."
     )
-    optimizer: Literal["adamw", "adam", "sgd", "rmsprop", "adagrad"] = Field("adamw", description="Optimizer.")
-    momentum: Fraction = Field(0.9, description="Momentum for sgd and rmsprop.")
-    weight_decay: float = Field(0.0, ge=0, description="Weight decay (L2 penalty; decoupled for adamw).")
+    optimizer: Literal["adamw", "adam", "sgd", "rmsprop", "adagrad"] = Field(default="adamw", description="Optimizer.")
+    momentum: Fraction = Field(default=0.9, description="Momentum for sgd and rmsprop.")
+    weight_decay: float = Field(default=0.0, ge=0, description="Weight decay (L2 penalty; decoupled for adamw).")
     scheduler: Literal["none", "cosine", "linear", "step", "exponential", "onecycle", "plateau"] = Field(
-        "none", description="Learning-rate schedule; 'none' keeps it constant."
+        default="none", description="Learning-rate schedule; 'none' keeps it constant."
     )
-    warmup_steps: int = Field(0, ge=0, description="Steps of linear warm-up from 0 to learning_rate.")
+    warmup_steps: int = Field(default=0, ge=0, description="Steps of linear warm-up from 0 to learning_rate.")
     loss_function: Literal["cross_entropy", "mse", "l1", "smooth_l1", "huber", "bce", "bce_with_logits", "nll"] = Field(
-        "cross_entropy", description="Training loss."
+        default="cross_entropy", description="Training loss."
     )
-    gradient_accumulation_steps: PositiveInt = Field(1, description="Micro-batches whose gradients add up to one step.")
+    gradient_accumulation_steps: PositiveInt = Field(
+        default=1, description="Micro-batches whose gradients add up to one step."
+    )
     max_grad_norm: float | None = Field(
-        None, gt=0, description="Clip the global gradient norm to this value; null: no clipping."
+        default=None, gt=0, description="Clip the global gradient norm to this value; null: no clipping."
     )
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of every random generator (python, numpy, torch).")
+    seed: int = Field(
+        default=0, ge=0, le=2**32 - 1, description="Seed of every random generator (python, numpy, torch)."
+    )
     checkpoint: CheckpointPolicy = Field(default_factory=CheckpointPolicy, description="Checkpoint policy.")
 
     @model_validator(mode="after")
@@ -167,10 +187,16 @@ class PreprocessingConfig(BaseModel):
 
     model_config = _SECTION
 
-    normalize: bool = Field(True, description="Normalise inputs, with mean/std when given, else to [0, 1].")
-    mean: list[float] | None = Field(None, description="Per-channel mean to subtract; null: computed or not used.")
-    std: list[Annotated[float, Field(gt=0)]] | None = Field(None, description="Per-channel standard deviation to divide by.")
-    image_size: PositiveInt | None = Field(None, description="Resize images to this many pixels a side; null keeps them.")
+    normalize: bool = Field(default=True, description="Normalise inputs, with mean/std when given, else to [0, 1].")
+    mean: list[float] | None = Field(
+        default=None, description="Per-channel mean to subtract; null: computed or not used."
+    )
+    std: list[Annotated[float, Field(gt=0)]] | None = Field(
+        default=None, description="Per-channel standard deviation to divide by."
+    )
+    image_size: PositiveInt | None = Field(
+        default=None, description="Resize images to this many pixels a side; null keeps them."
+    )
 
     @model_validator(mode="after")
     def _mean_std_match(self) -> "PreprocessingConfig":
@@ -184,13 +210,17 @@ class AugmentationConfig(BaseModel):
 
     model_config = _SECTION
 
-    enabled: bool = Field(False, description="Apply the augmentations below to training batches.")
-    horizontal_flip: Probability = Field(0.0, description="Probability of a horizontal flip.")
-    random_crop_padding: int = Field(0, ge=0, description="Pad by this many pixels, then crop back at a random offset.")
-    rotation_degrees: float = Field(0.0, ge=0, le=180, description="Rotate by a random angle up to this many degrees.")
-    color_jitter: Probability = Field(0.0, description="Strength of brightness/contrast/saturation jitter.")
-    noise_std: float = Field(0.0, ge=0, description="Standard deviation of Gaussian noise added to inputs.")
-    mixup_alpha: float = Field(0.0, ge=0, description="Alpha of mixup's Beta distribution; 0 turns mixup off.")
+    enabled: bool = Field(default=False, description="Apply the augmentations below to training batches.")
+    horizontal_flip: Probability = Field(default=0.0, description="Probability of a horizontal flip.")
+    random_crop_padding: int = Field(
+        default=0, ge=0, description="Pad by this many pixels, then crop back at a random offset."
+    )
+    rotation_degrees: float = Field(
+        default=0.0, ge=0, le=180, description="Rotate by a random angle up to this many degrees."
+    )
+    color_jitter: Probability = Field(default=0.0, description="Strength of brightness/contrast/saturation jitter.")
+    noise_std: float = Field(default=0.0, ge=0, description="Standard deviation of Gaussian noise added to inputs.")
+    mixup_alpha: float = Field(default=0.0, ge=0, description="Alpha of mixup's Beta distribution; 0 turns mixup off.")
 
 
 class DataConfig(BaseModel):
@@ -198,22 +228,30 @@ class DataConfig(BaseModel):
 
     model_config = _SECTION
 
-    dataset: str = Field("sklearn-digits", min_length=1, description="Dataset name, e.g. 'sklearn-digits' or 'cifar10'.")
+    dataset: str = Field(
+        default="sklearn-digits", min_length=1, description="Dataset name, e.g. 'sklearn-digits' or 'cifar10'."
+    )
     data_dir: str | None = Field(
-        None, description="Directory holding the data; '${env:DATA_DIR}' reads it from the environment."
+        default=None, description="Directory holding the data; '${env:DATA_DIR}' reads it from the environment."
     )
-    train_path: str | None = Field(None, description="Training data file or folder, relative to data_dir.")
-    val_path: str | None = Field(None, description="Validation data; null splits val_fraction off the training data.")
-    test_path: str | None = Field(None, description="Test data; null splits test_fraction off the training data.")
-    val_fraction: Fraction = Field(0.2, description="Share of training data held out for validation.")
-    test_fraction: Fraction = Field(0.0, description="Share of training data held out for testing.")
+    train_path: str | None = Field(default=None, description="Training data file or folder, relative to data_dir.")
+    val_path: str | None = Field(
+        default=None, description="Validation data; null splits val_fraction off the training data."
+    )
+    test_path: str | None = Field(
+        default=None, description="Test data; null splits test_fraction off the training data."
+    )
+    val_fraction: Fraction = Field(default=0.2, description="Share of training data held out for validation.")
+    test_fraction: Fraction = Field(default=0.0, description="Share of training data held out for testing.")
     eval_batch_size: PositiveInt | None = Field(
-        None, description="Batch size for validation and test; null uses training.batch_size."
+        default=None, description="Batch size for validation and test; null uses training.batch_size."
     )
-    num_workers: int = Field(0, ge=0, description="Data-loading worker processes; 0 loads in the training process.")
-    pin_memory: bool = Field(False, description="Pin host memory of batches, for faster copies to the GPU.")
-    shuffle: bool = Field(True, description="Shuffle training data every epoch.")
-    drop_last: bool = Field(False, description="Drop the last incomplete training batch of each epoch.")
+    num_workers: int = Field(
+        default=0, ge=0, description="Data-loading worker processes; 0 loads in the training process."
+    )
+    pin_memory: bool = Field(default=False, description="Pin host memory of batches, for faster copies to the GPU.")
+    shuffle: bool = Field(default=True, description="Shuffle training data every epoch.")
+    drop_last: bool = Field(default=False, description="Drop the last incomplete training batch of each epoch.")
     preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig, description="Preprocessing.")
     augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig, description="Augmentation.")
 
@@ -221,7 +259,8 @@ class DataConfig(BaseModel):
     def _splits_leave_training_data(self) -> "DataConfig":
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError(
-                f"val_fraction {self.val_fraction} + test_fraction {self.test_fraction} leave no training data; keep the sum below 1"
+                f"val_fraction {self.val_fraction} + test_fraction {self.test_fraction} leave no training data; "
+                "keep the sum below 1"
             )
         return self
 
@@ -233,28 +272,36 @@ class ExperimentConfig(BaseModel):
     __presets__: ClassVar[Mapping[str, Mapping[str, Any]]] = EXPERIMENT_PRESETS
 
     project: Identifier | None = Field(
-        None, description="Project the runs are recorded under; rp.init uses it when no project is passed."
+        default=None, description="Project the runs are recorded under; rp.init uses it when no project is passed."
     )
-    name: str | None = Field(None, min_length=1, description="Run name; null makes one up like 'swift-heron-7'.")
-    group: str | None = Field(None, min_length=1, description="Groups the runs of one sweep or study.")
-    tags: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, description="Labels to filter runs by.")
-    notes: str = Field("", description="Free-form notes stored with the run.")
-    root: str | None = Field(None, description="Where runs are stored; null: $RUNPOINT_ROOT, else ./runpoint.")
+    name: str | None = Field(
+        default=None, min_length=1, description="Run name; null makes one up like 'swift-heron-7'."
+    )
+    group: str | None = Field(default=None, min_length=1, description="Groups the runs of one sweep or study.")
+    tags: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="Labels to filter runs by."
+    )
+    notes: str = Field(default="", description="Free-form notes stored with the run.")
+    root: str | None = Field(default=None, description="Where runs are stored; null: $RUNPOINT_ROOT, else ./runpoint.")
     sinks: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
         default_factory=list, description="Other trackers to mirror the run to."
     )
     preset: Literal["basic", "full", "numerical-stability"] | None = Field(
-        None, description="Logging preset filling the fields below that the config leaves unset."
+        default=None, description="Logging preset filling the fields below that the config leaves unset."
     )
-    log_interval: PositiveInt = Field(10, description="Log training metrics every N steps.")
-    log_gradients: bool = Field(False, description="Log global and per-layer gradient norms.")
-    log_parameters: bool = Field(False, description="Log parameter norms and update ratios.")
-    log_histograms: bool = Field(False, description="Log histograms of weights and gradients.")
-    log_images: bool = Field(False, description="Log sample inputs and predictions as images.")
-    log_system_metrics: bool = Field(True, description="Sample CPU, memory, disk, network and GPU use in the background.")
-    system_metrics_interval: float = Field(10.0, gt=0, description="Seconds between system-metric samples.")
-    watch_interval: PositiveInt = Field(100, description="Steps between gradient, parameter and histogram logs.")
-    nan_guard: bool = Field(False, description="Mark the step where the loss first becomes NaN or infinite.")
+    log_interval: PositiveInt = Field(default=10, description="Log training metrics every N steps.")
+    log_gradients: bool = Field(default=False, description="Log global and per-layer gradient norms.")
+    log_parameters: bool = Field(default=False, description="Log parameter norms and update ratios.")
+    log_histograms: bool = Field(default=False, description="Log histograms of weights and gradients.")
+    log_images: bool = Field(default=False, description="Log sample inputs and predictions as images.")
+    log_system_metrics: bool = Field(
+        default=True, description="Sample CPU, memory, disk, network and GPU use in the background."
+    )
+    system_metrics_interval: float = Field(default=10.0, gt=0, description="Seconds between system-metric samples.")
+    watch_interval: PositiveInt = Field(
+        default=100, description="Steps between gradient, parameter and histogram logs."
+    )
+    nan_guard: bool = Field(default=False, description="Mark the step where the loss first becomes NaN or infinite.")
 
     @model_validator(mode="before")
     @classmethod
@@ -276,20 +323,20 @@ class OptimizationConfig(BaseModel):
     model_config = _SECTION
 
     mixed_precision: Literal["none", "fp16", "bf16"] = Field(
-        "none", description="Autocast dtype for mixed precision; 'none' trains in float32."
+        default="none", description="Autocast dtype for mixed precision; 'none' trains in float32."
     )
-    compile: bool = Field(False, description="Wrap the model in torch.compile.")
+    compile: bool = Field(default=False, description="Wrap the model in torch.compile.")
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
-        "default", description="torch.compile mode."
+        default="default", description="torch.compile mode."
     )
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
-    deterministic: bool = Field(False, description="Use deterministic algorithms only (slower, reproducible).")
-    cudnn_benchmark: bool = Field(False, description="Let cuDNN pick the fastest kernels (not reproducible).")
+    gradient_checkpointing: bool = Field(default=False, description="Recompute activations in backward to save memory.")
+    deterministic: bool = Field(default=False, description="Use deterministic algorithms only (slower, reproducible).")
+    cudnn_benchmark: bool = Field(default=False, description="Let cuDNN pick the fastest kernels (not reproducible).")
     matmul_precision: Literal["highest", "high", "medium"] = Field(
-        "highest", description="float32 matmul precision; 'high' allows TF32 on recent GPUs."
+        default="highest", description="float32 matmul precision; 'high' allows TF32 on recent GPUs."
     )
-    profile: bool = Field(False, description="Record a torch.profiler trace of a few steps.")
-    profile_steps: PositiveInt = Field(5, description="Steps the profiler records.")
+    profile: bool = Field(default=False, description="Record a torch.profiler trace of a few steps.")
+    profile_steps: PositiveInt = Field(default=5, description="Steps the profiler records.")
 
     @model_validator(mode="after")
     def _reproducible_or_fast(self) -> "OptimizationConfig":
@@ -319,17 +366,19 @@ class DeploymentConfig(BaseModel):
     model_config = _SECTION
 
     export_format: Literal["safetensors", "torchscript", "onnx", "state_dict"] = Field(
-        "safetensors", description="Format of the exported model."
+        default="safetensors", description="Format of the exported model."
     )
     device: str = Field(
-        "cpu", pattern=r"^(cpu|auto|mps|cuda(:\d+)?)$", description="Device to serve on: cpu, cuda, cuda:N, mps or auto."
+        default="cpu", pattern=r"^(cpu|auto|mps|cuda(:\d+)?)$",
+        description="Device to serve on: cpu, cuda, cuda:N, mps or auto."
     )
-    host: str = Field("127.0.0.1", min_length=1, description="Address the server listens on.")
-    port: int = Field(8000, ge=1, le=65535, description="Port the server listens on.")
-    batch_size: PositiveInt = Field(1, description="Largest batch of requests served at once.")
-    workers: PositiveInt = Field(1, description="Server worker processes.")
+    host: str = Field(default="127.0.0.1", min_length=1, description="Address the server listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the server listens on.")
+    batch_size: PositiveInt = Field(default=1, description="Largest batch of requests served at once.")
+    workers: PositiveInt = Field(default=1, description="Server worker processes.")
     api_key: SecretStr | None = Field(
-        None, description="Key clients must send; masked wherever runpoint writes the config. Set it with RUNPOINT__DEPLOYMENT__API_KEY."
+        default=None,
+        description="Key clients must send; masked wherever runpoint writes it. Set it with RUNPOINT__DEPLOYMENT__API_KEY."
     )
 
 
