@@ -7,11 +7,10 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional, Sequence
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from .._fs import write_atomic
 from ..errors import ConfigError, ConfigIssue, RunNotFoundError
@@ -98,6 +97,22 @@ def _plain_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+_ROW_STYLES = {"default": "dim", "same": "dim", "changed": "yellow", "only_a": "red", "only_b": "green"}
+
+
+def _print_columns(
+    headings: tuple[str, str, str], rows: list[tuple[str, str, str, str]], header: Sequence[str] = ()
+) -> None:
+    """Aligned plain columns rather than a table: nothing wraps or folds at the terminal's width, and grep works."""
+    first = max(len(headings[0]), *(len(row[0]) for row in rows))
+    second = min(40, max(len(headings[1]), *(len(row[1]) for row in rows)))
+    for line in header:
+        console.print(line, markup=False, soft_wrap=True)
+    console.print(f"{headings[0]:<{first}}  {headings[1]:<{second}}  {headings[2]}", style="bold", markup=False, soft_wrap=True)
+    for key, middle, last, kind in rows:
+        console.print(f"{key:<{first}}  {middle:<{second}}  {last}", style=_ROW_STYLES.get(kind), markup=False, soft_wrap=True)
+
+
 def validate(
     file: FileArgument = None,
     overrides: OverridesArgument = None,
@@ -159,14 +174,9 @@ def show(
         return
     from ..config import flatten
 
-    # plain aligned columns rather than a table: nothing wraps or folds, and grep works
-    rows = [(key, _plain_text(value), resolved.sources.get(key, "default")) for key, value in flatten(tree).items()]
-    key_width = max(len("KEY"), *(len(r[0]) for r in rows))
-    value_width = min(40, max(len("VALUE"), *(len(r[1]) for r in rows)))
-    console.print(f"{'KEY':<{key_width}}  {'VALUE':<{value_width}}  SOURCE", style="bold", markup=False, soft_wrap=True)
-    for key, value, origin in rows:
-        console.print(f"{key:<{key_width}}  {value:<{value_width}}  {origin}", style="dim" if origin == "default" else None,
-                      markup=False, soft_wrap=True)
+    rows = [(key, _plain_text(value), origin, "default" if origin == "default" else "set")
+            for key, value in flatten(tree).items() for origin in [resolved.sources.get(key, "default")]]
+    _print_columns(("KEY", "VALUE", "SOURCE"), rows)
     err_console.print(f"(from {_files_text(resolved)}; dim rows are schema defaults)", markup=False)
 
 
@@ -223,20 +233,12 @@ def diff(
     elif result.identical:
         console.print(f"identical: {escape(label_a)} and {escape(label_b)} ({len(result.same)} values)")
     else:
-        table = Table(box=None, header_style="bold", pad_edge=False)
-        table.add_column("KEY", overflow="fold")
-        table.add_column(f"A: {escape(label_a)}", overflow="fold")
-        table.add_column(f"B: {escape(label_b)}", overflow="fold")
-        for key, (left, right) in result.changed.items():
-            table.add_row(escape(key), f"[red]{escape(_plain_text(left))}[/]", f"[green]{escape(_plain_text(right))}[/]")
-        for key, value in result.only_a.items():
-            table.add_row(escape(key), f"[red]{escape(_plain_text(value))}[/]", "[dim](absent)[/]")
-        for key, value in result.only_b.items():
-            table.add_row(escape(key), "[dim](absent)[/]", f"[green]{escape(_plain_text(value))}[/]")
+        rows = [(key, _plain_text(left), _plain_text(right), "changed") for key, (left, right) in result.changed.items()]
+        rows += [(key, _plain_text(value), "(absent)", "only_a") for key, value in result.only_a.items()]
+        rows += [(key, "(absent)", _plain_text(value), "only_b") for key, value in result.only_b.items()]
         if show_same:
-            for key, value in result.same.items():
-                table.add_row(escape(key), escape(_plain_text(value)), escape(_plain_text(value)), style="dim")
-        console.print(table)
+            rows += [(key, _plain_text(value), _plain_text(value), "same") for key, value in result.same.items()]
+        _print_columns(("KEY", "A", "B"), rows, header=[f"A: {label_a}", f"B: {label_b}"])
         err_console.print(
             f"({len(result.changed)} changed, {len(result.only_a)} only in A, {len(result.only_b)} only in B, "
             f"{len(result.same)} the same)", markup=False,
