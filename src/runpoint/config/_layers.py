@@ -97,10 +97,11 @@ class SourceMap:
 def file_layer(file: ConfigFile, kind: Kind) -> Layer:
     """A file's tree; each leaf's source is its line, or the line of the key it lies under."""
     sources: dict[str, Source] = {}
+    label = file.label
     for path, _ in leaves(file.tree):
         if not path:
             continue
-        sources[path] = Source(kind, file.label, _nearest_line(file.lines, path))
+        sources[path] = Source(kind, label, _nearest_line(file.lines, path))
     return Layer(file.tree, sources)
 
 
