@@ -83,6 +83,13 @@ def test_a_file_that_is_not_a_mapping_missing_or_a_directory(tmp_path: Path) -> 
     assert "holds none of base.yaml" in str(error_of(tmp_path / "empty"))
 
 
+def test_a_profile_name_needs_a_base_file_but_runpoint_profile_alone_is_ignored(tmp_path: Path) -> None:
+    assert error_of(profile="dev").issues == [
+        "profile 'dev' needs a base config file to sit beside; give a path, or a profile file path"
+    ]
+    assert rp.load_config(env={"RUNPOINT_PROFILE": "dev"}) == rp.ProjectConfig()
+
+
 def test_an_unknown_profile_lists_the_profiles_and_suggests_one(tmp_path: Path) -> None:
     base = config_file(tmp_path, "training: {epochs: 3}\n", "configs/base.yaml")
     for name in ("dev", "prod", "test"):

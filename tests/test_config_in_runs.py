@@ -113,7 +113,7 @@ def test_without_a_project_anywhere_init_says_where_to_put_one(root: Path) -> No
 
 
 def test_resume_latest_finds_the_project_in_the_config(root: Path, store_at) -> None:
-    cfg = rp.ProjectConfig(experiment={"project": "resumable", "root": str(root)})
+    cfg = rp.ProjectConfig(experiment={"project": "resumable", "root": root})  # a Path is fine
     with rp.init(config=cfg, console=False) as first:
         first.log({"x": 1.0}, step=0)
     with rp.init(config=cfg, resume="latest", console=False) as second:

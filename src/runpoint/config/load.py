@@ -101,7 +101,8 @@ def resolve_config(
     """Like :func:`load_config`, and also say where every value came from."""
     model = schema_or_default(schema)
     environ = os.environ if env is None else env
-    profile = profile if profile is not None else (environ.get(PROFILE_ENV) or None)
+    if profile is None and path is not None:  # without a base file there is nothing for $RUNPOINT_PROFILE to sit beside
+        profile = environ.get(PROFILE_ENV) or None
     problems: list[ConfigIssue] = []
     files: list[ConfigFile] = []
     base = find_base_file(path) if path is not None else None

@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, ClassVar, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -307,6 +308,11 @@ class ExperimentConfig(BaseModel):
     @classmethod
     def _fill_from_preset(cls, data: Any) -> Any:
         return apply_preset(data, cls.__presets__) if isinstance(data, Mapping) else data
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _path_as_text(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @field_validator("sinks", "tags")
     @classmethod
