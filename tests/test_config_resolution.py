@@ -209,3 +209,20 @@ def test_subclassed_project_config_adds_fields(tmp_path: Path) -> None:
     base = write(tmp_path / "c.yaml", "model: {num_heads: 8, dropout_rate: 0.2}\n")
     cfg = rp.load_config(base, schema=MyProject, env={})
     assert cfg.model.num_heads == 8 and cfg.model.dropout_rate == 0.2
+
+
+def test_a_scripts_own_defaults_sit_between_the_schema_and_the_files(configs: Path) -> None:
+    mine = rp.ProjectConfig(training={"epochs": 3, "batch_size": 8}, experiment={"project": "own", "preset": "full"})
+    resolved = resolve_config(configs / "base.yaml", overrides=["training.seed=2"], defaults=mine, env={})
+    cfg = resolved.config
+    assert cfg.training.epochs == 3  # from the script's defaults: the file does not set it
+    assert cfg.training.batch_size == 64  # the file wins over the script's defaults
+    assert cfg.experiment.project == "digits" and cfg.experiment.log_histograms is True  # preset kept, project from file
+    assert cfg.training.seed == 2 and cfg.training.learning_rate == 3e-3
+    assert resolved.sources["training.epochs"] == "default" and resolved.sources["experiment.log_histograms"] == "preset 'full'"
+    switched = with_overrides(cfg, ["experiment.preset=basic"])  # what the old preset filled follows the new one
+    assert switched.experiment.log_histograms is False and switched.experiment.log_interval == 10
+    partial = rp.load_config(defaults={"model": {"hidden_sizes": [3]}}, overrides=["model.name=x"], env={})
+    assert partial.model.hidden_sizes == [3] and partial.model.name == "x"
+    with pytest.raises(rp.ConfigError, match=r"model.hidden_sizes\[0\]: got 0"):
+        rp.load_config(defaults={"model": {"hidden_sizes": [0]}}, env={})

@@ -61,3 +61,25 @@ def test_train_stops_at_max_steps(root: Path, store_at) -> None:
     assert store.metric_stats(run.id)["train/loss"].count == 3
     assert store.get_run(run.id).project == "short"
     assert store.get_params(run.id) == flatten(mask_secrets(to_plain(cfg)))
+
+
+def test_demo_config_file_is_merged_over_the_demo_config(root: Path, store_at, tmp_path: Path) -> None:
+    """What the dashboard's launch form does: a partial file shaped like DEFAULT_CONFIG."""
+    from runpoint.demo import DEFAULT_CONFIG
+
+    form = tmp_path / "launch.yaml"
+    form.write_text(yaml.safe_dump({**DEFAULT_CONFIG, "training": {**DEFAULT_CONFIG["training"], "epochs": 1}}))
+    result = cli(root, "demo", "--config", str(form), "--project", "launched", "--name", "", "model.dropout_rate=0.3")
+    assert result.returncode == 0, result.stderr
+    store = store_at()
+    (run,) = store.list_runs(RunQuery())
+    params = store.get_params(run.id)
+    assert params["training.epochs"] == 1 and params["model.dropout_rate"] == 0.3
+    assert params["training.scheduler"] == "onecycle" and params["model.input_size"] == 64  # the demo's own values
+    assert run.project == "launched" and set(run.tags) == {"demo", "mlp"}
+    form.write_text("training:\n  epochs: 1\n  batch_size: -4\n")
+    bad = cli(root, "demo", "--config", str(form))
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == (
+        f"runpoint: invalid config {form}: training.batch_size: got -4, expected a value greater than 0  [{form}:3]"
+    )

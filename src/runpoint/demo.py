@@ -51,10 +51,13 @@ def _merge(base: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]
 
 
 def demo_config(values: Mapping[str, Any] | None = None) -> "ProjectConfig":
-    """The demo's config (:data:`DEFAULT_CONFIG` and what the code fixes), ``values`` merged over it."""
-    from .config.schema import ProjectConfig
+    """The demo's config (:data:`DEFAULT_CONFIG` and what the code fixes), ``values`` merged over it.
 
-    return ProjectConfig.model_validate(_merge(_merge(_FIXED, DEFAULT_CONFIG), values or {}))
+    A bad value raises :class:`~runpoint.ConfigError` naming the field.
+    """
+    from .config.load import load_config
+
+    return load_config(defaults=_merge(_merge(_FIXED, DEFAULT_CONFIG), values or {}), env={})
 
 
 def _require_extras() -> tuple[Any, Any]:

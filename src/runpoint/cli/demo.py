@@ -27,22 +27,19 @@ def demo(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed. (default: 0)", show_default=False)] = None,
     config_file: Annotated[
         Optional[str],
-        typer.Option("--config", "-c", help="Train with this config file instead of the demo's own (see `runpoint config init`).",
+        typer.Option("--config", "-c", help="A config file (YAML or JSON) merged over the demo's own config.",
                      show_default=False),
     ] = None,
     profile: Annotated[Optional[str], typer.Option("--profile", help="Profile merged over --config.", show_default=False)] = None,
 ) -> None:
     """Train an MLP on scikit-learn's digits (CPU, under a minute) and record the run."""
-    from ..config.load import load_config, with_overrides
+    from ..config.load import load_config
     from ..demo import demo_config, train
 
-    config: ProjectConfig
-    if config_file is not None:
-        config = load_config(config_file, profile, overrides or ())
-    elif profile is not None:
+    if profile is not None and config_file is None:
         raise fail("--profile needs --config FILE", 2)
-    else:
-        config = with_overrides(demo_config(), overrides or ())
+    # the file, profile, RUNPOINT__ variables and overrides all sit on top of the demo's own config
+    config: ProjectConfig = load_config(config_file, profile, overrides or (), defaults=demo_config())
     run = train(config, epochs=epochs, project=project, name=name or None, root=root, seed=seed)
     summary = run.summary
     console.print(

@@ -84,6 +84,10 @@ class SourceMap:
         found = {s for k, s in self._by_path.items() if is_under(k, path)}
         return sorted(found, key=lambda s: (-PRIORITY[s.kind], s.name, s.line or 0))
 
+    def paths_from(self, kind: Kind) -> list[str]:
+        """Every path whose value came from a source of this kind."""
+        return [path for path, source in self._by_path.items() if source.kind == kind]
+
     def describe(self, path: str, *, inside: bool = False) -> str:
         """Text for an issue: the source of ``path`` (or, with ``inside``, of what lies in it)."""
         if inside:

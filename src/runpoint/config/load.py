@@ -70,6 +70,7 @@ def load_config(
     schema: type[M] | None = None,
     *,
     env: Mapping[str, str] | None = None,
+    defaults: BaseModel | Mapping[str, Any] | None = None,
 ) -> M:
     """Load, merge and validate a config; :class:`~runpoint.ConfigError` lists every problem.
 
@@ -82,12 +83,14 @@ def load_config(
         schema: any pydantic model; default :class:`~runpoint.ProjectConfig`.
         env: the environment to read ``RUNPOINT__SECTION__FIELD`` variables and
             ``${env:NAME}`` from; default ``os.environ``.
+        defaults: a script's own config (a model or a partial mapping) that sits between
+            the schema's defaults and the base file; the schema defaults to its class.
 
     Example::
 
         cfg = rp.load_config("configs/base.yaml", profile="prod", overrides=["training.seed=1"])
     """
-    return resolve_config(path, profile, overrides, schema, env=env).config
+    return resolve_config(path, profile, overrides, schema, env=env, defaults=defaults).config
 
 
 def resolve_config(
@@ -97,8 +100,11 @@ def resolve_config(
     schema: type[M] | None = None,
     *,
     env: Mapping[str, str] | None = None,
+    defaults: BaseModel | Mapping[str, Any] | None = None,
 ) -> ResolvedConfig[M]:
     """Like :func:`load_config`, and also say where every value came from."""
+    if schema is None and isinstance(defaults, BaseModel):
+        schema = type(defaults)  # type: ignore[assignment]
     model = schema_or_default(schema)
     environ = os.environ if env is None else env
     if profile is None and path is not None:  # without a base file there is nothing for $RUNPOINT_PROFILE to sit beside
@@ -116,7 +122,8 @@ def resolve_config(
             problems.extend(exc.problems)
             continue
         files.append(file)
-    layers: list[Layer] = [file_layer(f, "file" if i == 0 and base is not None else "profile") for i, f in enumerate(files)]
+    layers: list[Layer] = [Layer(_explicit_tree(defaults))] if defaults is not None else []
+    layers += [file_layer(f, "file" if i == 0 and base is not None else "profile") for i, f in enumerate(files)]
     layers.append(env_layer(model, environ, problems))
     layers.append(override_layer(model, overrides, problems))
     if problems:
@@ -144,8 +151,16 @@ def with_overrides(config: M, overrides: Iterable[str]) -> M:
     layer = override_layer(model, overrides, problems)
     if problems:
         raise ConfigError(problems)
-    explicit = _escape_references(to_plain(config.model_dump(exclude_unset=True)))
-    return cast(M, _build(model, [Layer(explicit), layer], os.environ, None)[0])
+    return cast(M, _build(model, [Layer(_explicit_tree(config)), layer], os.environ, None)[0])
+
+
+def _explicit_tree(config: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
+    """What a config sets itself: a model's explicitly set fields (as literal text), or a mapping as is."""
+    if isinstance(config, BaseModel):
+        return cast(dict[str, Any], _escape_references(to_plain(config.model_dump(exclude_unset=True))))
+    if not isinstance(config, Mapping):
+        raise InvalidArgumentError("defaults", f"expected a pydantic model or a mapping, got {type(config).__qualname__}")
+    return copy.deepcopy(dict(config))
 
 
 def _build(
@@ -191,6 +206,8 @@ def _build(
         config = model.model_validate(tree)
     except ValidationError as exc:
         problems.extend(validation_issues(exc, tree, sources, skip))
+    else:
+        _unset_preset_fields(config, sources.paths_from("preset"))
     if problems:
         file_order = [s.name for layer in layers for s in list(layer.sources.values())[:1] if s.kind in ("file", "profile")]
         raise ConfigError(_in_file_order(problems, file_order), label)
@@ -260,6 +277,17 @@ def _expand_presets(model: type[BaseModel], tree: dict[str, Any], path: str, sou
         nested = model_class(info.annotation)
         if nested is not None and isinstance(tree.get(field_name), dict):
             _expand_presets(nested, tree[field_name], child(path, field_name), sources)
+
+
+def _unset_preset_fields(config: BaseModel, paths: list[str]) -> None:
+    """Fields a preset filled count as unset, as when the section is built in code (see ExperimentConfig)."""
+    for path in paths:
+        *parents, name = path.split(".")
+        section: Any = config
+        for parent in parents:
+            section = getattr(section, parent, None)
+        if isinstance(section, BaseModel):
+            section.__pydantic_fields_set__.discard(name)
 
 
 def _known_keys(model: type[BaseModel], path: str) -> str:

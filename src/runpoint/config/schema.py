@@ -29,7 +29,15 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any, ClassVar, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from .presets import EXPERIMENT_PRESETS, apply_preset
 
@@ -304,10 +312,16 @@ class ExperimentConfig(BaseModel):
     )
     nan_guard: bool = Field(default=False, description="Mark the step where the loss first becomes NaN or infinite.")
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _fill_from_preset(cls, data: Any) -> Any:
-        return apply_preset(data, cls.__presets__) if isinstance(data, Mapping) else data
+    def _fill_from_preset(cls, data: Any, handler: ModelWrapValidatorHandler["ExperimentConfig"]) -> "ExperimentConfig":
+        if not isinstance(data, Mapping):
+            return handler(data)
+        filled = apply_preset(data, cls.__presets__)
+        section = handler(filled)
+        # what the preset filled counts as unset: changing the preset later changes those fields too
+        section.__pydantic_fields_set__.difference_update(set(filled) - set(data))
+        return section
 
     @field_validator("root", mode="before")
     @classmethod
