@@ -67,7 +67,7 @@ def test_demo_config_file_is_merged_over_the_demo_config(root: Path, store_at, t
     """What the dashboard's launch form does: a partial file shaped like DEFAULT_CONFIG."""
     from runpoint.demo import DEFAULT_CONFIG
 
-    form = tmp_path / "launch.yaml"
+    form = tmp_path / "launch.yaml"  # the working directory is tmp_path: errors name it relatively
     form.write_text(yaml.safe_dump({**DEFAULT_CONFIG, "training": {**DEFAULT_CONFIG["training"], "epochs": 1}}))
     result = cli(root, "demo", "--config", str(form), "--project", "launched", "--name", "", "model.dropout_rate=0.3")
     assert result.returncode == 0, result.stderr
@@ -81,5 +81,5 @@ def test_demo_config_file_is_merged_over_the_demo_config(root: Path, store_at, t
     bad = cli(root, "demo", "--config", str(form))
     assert bad.returncode == 1
     assert bad.stderr.strip() == (
-        f"runpoint: invalid config {form}: training.batch_size: got -4, expected a value greater than 0  [{form}:3]"
+        "runpoint: invalid config launch.yaml: training.batch_size: got -4, expected a value greater than 0  [launch.yaml:3]"
     )
