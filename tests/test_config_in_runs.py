@@ -133,3 +133,30 @@ def test_the_recorded_hash_is_the_hash_of_the_config(root: Path, store_at, tmp_p
     store = store_at()
     hashes = {store.get_run(run_id).config_hash for run_id in ids}
     assert hashes == {config_hash(rp.load_config(short, env={}))}
+
+
+@pytest.mark.parametrize(
+    ("experiment", "env", "sampled"),
+    [
+        ({"log_system_metrics": False, "system_metrics_interval": 0.05}, None, False),
+        ({"system_metrics_interval": 0.05}, None, True),
+        ({"system_metrics_interval": 0.05}, "off", False),  # the config says how often, the environment says off
+        ({"log_system_metrics": True, "system_metrics_interval": 0.05}, "off", True),  # the config says on
+        ({}, "off", False),  # schema defaults do not override the environment
+    ],
+)
+def test_system_metrics_follow_what_the_config_sets(
+    root: Path, store_at, monkeypatch: pytest.MonkeyPatch, experiment: dict, env: str | None, sampled: bool
+) -> None:
+    import time
+
+    if env is None:
+        monkeypatch.delenv("RUNPOINT_SYSTEM_METRICS", raising=False)
+    else:
+        monkeypatch.setenv("RUNPOINT_SYSTEM_METRICS", env)
+    cfg = rp.ProjectConfig(experiment={"project": "sys", **experiment})
+    with rp.init(config=cfg, root=root, console=False) as run:
+        run.log({"x": 1.0}, step=0)
+        time.sleep(0.5)
+    keys = set(store_at().metric_stats(run.id))
+    assert any(key.startswith("system/") for key in keys) is sampled, keys

@@ -68,7 +68,9 @@ def init(
         console: capture stdout/stderr to ``logs/``; default on (``RUNPOINT_CONSOLE=0`` turns it off).
         flush_interval: seconds between the writer's flushes; a SIGKILL loses at most this much.
         system_metrics: seconds between samples of CPU, memory, disk, network and GPU use
-            (:mod:`runpoint.system`), or False for none; default ``$RUNPOINT_SYSTEM_METRICS`` or 10.
+            (:mod:`runpoint.system`), or False for none; default: the config's
+            ``experiment.log_system_metrics`` / ``system_metrics_interval`` where it sets
+            them, else ``$RUNPOINT_SYSTEM_METRICS``, else 10.
 
     Example::
 
@@ -100,6 +102,8 @@ def init(
         raise InvalidArgumentError("flush_interval", "must be a number of seconds in (0, 60]")
     if console is None:
         console = os.environ.get(CONSOLE_ENV, "1").lower() not in {"0", "false", "no", "off"}
+    if system_metrics is None:
+        system_metrics = _system_metrics_from_config(config, plain)
     system_interval = system.interval_from(system_metrics)
     masked = mask_secrets(plain)
     root_path = resolve_root(root)
@@ -124,6 +128,28 @@ def _experiment_fields(plain: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(section, dict):
         return {}
     return {key: section[key] for key in EXPERIMENT_FIELDS if section.get(key) is not None}
+
+
+def _system_metrics_from_config(config: Any, plain: dict[str, Any]) -> float | bool | None:
+    """``system_metrics`` as the config's experiment section asks for it; None leaves it to the default.
+
+    Only what the config sets itself counts (a pydantic model's ``model_fields_set``, a
+    dict's keys): a schema default must not override ``$RUNPOINT_SYSTEM_METRICS``.
+    """
+    section = plain.get("experiment")
+    if not isinstance(section, dict):
+        return None
+    explicit = getattr(getattr(config, "experiment", None), "model_fields_set", None)
+    given = set(explicit) if explicit is not None else set(section)
+    enabled = section.get("log_system_metrics") if "log_system_metrics" in given else None
+    interval = section.get("system_metrics_interval") if "system_metrics_interval" in given else None
+    if enabled is False:
+        return False
+    if interval is None:
+        return True if enabled is True else None
+    if enabled is None and system.interval_from(None) is None:
+        return False  # the environment turned sampling off; the config only says how often
+    return float(interval)
 
 
 def _check_identifier(argument: str, value: Any) -> None:

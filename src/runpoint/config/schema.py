@@ -306,7 +306,9 @@ class ExperimentConfig(BaseModel):
     log_system_metrics: bool = Field(
         default=True, description="Sample CPU, memory, disk, network and GPU use in the background."
     )
-    system_metrics_interval: float = Field(default=10.0, gt=0, description="Seconds between system-metric samples.")
+    system_metrics_interval: float = Field(
+        default=10.0, ge=0.05, le=3600, description="Seconds between system-metric samples."
+    )
     watch_interval: PositiveInt = Field(
         default=100, description="Steps between gradient, parameter and histogram logs."
     )
