@@ -1,6 +1,8 @@
 """Where runs are indexed: the :class:`Store` protocol and its backends."""
 
 from .base import (
+    CheckpointRecord,
+    CheckpointRegistry,
     Condition,
     MediaKey,
     MediaRecord,
@@ -13,9 +15,11 @@ from .base import (
     Store,
     WriteBatch,
 )
-from .registry import open_store, register_backend
+from .registry import checkpoint_registry, open_store, register_backend
 
 __all__ = [
+    "CheckpointRecord",
+    "CheckpointRegistry",
     "Condition",
     "MediaKey",
     "MediaRecord",
@@ -27,6 +31,7 @@ __all__ = [
     "RunStatus",
     "Store",
     "WriteBatch",
+    "checkpoint_registry",
     "open_store",
     "register_backend",
 ]

@@ -312,6 +312,13 @@ class Store(Protocol):
     ) -> MetricSeries:
         """Every point of one metric in the order it was logged, optionally within steps."""
 
+    def truncate_metrics(self, run_id: str, after_step: int) -> int:
+        """Drop the run's metric points with a step above ``after_step``; returns how many.
+
+        A run resumed from a checkpoint calls this so that what the killed attempt logged
+        after the checkpoint's step is not shown twice; stats are recomputed.
+        """
+
     def delete_run(self, run_id: str) -> None:
         """Remove a run and everything the store holds about it."""
 
@@ -342,3 +349,43 @@ class MediaStore(Protocol):
         min_step: int | None = None, max_step: int | None = None,
     ) -> list[MediaRecord]:
         """The records of one key in step order: one ``step``, or those within the bounds."""
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """One checkpoint as the registry knows it. Times are Unix seconds.
+
+    ``path`` is relative to the run directory for checkpoints inside it, otherwise an
+    absolute path or a URL; ``hash`` is the digest of the checkpoint's manifest.
+    """
+
+    run_id: str
+    step: int
+    path: str
+    bytes: int
+    created_at: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    is_best: bool = False
+    hash: str | None = None
+    deleted_at: float | None = None
+
+
+@runtime_checkable
+class CheckpointRegistry(Protocol):
+    """Which checkpoints each run saved: the index ``runpoint ckpt ls`` reads.
+
+    A protocol of its own beside :class:`Store`: checkpoints are a second concern.
+    The files are the truth; the registry is an index kept up to date by the manager.
+    """
+
+    def add_checkpoint(self, record: CheckpointRecord) -> None:
+        """Insert a checkpoint, replacing one of the same run and step."""
+
+    def mark_checkpoint_deleted(self, run_id: str, step: int, deleted_at: float) -> None:
+        """Record that retention removed the files of a checkpoint."""
+
+    def set_best_checkpoint(self, run_id: str, step: int | None) -> None:
+        """Flag ``step`` as the run's best checkpoint (None: no best) and unflag the rest."""
+
+    def list_checkpoints(self, run_id: str, *, include_deleted: bool = False) -> list[CheckpointRecord]:
+        """A run's checkpoints by step; those removed by retention only when asked."""

@@ -15,7 +15,7 @@ from typing import Callable
 
 from .._paths import DB_NAME
 from ..errors import StoreError
-from .base import Store
+from .base import CheckpointRegistry, Store
 
 _BACKENDS: dict[str, Callable[[str, bool], Store]] = {}
 
@@ -52,3 +52,16 @@ def open_store(location: str | os.PathLike[str], *, create: bool = True) -> Stor
     if not create and not (root / DB_NAME).exists():
         raise StoreError(f"no runpoint store at {root} (it has no {DB_NAME})", root)
     return SQLiteStore(root / DB_NAME, create=create)
+
+
+def checkpoint_registry(store: Store) -> CheckpointRegistry | None:
+    """The checkpoint registry that goes with ``store``, or None if its backend has none."""
+    if isinstance(store, CheckpointRegistry):
+        return store
+    from .sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        from .sqlite_checkpoints import SQLiteCheckpointRegistry
+
+        return SQLiteCheckpointRegistry(store)
+    return None

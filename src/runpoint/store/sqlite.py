@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from ..errors import RunExistsError, RunNotFoundError, StoreError
-from . import _chunks, sqlite_media
+from . import _chunks, _truncate, sqlite_media
 from ._schema import ensure_schema
 from .base import (
     Condition,
@@ -367,6 +367,18 @@ class SQLiteStore:
             self._tails = {k: v for k, v in self._tails.items() if k[0] != run_id}
             self._tails.update(tails_before)
             raise
+
+    def truncate_metrics(self, run_id: str, after_step: int) -> int:
+        """Drop the run's metric points with a step above ``after_step``; returns how many.
+
+        Used when a run resumes from a checkpoint: what a killed attempt logged after the
+        checkpoint's step is logged again by the resumed one (see :mod:`._truncate`).
+        """
+        with self._transaction() as conn:
+            dropped = _truncate.drop_points_after(conn, run_id, after_step)
+            # the chunk list changed under the cached tails: re-read them on the next write
+            self._tails = {k: v for k, v in self._tails.items() if k[0] != run_id}
+        return dropped
 
     def _write_tags(self, conn: sqlite3.Connection, run_id: str, tags: Sequence[str]) -> None:
         conn.executemany(
