@@ -10,6 +10,11 @@ Installed on the first ``rp.init`` (never at import):
   raised so ``finally`` blocks and ``with`` exits run. A handler the program had
   installed before is called instead of exiting.
 
+:func:`handle_signal` extends the same treatment to another signal (the checkpoint
+manager asks for SIGUSR1, which SLURM sends before a job's time limit), and
+:func:`add_signal_callback` lets code without a run (a checkpoint manager over a plain
+directory) be told too.
+
 SIGINT stays Python's: ``KeyboardInterrupt`` reaches ``Run.__exit__`` or the excepthook.
 Forked children (DataLoader workers) inherit the handlers; they ignore runs that are not
 theirs.
@@ -23,7 +28,7 @@ import signal
 import sys
 import threading
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from .run import Run
@@ -33,7 +38,8 @@ _installed = False
 _owner_pid = 0
 _uncaught: tuple[type[BaseException], BaseException, TracebackType | None] | None = None
 _previous_excepthook: Any = None
-_previous_sigterm: Any = None
+_previous_handlers: dict[int, Any] = {}  # signal -> the handler that was there before ours
+_callbacks: list[Callable[[int], None]] = []
 
 HANDLED_SIGNALS = (signal.SIGTERM,)
 
@@ -52,20 +58,53 @@ def uncaught_exception() -> tuple[type[BaseException], BaseException, TracebackT
     return _uncaught
 
 
+def handle_signal(signum: int) -> bool:
+    """Treat ``signum`` like SIGTERM: tell runs and callbacks, then exit. False if it cannot.
+
+    Only the main thread can install handlers, and a signal the program ignores stays
+    ignored.
+    """
+    global _owner_pid
+    if os.getpid() != _owner_pid:
+        # first use, or a forked child: what the parent registered is not this process's
+        _previous_handlers.clear()
+        _active.clear()
+        _callbacks.clear()
+        _owner_pid = os.getpid()
+    if signum in _previous_handlers and signal.getsignal(signum) is _on_signal:
+        return True
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    current = signal.getsignal(signum)
+    if current is signal.SIG_IGN:
+        return False
+    _previous_handlers[signum] = current
+    signal.signal(signum, _on_signal)
+    return True
+
+
+def add_signal_callback(callback: Callable[[int], None], signals: tuple[int, ...] = HANDLED_SIGNALS) -> None:
+    """Call ``callback(signum)`` when one of ``signals`` arrives, after the runs' hooks."""
+    for signum in signals:
+        handle_signal(signum)
+    _callbacks.append(callback)
+
+
+def remove_signal_callback(callback: Callable[[int], None]) -> None:
+    if callback in _callbacks:
+        _callbacks.remove(callback)
+
+
 def _install() -> None:
-    global _installed, _owner_pid, _previous_excepthook, _previous_sigterm
+    global _installed, _owner_pid, _previous_excepthook
     if _installed and _owner_pid == os.getpid():
         return
     _installed = True
-    _owner_pid = os.getpid()
     atexit.register(_at_exit)
     _previous_excepthook = sys.excepthook
     sys.excepthook = _excepthook
-    if threading.current_thread() is threading.main_thread():
-        current = signal.getsignal(signal.SIGTERM)
-        if current is not signal.SIG_IGN:
-            _previous_sigterm = current
-            signal.signal(signal.SIGTERM, _on_signal)
+    handle_signal(signal.SIGTERM)
+    _owner_pid = os.getpid()
 
 
 def _excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
@@ -88,7 +127,14 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         return
     for run in list(_active):
         run._on_signal(signum)
-    previous = _previous_sigterm
+    for callback in list(_callbacks):
+        try:
+            callback(signum)
+        except Exception:
+            import logging
+
+            logging.getLogger("runpoint").exception("runpoint: a signal callback failed")
+    previous = _previous_handlers.pop(signum, None)
     signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
     if callable(previous):
         previous(signum, frame)

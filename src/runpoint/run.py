@@ -28,7 +28,7 @@ from ._nonfinite import NonFiniteGuard
 from ._paths import RunPaths
 from ._values import prepare
 from ._writer import Writer
-from .errors import InvalidArgumentError, RunpointError
+from .errors import CheckpointError, InvalidArgumentError, RunpointError
 from .store.base import RunStatus, Store
 from .summary import Summary
 
@@ -243,7 +243,8 @@ class Run:
     def add_signal_hook(self, hook: SignalHook) -> None:
         """Call ``hook(signum)`` when SIGTERM arrives, before the process exits.
 
-        The checkpoint manager uses this to save on preemption.
+        The checkpoint manager uses this to save on preemption (it also asks for SIGUSR1,
+        through :func:`runpoint._lifecycle.handle_signal`).
         """
         self._signal_hooks.append(hook)
 
@@ -258,6 +259,21 @@ class Run:
                 hook(signum)
             except Exception:
                 logger.exception("runpoint: a signal hook of run %s failed", self.id)
+
+    def rewind(self, step: int) -> int:
+        """Forget what was logged after ``step``: for a resume from a checkpoint of ``step``.
+
+        Waits for the points logged so far to be stored, drops those with a larger step
+        (a killed attempt logged them; the resumed one logs them again, so charts show one
+        line), and makes ``step + 1`` the step of the next ``log`` without ``step=``.
+        Returns how many points were dropped. :meth:`CheckpointManager.restore
+        <runpoint.CheckpointManager.restore>` calls it in a resumed run.
+        """
+        step = _as_step(step) if type(step) is not int else step
+        self.flush()
+        dropped = self._store.truncate_metrics(self.id, step)
+        self._next_step = step + 1
+        return dropped
 
     # -- ending ----------------------------------------------------------------------
 
@@ -274,6 +290,10 @@ class Run:
         for hook in self._finish_hooks:
             try:
                 hook(self)
+            except CheckpointError as exc:  # e.g. the last async save failed: not "completed"
+                logger.error("runpoint: run %s: %s", self.id, exc)
+                if final is RunStatus.COMPLETED:
+                    final, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
             except Exception:
                 logger.exception("runpoint: a finish hook of run %s failed", self.id)
         self._status = final
