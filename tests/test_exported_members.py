@@ -7,6 +7,7 @@ def test_all_is_sorted_and_complete() -> None:
         "ArchiveError",
         "CheckpointCorruptError",
         "CheckpointError",
+        "CheckpointManager",
         "CheckpointNotFoundError",
         "ConfigError",
         "Histogram",
@@ -24,6 +25,7 @@ def test_all_is_sorted_and_complete() -> None:
         "Table",
         "Text",
         "init",
+        "load_checkpoint",
         "load_config",
     ]
 

@@ -37,6 +37,8 @@ __version__ = "0.1.0"
 
 # name -> module that defines it, imported on first attribute access
 _LAZY = {
+    "CheckpointManager": ".checkpoint.manager",
+    "load_checkpoint": ".checkpoint.load",
     "init": "._start",
     "load_config": ".config.load",
     "ProjectConfig": ".config.schema",
@@ -55,6 +57,7 @@ __all__ = [
     "ArchiveError",
     "CheckpointCorruptError",
     "CheckpointError",
+    "CheckpointManager",
     "CheckpointNotFoundError",
     "ConfigError",
     "Histogram",
@@ -72,6 +75,7 @@ __all__ = [
     "Table",
     "Text",
     "init",
+    "load_checkpoint",
     "load_config",
 ]
 
@@ -94,6 +98,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from . import config
     from ._start import init
+    from .checkpoint.load import load_checkpoint
+    from .checkpoint.manager import CheckpointManager
     from .config.load import load_config
     from .config.schema import ProjectConfig
     from .media import Histogram, Image, Table, Text

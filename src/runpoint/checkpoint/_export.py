@@ -1,0 +1,66 @@
+"""``CheckpointManager.export``: a model's weights alone, as one safetensors file.
+
+For deployment: no optimizer, no RNG, no runpoint needed to read it. The file is written
+under a temporary name and renamed into place (locally), so a reader never sees half.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from ..errors import InvalidArgumentError
+from . import _safetensors
+from ._state import Stateful, TensorRef
+from ._storage import Storage
+from .manifest import Manifest
+
+logger = logging.getLogger("runpoint")
+
+
+def weights_of(state: dict[str, Any], tensors: dict[str, Any], manifest: Manifest, key: str | None,
+               where: str) -> dict[str, Any]:
+    """The tensors of the module saved under ``key`` (default: "model", or the only module)."""
+    if key is None:
+        modules = [k for k, kind in manifest.keys.items() if kind == "module"]
+        key = "model" if "model" in state else (modules[0] if len(modules) == 1 else None)
+        if key is None:
+            raise InvalidArgumentError("key", f"which part of {where} is the model? It has {', '.join(map(repr, state))}")
+    if key not in state:
+        raise InvalidArgumentError("key", f"{where} has no {key!r}; it has {', '.join(map(repr, state))}")
+    value = state[key]
+    if isinstance(value, Stateful):
+        value = value.state
+    if not isinstance(value, dict):
+        raise InvalidArgumentError("key", f"{key!r} in {where} is not a module's state dict")
+    weights = {str(name): tensors[ref.name] for name, ref in value.items() if isinstance(ref, TensorRef)}
+    skipped = [str(name) for name, ref in value.items() if not isinstance(ref, TensorRef)]
+    if skipped:
+        logger.warning("runpoint: export skips non-tensor entries of %r: %s", key, ", ".join(skipped))
+    if not weights:
+        raise InvalidArgumentError("key", f"{key!r} in {where} holds no tensors")
+    return weights
+
+
+def write_weights(path: str | os.PathLike[str], weights: dict[str, Any], metadata: dict[str, str]) -> str:
+    """Write ``weights`` to ``path`` (a local path or a URL); returns where it went."""
+    target = os.fspath(path)
+    if "://" in target:
+        parent, _, name = target.rstrip("/").rpartition("/")
+    else:
+        parent, name = os.path.split(os.path.abspath(target))
+    storage = Storage(parent)
+    temporary = f".{name}.{os.getpid()}.tmp" if storage.is_local else name
+    sink = storage.open_write(temporary)
+    try:
+        _safetensors.write(sink, weights, metadata)
+        sink.close()
+        if storage.is_local:
+            storage.rename(temporary, name)
+            storage.sync_root()
+    except BaseException:
+        sink.abort()
+        storage.remove_file(temporary)
+        raise
+    return storage.display(name)

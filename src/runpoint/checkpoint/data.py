@@ -1,0 +1,128 @@
+"""Data order that a checkpoint can resume mid-epoch: :class:`ResumableSampler`.
+
+Restoring the model, optimizer and RNG is not enough for a resumed run to match an
+uninterrupted one: it must also see the same batches in the same order, starting with
+the batch after the checkpoint. ``torch.utils.data.RandomSampler`` draws each epoch's
+order from the global generator and cannot start in the middle of an epoch.
+``ResumableSampler`` derives each epoch's order from ``(seed, epoch)`` alone and keeps its
+position (epoch, samples consumed) in its ``state_dict``, so put it in the checkpoint's
+state next to the model.
+
+With ``num_workers=0`` (the default) the position is exact as is: the DataLoader draws
+the indices of a batch when the loop asks for it. Worker processes draw ahead of the
+loop; then iterate through :meth:`ResumableSampler.track`, which counts the batches the
+loop actually received.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, Sized
+
+from ..errors import InvalidArgumentError
+
+
+class ResumableSampler:
+    """Dataset indices in a per-epoch shuffled order that resumes where a checkpoint left off.
+
+    Example::
+
+        sampler = ResumableSampler(len(train_set), seed=0)
+        loader = DataLoader(train_set, batch_size=64, sampler=sampler)
+        state = {"model": model, "optimizer": opt, "sampler": sampler}
+        restored = ckpt.restore(state)              # the sampler is back mid-epoch too
+        while sampler.epoch < epochs:
+            for x, y in loader:                     # starts with the batch after the checkpoint
+                ...
+    """
+
+    def __init__(self, data_source_or_length: Sized | int, *, shuffle: bool = True, seed: int = 0) -> None:
+        length = data_source_or_length if isinstance(data_source_or_length, int) else len(data_source_or_length)
+        if isinstance(length, bool) or length < 0:
+            raise InvalidArgumentError("data_source_or_length", f"must be a dataset or a length >= 0, got {length!r}")
+        self.length = int(length)
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.epoch = 0
+        self._consumed = 0  # samples of the current epoch the loop has had
+        self._tracking = False
+
+    def __repr__(self) -> str:
+        return f"ResumableSampler(length={self.length}, epoch={self.epoch}, position={self._consumed}, seed={self.seed})"
+
+    def __len__(self) -> int:
+        """How many indices the next pass yields (fewer when resuming mid-epoch)."""
+        return self.length - self._consumed
+
+    @property
+    def position(self) -> int:
+        """Samples of the current epoch already consumed."""
+        return self._consumed
+
+    def order(self, epoch: int) -> list[int]:
+        """The order of ``epoch``: the same for the same seed, whatever else ran before."""
+        if not self.shuffle:
+            return list(range(self.length))
+        import numpy as np
+
+        return np.random.default_rng([self.seed, epoch]).permutation(self.length).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.order(self.epoch)
+        if self.length == 0 and not self._tracking:
+            self._finish_epoch()
+        for index in range(self._consumed, self.length):
+            if not self._tracking:
+                # handing out the last index ends the epoch: a checkpoint taken after the
+                # last batch resumes at the start of the next epoch, not at an empty one
+                if index + 1 == self.length:
+                    self._finish_epoch()
+                else:
+                    self._consumed = index + 1
+            yield order[index]
+
+    def _finish_epoch(self) -> None:
+        self.epoch += 1
+        self._consumed = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its beginning (as ``DistributedSampler.set_epoch``)."""
+        self.epoch = int(epoch)
+        self._consumed = 0
+
+    def track(self, batches: Iterable[Any], batch_size: int | None = None) -> Iterator[Any]:
+        """Iterate ``batches`` (a DataLoader over this sampler), counting what the loop got.
+
+        Use it with worker processes, which draw indices ahead of the loop::
+
+            for x, y in sampler.track(loader):
+                ...
+        """
+        size = batch_size if batch_size is not None else getattr(batches, "batch_size", None)
+        if not isinstance(size, int) or size < 1:
+            raise InvalidArgumentError("batch_size", "track() needs the loader's batch size")
+        self._tracking = True
+        epoch = self.epoch
+        try:
+            for batch in batches:
+                self._consumed += size
+                if self._consumed >= self.length:
+                    self._finish_epoch()
+                yield batch
+            if self.epoch == epoch:  # the loader dropped a last partial batch
+                self._finish_epoch()
+        finally:
+            self._tracking = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "position": self._consumed, "seed": self.seed,
+                "length": self.length, "shuffle": self.shuffle}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if int(state.get("length", self.length)) != self.length:
+            raise InvalidArgumentError(
+                "state", f"the sampler was saved over {state['length']} samples, this one has {self.length}"
+            )
+        self.seed = int(state.get("seed", self.seed))
+        self.shuffle = bool(state.get("shuffle", self.shuffle))
+        self.epoch = int(state["epoch"])
+        self._consumed = int(state["position"])

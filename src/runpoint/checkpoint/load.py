@@ -1,0 +1,157 @@
+"""Reading checkpoints outside a training loop: ``load_checkpoint`` and ``verify_checkpoint``.
+
+Both take a checkpoint directory (``.../checkpoints/step-000500``), a directory of
+checkpoints (``.../checkpoints``, then ``which`` picks one), or an fsspec URL of either.
+
+Example::
+
+    state = rp.load_checkpoint("runpoint/digits/abc123/checkpoints", which="best")
+    model.load_state_dict(state["model"])
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
+from . import _atomic, _state
+from ._directory import CheckpointDirectory, read_manifest
+from ._storage import Storage
+from .io import STATE_FILE, CheckpointIO, SafetensorsIO
+from .manifest import MANIFEST_NAME, Manifest
+
+
+def read_checkpoint(
+    storage: Storage, name: str, io: CheckpointIO, *, verify: bool = True
+) -> tuple[Manifest, dict[str, Any], dict[str, Any]]:
+    """(manifest, decoded structure, tensors) of one checkpoint, verified against its manifest."""
+    where = storage.display(name)
+    with _atomic.reading(storage, name) as present:
+        if not present:
+            raise CheckpointNotFoundError(where)
+        manifest = read_manifest(storage, name)
+        payload = io.load(storage, name, manifest, verify=verify)
+    try:
+        document = _state.decode(payload.structure)
+    except ValueError as exc:
+        raise CheckpointCorruptError(where, STATE_FILE, str(exc)) from None
+    missing = [ref.name for ref in _tensor_refs(document) if ref.name not in payload.tensors]
+    if missing:
+        raise CheckpointCorruptError(where, STATE_FILE, f"refers to tensors the file lacks: {', '.join(missing[:5])}")
+    return manifest, document, payload.tensors
+
+
+def _tensor_refs(value: Any) -> list[_state.TensorRef]:
+    found: list[_state.TensorRef] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _state.TensorRef):
+            found.append(item)
+        elif isinstance(item, _state.Stateful):
+            stack.append(item.state)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return found
+
+
+def locate(
+    path: str | os.PathLike[str], which: Any = "latest", storage_options: Mapping[str, Any] | None = None
+) -> tuple[Storage, str]:
+    """The storage and checkpoint name that ``path`` (and ``which``) designate."""
+    storage = Storage(path, storage_options)
+    if storage.exists(MANIFEST_NAME):
+        parent, _, name = storage.url.rstrip("/").rpartition("/")
+        return Storage(parent or "/", storage_options), name
+    directory = CheckpointDirectory(storage)
+    directory.refresh()
+    info = directory.pick(which)
+    if info is None:
+        raise CheckpointNotFoundError(storage.display())
+    return storage, info.name
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    which: Any = "latest",
+    map_location: Any = None,
+    verify: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A checkpoint's state as plain values: tensors, dicts, lists, numbers.
+
+    What was saved from an object with ``state_dict()`` comes back as that state dict,
+    ready for ``load_state_dict``; generator objects come back as new generators. The
+    files are verified against the manifest first (``verify=False`` skips the hashes).
+
+    Args:
+        path: a checkpoint directory, a directory of checkpoints, or a URL of either.
+        which: with a directory of checkpoints: ``"latest"``, ``"best"`` or a step.
+        map_location: device for the tensors (default: where they were saved, if it
+            exists here, else the CPU).
+        storage_options: passed to fsspec for URLs (credentials, ``endpoint_url``...).
+
+    Example::
+
+        state = rp.load_checkpoint("runpoint/digits/abc123/checkpoints/step-000500")
+        model.load_state_dict(state["model"])
+        print(state["epoch"])
+    """
+    storage, name = locate(path, which, storage_options)
+    _, document, tensors = read_checkpoint(storage, name, SafetensorsIO(), verify=verify)
+    result = _state.materialize(document["state"], tensors, map_location)
+    if not isinstance(result, dict):  # pragma: no cover - decode checked it
+        raise CheckpointError(f"{storage.display(name)} holds no state", storage.display(name))
+    return result
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of re-hashing one checkpoint."""
+
+    path: str
+    step: int | None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_checkpoint(
+    path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+) -> list[VerifyResult]:
+    """Re-hash one checkpoint, or every checkpoint of a directory; one result each.
+
+    Example::
+
+        bad = [r for r in rp.checkpoint.verify_checkpoint("runs/x/checkpoints") if not r.ok]
+    """
+    storage = Storage(path, storage_options)
+    io = SafetensorsIO()
+    if storage.exists(MANIFEST_NAME):
+        parent, _, name = storage.url.rstrip("/").rpartition("/")
+        return [_verify_one(Storage(parent or "/", storage_options), name, io)]
+    directory = CheckpointDirectory(storage)
+    checkpoints = directory.refresh()
+    results = [_verify_one(storage, info.name, io) for info in checkpoints]
+    for name, reason in directory.broken.items():
+        results.append(VerifyResult(storage.display(name), None, [f"{MANIFEST_NAME}: {reason}"]))
+    return sorted(results, key=lambda r: (r.step is None, r.step or 0))
+
+
+def _verify_one(storage: Storage, name: str, io: CheckpointIO) -> VerifyResult:
+    where = storage.display(name)
+    try:
+        manifest = read_manifest(storage, name)
+    except CheckpointCorruptError as exc:
+        return VerifyResult(where, None, [f"{MANIFEST_NAME}: {exc.reason}"])
+    with _atomic.reading(storage, name) as present:
+        if not present:
+            return VerifyResult(where, manifest.step, ["removed while being verified"])
+        return VerifyResult(where, manifest.step, io.verify(storage, name, manifest))
