@@ -13,6 +13,7 @@ manifests stay the truth, so a pointer left stale by a crash misleads no one.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
 from typing import Any
@@ -54,7 +55,7 @@ class CheckpointDirectory:
         self.broken: dict[str, str] = {}  # name -> why its manifest could not be read
         self._lock = threading.Lock()
 
-    def refresh(self) -> list[CheckpointInfo]:
+    def refresh(self) -> builtins.list[CheckpointInfo]:
         """List the directory again; returns the committed checkpoints by step."""
         names = [name for name in self.storage.list_names() if parse_step(name) is not None]
         present = set(names)
@@ -103,7 +104,7 @@ class CheckpointDirectory:
         with self._lock:
             return max((c.sequence for c in self._known.values()), default=0) + 1
 
-    def by_recency(self) -> list[CheckpointInfo]:
+    def by_recency(self) -> builtins.list[CheckpointInfo]:
         """Newest save first."""
         with self._lock:
             return sorted(self._known.values(), key=lambda c: c.sequence, reverse=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import struct
-from typing import Any, BinaryIO, Callable
+from typing import Any, Callable
 
 MAX_HEADER_BYTES = 100 * 2**20
 
@@ -91,7 +91,7 @@ def write(
     return total
 
 
-def _read_exactly(stream: BinaryIO, view: memoryview) -> None:
+def _read_exactly(stream: Any, view: memoryview) -> None:
     filled = 0
     while filled < len(view):
         count = stream.readinto(view[filled:])
@@ -100,7 +100,7 @@ def _read_exactly(stream: BinaryIO, view: memoryview) -> None:
         filled += count
 
 
-def read(stream: BinaryIO) -> tuple[dict[str, Any], dict[str, str]]:
+def read(stream: Any) -> tuple[dict[str, Any], dict[str, str]]:
     """Read a whole safetensors stream into new CPU tensors; returns (tensors, metadata)."""
     import torch
 

@@ -236,10 +236,10 @@ def _ext_hook(code: int, data: bytes) -> Any:
     if code == EXT_DTYPE:
         import torch
 
-        dtype = getattr(torch, data.decode("ascii"), None)
-        if not isinstance(dtype, torch.dtype):
+        found = getattr(torch, data.decode("ascii"), None)
+        if not isinstance(found, torch.dtype):
             raise ValueError(f"{data!r} is not a torch dtype")
-        return dtype
+        return found
     raise ValueError(f"unknown msgpack extension type {code}")
 
 

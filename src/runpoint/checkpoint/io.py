@@ -20,7 +20,7 @@ manifest's, before any of it reaches the caller.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..errors import CheckpointCorruptError, InvalidArgumentError, RunpointError
 from . import _safetensors
@@ -94,7 +94,7 @@ class _CountingWriter:
 class _HashingReader:
     """Counts and hashes bytes as they are read from storage."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: Any) -> None:
         self.stream = stream
         self.hash = _hasher()
         self.count = 0
@@ -165,7 +165,8 @@ class SafetensorsIO:
                 import zstandard
 
                 compressor = zstandard.ZstdCompressor(level=self.level, threads=-1)
-                writer = compressor.stream_writer(hashing, closefd=False, write_return_read=True)
+                writer = compressor.stream_writer(hashing,  # type: ignore[arg-type]
+                                                   closefd=False, write_return_read=True)
                 counting = _CountingWriter(writer)
                 produce(counting)
                 writer.flush(zstandard.FLUSH_FRAME)
@@ -191,7 +192,8 @@ class SafetensorsIO:
         if manifest.compression == "zstd":
             import zstandard
 
-            return raw, zstandard.ZstdDecompressor().stream_reader(hashing, read_across_frames=True), hashing
+            decoder = zstandard.ZstdDecompressor().stream_reader(hashing, read_across_frames=True)  # type: ignore[arg-type]
+            return raw, decoder, hashing
         return raw, hashing, hashing
 
     def load(self, storage: Storage, directory: str, manifest: Manifest, *, verify: bool = True) -> Payload:
@@ -260,7 +262,7 @@ def _read_tensors(stream: Any) -> dict[str, Any]:
 
 
 def _read_all(stream: Any) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = stream.read(1 << 20)
         if not chunk:

@@ -9,20 +9,19 @@ generators :mod:`._rng`. See the class docstring for the user's view.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
-import platform
-import signal
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from .. import _lifecycle
 from ..errors import CheckpointError, CheckpointNotFoundError, InvalidArgumentError
 from . import _atomic, _export, _rng, _state
 from ._async import BackgroundSaver
+from ._checks import check_metrics, check_step, has_best_policy, rng_names, versions
 from ._directory import CheckpointDirectory
+from ._preemption import PreemptionHook
 from ._registration import RegistrySync
 from ._restore import load_into
 from ._storage import Storage
@@ -44,8 +43,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("runpoint")
 
-PreemptionGetter = Callable[[], "tuple[int, Mapping[str, Any]] | tuple[int, Mapping[str, Any], Mapping[str, float]] | None"]
-PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 class CheckpointManager:
@@ -136,7 +133,7 @@ class CheckpointManager:
             raise InvalidArgumentError("mode", f"must be 'min' or 'max', got {mode!r}")
         self.monitor = monitor
         self.mode: Mode = mode
-        self._needs_monitor = keep_best is not None or _has_best_policy(self.retention)
+        self._needs_monitor = keep_best is not None or has_best_policy(self.retention)
         self._triggers: list[SaveTrigger] = []
         if save_every_n_steps is not None:
             self._triggers.append(SaveEveryNSteps(save_every_n_steps))
@@ -163,8 +160,9 @@ class CheckpointManager:
         self._started = time.monotonic()
         self._last_save_time: float | None = None
         self._last_save_step: int | None = None
-        self._preemption_getter: PreemptionGetter | None = None
-        self._preemption_hooked = False
+        self._preemption = PreemptionHook(
+            self._save_now, self.wait, lambda: self._writing_thread == threading.get_ident(), self._saved_by_now
+        )
         self._saved_here: set[int] = set()  # sequences committed by this manager
         self._registry = RegistrySync(self.run, self._storage) if self.run is not None else None
         if self._registry is not None and self.run is not None:
@@ -219,8 +217,8 @@ class CheckpointManager:
         something that cannot be stored (naming its key), or the disk is full or not
         writable (existing checkpoints are untouched).
         """
-        step = _check_step(step)
-        metrics = _check_metrics(metrics)
+        step = check_step(step)
+        metrics = check_metrics(metrics)
         if self._needs_monitor and self.monitor not in metrics:
             raise InvalidArgumentError(
                 "metrics", f"keep_best is set, so save() needs metrics[{self.monitor!r}] (got {sorted(metrics) or 'none'})"
@@ -228,31 +226,18 @@ class CheckpointManager:
         if self._saver is not None:
             self._saver.wait()  # one save in flight; an earlier failure surfaces here
         encoded = _state.encode(state, _rng.capture() if self.rng else None)
-        rng_names = self._rng_names()
+        rngs = rng_names(self.rng)
         self._last_save_step, self._last_save_time = step, time.monotonic()
         if self._saver is None:
-            return self._write(step, Payload(encoded.tensors, encoded.structure), encoded.keys, metrics, rng_names)
+            return self._write(step, Payload(encoded.tensors, encoded.structure), encoded.keys, metrics, rngs)
         host = self._saver.buffers.snapshot(encoded.tensors)
         payload = Payload(host, encoded.structure)
-        self._saver.submit(lambda: self._write(step, payload, encoded.keys, metrics, rng_names))
+        self._saver.submit(lambda: self._write(step, payload, encoded.keys, metrics, rngs))
         return None
 
     def wait(self, timeout: float | None = None) -> CheckpointInfo | None:
         """Wait for the async save in flight to commit; raises its error. Its checkpoint, or None."""
         return self._saver.wait(timeout) if self._saver is not None else None
-
-    def _rng_names(self) -> tuple[str, ...]:
-        if not self.rng:
-            return ()
-        names = ["python"]
-        if "numpy" in sys.modules:
-            names.append("numpy")
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            names.append("torch")
-            if torch.cuda.is_available() and torch.cuda.is_initialized():
-                names.append("cuda")
-        return tuple(names)
 
     def _write(self, step: int, payload: Payload, keys: dict[str, str], metrics: dict[str, float],
                rng_names: tuple[str, ...]) -> CheckpointInfo:
@@ -276,7 +261,7 @@ class CheckpointManager:
                 step=step, sequence=self._dir.next_sequence(), created_at=time.time(), files=files,
                 metrics=metrics, keys=keys, rng=rng_names, compression=getattr(self.io, "compress", None),
                 run_id=self.run.id if self.run is not None else None, tensors=len(payload.tensors),
-                versions=_versions(),
+                versions=versions(),
             )
             self._flush_run()  # what was logged up to this save is stored before the save commits
             staging.commit(manifest.to_json())
@@ -324,7 +309,7 @@ class CheckpointManager:
 
     # -- retention -------------------------------------------------------------------
 
-    def _apply_retention(self) -> list[int]:
+    def _apply_retention(self) -> builtins.list[int]:
         """Delete what the policy does not keep; never the latest, the best, or one being read."""
         with self._lock:
             try:
@@ -374,7 +359,7 @@ class CheckpointManager:
         if not isinstance(state, Mapping) or not hasattr(state, "__setitem__"):
             raise InvalidArgumentError("state", f"must be a mutable dict of names to objects, not {type(state).__qualname__}")
         candidates = self._candidates(which)
-        corrupt: list[str] = []
+        corrupt: builtins.list[str] = []
         for info in candidates:
             try:
                 manifest, document, tensors = read_checkpoint(self._storage, info.name, self.io)
@@ -402,7 +387,7 @@ class CheckpointManager:
             )
         return None
 
-    def _candidates(self, which: Any) -> list[CheckpointInfo]:
+    def _candidates(self, which: Any) -> builtins.list[CheckpointInfo]:
         self._dir.refresh()
         if which == "latest":
             return self._dir.by_recency()
@@ -445,64 +430,34 @@ class CheckpointManager:
 
     # -- preemption ------------------------------------------------------------------
 
-    def save_on_preemption(self, get_state: PreemptionGetter) -> None:
+    def save_on_preemption(self, get_state: Callable[[], Any]) -> None:
         """On SIGTERM or SIGUSR1, save ``get_state()`` and let the process exit.
 
         ``get_state`` returns ``(step, state)`` or ``(step, state, metrics)`` for the last
         completed step, or None to skip. It is called from the signal handler, between
-        two statements of the training loop; the save is synchronous. With a run, the
-        run then ends as ``killed``.
+        two statements of the training loop, and the save is synchronous. With a run, the
+        run then ends as ``killed``. Call it from the main thread.
 
         Example::
 
             ckpt.save_on_preemption(lambda: (step, {"model": model, "optimizer": opt}))
         """
-        if not callable(get_state):
-            raise InvalidArgumentError("get_state", "must be a function returning (step, state)")
-        self._preemption_getter = get_state
-        if self._preemption_hooked:
-            return
-        self._preemption_hooked = True
-        if self.run is not None:
-            self.run.add_signal_hook(self._on_preemption)
-            handled = all(_lifecycle.handle_signal(s) for s in PREEMPTION_SIGNALS)
-        else:
-            _lifecycle.add_signal_callback(self._on_preemption, PREEMPTION_SIGNALS)
-            handled = threading.current_thread() is threading.main_thread()
-        if not handled:
-            logger.warning("runpoint: preemption saves need save_on_preemption() to be called from the main thread")
+        self._preemption.install(get_state, self.run)
 
-    def _on_preemption(self, signum: int) -> None:
-        getter = self._preemption_getter
-        if getter is None:
-            return
-        if self._writing_thread == threading.get_ident():
-            logger.warning("runpoint: signal %d arrived during a checkpoint save; the process exits without "
-                           "finishing it (the previous checkpoint stays the latest)", signum)
-            return
-        if self._saver is not None:
-            try:
-                self._saver.wait()
-            except CheckpointError as exc:
-                logger.error("runpoint: the async save before the preemption failed: %s", exc)
-        result = getter()
-        if result is None:
-            return
-        step, state = result[0], result[1]
-        metrics = _check_metrics(result[2] if len(result) > 2 else None)
-        latest = self.latest
-        if latest is not None and latest.step == step and latest.sequence in self._saved_here:
-            logger.warning("runpoint: signal %d: step %d is already saved", signum, step)
-            return
+    def _save_now(self, step: int, state: Mapping[str, Any], metrics: Any) -> CheckpointInfo:
         encoded = _state.encode(state, _rng.capture() if self.rng else None)
-        info = self._write(step, Payload(encoded.tensors, encoded.structure), encoded.keys, metrics, self._rng_names())
-        logger.warning("runpoint: signal %d: saved checkpoint %s before exiting", signum, info.path)
+        payload = Payload(encoded.tensors, encoded.structure)
+        return self._write(check_step(step), payload, encoded.keys, check_metrics(metrics), rng_names(self.rng))
+
+    def _saved_by_now(self, step: int) -> bool:
+        latest = self.latest
+        return latest is not None and latest.step == step and latest.sequence in self._saved_here
 
     # -- ending ----------------------------------------------------------------------
 
     def close(self) -> None:
         """Wait for the save in flight, release buffers and signal hooks. Raises a pending error."""
-        _lifecycle.remove_signal_callback(self._on_preemption)
+        self._preemption.uninstall()
         try:
             self.wait()
         finally:
@@ -518,43 +473,3 @@ class CheckpointManager:
     def _on_run_finish(self, run: "Run") -> None:
         self.close()  # a failed async save raises CheckpointError: the run ends "failed"
 
-
-def _has_best_policy(policy: Any) -> bool:
-    if isinstance(policy, BestN):
-        return True
-    return any(_has_best_policy(p) for p in getattr(policy, "policies", ()))
-
-
-def _check_step(step: Any) -> int:
-    if isinstance(step, bool) or not hasattr(step, "__index__"):
-        raise InvalidArgumentError("step", f"must be an int, got {type(step).__qualname__}")
-    step = int(step.__index__())
-    if step < 0:
-        raise InvalidArgumentError("step", f"must be >= 0, got {step}")
-    return step
-
-
-def _check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
-    if metrics is None:
-        return {}
-    if not isinstance(metrics, Mapping):
-        raise InvalidArgumentError("metrics", f"must be a dict of numbers, not {type(metrics).__qualname__}")
-    checked: dict[str, float] = {}
-    for key, value in metrics.items():
-        if callable(getattr(value, "item", None)):
-            value = value.item()  # numpy scalars and one-element tensors
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidArgumentError("metrics", f"{key!r} must be a number, got {type(value).__qualname__}")
-        checked[str(key)] = float(value)
-    return checked
-
-
-def _versions() -> dict[str, str]:
-    from .. import __version__
-
-    versions = {"runpoint": __version__, "python": platform.python_version()}
-    for name in ("torch", "numpy"):
-        module = sys.modules.get(name)
-        if module is not None:
-            versions[name] = str(getattr(module, "__version__", "?"))
-    return versions

@@ -1,0 +1,69 @@
+"""Checking what users pass to the checkpoint manager, with errors that say what to do."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Any, Mapping
+
+from ..errors import InvalidArgumentError
+from .policy import BestN
+
+
+def check_step(step: Any) -> int:
+    if isinstance(step, bool) or not hasattr(step, "__index__"):
+        raise InvalidArgumentError("step", f"must be an int, got {type(step).__qualname__}")
+    step = int(step.__index__())
+    if step < 0:
+        raise InvalidArgumentError("step", f"must be >= 0, got {step}")
+    return step
+
+
+def check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    """``metrics`` as a dict of floats; numpy scalars and one-element tensors are accepted."""
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise InvalidArgumentError("metrics", f"must be a dict of numbers, not {type(metrics).__qualname__}")
+    checked: dict[str, float] = {}
+    for key, value in metrics.items():
+        if callable(getattr(value, "item", None)):
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidArgumentError("metrics", f"{key!r} must be a number, got {type(value).__qualname__}")
+        checked[str(key)] = float(value)
+    return checked
+
+
+def has_best_policy(policy: Any) -> bool:
+    """Whether a retention policy ranks by a metric (then every save needs it)."""
+    if isinstance(policy, BestN):
+        return True
+    return any(has_best_policy(p) for p in getattr(policy, "policies", ()))
+
+
+def versions() -> dict[str, str]:
+    """Versions recorded in each manifest."""
+    from .. import __version__
+
+    found = {"runpoint": __version__, "python": platform.python_version()}
+    for name in ("torch", "numpy"):
+        module = sys.modules.get(name)
+        if module is not None:
+            found[name] = str(getattr(module, "__version__", "?"))
+    return found
+
+
+def rng_names(enabled: bool) -> tuple[str, ...]:
+    """The generators :func:`runpoint.checkpoint._rng.capture` records in this process."""
+    if not enabled:
+        return ()
+    names = ["python"]
+    if "numpy" in sys.modules:
+        names.append("numpy")
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        names.append("torch")
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            names.append("cuda")
+    return tuple(names)

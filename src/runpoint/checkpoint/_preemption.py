@@ -1,0 +1,83 @@
+"""Saving on preemption: SIGTERM (Kubernetes, most schedulers) and SIGUSR1 (SLURM).
+
+When one arrives, :class:`PreemptionHook` asks the getter the user registered for
+``(step, state[, metrics])``, waits for an async save in flight, saves synchronously,
+and returns; :mod:`runpoint._lifecycle` then raises ``SystemExit`` so ``finally`` blocks
+run and the run ends ``killed``. The getter runs inside the signal handler, between two
+statements of the training loop, so it should describe the last completed step.
+
+A signal that arrives while this thread is itself in the middle of a save cannot wait
+for that save (it is further down the same stack): the hook then skips, the interrupted
+save is abandoned (cleaned at the next start) and the previous checkpoint stays the
+latest.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any, Callable, Mapping
+
+from .. import _lifecycle
+from ..errors import CheckpointError, InvalidArgumentError
+
+logger = logging.getLogger("runpoint")
+
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+Getter = Callable[[], Any]
+
+
+class PreemptionHook:
+    def __init__(
+        self, save: Callable[[int, Mapping[str, Any], Any], Any], wait_pending: Callable[[], Any],
+        saving_here: Callable[[], bool], already_saved: Callable[[int], bool],
+    ) -> None:
+        self._save = save
+        self._wait_pending = wait_pending
+        self._saving_here = saving_here
+        self._already_saved = already_saved
+        self.getter: Getter | None = None
+        self._installed = False
+
+    def install(self, getter: Getter, run: Any) -> None:
+        if not callable(getter):
+            raise InvalidArgumentError("get_state", "must be a function returning (step, state)")
+        self.getter = getter
+        if self._installed:
+            return
+        self._installed = True
+        if run is not None:
+            run.add_signal_hook(self)
+            handled = all(_lifecycle.handle_signal(s) for s in SIGNALS)
+        else:
+            _lifecycle.add_signal_callback(self, SIGNALS)
+            handled = threading.current_thread() is threading.main_thread()
+        if not handled:
+            logger.warning("runpoint: preemption saves need save_on_preemption() to be called from the main thread")
+
+    def uninstall(self) -> None:
+        _lifecycle.remove_signal_callback(self)
+        self.getter = None
+
+    def __call__(self, signum: int) -> None:
+        getter = self.getter
+        if getter is None:
+            return
+        if self._saving_here():
+            logger.warning("runpoint: signal %d arrived during a checkpoint save; the process exits without "
+                           "finishing it (the previous checkpoint stays the latest)", signum)
+            return
+        try:
+            self._wait_pending()
+        except CheckpointError as exc:
+            logger.error("runpoint: the async save before the preemption failed: %s", exc)
+        result = getter()
+        if result is None:
+            return
+        step, state = result[0], result[1]
+        if self._already_saved(step):
+            logger.warning("runpoint: signal %d: step %d is already saved", signum, step)
+            return
+        info = self._save(step, state, result[2] if len(result) > 2 else None)
+        logger.warning("runpoint: signal %d: saved checkpoint %s before exiting", signum, info.path)

@@ -1,0 +1,69 @@
+"""Applying a retention policy on demand, outside a training run (``runpoint ckpt gc``).
+
+The same rules as the manager's retention after each save: the policy decides, the
+latest and the best checkpoint are always kept, a checkpoint another process is reading
+is skipped, and the leftovers of interrupted saves are removed.
+
+Example::
+
+    result = apply_retention("runs/x/checkpoints", LatestN(2), monitor="val/loss", dry_run=True)
+    print(result.to_delete)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from . import _atomic
+from ._directory import CheckpointDirectory
+from ._storage import Storage
+from .manifest import CheckpointInfo
+from .policy import Mode, RetentionPolicy
+
+
+@dataclass
+class RetentionResult:
+    kept: list[CheckpointInfo] = field(default_factory=list)
+    to_delete: list[CheckpointInfo] = field(default_factory=list)
+    deleted: list[CheckpointInfo] = field(default_factory=list)
+    skipped: list[CheckpointInfo] = field(default_factory=list)  # being read elsewhere
+    leftovers: list[str] = field(default_factory=list)
+
+
+def apply_retention(
+    path: str | os.PathLike[str],
+    policy: RetentionPolicy,
+    *,
+    monitor: str | None = None,
+    mode: Mode = "min",
+    dry_run: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    on_deleted: Callable[[CheckpointInfo], None] | None = None,
+) -> RetentionResult:
+    """Delete the checkpoints of ``path`` that ``policy`` does not keep (all unless ``dry_run``)."""
+    storage = Storage(path, storage_options)
+    directory = CheckpointDirectory(storage)
+    checkpoints = directory.refresh()
+    keep = policy.keep(checkpoints)
+    for protected in (directory.latest(), directory.best(monitor, mode)):
+        if protected is not None:
+            keep.add(protected.step)
+    result = RetentionResult()
+    for info in checkpoints:
+        (result.kept if info.step in keep else result.to_delete).append(info)
+    if dry_run:
+        return result
+    result.leftovers = _atomic.cleanup_leftovers(storage)
+    for info in sorted(result.to_delete, key=lambda c: c.sequence):
+        if _atomic.remove(storage, info.name):
+            result.deleted.append(info)
+            if on_deleted is not None:
+                on_deleted(info)
+        else:
+            result.skipped.append(info)
+    if result.deleted:
+        directory.refresh()
+        directory.write_pointers(directory.latest(), directory.best(monitor, mode), with_best=monitor is not None)
+    return result
