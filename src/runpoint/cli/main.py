@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import config, demo, diagnostics, runs, transfer, ui
+from . import ckpt, config, demo, diagnostics, runs, transfer, ui
 
 app = typer.Typer(
     name="runpoint",
@@ -36,6 +36,7 @@ ui.register(app)
 diagnostics.register(app)
 transfer.register(app)
 config.register(app)
+ckpt.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,260 @@
+"""``runpoint ckpt``: list, verify, prune and export checkpoints.
+
+Each command takes a run (id, prefix, name or ``latest``: its checkpoints are found
+through the store's registry) or a path: a checkpoints directory, one checkpoint
+directory, or an fsspec URL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ._output import JsonOption, RootOption, console, err_console, fail, fmt_number, fmt_time, friendly_errors, print_json
+
+TargetArgument = Annotated[
+    str, typer.Argument(help="A run (id, prefix, name or 'latest') or a checkpoints path / URL.", show_default=False)
+]
+
+app = typer.Typer(
+    name="ckpt", help="List, verify, prune and export checkpoints.", no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class _Target:
+    """What a TARGET argument names: a directory of checkpoints, and the run when there is one."""
+
+    def __init__(self, target: str, root: Path | None) -> None:
+        self.run: Any = None
+        self.store: Any = None
+        if "://" in target or Path(target).exists():
+            self.location = target
+            return
+        from .. import query
+
+        try:
+            self.store = query.open_root(root)
+        except Exception:
+            raise fail(f"{target!r} is neither a path nor a run (no store found for runs)") from None
+        self.run = query.resolve_run(self.store, target)
+        self.location = self._run_directory()
+
+    def _run_directory(self) -> str:
+        from ..store import checkpoint_registry
+
+        registry = checkpoint_registry(self.store)
+        records = registry.list_checkpoints(self.run.id, include_deleted=True) if registry else []
+        run_dir = Path(self.store.location).parent / self.run.dir
+        outside = [r.path for r in records if "://" in r.path or Path(r.path).is_absolute()]
+        if outside:
+            return outside[-1].rstrip("/").rsplit("/", 1)[0]
+        return str(run_dir / "checkpoints")
+
+    def registry(self) -> Any:
+        from ..store import checkpoint_registry
+
+        return checkpoint_registry(self.store) if self.store is not None else None
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024  # type: ignore[assignment]
+    return str(count)
+
+
+def _metrics_text(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={fmt_number(value)}"
+                     for key, value in metrics.items())
+
+
+def _which(value: str) -> Any:
+    if value in {"latest", "best"}:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise fail(f"--which must be 'latest', 'best' or a step, got {value!r}", 2) from None
+
+
+def ls(target: TargetArgument, root: RootOption = None,
+       show_all: Annotated[bool, typer.Option("--all", help="Also list checkpoints that retention deleted.")] = False,
+       as_json: JsonOption = False) -> None:
+    """List the checkpoints of a run or a directory, oldest step first."""
+    from ..checkpoint._directory import CheckpointDirectory
+    from ..checkpoint._storage import Storage
+
+    where = _Target(target, root)
+    directory = CheckpointDirectory(Storage(where.location))
+    on_disk = {info.step: info for info in directory.refresh()}
+    latest, best = directory.latest(), directory.best(None, "min")
+    rows: list[dict[str, Any]] = []
+    registry = where.registry()
+    if where.run is not None and registry is not None:
+        for record in registry.list_checkpoints(where.run.id, include_deleted=show_all):
+            rows.append({
+                "step": record.step, "path": record.path, "bytes": record.bytes, "created_at": record.created_at,
+                "metrics": record.metrics, "best": record.is_best, "deleted": record.deleted_at is not None,
+                "on_disk": record.step in on_disk,
+            })
+        known = {row["step"] for row in rows}
+        rows += [_disk_row(info, best) for step, info in on_disk.items() if step not in known]
+        rows.sort(key=lambda row: row["step"])
+    else:
+        rows = [_disk_row(info, best) for info in on_disk.values()]
+    for row in rows:
+        row["latest"] = latest is not None and row["step"] == latest.step and not row["deleted"]
+    if as_json:
+        print_json({"directory": where.location, "run": where.run.id if where.run else None, "checkpoints": rows})
+        return
+    if not rows:
+        err_console.print(f"no checkpoints in {where.location}", markup=False)
+        return
+    title = f"run {where.run.id}: " if where.run is not None else ""
+    console.print(f"[bold]{escape(title)}{escape(str(where.location))}[/]")
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for heading in ("STEP", "SAVED", "SIZE", "", "METRICS"):
+        table.add_column(heading, justify="right" if heading in {"STEP", "SIZE"} else "left",
+                         no_wrap=heading != "METRICS")
+    for row in rows:
+        flags = " ".join(f for f, on in (("latest", row["latest"]), ("best", row["best"])) if on)
+        if row["deleted"]:
+            flags = "[dim]deleted[/]"
+        elif not row["on_disk"]:
+            flags = (flags + " [bold red]missing[/]").strip()
+        table.add_row(str(row["step"]), fmt_time(row["created_at"]), _size(row["bytes"]), flags,
+                      escape(_metrics_text(row["metrics"])))
+    console.print(table)
+    for name, reason in directory.broken.items():
+        err_console.print(f"unreadable: {name}: {reason}", markup=False)
+
+
+def _disk_row(info: Any, best: Any) -> dict[str, Any]:
+    return {"step": info.step, "path": info.path, "bytes": info.bytes, "created_at": info.created_at,
+            "metrics": dict(info.metrics), "best": best is not None and best.step == info.step,
+            "deleted": False, "on_disk": True}
+
+
+def verify(target: TargetArgument, root: RootOption = None, as_json: JsonOption = False) -> None:
+    """Re-hash every file of each checkpoint against its manifest; exit 1 if any is corrupt."""
+    from ..checkpoint.load import verify_checkpoint
+
+    where = _Target(target, root)
+    results = verify_checkpoint(where.location)
+    bad = [r for r in results if not r.ok]
+    if as_json:
+        print_json([{"path": r.path, "step": r.step, "ok": r.ok, "problems": r.problems} for r in results])
+    else:
+        for result in results:
+            if result.ok:
+                console.print(f"[green]ok[/]       {escape(result.path)}")
+            else:
+                console.print(f"[bold red]corrupt[/]  {escape(result.path)}")
+                for problem in result.problems:
+                    console.print(f"           {escape(problem)}")
+    if not results:
+        raise fail(f"no checkpoints in {where.location}")
+    if bad:
+        raise fail(f"{len(bad)} of {len(results)} checkpoint(s) are corrupt")
+    if not as_json:
+        err_console.print(f"{len(results)} checkpoint(s) verified", markup=False)
+
+
+def gc(
+    target: TargetArgument,
+    root: RootOption = None,
+    keep_last: Annotated[Optional[int], typer.Option("--keep-last", min=1, help="Keep the N most recent.")] = None,
+    keep_best: Annotated[Optional[int], typer.Option("--keep-best", min=1, help="Keep the N best by --monitor.")] = None,
+    monitor: Annotated[Optional[str], typer.Option("--monitor", help="Metric that ranks checkpoints (e.g. val/loss).")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="min or max: which values of --monitor are better.")] = "min",
+    keep_every: Annotated[Optional[int], typer.Option("--keep-every", min=1, help="Keep steps that are multiples of N.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only show what would be deleted.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Also prune a run that is still running.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete checkpoints a retention policy does not keep (never the latest or the best)."""
+    from ..checkpoint.gc import apply_retention
+    from ..checkpoint.policy import retention_from_keywords
+    from ..errors import InvalidArgumentError
+
+    if keep_last is None and keep_best is None and keep_every is None:
+        raise fail("say what to keep: --keep-last N, --keep-best N --monitor KEY and/or --keep-every N", 2)
+    if mode not in ("min", "max"):
+        raise fail(f"--mode must be 'min' or 'max', got {mode!r}", 2)
+    try:
+        policy = retention_from_keywords(keep_last, keep_best, monitor, mode, keep_every)  # type: ignore[arg-type]
+    except InvalidArgumentError as exc:
+        raise fail(str(exc), 2) from None
+    where = _Target(target, root)
+    if where.run is not None and not force:
+        from .._liveness import is_dead
+        from ..store import RunStatus
+
+        if where.run.status is RunStatus.RUNNING and not is_dead(where.run):
+            raise fail(f"run {where.run.id} is still running and manages its checkpoints; pass --force to prune anyway")
+    plan = apply_retention(where.location, policy, monitor=monitor, mode=mode, dry_run=True)  # type: ignore[arg-type]
+    if as_json and dry_run:
+        print_json({"keep": [c.step for c in plan.kept], "delete": [c.step for c in plan.to_delete]})
+        return
+    for info in plan.to_delete:
+        console.print(f"  delete  step {info.step:>8}  {_size(info.bytes):>10}  {escape(info.name)}")
+    if not plan.to_delete:
+        err_console.print(f"nothing to delete: all {len(plan.kept)} checkpoint(s) are kept", markup=False)
+    if dry_run or not plan.to_delete:
+        if dry_run and plan.to_delete:
+            err_console.print(f"(dry run: {len(plan.to_delete)} would be deleted, {len(plan.kept)} kept)", markup=False)
+        return
+    if not yes and not typer.confirm(f"Delete {len(plan.to_delete)} checkpoint(s)?", default=False):
+        raise fail("nothing deleted")
+    registry = where.registry()
+    run_id = where.run.id if where.run is not None else None
+
+    def record(info: Any) -> None:
+        if registry is not None and run_id is not None:
+            import time
+
+            registry.mark_checkpoint_deleted(run_id, info.step, time.time())
+
+    result = apply_retention(where.location, policy, monitor=monitor, mode=mode, on_deleted=record)  # type: ignore[arg-type]
+    if as_json:
+        print_json({"deleted": [c.step for c in result.deleted], "skipped": [c.step for c in result.skipped],
+                    "kept": [c.step for c in result.kept], "leftovers": result.leftovers})
+        return
+    freed = sum(c.bytes for c in result.deleted)
+    err_console.print(f"deleted {len(result.deleted)} checkpoint(s), freed {_size(freed)}", markup=False)
+    if result.skipped:
+        err_console.print(f"skipped {len(result.skipped)} being read by another process", markup=False)
+
+
+def export(
+    target: TargetArgument,
+    out: Annotated[str, typer.Argument(help="The .safetensors file to write.", show_default=False)],
+    root: RootOption = None,
+    which: Annotated[str, typer.Option("--which", help="best, latest or a step.")] = "best",
+    key: Annotated[Optional[str], typer.Option("--key", help="The module in the state (default: model).")] = None,
+) -> None:
+    """Write one checkpoint's model weights alone as a safetensors file, for deployment."""
+    from ..checkpoint import _export
+    from ..checkpoint.io import SafetensorsIO
+    from ..checkpoint.load import locate, read_checkpoint
+
+    where = _Target(target, root)
+    storage, name = locate(where.location, _which(which))
+    manifest, document, tensors = read_checkpoint(storage, name, SafetensorsIO())
+    weights = _export.weights_of(document["state"], tensors, manifest, key, storage.display(name))
+    written = _export.write_weights(out, weights, {"format": "pt", "step": str(manifest.step),
+                                                   "source": storage.display(name)})
+    err_console.print(f"wrote {len(weights)} tensors of step {manifest.step} to {written}", markup=False)
+
+
+def register(main: typer.Typer) -> None:
+    for command in (ls, verify, gc, export):
+        app.command(command.__name__)(friendly_errors(command))
+    main.add_typer(app, name="ckpt")
