@@ -99,6 +99,7 @@ def train(
     name: str | None = None,
     root: str | os.PathLike[str] | None = None,
     seed: int | None = None,
+    resume: str | None = None,
     verbose: bool = True,
 ) -> Run:
     """Train the digits MLP, logging to a new run; returns the finished run.
@@ -107,73 +108,96 @@ def train(
     :data:`DEFAULT_CONFIG`) merged over :func:`demo_config`; the keyword arguments, when
     given, win over it. The demo reads the model's hidden sizes and dropout, the training batch
     size, learning rate, weight decay, epochs, max_steps and seed, and the validation split.
+
+    The run checkpoints after every epoch (the last two, and the best by val/loss, are
+    kept). ``resume="latest"`` (or a run id) continues a stopped demo run of ``project``
+    from its latest checkpoint with the config it started with, exactly as if it had never
+    stopped; a SIGTERM saves before the process exits.
     """
     torch, load_digits = _require_extras()
     import runpoint as rp
+    from .checkpoint import ResumableSampler
 
-    cfg = config.model_copy(deep=True) if hasattr(config, "model_copy") else demo_config(config)  # type: ignore[union-attr]
-    if epochs is not None:
-        cfg.training.epochs = epochs
-    if seed is not None:
-        cfg.training.seed = seed
-    if project is not None:
-        cfg.experiment.project = project
-    if name is not None:
-        cfg.experiment.name = name
-    if root is not None:
-        cfg.experiment.root = os.fspath(root)
-    training = cfg.training
-    seed = training.seed
-    torch.manual_seed(seed)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    x_train, y_train, x_val, y_val = _data(torch, load_digits, cfg.data.val_fraction, seed)
-    model = _model(torch, cfg.model.hidden_sizes, cfg.model.dropout_rate)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
-    steps_per_epoch = -(-len(x_train) // training.batch_size)
-    epochs_to_run = training.epochs or -(-(training.max_steps or 1) // steps_per_epoch)
-    total_steps = epochs_to_run * steps_per_epoch
-    if training.max_steps is not None:
-        total_steps = min(total_steps, training.max_steps)
-        epochs_to_run = -(-total_steps // steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=training.learning_rate, total_steps=total_steps)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    generator = torch.Generator().manual_seed(seed)
+    if resume is None:
+        cfg = config.model_copy(deep=True) if hasattr(config, "model_copy") else demo_config(config)  # type: ignore[union-attr]
+        if epochs is not None:
+            cfg.training.epochs = epochs
+        if seed is not None:
+            cfg.training.seed = seed
+        if project is not None:
+            cfg.experiment.project = project
+        if name is not None:
+            cfg.experiment.name = name
+        if root is not None:
+            cfg.experiment.root = os.fspath(root)
+        run = rp.init(config=cfg)  # project, name, tags, notes and root come from cfg.experiment
+    else:
+        if config is not None or epochs is not None or seed is not None:
+            print("runpoint demo: a resumed run keeps the config it started with")
+        run = rp.init(project=project or "demo", root=root, resume=resume)
+        cfg = demo_config(run.config)
+    with run:
+        training = cfg.training
+        torch.manual_seed(training.seed)
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+        x_train, y_train, x_val, y_val = _data(torch, load_digits, cfg.data.val_fraction, training.seed)
+        model = _model(torch, cfg.model.hidden_sizes, cfg.model.dropout_rate)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
+        steps_per_epoch = -(-len(x_train) // training.batch_size)
+        epochs_to_run = training.epochs or -(-(training.max_steps or 1) // steps_per_epoch)
+        total_steps = epochs_to_run * steps_per_epoch
+        if training.max_steps is not None:
+            total_steps = min(total_steps, training.max_steps)
+            epochs_to_run = -(-total_steps // steps_per_epoch)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=training.learning_rate, total_steps=total_steps)
+        sampler = ResumableSampler(len(x_train), seed=training.seed)
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(x_train, y_train), batch_size=training.batch_size, sampler=sampler,
+            generator=sampler.generator,
+        )
+        loss_fn = torch.nn.CrossEntropyLoss()
+        progress: dict[str, Any] = {"step": 0, "best_acc": 0.0}
+        state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "sampler": sampler, "progress": progress}
 
-    with rp.init(config=cfg) as run:  # project, name, tags, notes and root come from cfg.experiment
+        ckpt = rp.CheckpointManager(run, keep_last=2, keep_best=1, monitor="val/loss", mode="min")
+        restored = ckpt.restore(state)
+        ckpt.save_on_preemption(lambda: (progress["step"] - 1, state) if progress["step"] else None)
         if verbose:
             print(f"runpoint demo: run {run.id} ({run.name}) -> {run.dir}")
-        step, best_acc = 0, 0.0
-        for epoch in range(epochs_to_run):
+            if restored is not None:
+                print(f"runpoint demo: resumed from the checkpoint of step {restored} (epoch {sampler.epoch + 1})")
+        while sampler.epoch < epochs_to_run and progress["step"] < total_steps:
+            epoch = sampler.epoch
             model.train()
-            order = torch.randperm(len(x_train), generator=generator)
-            for start in range(0, len(order), training.batch_size):
-                if step >= total_steps:
-                    break
+            for x, y in loader:
                 began = time.perf_counter()
-                batch = order[start:start + training.batch_size]
-                logits = model(x_train[batch])
-                loss = loss_fn(logits, y_train[batch])
+                logits = model(x)
+                loss = loss_fn(logits, y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 lr = scheduler.get_last_lr()[0]
                 scheduler.step()
-                accuracy = (logits.argmax(1) == y_train[batch]).float().mean()
+                accuracy = (logits.argmax(1) == y).float().mean()
                 run.log({
                     "train/loss": loss.detach(), "train/acc": accuracy, "train/lr": lr, "epoch": epoch,
                     "perf/step_time_ms": (time.perf_counter() - began) * 1000,
-                }, step=step)
-                step += 1
+                }, step=progress["step"])
+                progress["step"] += 1
+                if progress["step"] >= total_steps:
+                    break
             model.eval()
             with torch.no_grad():
                 val_logits = model(x_val)
                 val_loss = float(loss_fn(val_logits, y_val))
                 val_acc = float((val_logits.argmax(1) == y_val).float().mean())
-            run.log({"val/loss": val_loss, "val/acc": val_acc}, step=step - 1)
-            best_acc = max(best_acc, val_acc)
+            last = progress["step"] - 1
+            run.log({"val/loss": val_loss, "val/acc": val_acc}, step=last)
+            progress["best_acc"] = max(progress["best_acc"], val_acc)
+            ckpt.save(last, state, metrics={"val/loss": val_loss, "val/acc": val_acc})
             if verbose:
                 print(f"epoch {epoch + 1:>2}/{epochs_to_run}  train/loss {float(loss.detach()):.4f}  "
-                      f"val/loss {val_loss:.4f}  val/acc {val_acc:.3f}")
-        run.summary["best/val_acc"] = best_acc
-        run.summary["steps"] = step
+                      f"val/loss {val_loss:.4f}  val/acc {val_acc:.3f}  (checkpoint step {last})", flush=True)
+        run.summary["best/val_acc"] = progress["best_acc"]
+        run.summary["steps"] = progress["step"]
     return run

@@ -31,16 +31,26 @@ def demo(
                      show_default=False),
     ] = None,
     profile: Annotated[Optional[str], typer.Option("--profile", help="Profile merged over --config.", show_default=False)] = None,
+    resume: Annotated[
+        Optional[str],
+        typer.Option("--resume", help="Continue a stopped demo run ('latest' or a run id) from its latest checkpoint.",
+                     show_default=False),
+    ] = None,
 ) -> None:
-    """Train an MLP on scikit-learn's digits (CPU, under a minute) and record the run."""
+    """Train an MLP on scikit-learn's digits (CPU, under a minute), record the run and checkpoint it."""
     from ..config.load import load_config
     from ..demo import demo_config, train
 
     if profile is not None and config_file is None:
         raise fail("--profile needs --config FILE", 2)
-    # the file, profile, RUNPOINT__ variables and overrides all sit on top of the demo's own config
-    config: ProjectConfig = load_config(config_file, profile, overrides or (), defaults=demo_config())
-    run = train(config, epochs=epochs, project=project, name=name or None, root=root, seed=seed)
+    if resume is not None:
+        if overrides or config_file is not None:
+            raise fail("--resume continues a run with the config it started with; drop the overrides and --config", 2)
+        run = train(project=project, root=root, resume=resume)
+    else:
+        # the file, profile, RUNPOINT__ variables and overrides all sit on top of the demo's own config
+        config: ProjectConfig = load_config(config_file, profile, overrides or (), defaults=demo_config())
+        run = train(config, epochs=epochs, project=project, name=name or None, root=root, seed=seed)
     summary = run.summary
     console.print(
         f"\n[bold green]done[/]: run [bold]{run.id}[/] ({run.name}) {run.status.value}, "
@@ -49,7 +59,8 @@ def demo(
         f"  next:    runpoint show {run.id}\n"
         f"           runpoint metrics {run.id} val/acc\n"
         f"           runpoint ls --columns metrics.val/acc\n"
-        f"           runpoint export {run.id} --format csv"
+        f"           runpoint export {run.id} --format csv\n"
+        f"           runpoint ckpt ls {run.id}"
     , markup=True, highlight=False)
 
 
