@@ -134,6 +134,10 @@ def cleanup_leftovers(storage: Storage) -> list[str]:
                 continue
             if not _owner_is_gone(name[len(prefix):], age):
                 continue
+            if os.path.isfile(storage.path(name)):
+                storage.remove_file(name)
+                removed.append(name)
+                continue
             if prefix == REPLACED:
                 target = name[len(prefix):].rsplit("-", 3)[0]
                 if not storage.exists(target, MANIFEST_NAME):
@@ -238,8 +242,21 @@ def write_pointer(storage: Storage, pointer: str, target: str | None) -> None:
     """Replace the pointer file ``latest`` or ``best`` as one unit (None removes it)."""
     if target is None:
         storage.remove_file(pointer)
-    else:
-        storage.write_small(target + "\n", pointer)
+        return
+    if not storage.is_local:
+        storage.write_small(target + "\n", pointer)  # one PUT: atomic
+        return
+    temporary = f"{STAGING}{pointer}-{_owner_tag()}"  # a leftover of a crash here is cleaned like any
+    sink = storage.open_write(temporary)
+    try:
+        sink.write((target + "\n").encode("utf-8"))
+        sink.close()
+        storage.rename(temporary, pointer)
+    except BaseException:
+        sink.abort()
+        storage.remove_file(temporary)
+        raise
+    storage.sync_root()
 
 
 def read_pointer(storage: Storage, pointer: str) -> str | None:

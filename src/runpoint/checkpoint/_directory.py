@@ -135,11 +135,19 @@ class CheckpointDirectory:
             raise CheckpointNotFoundError(self.storage.display(), which)
         return found
 
-    def write_pointers(self, latest: CheckpointInfo | None, best: CheckpointInfo | None, with_best: bool) -> None:
-        """Point ``latest`` and (when a metric is monitored) ``best`` at their checkpoints."""
+    def write_pointers(self, latest: CheckpointInfo | None, best: CheckpointInfo | None, with_best: bool,
+                       only_if_stale: bool = False) -> None:
+        """Point ``latest`` and (when a metric is monitored) ``best`` at their checkpoints.
+
+        ``only_if_stale`` reads them first and writes only what differs (a crash between a
+        commit and its pointer update leaves a stale pointer; the next start repairs it).
+        """
+        wanted = [(LATEST_POINTER, latest)] + ([(BEST_POINTER, best)] if with_best else [])
         try:
-            _atomic.write_pointer(self.storage, LATEST_POINTER, latest.name if latest else None)
-            if with_best:
-                _atomic.write_pointer(self.storage, BEST_POINTER, best.name if best else None)
+            for pointer, info in wanted:
+                target = info.name if info else None
+                if only_if_stale and _atomic.read_pointer(self.storage, pointer) == target:
+                    continue
+                _atomic.write_pointer(self.storage, pointer, target)
         except OSError as exc:  # the manifests are the truth; a stale pointer only misleads `cat`
             logger.warning("runpoint: could not update the checkpoint pointers in %s: %s", self.storage.display(), exc)

@@ -8,10 +8,17 @@ order from the global generator and cannot start in the middle of an epoch.
 position (epoch, samples consumed) in its ``state_dict``, so put it in the checkpoint's
 state next to the model.
 
+Give the DataLoader the sampler's :attr:`~ResumableSampler.generator` too. Every
+``iter(loader)`` draws a seed for its workers from ``loader.generator``, or from torch's
+global generator when there is none; a resumed run calls ``iter`` at a point where the
+uninterrupted one did not, which would shift every later random number (dropout, noise)
+by one draw. The sampler re-seeds its generator from ``(seed, epoch)`` at each ``iter``.
+
 With ``num_workers=0`` (the default) the position is exact as is: the DataLoader draws
 the indices of a batch when the loop asks for it. Worker processes draw ahead of the
 loop; then iterate through :meth:`ResumableSampler.track`, which counts the batches the
-loop actually received.
+loop actually received. (Random augmentations inside workers depend on which worker
+gets which batch, and are not reproduced across a resume.)
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ class ResumableSampler:
     Example::
 
         sampler = ResumableSampler(len(train_set), seed=0)
-        loader = DataLoader(train_set, batch_size=64, sampler=sampler)
+        loader = DataLoader(train_set, batch_size=64, sampler=sampler, generator=sampler.generator)
         state = {"model": model, "optimizer": opt, "sampler": sampler}
         restored = ckpt.restore(state)              # the sampler is back mid-epoch too
         while sampler.epoch < epochs:
@@ -45,6 +52,7 @@ class ResumableSampler:
         self.epoch = 0
         self._consumed = 0  # samples of the current epoch the loop has had
         self._tracking = False
+        self._generator: Any = None
 
     def __repr__(self) -> str:
         return f"ResumableSampler(length={self.length}, epoch={self.epoch}, position={self._consumed}, seed={self.seed})"
@@ -66,7 +74,22 @@ class ResumableSampler:
 
         return np.random.default_rng([self.seed, epoch]).permutation(self.length).tolist()
 
+    @property
+    def generator(self) -> Any:
+        """A ``torch.Generator`` for ``DataLoader(generator=)``, re-seeded at every pass."""
+        if self._generator is None:
+            import torch
+
+            self._generator = torch.Generator()
+        return self._generator
+
     def __iter__(self) -> Iterator[int]:
+        # not a generator function: this runs at iter(loader), before the loader draws its seed
+        if self._generator is not None:
+            self._generator.manual_seed(self.seed * 1_000_003 + self.epoch)
+        return self._indices()
+
+    def _indices(self) -> Iterator[int]:
         order = self.order(self.epoch)
         if self.length == 0 and not self._tracking:
             self._finish_epoch()

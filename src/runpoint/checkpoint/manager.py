@@ -154,6 +154,7 @@ class CheckpointManager:
             logger.info("runpoint: removed %d leftover(s) of interrupted saves in %s", len(removed), self.directory)
         self._dir = CheckpointDirectory(self._storage)
         self._dir.refresh()
+        self._dir.write_pointers(self.latest, self.best, with_best=self.monitor is not None, only_if_stale=True)
         self._lock = threading.RLock()
         self._writing_thread: int | None = None
         self._saver = BackgroundSaver(self.run.id if self.run else "dir") if async_save else None
