@@ -56,7 +56,7 @@ def byte_view(tensor: Any) -> memoryview:
 
 def layout(tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> tuple[bytes, list[tuple[str, Any]]]:
     """The header bytes and the order in which tensor bytes follow it."""
-    codes = _torch_dtypes()[0]
+    codes = _torch_dtypes()[0] if tensors else {}  # a state without tensors needs no torch
     ordered = sorted(tensors.items(), key=lambda item: (-item[1].element_size(), item[0]))
     header: dict[str, Any] = {}
     if metadata:
@@ -102,8 +102,6 @@ def _read_exactly(stream: Any, view: memoryview) -> None:
 
 def read(stream: Any) -> tuple[dict[str, Any], dict[str, str]]:
     """Read a whole safetensors stream into new CPU tensors; returns (tensors, metadata)."""
-    import torch
-
     prefix = bytearray(8)
     _read_exactly(stream, memoryview(prefix))
     (length,) = struct.unpack("<Q", prefix)
@@ -115,7 +113,7 @@ def read(stream: Any) -> tuple[dict[str, Any], dict[str, str]]:
     if not isinstance(header, dict):
         raise ValueError("the header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
-    to_torch = _torch_dtypes()[1]
+    to_torch = _torch_dtypes()[1] if header else {}
     entries = sorted(header.items(), key=lambda item: item[1]["data_offsets"][0])
     expected = 0
     tensors: dict[str, Any] = {}
@@ -125,6 +123,8 @@ def read(stream: Any) -> tuple[dict[str, Any], dict[str, str]]:
             raise ValueError(f"tensor {name!r} has an unknown dtype {entry['dtype']!r}")
         shape = [int(d) for d in entry["shape"]]
         start, stop = (int(x) for x in entry["data_offsets"])
+        import torch
+
         tensor = torch.empty(shape, dtype=dtype)
         size = tensor.numel() * tensor.element_size()
         if start != expected or stop - start != size:
