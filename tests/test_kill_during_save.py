@@ -74,28 +74,33 @@ def test_the_latest_checkpoint_survives_sigkill_at_any_instant(tmp_path, async_s
 
         # the next start
         if with_run:
-            run = rp.init(project="p", resume="victim", root=root, console=False)
-            ckpt = rp.CheckpointManager(run, keep_last=2)
+            with rp.init(project="p", resume="victim", root=root, console=False) as run:
+                _check_next_start(rp.CheckpointManager(run, keep_last=2), directory, previous, root)
         else:
-            ckpt = rp.CheckpointManager(directory, keep_last=2)
-        assert _leftovers(directory) == []
-        latest = ckpt.latest
-        if latest is None:
-            assert previous == -1
-            continue
-        assert latest.step >= previous
-        state = {"w": torch.empty(1 << 20), "b": torch.empty(7, dtype=torch.float64), "meta": {}}
-        assert ckpt.restore(state) == latest.step
-        assert state["meta"] == {"step": latest.step}
-        assert bool((state["w"] == latest.step).all()) and bool((state["b"] == -latest.step).all())
-        results = verify_checkpoint(directory)
-        assert results and all(r.ok for r in results), [r.problems for r in results]
-        assert (directory / "latest").read_text().strip() == latest.name
-        if with_run:
-            store = SQLiteStore(root / "runpoint.db")
-            registered = [r.step for r in checkpoint_registry(store).list_checkpoints("victim")]
-            assert registered == [c.step for c in ckpt.list()]
-            store.close()
-            run.finish()
-        previous = latest.step
+            _check_next_start(rp.CheckpointManager(directory, keep_last=2), directory, previous, None)
+        latest = rp.CheckpointManager(directory).latest
+        previous = latest.step if latest is not None else previous
     assert previous > 0, "no save ever completed"
+
+
+def _check_next_start(ckpt, directory, previous, root) -> None:
+    assert _leftovers(directory) == []
+    latest = ckpt.latest
+    if latest is None:
+        assert previous == -1
+        return
+    assert latest.step >= previous
+    state = {"w": torch.empty(1 << 20), "b": torch.empty(7, dtype=torch.float64), "meta": {}}
+    assert ckpt.restore(state) == latest.step
+    assert state["meta"] == {"step": latest.step}
+    assert bool((state["w"] == latest.step).all()) and bool((state["b"] == -latest.step).all())
+    results = verify_checkpoint(directory)
+    assert results and all(r.ok for r in results), [r.problems for r in results]
+    assert (directory / "latest").read_text().strip() == latest.name
+    if root is not None:  # with a run: the registry was reconciled with the files
+        store = SQLiteStore(root / "runpoint.db")
+        try:
+            registered = [r.step for r in checkpoint_registry(store).list_checkpoints("victim")]
+        finally:
+            store.close()
+        assert registered == [c.step for c in ckpt.list()]

@@ -239,24 +239,26 @@ def remove(storage: Storage, name: str, remove_files: Callable[[Storage, str], N
 
 
 def write_pointer(storage: Storage, pointer: str, target: str | None) -> None:
-    """Replace the pointer file ``latest`` or ``best`` as one unit (None removes it)."""
+    """Replace the pointer file ``latest`` or ``best`` as one unit (None removes it).
+
+    Readers see the old or the new pointer, never half of one (a rename, or one PUT).
+    Pointers mirror the manifests, which are the truth, so they are not fsynced: after a
+    power loss a pointer may be stale, and the next manager start rewrites it.
+    """
     if target is None:
         storage.remove_file(pointer)
         return
     if not storage.is_local:
-        storage.write_small(target + "\n", pointer)  # one PUT: atomic
+        storage.write_small(target + "\n", pointer)
         return
     temporary = f"{STAGING}{pointer}-{_owner_tag()}"  # a leftover of a crash here is cleaned like any
-    sink = storage.open_write(temporary)
     try:
-        sink.write((target + "\n").encode("utf-8"))
-        sink.close()
+        with open(storage.path(temporary), "w", encoding="utf-8") as handle:
+            handle.write(target + "\n")
         storage.rename(temporary, pointer)
     except BaseException:
-        sink.abort()
         storage.remove_file(temporary)
         raise
-    storage.sync_root()
 
 
 def read_pointer(storage: Storage, pointer: str) -> str | None:

@@ -137,3 +137,48 @@ def read(stream: Any) -> tuple[dict[str, Any], dict[str, str]]:
         raise ValueError("unexpected bytes after the last tensor")
     return tensors, {str(k): str(v) for k, v in metadata.items()}
 
+
+
+def from_buffer(buffer: Any) -> dict[str, Any]:
+    """Tensors viewing the bytes of a whole safetensors file held in ``buffer`` (no copy).
+
+    With a copy-on-write ``mmap`` of the file as the buffer, restoring costs one copy (into
+    the model's parameters) instead of two; tensors kept as they are (optimizer state) get
+    private pages only where they are later written.
+    """
+    view = memoryview(buffer)
+    if len(view) < 8:
+        raise ValueError("the file is too short for a safetensors header")
+    (length,) = struct.unpack("<Q", view[:8])
+    if length > min(MAX_HEADER_BYTES, len(view) - 8):
+        raise ValueError(f"header of {length} bytes does not fit the file")
+    header = json.loads(bytes(view[8:8 + length]))
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    header.pop("__metadata__", None)
+    start_of_data = 8 + length
+    to_torch = _torch_dtypes()[1] if header else {}
+    expected = 0
+    tensors: dict[str, Any] = {}
+    for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+        dtype = to_torch.get(entry["dtype"])
+        if dtype is None:
+            raise ValueError(f"tensor {name!r} has an unknown dtype {entry['dtype']!r}")
+        import torch
+
+        shape = [int(d) for d in entry["shape"]]
+        start, stop = (int(x) for x in entry["data_offsets"])
+        numel = 1
+        for dim in shape:
+            numel *= dim
+        size = numel * torch.empty((), dtype=dtype).element_size()
+        if start != expected or stop - start != size:
+            raise ValueError(f"tensor {name!r} has byte range {start}..{stop}, expected {expected}..{expected + size}")
+        if numel == 0:
+            tensors[name] = torch.empty(shape, dtype=dtype)
+        else:
+            tensors[name] = torch.frombuffer(buffer, dtype=dtype, count=numel, offset=start_of_data + start).view(shape)
+        expected = stop
+    if start_of_data + expected != len(view):
+        raise ValueError(f"{len(view) - start_of_data - expected} unexpected bytes after the last tensor")
+    return tensors

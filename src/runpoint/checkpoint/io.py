@@ -12,13 +12,16 @@ The default, :class:`SafetensorsIO`, writes two files:
 
 With ``compress="zstd"`` both are zstd frames (``.zst`` suffix). Each file is hashed
 (xxh3-128) as its bytes go to storage, so saving never reads anything back, and is
-fsynced once when complete. Loading reads straight into new tensors, hashes the same
-bytes on the way, and refuses the checkpoint if a size or hash differs from the
-manifest's, before any of it reaches the caller.
+fsynced once when complete. Loading maps a local file copy-on-write and views its pages
+as tensors (elsewhere: reads straight into new tensors), hashes the same bytes, and
+refuses the checkpoint if a size or hash differs from the manifest's, before any of it
+reaches the caller.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -199,9 +202,40 @@ class SafetensorsIO:
     def load(self, storage: Storage, directory: str, manifest: Manifest, *, verify: bool = True) -> Payload:
         tensors_name, state_name = _names(manifest)
         where = storage.display(directory)
-        tensors = self._read(storage, directory, tensors_name, manifest, verify, _read_tensors, where)
+        if storage.is_local and not manifest.compression:
+            tensors = self._map_tensors(storage, directory, tensors_name, manifest, verify, where)
+        else:
+            tensors = self._read(storage, directory, tensors_name, manifest, verify, _read_tensors, where)
         structure = self._read(storage, directory, state_name, manifest, verify, _read_all, where)
         return Payload(tensors=tensors, structure=structure)
+
+    def _map_tensors(self, storage: Storage, directory: str, name: str, manifest: Manifest, verify: bool,
+                     where: str) -> dict[str, Any]:
+        """Local, uncompressed: map the file copy-on-write, hash the pages, view them as tensors."""
+        entry = manifest.files.get(name)
+        if entry is None:
+            raise CheckpointCorruptError(where, name, "not listed in the manifest")
+        try:
+            handle = open(storage.path(directory, name), "rb")
+        except FileNotFoundError:
+            raise CheckpointCorruptError(where, name, "the file is missing") from None
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            if verify and size != entry.bytes:
+                raise CheckpointCorruptError(where, name, f"{size} bytes, the manifest says {entry.bytes}")
+            if size == 0:
+                raise CheckpointCorruptError(where, name, "the file is empty")
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+        if verify:
+            digest = _hasher()
+            digest.update(mapped)
+            if digest.hexdigest() != entry.hash:
+                mapped.close()
+                raise CheckpointCorruptError(where, name, "content hash differs from the manifest")
+        try:
+            return _safetensors.from_buffer(mapped)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointCorruptError(where, name, f"unreadable: {exc}") from None
 
     def _read(self, storage: Storage, directory: str, name: str, manifest: Manifest, verify: bool,
               consume: Any, where: str) -> Any:
