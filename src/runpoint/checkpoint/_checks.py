@@ -35,11 +35,15 @@ def check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     return checked
 
 
-def has_best_policy(policy: Any) -> bool:
-    """Whether a retention policy ranks by a metric (then every save needs it)."""
+def best_policy(policy: Any) -> BestN | None:
+    """The :class:`BestN` inside a retention policy, if any (then every save needs its metric)."""
     if isinstance(policy, BestN):
-        return True
-    return any(has_best_policy(p) for p in getattr(policy, "policies", ()))
+        return policy
+    for part in getattr(policy, "policies", ()):
+        found = best_policy(part)
+        if found is not None:
+            return found
+    return None
 
 
 def versions() -> dict[str, str]:

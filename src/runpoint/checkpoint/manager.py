@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from ..errors import CheckpointError, CheckpointNotFoundError, InvalidArgumentError
 from . import _atomic, _export, _rng, _state
 from ._async import BackgroundSaver
-from ._checks import check_metrics, check_step, has_best_policy, rng_names, versions
+from ._checks import best_policy, check_metrics, check_step, rng_names, versions
 from ._directory import CheckpointDirectory
 from ._preemption import PreemptionHook
 from ._registration import RegistrySync
@@ -29,7 +29,6 @@ from .io import CheckpointIO, Payload, SafetensorsIO
 from .load import read_checkpoint
 from .manifest import CheckpointInfo, Manifest, checkpoint_name
 from .policy import (
-    BestN,
     Mode,
     RetentionPolicy,
     SaveEveryNSeconds,
@@ -67,8 +66,7 @@ class CheckpointManager:
         retention: a :mod:`~runpoint.checkpoint.policy` object, instead of the keep_ keywords.
         io: a :class:`~runpoint.checkpoint.io.CheckpointIO` to read and write the files.
 
-    With no retention keyword every checkpoint is kept. Without ``keep_*`` or
-    ``retention`` nothing is ever deleted.
+    Without ``keep_*`` or ``retention`` every checkpoint is kept.
 
     Example::
 
@@ -127,13 +125,14 @@ class CheckpointManager:
             self.retention: RetentionPolicy = retention
         else:
             self.retention = retention_from_keywords(keep_last, keep_best, monitor, mode, keep_every_n_steps)
-        if monitor is None and isinstance(self.retention, BestN):
-            monitor, mode = self.retention.monitor, self.retention.mode
+        ranking = best_policy(self.retention)
+        if monitor is None and ranking is not None:
+            monitor, mode = ranking.monitor, ranking.mode
         if mode not in ("min", "max"):
             raise InvalidArgumentError("mode", f"must be 'min' or 'max', got {mode!r}")
         self.monitor = monitor
         self.mode: Mode = mode
-        self._needs_monitor = keep_best is not None or has_best_policy(self.retention)
+        self._needs_monitor = ranking is not None
         self._triggers: list[SaveTrigger] = []
         if save_every_n_steps is not None:
             self._triggers.append(SaveEveryNSteps(save_every_n_steps))
