@@ -244,7 +244,7 @@ def _bench_zstd(ctx: Context, mib: int) -> tuple[Table, dict[str, Any]]:
         numbers[f"zstd_{kind}_ratio"] = plain_b / packed_b
         numbers[f"zstd_{kind}_time_ratio"] = packed_s / plain_s
     return Table(["tensor values", "size", "save s", "save s with zstd", "time ratio", "compression ratio"], rows,
-                 title='compress="zstd" (level 3, multithreaded)',
+                 title='compress="zstd" (level 1, multithreaded)',
                  note="random: normal fp32 noise; bf16-like: fp32 holding bfloat16 values; half-zero: half zeros."), numbers
 
 

@@ -232,3 +232,21 @@ def test_load_checkpoint_returns_plain_values_and_export_writes_deployable_weigh
         assert handle.metadata()["step"] == "2"
     with pytest.raises(rp.InvalidArgumentError, match="no 'net'"):
         ckpt.export(tmp_path / "x.safetensors", key="net")
+
+
+def test_no_restored_tensor_keeps_the_checkpoint_file_mapped(tmp_path) -> None:
+    """Restore maps the file; whatever the caller keeps must not (retention could not free the disk)."""
+    import gc
+
+    model, optimizer, _, _ = _trained()
+    ckpt = rp.CheckpointManager(tmp_path / "ckpts")
+    ckpt.save(1, {"model": model, "optimizer": optimizer, "extra": {"w": torch.ones(4)}})
+    target = _fresh()
+    state = {"model": target["model"], "optimizer": target["optimizer"], "extra": {}}
+    ckpt.restore(state)
+    plain = rp.load_checkpoint(tmp_path / "ckpts")
+    gc.collect()
+    mapped = [line for line in open("/proc/self/maps") if str(tmp_path) in line]
+    assert mapped == [], mapped
+    _assert_tensors_equal(state["optimizer"].state_dict(), optimizer.state_dict())
+    assert torch.equal(state["extra"]["w"], torch.ones(4)) and torch.equal(plain["extra"]["w"], torch.ones(4))

@@ -15,7 +15,7 @@ from typing import Any, Mapping, MutableMapping
 
 from ..errors import CheckpointError
 from . import _rng
-from ._state import Stateful, TensorRef, materialize, render, target_device
+from ._state import Stateful, TensorRef, materialize, render
 
 _MISSING = object()
 
@@ -119,13 +119,12 @@ def _apply(current: Any, saved: Any, tensors: Mapping[str, Any], strict: bool, m
         if saved.is_generator:
             _rng.set_generator_state(current, saved.kind, materialize(saved.state, tensors))
             return current
-        state = materialize(saved.state, tensors, map_location)
         import torch
 
-        if isinstance(current, torch.nn.Module):
-            current.load_state_dict(state, strict=strict)
-        else:
-            current.load_state_dict(state)
+        if isinstance(current, torch.nn.Module):  # copies into its parameters: no need to own the tensors
+            current.load_state_dict(materialize(saved.state, tensors, map_location, own=False), strict=strict)
+        else:  # an optimizer keeps the tensors it is given
+            current.load_state_dict(materialize(saved.state, tensors, map_location))
         return current
     if isinstance(saved, TensorRef):
         if _is_tensor(current):
@@ -134,9 +133,7 @@ def _apply(current: Any, saved: Any, tensors: Mapping[str, Any], strict: bool, m
             with torch.no_grad():
                 current.copy_(tensors[saved.name])
             return current
-        tensor = tensors[saved.name]
-        device = target_device(saved, map_location)
-        return tensor if device is None else tensor.to(device)
+        return materialize(saved, tensors, map_location)
     if isinstance(saved, dict) and isinstance(current, MutableMapping):
         for key, item in saved.items():
             now = current.get(key, _MISSING)

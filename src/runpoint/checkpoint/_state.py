@@ -268,19 +268,26 @@ def target_device(ref: TensorRef, map_location: Any) -> Any:
     return None
 
 
-def materialize(value: Any, tensors: Mapping[str, Any], map_location: Any = None) -> Any:
-    """Plain values: tensors in place of references, state dicts in place of objects."""
+def materialize(value: Any, tensors: Mapping[str, Any], map_location: Any = None, own: bool = True) -> Any:
+    """Plain values: tensors in place of references, state dicts in place of objects.
+
+    Loaded tensors may view a memory-mapped checkpoint file. With ``own`` (the default)
+    every tensor returned has memory of its own, so that no mapping outlives the load (a
+    deleted checkpoint whose file stayed mapped would keep its disk space); ``own=False``
+    is for tensors that are only copied from, as ``Module.load_state_dict`` does.
+    """
     if isinstance(value, TensorRef):
         tensor = tensors[value.name]
         device = target_device(value, map_location)
-        return tensor if device is None else tensor.to(device)
+        moved = tensor if device is None else tensor.to(device)
+        return moved.clone() if own and moved is tensor else moved
     if isinstance(value, Stateful):
-        state = materialize(value.state, tensors, map_location)
+        state = materialize(value.state, tensors, map_location, own)
         return _rng.restore_generator(value.kind, state) if value.is_generator else state
     if isinstance(value, dict):
-        return {key: materialize(item, tensors, map_location) for key, item in value.items()}
+        return {key: materialize(item, tensors, map_location, own) for key, item in value.items()}
     if isinstance(value, list):
-        return [materialize(item, tensors, map_location) for item in value]
+        return [materialize(item, tensors, map_location, own) for item in value]
     if isinstance(value, tuple):
-        return tuple(materialize(item, tensors, map_location) for item in value)
+        return tuple(materialize(item, tensors, map_location, own) for item in value)
     return value

@@ -131,7 +131,9 @@ class SafetensorsIO:
         ckpt = rp.CheckpointManager(run, io=io)
     """
 
-    def __init__(self, compress: str | None = None, level: int = 3) -> None:
+    def __init__(self, compress: str | None = None, level: int = 1) -> None:
+        """``level`` 1 (zstd's fastest) gets within a few percent of level 3's ratio on float
+        tensors at nearly twice the speed."""
         if compress is not None and compress not in COMPRESSIONS:
             raise InvalidArgumentError("compress", f"{compress!r} is not supported; use None or 'zstd'")
         if compress == "zstd":
