@@ -35,6 +35,8 @@ class _Target:
         if "://" in target or Path(target).exists():
             self.location = target
             return
+        if "/" in target or target.startswith("."):
+            raise fail(f"{target} does not exist (give a checkpoints directory, a run, or a URL)")
         from .. import query
 
         try:
