@@ -76,7 +76,7 @@ def test_restore_in_a_resumed_run_rewinds_its_metrics_and_next_step(root, store_
     with rp.init(project="p", id="r1", root=root, console=False) as run:  # (test_exact_resume SIGKILLs it)
         ckpt = rp.CheckpointManager(run)
         for step in range(10):
-            run.log({"loss": float(step)})
+            run.log({"loss": float(step), "note": rp.Text(f"step {step}")})
             if step == 5:
                 ckpt.save(step, {"model_step": step})
 
@@ -89,6 +89,9 @@ def test_restore_in_a_resumed_run_rewinds_its_metrics_and_next_step(root, store_
     loss = store_at().read_metric("r1", "loss")
     assert loss.steps.tolist() == [0, 1, 2, 3, 4, 5, 6]
     assert loss.values.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 60.0]
+    from runpoint.store.sqlite_media import SQLiteMediaStore
+
+    assert [r.step for r in SQLiteMediaStore(store_at()).read_media("r1", "note")] == [0, 1, 2, 3, 4, 5]
 
 
 def test_restoring_in_a_new_run_or_another_runs_checkpoint_drops_nothing(root, store_at) -> None:

@@ -5,7 +5,8 @@ resumed attempt will log again. Keeping both would draw two lines over the same 
 so the resume drops every point with a step greater than the checkpoint's: chunks that
 lie wholly after it are deleted, chunks that straddle it are rewritten with the points
 they keep, and ``metric_stats`` of each affected key is recomputed from what is left.
-Everything happens inside the caller's transaction.
+Media rows logged after the step go too (their files stay; a step logged again
+overwrites its file). Everything happens inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def drop_points_after(conn: sqlite3.Connection, run_id: str, step: int) -> int:
         )
     for key in sorted(affected):
         _recompute_stats(conn, run_id, key)
+    conn.execute("DELETE FROM media WHERE run_id = ? AND step > ?", (run_id, step))
     return dropped
 
 
