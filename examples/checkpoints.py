@@ -11,8 +11,7 @@ state = {"model": model, "optimizer": optimizer, "sampler": sampler}
 
 with rp.init(project="ckpt-demo", resume=None) as run:  # resume="latest" continues a stopped run
     ckpt = rp.CheckpointManager(run, keep_last=3, keep_best=1, monitor="val/loss", mode="min")
-    restored = ckpt.restore(state)  # the step it saved (metrics logged after it are dropped), or None
-    step = 0 if restored is None else restored + 1
+    step = ckpt.restore(state) or 0  # the step after the checkpoint's (later metrics are dropped), or 0
     ckpt.save_on_preemption(lambda: (step - 1, state) if step else None)  # on SIGTERM / SIGUSR1
     while sampler.epoch < 5:
         for x, y in loader:

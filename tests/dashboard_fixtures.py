@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -85,42 +84,20 @@ def _write_long_metric(root: Path, run_id: str, points: int = 200_000) -> None:
 
 
 def _write_files(root: Path, project: str, run_id: str) -> None:
-    """Checkpoint and media rows (the tables of schema v1) with their files, and a console log."""
-    from runpoint.store.sqlite import SQLiteStore
+    """A real checkpoint and real media of the run (through CheckpointManager and run.log), and a console log."""
+    import numpy as np
+    import torch
 
+    import runpoint as rp
+
+    with rp.init(project=project, resume=run_id, root=root, console=False, system_metrics=False) as run:
+        ckpt = rp.CheckpointManager(run, keep_best=1, monitor="val/acc", mode="max")
+        ckpt.save(100, {"w": torch.zeros(256)}, metrics={"val/acc": 0.6})
+        pixels = np.zeros((4, 4, 3), dtype=np.uint8)
+        pixels[1, 2] = (255, 0, 0)
+        run.log({"samples": rp.Image(pixels), "weights": rp.Histogram.from_counts([0, 1, 2, 3], [3, 9, 4])}, step=100)
     run_dir = root / project / run_id
-    (run_dir / "checkpoints" / "step-000100").mkdir(parents=True)
-    weights = b"\x00" * 1024
-    (run_dir / "checkpoints" / "step-000100" / "model.safetensors").write_bytes(weights)
-    import hashlib
-
-    manifest = {"files": {"model.safetensors": {"bytes": 1024, "sha256": hashlib.sha256(weights).hexdigest()}}}
-    (run_dir / "checkpoints" / "step-000100" / "manifest.json").write_text(json.dumps(manifest))
-    (run_dir / "checkpoints" / "latest").write_text("step-000100")
-    (run_dir / "media").mkdir(exist_ok=True)
-    png = (
-        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde"
-        b"\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef\x00\x00\x00\x00IEND\xaeB`\x82"
-    )
-    (run_dir / "media" / "sample-100.png").write_bytes(png)
-    (run_dir / "logs").mkdir(exist_ok=True)
     (run_dir / "logs" / "console.log").write_text("epoch 1\n\x1b[32mgreen\x1b[0m line\nprogress 10%\rprogress 100%\n")
-    store = SQLiteStore(root / "runpoint.db")
-    try:
-        with store._transaction() as conn:
-            conn.execute(
-                "INSERT INTO checkpoints (run_id, step, path, bytes, metrics, is_best, hash, created_at)"
-                " VALUES (?, 100, 'checkpoints/step-000100', 1024, '{\"val/acc\": 0.6}', 1, NULL, ?)",
-                (run_id, time.time()),
-            )
-            conn.execute(
-                "INSERT INTO media (run_id, key, step, kind, path, data, time) VALUES"
-                " (?, 'samples', 100, 'image', 'media/sample-100.png', '{\"width\": 1, \"height\": 1}', ?),"
-                " (?, 'weights', 100, 'histogram', NULL, '{\"bins\": [0, 1, 2, 3], \"counts\": [3, 9, 4]}', ?)",
-                (run_id, time.time(), run_id, time.time()),
-            )
-    finally:
-        store.close()
 
 
 def write_series(store, steps: list[int], values: list[float]) -> str:  # noqa: ANN001

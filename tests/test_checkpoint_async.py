@@ -46,11 +46,11 @@ def test_save_returns_before_the_commit_and_the_snapshot_is_taken_at_the_call(tm
     assert ckpt.latest.step == 0 and [c.step for c in ckpt.list()] == [0]
     assert sorted(n for n in os.listdir(tmp_path) if not n.startswith(".tmp-")) == ["latest", "step-000000"]
     state = {"w": torch.empty(1000)}
-    assert ckpt.restore(state) == 0 and bool((state["w"] == 0).all())  # only committed checkpoints
+    assert ckpt.restore(state) == 1 and bool((state["w"] == 0).all())  # only committed checkpoints
     io.gate.set()
     info = ckpt.wait()
     assert info.step == 1 and ckpt.latest.step == 1
-    assert ckpt.restore(state) == 1 and bool((state["w"] == 1.0).all())  # not 99: copied at save()
+    assert ckpt.restore(state) == 2 and bool((state["w"] == 1.0).all())  # not 99: copied at save()
 
 
 def test_host_buffers_are_reused_between_saves(tmp_path) -> None:

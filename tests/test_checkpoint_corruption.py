@@ -46,7 +46,7 @@ def test_a_corrupt_latest_falls_back_to_the_newest_intact_checkpoint(tmp_path, c
         (latest / "manifest.json").write_text('{"format": "runpoint-checkpoint", "step": ')
     state = {"w": torch.zeros(64), "step": 0}
     with caplog.at_level(logging.WARNING, logger="runpoint"):
-        assert rp.CheckpointManager(tmp_path).restore(state) == 2
+        assert rp.CheckpointManager(tmp_path).restore(state) == 3
     assert state["step"] == 2 and torch.equal(state["w"], torch.full((64,), 2.0))
     if damage != "manifest":  # an unreadable manifest is no checkpoint at all: nothing to warn about
         assert "falling back" in caplog.text and "step-000003" in caplog.text

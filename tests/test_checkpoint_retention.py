@@ -155,7 +155,7 @@ def test_the_best_survives_keep_last_and_a_resave_replaces_a_step(tmp_path) -> N
     assert _on_disk(tmp_path) == [2, 4]
     ckpt.save(4, {"v": 40}, metrics={"acc": 0.1})  # the same step again: replaced as one unit
     state = {"v": 0}
-    assert ckpt.restore(state) == 4 and state == {"v": 40}
+    assert ckpt.restore(state) == 5 and state == {"v": 40}
     assert [n for n in os.listdir(tmp_path) if n.startswith(".")] == []
 
 

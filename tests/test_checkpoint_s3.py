@@ -97,9 +97,9 @@ def test_save_restore_and_retention_in_s3(bucket) -> None:
     fresh = _model()
     state = {"model": fresh, "step": 0}
     reopened = rp.CheckpointManager(url, storage_options=options, monitor="loss")
-    assert reopened.restore(state) == 4 and state["step"] == 4
+    assert reopened.restore(state) == 5 and state["step"] == 4
     assert torch.equal(fresh[0].weight, torch.full_like(fresh[0].weight, 4.0))
-    assert reopened.restore(state, which="best") == 1 and state["step"] == 1
+    assert reopened.restore(state, which="best") == 2 and state["step"] == 1
     assert rp.load_checkpoint(url, which=3, storage_options=options)["step"] == 3
     assert all(r.ok for r in verify_checkpoint(url, storage_options=options))
 
@@ -122,7 +122,7 @@ def test_a_prefix_without_manifest_is_not_a_checkpoint_and_leftovers_are_cleaned
     names = sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{name}/ckpts"))
     assert "step-000002" not in names and "step-000003" in names  # a live writer's upload is left alone
     state = {"w": torch.zeros(3)}
-    assert reopened.restore(state) == 1 and torch.equal(state["w"], torch.ones(3))
+    assert reopened.restore(state) == 2 and torch.equal(state["w"], torch.ones(3))
 
 
 def test_a_corrupt_object_falls_back_and_async_compressed_saves_work(bucket) -> None:
@@ -137,7 +137,7 @@ def test_a_corrupt_object_falls_back_and_async_compressed_saves_work(bucket) -> 
     data[-5] ^= 0xFF
     fs.pipe(key, bytes(data))
     state = {"w": torch.zeros(1000)}
-    assert rp.CheckpointManager(url, storage_options=options).restore(state) == 1
+    assert rp.CheckpointManager(url, storage_options=options).restore(state) == 2
     assert torch.equal(state["w"], torch.ones(1000))
 
 

@@ -74,7 +74,7 @@ def test_training_state_round_trips_bit_for_bit(tmp_path) -> None:
 
     target = _fresh()
     target.update(generator=torch.Generator(), sampler=ResumableSampler(100), extras={}, py_rng=random.Random())
-    assert ckpt.restore(target) == 12
+    assert ckpt.restore(target) == 13 and ckpt.restored_step == 12
     _assert_tensors_equal(target["model"].state_dict(), model.state_dict())
     _assert_tensors_equal(target["optimizer"].state_dict(), optimizer.state_dict())
     assert target["scheduler"].state_dict() == scheduler.state_dict()
@@ -194,7 +194,7 @@ def test_non_strict_restore_loads_what_matches(tmp_path) -> None:
     ckpt.save(1, {"model": saved, "old": 5})
     loaded = torch.nn.Linear(3, 3)
     state = {"model": loaded, "new": 7}
-    assert ckpt.restore(state, strict=False) == 1
+    assert ckpt.restore(state, strict=False) == 2
     assert torch.equal(loaded.weight, saved.weight) and state == {"model": loaded, "new": 7}
 
 

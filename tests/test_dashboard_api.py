@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -153,17 +154,19 @@ def test_checkpoints_are_listed_and_verified(client: httpx.Client, ids: dict[str
     data = client.get(f"/api/runs/{run}/checkpoints").json()
     assert data["latest"] == "step-000100"
     [row] = data["checkpoints"]
-    assert row["step"] == 100 and row["bytes"] == 1024 and row["is_best"] and row["state"] == "present"
+    folder = root / "vision" / run / "checkpoints" / "step-000100"
+    files = json.loads((folder / "manifest.json").read_text())["files"]
+    assert row["step"] == 100 and row["bytes"] >= 1024 and row["is_best"] and row["state"] == "present"
     assert row["metrics"] == {"val/acc": 0.6}
     assert client.post(f"/api/runs/{run}/checkpoints/100/verify").json() == {
-        "step": 100, "ok": True, "files_checked": 1, "problems": [],
+        "step": 100, "ok": True, "files_checked": len(files), "problems": [],
     }
-    weights = root / "vision" / run / "checkpoints" / "step-000100" / "model.safetensors"
+    weights = folder / "tensors.safetensors"
     original = weights.read_bytes()
     try:
-        weights.write_bytes(b"\x01" + original[1:])
+        weights.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))  # one flipped bit, same size
         result = client.post(f"/api/runs/{run}/checkpoints/100/verify").json()
-        assert result["ok"] is False and "sha256" in result["problems"][0]
+        assert result["ok"] is False and "tensors.safetensors" in result["problems"][0]
     finally:
         weights.write_bytes(original)
     assert client.post(f"/api/runs/{run}/checkpoints/999/verify").status_code == 404
@@ -175,7 +178,7 @@ def test_media_rows_and_files_are_served(client: httpx.Client, ids: dict[str, st
     assert media["weights"]["data"]["counts"] == [3, 9, 4] and media["weights"]["url"] is None
     image = client.get(media["samples"]["url"])
     assert image.status_code == 200 and image.headers["content-type"] == "image/png"
-    assert image.content == (root / "vision" / run / "media" / "sample-100.png").read_bytes()
+    assert image.content == (root / "vision" / run / media["samples"]["path"]).read_bytes()
 
 
 @pytest.mark.parametrize("path", [

@@ -5,6 +5,8 @@ Screenshots land in test-artifacts/ (git-ignored) for a person to look at.
 
 from __future__ import annotations
 
+import re
+
 import time
 from pathlib import Path
 
@@ -97,11 +99,11 @@ def test_run_page_draws_a_chart_of_every_metric(page, server, made) -> None:  # 
     page.locator(".tabs button[data-tab='checkpoints']").click()
     page.locator("#checkpoints-table tbody tr").wait_for()
     page.locator("#checkpoints-table button", has_text="Verify").click()
-    page.get_by_text("1 files ok").wait_for()
+    page.get_by_text(re.compile(r"✓ \d+ files ok")).wait_for()
     page.locator(".tabs button[data-tab='media']").click()
     image = page.locator(".gallery img")
     image.wait_for()
-    page.wait_for_function("() => document.querySelector('.gallery img').naturalWidth === 1")
+    page.wait_for_function("() => document.querySelector('.gallery img').naturalWidth === 4")
     page.locator(".tabs button[data-tab='console']").click()
     page.wait_for_function("() => document.querySelector('#console').textContent.includes('progress 100%')")
     page.locator(".tabs button[data-tab='config']").click()

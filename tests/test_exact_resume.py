@@ -41,8 +41,9 @@ progress = {{"step": 0}}
 state = {{"model": model, "optimizer": opt, "scheduler": sched, "sampler": sampler, "progress": progress}}
 with rp.init(project="exact", id={run_id!r}, resume={resume!r}, console=False, flush_interval=0.02) as run:
     ckpt = rp.CheckpointManager(run, keep_last=2, save_every_n_steps=10, async_save={async_save})
-    restored = ckpt.restore(state)
-    print("restored", restored, flush=True)
+    start = ckpt.restore(state)
+    print("restored", ckpt.restored_step, flush=True)
+    assert start is None or start == ckpt.restored_step + 1 == progress["step"], (start, progress)
     while progress["step"] < {total}:
         for xb, yb in loader:
             step = progress["step"]

@@ -32,8 +32,7 @@ if {with_run}:
     ckpt = rp.CheckpointManager(run, keep_last=2, async_save={async_save})
 else:
     ckpt = rp.CheckpointManager({directory!r}, keep_last=2, async_save={async_save})
-restored = ckpt.restore(state)
-step = 0 if restored is None else restored + 1
+step = ckpt.restore(state) or 0
 print("start", step, flush=True)
 while True:
     state["w"].fill_(step)
@@ -91,7 +90,7 @@ def _check_next_start(ckpt, directory, previous, root) -> None:
         return
     assert latest.step >= previous
     state = {"w": torch.empty(1 << 20), "b": torch.empty(7, dtype=torch.float64), "meta": {}}
-    assert ckpt.restore(state) == latest.step
+    assert ckpt.restore(state) == latest.step + 1
     assert state["meta"] == {"step": latest.step}
     assert bool((state["w"] == latest.step).all()) and bool((state["b"] == -latest.step).all())
     results = verify_checkpoint(directory)

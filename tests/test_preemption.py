@@ -63,7 +63,9 @@ def test_a_preemption_signal_saves_then_exits(tmp_path, signum, with_run, async_
 
     directory = root / "p" / "r1" / "checkpoints" if with_run else tmp_path / "ckpts"
     state = {"w": torch.empty(10_000), "step": None}
-    saved = rp.CheckpointManager(directory).restore(state)
+    manager = rp.CheckpointManager(directory)
+    assert manager.restore(state) is not None
+    saved = manager.restored_step
     assert saved is not None and last <= saved <= last + 1  # the last completed step, not a multiple of 50
     assert state["step"] == saved and bool((state["w"] == saved).all())
     assert f"signal {signum}: saved checkpoint" in log.read_text()

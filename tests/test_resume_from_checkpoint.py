@@ -83,7 +83,7 @@ def test_restore_in_a_resumed_run_rewinds_its_metrics_and_next_step(root, store_
     with rp.init(project="p", resume="r1", root=root, console=False) as resumed:
         assert resumed.step == 10
         state = {"model_step": None}
-        assert rp.CheckpointManager(resumed).restore(state) == 5
+        assert rp.CheckpointManager(resumed).restore(state) == 6
         assert state == {"model_step": 5} and resumed.step == 6
         resumed.log({"loss": 60.0})
     loss = store_at().read_metric("r1", "loss")
@@ -102,7 +102,7 @@ def test_restoring_in_a_new_run_or_another_runs_checkpoint_drops_nothing(root, s
     with rp.init(project="p", id="b", root=root, console=False) as second:
         second.log({"x": 1.0}, step=7)
         warm = rp.CheckpointManager(second, directory=root / "p" / "a" / "checkpoints")
-        assert warm.restore({"v": 0}) == 1
+        assert warm.restore({"v": 0}) == 2
         assert second.step == 8
     assert store_at().read_metric("a", "x").steps.tolist() == [0, 1, 2, 3]
     assert store_at().read_metric("b", "x").steps.tolist() == [7]

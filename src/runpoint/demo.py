@@ -165,7 +165,7 @@ def train(
         if verbose:
             print(f"runpoint demo: run {run.id} ({run.name}) -> {run.dir}")
             if restored is not None:
-                print(f"runpoint demo: resumed from the checkpoint of step {restored} (epoch {sampler.epoch + 1})")
+                print(f"runpoint demo: resumed from the checkpoint of step {ckpt.restored_step} (epoch {sampler.epoch + 1})")
         while sampler.epoch < epochs_to_run and progress["step"] < total_steps:
             epoch = sampler.epoch
             model.train()

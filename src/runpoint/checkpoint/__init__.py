@@ -11,8 +11,9 @@ Example::
 
     with rp.init(project="digits", resume=resume) as run:
         ckpt = rp.CheckpointManager(run, keep_last=3, keep_best=1, monitor="val/loss")
-        restored = ckpt.restore(state)
-        ...
+        start = ckpt.restore(state) or 0        # the step after the checkpoint's, or 0
+        for step in range(start, total):
+            ...
 """
 
 from .data import ResumableSampler

@@ -72,8 +72,8 @@ class CheckpointManager:
 
         ckpt = rp.CheckpointManager(run, keep_last=3, keep_best=1, monitor="val/loss")
         state = {"model": model, "optimizer": opt, "scheduler": sched}
-        restored = ckpt.restore(state)              # the step it saved, or None
-        for step in range(0 if restored is None else restored + 1, total):
+        start = ckpt.restore(state) or 0            # the step after the checkpoint's, or 0
+        for step in range(start, total):
             ...
             if step % 500 == 0:
                 ckpt.save(step, state, metrics={"val/loss": val_loss})
@@ -160,6 +160,7 @@ class CheckpointManager:
         self._started = time.monotonic()
         self._last_save_time: float | None = None
         self._last_save_step: int | None = None
+        self.restored_step: int | None = None  # the step of the checkpoint the last restore() loaded
         self._preemption = PreemptionHook(
             self._save_now, self.wait, lambda: self._writing_thread == threading.get_ident(), self._saved_by_now
         )
@@ -342,7 +343,12 @@ class CheckpointManager:
     def restore(
         self, state: Mapping[str, Any], which: Any = "latest", strict: bool = True, map_location: Any = None
     ) -> int | None:
-        """Load a checkpoint into ``state`` in place; returns its step, or None if there is none.
+        """Load a checkpoint into ``state`` in place; returns the step to continue from.
+
+        That is the checkpoint's step + 1 (the checkpoint holds the state after its step),
+        or None when there is nothing to restore, so ``start = ckpt.restore(state) or 0``
+        followed by ``for step in range(start, total)`` resumes exactly; the checkpoint's
+        own step is :attr:`restored_step`.
 
         ``which`` is ``"latest"``, ``"best"`` or a step. Files are verified against the
         manifest first; a corrupt latest falls back to the newest intact checkpoint with a
@@ -354,7 +360,7 @@ class CheckpointManager:
 
         In a resumed run, restoring the run's own checkpoint also drops the metric points
         the killed attempt logged after its step (:meth:`Run.rewind <runpoint.Run.rewind>`),
-        so continue with step ``restored + 1``.
+        so the run continues at the returned step without duplicates.
         """
         if not isinstance(state, Mapping) or not hasattr(state, "__setitem__"):
             raise InvalidArgumentError("state", f"must be a mutable dict of names to objects, not {type(state).__qualname__}")
@@ -380,7 +386,8 @@ class CheckpointManager:
             if corrupt:
                 logger.warning("runpoint: restored step %d of %s instead of the corrupt latest", info.step, self.directory)
             self._after_restore(manifest)
-            return info.step
+            self.restored_step = info.step
+            return info.step + 1
         if corrupt:
             raise CheckpointError(
                 f"no intact checkpoint in {self.directory}: " + "; ".join(corrupt), self.directory

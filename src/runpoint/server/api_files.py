@@ -7,7 +7,6 @@ from a missing file).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mimetypes
 import os
@@ -115,46 +114,29 @@ def checkpoints(ctx: Ctx, ref: str) -> StrictJSONResponse:
     return StrictJSONResponse({"checkpoints": rows, "latest": _pointer(directory, "latest"), "best": _pointer(directory, "best")})
 
 
-def _manifest_files(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    files = manifest.get("files", {})
-    if isinstance(files, dict):
-        return [(name, info if isinstance(info, dict) else {}) for name, info in files.items()]
-    if isinstance(files, list):
-        return [(str(f.get("path") or f.get("name")), f) for f in files if isinstance(f, dict)]
-    return []
-
-
-@router.post("/checkpoints/{step}/verify", response_model=None, summary="Check a checkpoint's files against its manifest")
+@router.post("/checkpoints/{step}/verify", response_model=None, summary="Re-hash a checkpoint's files against its manifest")
 def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> StrictJSONResponse:
-    """Every file the manifest lists must exist with its size and digest (sha256 when listed)."""
+    """The same check as ``runpoint ckpt verify``: every file's size and hash against the manifest."""
+    from ..checkpoint import verify_checkpoint as verify
+    from ..checkpoint.manifest import MANIFEST_NAME
+
     run, directory = _run(ctx, ref)
     row = next((r for r in ctx.reader.checkpoint_rows(run.id) if r["step"] == step), None)
     if row is None:
         raise HTTPException(404, f"run {run.id} has no checkpoint at step {step}")
-    problems: list[str] = []
+    if "://" in row["path"]:
+        problem = f"{row['path']} is remote: verify it with `runpoint ckpt verify {run.id}`"
+        return StrictJSONResponse({"step": step, "ok": False, "files_checked": 0, "problems": [problem]})
     try:
-        manifest_path = resolve_inside(directory, row["path"].rstrip("/") + "/manifest.json")
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (InvalidArgumentError, OSError, ValueError) as exc:
-        return StrictJSONResponse({"step": step, "ok": False, "problems": [f"manifest unreadable: {exc}"]})
-    checked = 0
-    for name, info in _manifest_files(manifest):
-        try:
-            path = resolve_inside(manifest_path.parent, name)
-        except InvalidArgumentError:
-            problems.append(f"{name}: missing")
-            continue
-        checked += 1
-        size = info.get("bytes", info.get("size"))
-        if size is not None and path.stat().st_size != size:
-            problems.append(f"{name}: {path.stat().st_size} bytes, manifest says {size}")
-        if isinstance(info.get("sha256"), str):
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            if digest.hexdigest() != info["sha256"]:
-                problems.append(f"{name}: sha256 differs from the manifest")
+        manifest_path = resolve_inside(directory, f"{row['path'].rstrip('/')}/{MANIFEST_NAME}")
+    except InvalidArgumentError:
+        return StrictJSONResponse({"step": step, "ok": False, "files_checked": 0, "problems": ["the checkpoint's files are gone"]})
+    results = verify(manifest_path.parent)
+    problems = [problem for result in results for problem in result.problems]
+    try:
+        checked = len(json.loads(manifest_path.read_text(encoding="utf-8")).get("files", {}))
+    except (OSError, ValueError):
+        checked = 0
     return StrictJSONResponse({"step": step, "ok": not problems, "files_checked": checked, "problems": problems})
 
 
