@@ -14,6 +14,7 @@ def test_all_is_sorted_and_complete() -> None:
         "Image",
         "InvalidArgumentError",
         "InvalidValueError",
+        "MissingDependencyError",
         "ProjectConfig",
         "Run",
         "RunExistsError",

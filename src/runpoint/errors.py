@@ -15,7 +15,8 @@ for code that does not know runpoint::
     ├── RunNotFoundError             (LookupError)       .ref, .root
     ├── InvalidValueError            (TypeError)         .key, .value_type
     ├── InvalidArgumentError         (ValueError)        .argument
-    └── ArchiveError                 (ValueError)        .path, .reason
+    ├── ArchiveError                 (ValueError)        .path, .reason
+    └── MissingDependencyError       (ImportError)       .package, .extra, .feature
 
 Each error keeps its fields as attributes and builds its own message: what was wrong,
 where, and what to do about it.
@@ -179,3 +180,21 @@ class ArchiveError(RunpointError, ValueError):
         self.path = os.fspath(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class MissingDependencyError(RunpointError, ImportError):
+    """An optional feature needs a package that is not installed.
+
+    ``package`` is what to import, ``extra`` the runpoint extra that installs it and
+    ``feature`` what asked for it (``"the mlflow sink"``).
+    """
+
+    def __init__(self, package: str, extra: str, feature: str) -> None:
+        self.package = package
+        self.extra = extra
+        self.feature = feature
+        super().__init__(
+            f"{feature} needs the {package!r} package, which is not installed; "
+            f"install it with: pip install 'runpoint[{extra}]'",
+            name=package,
+        )
