@@ -9,7 +9,7 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import yaml
 
@@ -22,6 +22,8 @@ from ._paths import RunPaths, resolve_root
 from .config import config_hash, flatten, mask_secrets, to_plain
 from .errors import InvalidArgumentError, RunExistsError, RunNotFoundError, RunpointError
 from .run import Run
+from .sinks._hub import SinkHub
+from .sinks._select import select_sinks
 from .store import RunQuery, RunRecord, RunStatus, Store, open_store
 
 logger = logging.getLogger("runpoint")
@@ -46,6 +48,7 @@ def init(
     console: bool | None = None,
     flush_interval: float = 0.5,
     system_metrics: float | bool | None = None,
+    sinks: Sequence[Any] | None = None,
 ) -> Run:
     """Start recording a run, or continue one with ``resume``.
 
@@ -71,6 +74,9 @@ def init(
             (:mod:`runpoint.system`), or False for none; default: the config's
             ``experiment.log_system_metrics`` / ``system_metrics_interval`` where it sets
             them, else ``$RUNPOINT_SYSTEM_METRICS``, else 10.
+        sinks: tools to mirror the run to: ``"tensorboard"``, ``"mlflow"``, ``"wandb"`` or sink
+            objects (:mod:`runpoint.sinks`); added to the config's ``experiment.sinks`` and
+            ``$RUNPOINT_SINKS``. A failing sink never stops training.
 
     Example::
 
@@ -106,6 +112,7 @@ def init(
         system_metrics = _system_metrics_from_config(config, plain)
     system_interval = system.interval_from(system_metrics)
     masked = mask_secrets(plain)
+    chosen_sinks = select_sinks(sinks, masked)
     root_path = resolve_root(root)
     store = open_store(root_path)
     if resume is not None:
@@ -117,6 +124,8 @@ def init(
             store, root_path, project, id, name, masked, tags, notes, group, console=console,
             flush_interval=float(flush_interval),
         )
+    if chosen_sinks:  # before anything else writes, so the sinks see every point
+        run._attach_sinks(SinkHub(run, chosen_sinks))
     if system_interval is not None:
         system.start_sampler(run, system_interval)
     return run

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .model_summary import ModelSummary
     from .step_timer import StepTimer
     from .watch import Watcher
+    from .sinks._hub import SinkHub
 
 logger = logging.getLogger("runpoint")
 
@@ -102,6 +103,7 @@ class Run:
         self._signal_received: int | None = None
         self._signal_hooks: list[SignalHook] = []
         self._finish_hooks: list[Callable[["Run"], None]] = []
+        self._sinks: SinkHub | None = None
         writer = Writer(store, self.id, flush_interval=flush_interval)
         self._writer: Writer | _FinishedWriter = writer
         if console is not None:
@@ -252,6 +254,12 @@ class Run:
         """Call ``hook(run)`` while the run finishes, before its status is final."""
         self._finish_hooks.append(hook)
 
+    def _attach_sinks(self, hub: "SinkHub") -> None:
+        """Mirror everything the writer commits from now on to ``hub``'s sinks."""
+        self._sinks = hub
+        if isinstance(self._writer, Writer):
+            self._writer.listeners.append(hub.on_batch)
+
     def _on_signal(self, signum: int) -> None:
         self._signal_received = signum
         for hook in self._signal_hooks:
@@ -305,6 +313,8 @@ class Run:
         ended = time.time()
         self._store.set_status(self.id, final, error=error, ended_at=ended)
         self._write_end_of_meta(ended, final)
+        if self._sinks is not None:
+            self._sinks.close(final.value)  # bounded by each sink's finish_timeout
         if self._console is not None:
             self._console.stop()
         _lifecycle.unregister(self)

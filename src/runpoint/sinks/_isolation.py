@@ -1,0 +1,259 @@
+"""Running one sink so that nothing it does can reach the training loop.
+
+Each sink gets its own thread and its own bounded queue. The writer thread only appends
+a batch to that queue (and drops it for this sink when the queue is full); every call
+into the sink happens on the sink's thread, where:
+
+- an exception is retried with exponential backoff, and a call that still fails counts
+  as one failure (its batch is dropped for this sink); ``max_failures`` in a row, or a
+  failed ``start``, disable the sink;
+- a call that does not return within ``call_timeout`` marks the sink hung: it is
+  disabled and its thread abandoned (Python cannot stop a thread; it is a daemon, so it
+  cannot keep the process alive either);
+- ``run.finish()`` waits at most ``finish_timeout`` for the queue to drain and the sink
+  to close, then records a time-out and moves on.
+
+Every change of state is reported to the hub, which records it in ``external.json``;
+disabling warns once. runpoint's own store is never affected: it has every point
+whatever happens here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from typing import Any, Callable, Mapping
+
+from .base import Sink, SinkBatch, SinkOptions, SinkRun
+
+logger = logging.getLogger("runpoint")
+
+Report = Callable[["IsolatedSink"], None]
+
+_FAILED = object()
+MAX_BACKOFF_S = 10.0
+
+
+class IsolatedSink:
+    """One sink behind a bounded queue and a thread of its own.
+
+    States: ``starting`` -> ``running`` -> ``finished``; or ``disabled`` (hung or failing),
+    ``timed_out`` (did not finish in time) and ``failed`` (its ``finish`` raised).
+    """
+
+    def __init__(self, sink: Sink, run: SinkRun, report: Report) -> None:
+        self.sink = sink
+        self.name: str = sink.name
+        options = getattr(sink, "options", None)
+        self.options: SinkOptions = options if isinstance(options, SinkOptions) else SinkOptions()
+        self.state = "starting"
+        self.external: dict[str, Any] = {}
+        self.error: str | None = None
+        self.traceback: str | None = None
+        self.failures = 0
+        self.points_sent = 0
+        self.points_dropped = 0
+        self._run = run
+        self._report = report
+        self._lock = threading.Lock()
+        self._pending: list[SinkBatch] = []
+        self._pending_points = 0
+        self._inflight_points = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()  # set when the sink is given up on: ends backoff waits
+        self._done = threading.Event()
+        self._finish_status: str | None = None
+        self._busy: tuple[str, float] | None = None  # (call, time.monotonic() when it began)
+        self._warned_drop = False
+        self._thread = threading.Thread(target=self._loop, name=f"runpoint-sink-{self.name}", daemon=True)
+        self._thread.start()
+
+    # -- called from the writer thread or the finishing thread ------------------------
+
+    @property
+    def active(self) -> bool:
+        return self.state in {"starting", "running"}
+
+    @property
+    def points_pending(self) -> int:
+        return self._pending_points
+
+    def submit(self, batch: SinkBatch) -> None:
+        """Queue a batch for this sink; never blocks and never raises."""
+        self.check_hung()
+        points = batch.points
+        if not self.active or self._finish_status is not None:
+            self.points_dropped += points  # so that sent + dropped is everything the run logged
+            return
+        with self._lock:
+            if points and self._pending_points + points > self.options.max_pending_points:
+                self.points_dropped += points
+                batch, points = batch.without_metrics(), 0
+                warn = not self._warned_drop
+                self._warned_drop = True
+            else:
+                warn = False
+            self._pending.append(batch)
+            self._pending_points += points
+        if warn:
+            logger.warning(
+                "runpoint: the %s sink falls behind; points beyond %d waiting are dropped for it "
+                "(runpoint's own store keeps every point)", self.name, self.options.max_pending_points,
+            )
+        self._wake.set()
+
+    def check_hung(self) -> None:
+        """Disable the sink if a call into it has run longer than ``call_timeout``."""
+        busy = self._busy
+        if busy is not None and busy[0] != "finish" and time.monotonic() - busy[1] > self.options.call_timeout:
+            self._give_up("disabled", f"{busy[0]}() did not return within {self.options.call_timeout:g} s")
+
+    def request_finish(self, status: str) -> None:
+        self._finish_status = status
+        self._wake.set()
+
+    def wait(self, deadline: float) -> bool:
+        """Wait until the sink has finished (or given up), at most until ``deadline``."""
+        while not self._done.is_set():
+            self.check_hung()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._done.wait(min(remaining, 0.05))
+        if self._done.is_set() or not self.active:
+            return True
+        unsent = self._pending_points
+        self._give_up(
+            "timed_out",
+            f"did not finish within {self.options.finish_timeout:g} s"
+            + (f"; {unsent} points were not sent" if unsent else ""),
+        )
+        return False
+
+    def record(self) -> dict[str, Any]:
+        """This sink's entry in ``external.json``."""
+        return {
+            "status": self.state,
+            "external": self.external,
+            "points_sent": self.points_sent,
+            "points_dropped": self.points_dropped,
+            "failures": self.failures,
+            "error": self.error,
+            **({"traceback": self.traceback} if self.traceback else {}),
+        }
+
+    # -- the sink's thread -------------------------------------------------------------
+
+    def _loop(self) -> None:
+        try:
+            external = self._call("start", self.sink.start, self._run)
+            if external is _FAILED:
+                return
+            self.external = _as_record(external)
+            if self._set_state("running", from_states={"starting"}):
+                self._report(self)
+            while self.active:
+                self._wake.wait()
+                self._wake.clear()
+                batch = self._take()
+                if batch is not None and not batch.is_empty():
+                    self._inflight_points = batch.points
+                    written = self._call("write", self.sink.write, batch)
+                    if not self.active:
+                        return  # given up on: _give_up counted the batch as dropped
+                    self._inflight_points = 0
+                    if written is _FAILED:
+                        self.points_dropped += batch.points
+                    else:
+                        self.points_sent += batch.points
+                if self._finish_status is not None and not self._pending:
+                    finished = self._call("finish", self.sink.finish, self._finish_status)
+                    if finished is not _FAILED and self._set_state("finished", from_states={"running"}):
+                        self._report(self)
+                    return
+        except BaseException as exc:  # a bug here must not take anything else down
+            self._give_up("disabled", f"internal error: {exc!r}", traceback.format_exc())
+        finally:
+            self._done.set()
+
+    def _take(self) -> SinkBatch | None:
+        with self._lock:
+            pending, self._pending, self._pending_points = self._pending, [], 0
+        if not pending:
+            return None
+        merged = SinkBatch()
+        for batch in pending:
+            merged.merge(batch)
+        return merged
+
+    def _call(self, what: str, function: Callable[..., Any], argument: Any) -> Any:
+        """Call into the sink with retries; ``_FAILED`` when it gave up (and maybe disabled)."""
+        delay = self.options.backoff
+        attempts = 1 + (0 if what == "finish" else self.options.retries)
+        for attempt in range(attempts):
+            if not self.active:
+                return _FAILED
+            self._busy = (what, time.monotonic())
+            try:
+                result = function(argument)
+            except Exception as exc:
+                error, trace = f"{what}() raised {type(exc).__name__}: {exc}", traceback.format_exc()
+                logger.debug("runpoint: the %s sink: %s", self.name, error, exc_info=True)
+            else:
+                if not self.active:  # it came back after being declared hung
+                    return _FAILED
+                self.failures = 0
+                return result
+            finally:
+                self._busy = None
+            if attempt + 1 < attempts and self._stop.wait(delay):
+                return _FAILED
+            delay = min(delay * 2, MAX_BACKOFF_S)
+        self.failures += 1
+        if what == "finish":
+            self._give_up("failed", error, trace)
+        elif what == "start" or self.failures >= self.options.max_failures:
+            tries = f" ({self.failures} failures in a row)" if what != "start" else ""
+            self._give_up("disabled", error + tries, trace)
+        else:
+            self.error, self.traceback = error, trace
+            self._report(self)
+        return _FAILED
+
+    def _set_state(self, state: str, from_states: set[str]) -> bool:
+        with self._lock:
+            if self.state not in from_states:
+                return False
+            self.state = state
+            return True
+
+    def _give_up(self, state: str, error: str, trace: str | None = None) -> None:
+        if not self._set_state(state, from_states={"starting", "running"}):
+            return
+        self.error = error
+        if trace:
+            self.traceback = trace
+        self._stop.set()
+        self._wake.set()
+        with self._lock:
+            self.points_dropped += self._pending_points + self._inflight_points
+            self._pending, self._pending_points, self._inflight_points = [], 0, 0
+        if state == "disabled":
+            logger.warning(
+                "runpoint: the %s sink is disabled: %s. Training goes on and runpoint's own store has "
+                "every point; the failure is recorded in external.json of run %s",
+                self.name, error, self._run.id,
+            )
+        else:
+            logger.warning("runpoint: the %s sink of run %s: %s", self.name, self._run.id, error)
+        self._report(self)
+
+
+def _as_record(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return {str(k): v for k, v in value.items()}
+    return {"id": str(value)}

@@ -1,0 +1,193 @@
+"""The sink contract: what a mirror of a run (TensorBoard, MLflow, W&B...) receives.
+
+runpoint's own store is the source of truth; a sink gets a copy of what the run records
+and forwards it to another tool. The contract is three calls, always made on the sink's
+own thread (:mod:`runpoint.sinks._isolation` runs them, with timeouts and retries, so a
+sink never sees the training loop and a slow or broken one cannot stall it):
+
+- ``start(run)`` once: open the external run with the full config; return what
+  identifies it (ids, links, directories). runpoint saves that in the run directory's
+  ``external.json``, and hands it back as ``run.previous`` when the run is resumed, so a
+  sink can continue the same external run.
+- ``write(batch)`` for what the run recorded since the last call: scalar points with
+  their steps and wall times, new params and tags, summary values.
+- ``finish(status)`` once, with the run's final status.
+
+Calls may be retried after an exception, so ``start`` and ``write`` should tolerate
+being called again with the same arguments.
+
+Example, a sink that prints::
+
+    class PrintSink:
+        name = "print"
+
+        def start(self, run):
+            print("start", run.id, run.config)
+            return {}
+
+        def write(self, batch):
+            for step, wall, values in batch.rows():
+                print(step, values)
+
+        def finish(self, status):
+            print("finished", status)
+
+    rp.init(project="p", sinks=[PrintSink()])
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Protocol, runtime_checkable
+
+from ..store.base import MetricSeries, WriteBatch
+
+
+@dataclass(frozen=True)
+class SinkOptions:
+    """How runpoint isolates one sink from the training loop.
+
+    Attributes:
+        call_timeout: seconds a ``start`` or ``write`` may take; one that takes longer is
+            considered hung and the sink is disabled (its thread is abandoned).
+        finish_timeout: seconds ``run.finish()`` waits for the sink to send what is queued
+            and close; after that the run finishes anyway and the sink is recorded as
+            timed out.
+        retries: how many times a failed call is tried again before it counts as a failure.
+        backoff: seconds before the first retry; doubled for each further one, at most 10 s.
+        max_failures: failures in a row after which the sink is disabled.
+        max_pending_points: points that may wait for a slow sink; beyond that new points
+            are dropped for that sink (never for runpoint's store) and counted.
+    """
+
+    call_timeout: float = 60.0
+    finish_timeout: float = 30.0
+    retries: int = 3
+    backoff: float = 0.5
+    max_failures: int = 3
+    max_pending_points: int = 2_000_000
+
+    def __post_init__(self) -> None:
+        for name in ("call_timeout", "finish_timeout", "backoff"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"SinkOptions.{name} must be >= 0")
+        if self.retries < 0 or self.max_failures < 1 or self.max_pending_points < 1:
+            raise ValueError("SinkOptions: retries >= 0, max_failures >= 1 and max_pending_points >= 1")
+
+
+@dataclass(frozen=True)
+class SinkRun:
+    """The run a sink mirrors, as it is when the sink starts.
+
+    ``config`` is the full nested config with secrets already masked; ``previous`` is
+    what this sink returned from ``start`` on an earlier attempt of the same run (empty
+    for a new run).
+    """
+
+    id: str
+    project: str
+    name: str
+    dir: Path
+    config: Mapping[str, Any]
+    tags: tuple[str, ...] = ()
+    notes: str = ""
+    group: str | None = None
+    resume_count: int = 0
+    previous: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def resumed(self) -> bool:
+        return self.resume_count > 0
+
+
+@dataclass
+class SinkBatch:
+    """What a run recorded between two ``write`` calls.
+
+    ``metrics`` maps keys to their points (steps, values, wall times) in the order they
+    were logged; ``params`` holds flattened params added while running; ``summary`` the
+    summary values set (``summary_deleted`` the ones removed).
+    """
+
+    metrics: dict[str, MetricSeries] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    summary: dict[str, Any] = field(default_factory=dict)
+    summary_deleted: tuple[str, ...] = ()
+
+    @classmethod
+    def from_write(cls, batch: WriteBatch) -> "SinkBatch":
+        """The part of a committed store batch that sinks see (not the heartbeat)."""
+        return cls(
+            metrics=dict(batch.metrics), params=dict(batch.params), tags=tuple(batch.tags),
+            summary=dict(batch.summary), summary_deleted=tuple(batch.summary_deleted),
+        )
+
+    @property
+    def points(self) -> int:
+        return sum(len(series) for series in self.metrics.values())
+
+    def is_empty(self) -> bool:
+        return not (self.metrics or self.params or self.tags or self.summary or self.summary_deleted)
+
+    def without_metrics(self) -> "SinkBatch":
+        return SinkBatch(params=self.params, tags=self.tags, summary=self.summary, summary_deleted=self.summary_deleted)
+
+    def merge(self, other: "SinkBatch") -> None:
+        """Append ``other`` (recorded later) to this batch, in place."""
+        for key, series in other.metrics.items():
+            mine = self.metrics.get(key)
+            if mine is None:
+                self.metrics[key] = series
+                continue
+            combined = MetricSeries(array("q", mine.steps), array("d", mine.values), array("d", mine.times))
+            combined.extend(series)  # copies: the series may be shared with other sinks
+            self.metrics[key] = combined
+        self.params.update(other.params)
+        self.tags = (*self.tags, *(tag for tag in other.tags if tag not in self.tags))
+        for key in other.summary_deleted:
+            self.summary.pop(key, None)
+        self.summary.update(other.summary)
+        self.summary_deleted = (
+            *(key for key in self.summary_deleted if key not in other.summary),
+            *(key for key in other.summary_deleted if key not in self.summary_deleted),
+        )
+
+    def rows(self) -> list[tuple[int, float, dict[str, float]]]:
+        """The points regrouped as logged: ``(step, wall time, {key: value})`` per ``run.log`` call.
+
+        One ``run.log`` call gives its keys the same step and wall time, so grouping by
+        both recovers the calls; rows come in wall-time order.
+        """
+        grouped: dict[tuple[float, int, int], dict[str, float]] = {}
+        for key, series in self.metrics.items():
+            seen: dict[tuple[float, int], int] = {}
+            for step, value, wall in zip(series.steps, series.values, series.times):
+                # the same key twice at one step and instant (two calls within the clock's
+                # resolution) goes in a second row rather than overwriting the first
+                occurrence = seen[(wall, step)] = seen.get((wall, step), -1) + 1
+                grouped.setdefault((wall, occurrence, step), {})[key] = value
+        return [(step, wall, values) for (wall, _, step), values in sorted(grouped.items(), key=lambda item: item[0])]
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Forwards a run to another tool. See the module docstring for the contract.
+
+    ``name`` keys the sink's entry in ``external.json``. A sink may carry an ``options``
+    attribute (:class:`SinkOptions`) to change how it is isolated.
+    """
+
+    name: str
+
+    def start(self, run: SinkRun) -> Mapping[str, Any]:
+        """Open the external run; return its ids and links (JSON data) for ``external.json``."""
+
+    def write(self, batch: SinkBatch) -> None:
+        """Send what the run recorded since the last call."""
+
+    def finish(self, status: str) -> None:
+        """Close the external run; ``status`` is ``completed``, ``failed``, ``killed`` or ``crashed``."""
+

@@ -1,0 +1,137 @@
+"""Mirror a run to TensorBoard event files.
+
+Scalars keep their steps and wall times; the flattened config becomes the run's
+hyperparameters (HParams dashboard) and the full config is shown as YAML in the Text
+dashboard. By default the files go to ``<run dir>/tensorboard``, so ``tensorboard
+--logdir runpoint`` shows every run of a root. Written with TensorBoard's own event
+writer and protos: neither TensorFlow nor torch is needed.
+
+TensorBoard stores scalars as 32-bit floats (as every TensorBoard writer does);
+runpoint's store keeps the exact 64-bit values.
+
+Example::
+
+    from runpoint.sinks import TensorBoardSink
+
+    rp.init(project="digits", sinks=[TensorBoardSink(logdir="tb")])   # or sinks=["tensorboard"]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from .._optional import require
+from ..config import flatten
+from .base import SinkBatch, SinkOptions, SinkRun
+
+_STATUS = {"completed": "STATUS_SUCCESS", "failed": "STATUS_FAILURE", "killed": "STATUS_ABORTED", "crashed": "STATUS_FAILURE"}
+
+
+class TensorBoardSink:
+    """Writes a run's scalars, config and hyperparameters as TensorBoard event files.
+
+    Args:
+        logdir: a directory shared by many runs; this run writes to
+            ``<logdir>/<project>/<run name>-<run id>``. None: ``<run dir>/tensorboard``.
+        options: how runpoint isolates the sink (:class:`SinkOptions`).
+    """
+
+    name = "tensorboard"
+    package = "tensorboard"
+    extra = "sinks"
+
+    def __init__(self, logdir: str | os.PathLike[str] | None = None, *, options: SinkOptions | None = None) -> None:
+        self.logdir = Path(logdir) if logdir is not None else None
+        self.options = options or SinkOptions()
+        self._writer: Any = None
+        self._hparams: dict[str, Any] = {}
+
+    def start(self, run: SinkRun) -> Mapping[str, Any]:
+        require("tensorboard", self.extra, "the tensorboard sink")
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        if self.logdir is None:
+            directory = run.dir / "tensorboard"
+        else:
+            directory = self.logdir / run.project / re.sub(r"[^A-Za-z0-9._-]+", "_", f"{run.name}-{run.id}")
+        if self._writer is None:  # a retried start reuses the writer it opened
+            directory.mkdir(parents=True, exist_ok=True)
+            self._writer = EventFileWriter(str(directory), max_queue_size=1000, flush_secs=5)
+        self._hparams = flatten(dict(run.config))
+        self._write_hparams()
+        if run.config and not run.resumed:
+            self._write_text("config", _as_markdown(run.config))
+        self._writer.flush()
+        return {"logdir": str(directory.absolute())}
+
+    def write(self, batch: SinkBatch) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        for step, wall, values in batch.rows():
+            summary = Summary(value=[Summary.Value(tag=key, simple_value=value) for key, value in values.items()])
+            self._writer.add_event(Event(wall_time=wall, step=step, summary=summary))
+        if batch.params:
+            self._hparams.update(batch.params)
+            self._write_hparams()
+        self._writer.flush()
+
+    def finish(self, status: str) -> None:
+        from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+        end = plugin_data_pb2.SessionEndInfo(status=api_pb2.Status.Value(_STATUS.get(status, "STATUS_UNKNOWN")))
+        content = plugin_data_pb2.HParamsPluginData(session_end_info=end, version=metadata.PLUGIN_DATA_VERSION)
+        self._add_plugin_summary(metadata.SESSION_END_INFO_TAG, metadata.PLUGIN_NAME, content.SerializeToString())
+        self._writer.flush()
+        self._writer.close()
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _write_hparams(self) -> None:
+        from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+        start = plugin_data_pb2.SessionStartInfo()
+        for key, value in self._hparams.items():
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                start.hparams[key].bool_value = value
+            elif isinstance(value, (int, float)):
+                start.hparams[key].number_value = value
+            elif isinstance(value, str):
+                start.hparams[key].string_value = value
+            else:
+                start.hparams[key].string_value = json.dumps(value, default=str)
+        content = plugin_data_pb2.HParamsPluginData(session_start_info=start, version=metadata.PLUGIN_DATA_VERSION)
+        self._add_plugin_summary(metadata.SESSION_START_INFO_TAG, metadata.PLUGIN_NAME, content.SerializeToString())
+
+    def _write_text(self, tag: str, text: str) -> None:
+        from tensorboard.compat.proto import tensor_pb2, tensor_shape_pb2, types_pb2
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.plugins.text import metadata
+
+        tensor = tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_STRING, string_val=[text.encode("utf-8")], tensor_shape=tensor_shape_pb2.TensorShapeProto()
+        )
+        value = Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(None, None), tensor=tensor)
+        self._writer.add_event(Event(wall_time=time.time(), step=0, summary=Summary(value=[value])))
+
+    def _add_plugin_summary(self, tag: str, plugin: str, content: bytes) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+
+        meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name=plugin, content=content))
+        self._writer.add_event(Event(wall_time=time.time(), step=0, summary=Summary(value=[Summary.Value(tag=tag, metadata=meta)])))
+
+
+def _as_markdown(config: Mapping[str, Any]) -> str:
+    import yaml
+
+    body = yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True)
+    return "\n".join("    " + line for line in body.splitlines())  # a markdown code block
