@@ -1,0 +1,240 @@
+"""A sink that hangs, raises, flaps or crawls never slows or stops training.
+
+Each test runs a real training loop with a misbehaving sink beside a well-behaved one,
+then checks that the loop and ``finish`` returned within bounds far below "forever",
+that runpoint's own store has every point, and that ``external.json`` says what
+happened to the bad sink. The bounds are generous: what they catch is a hang.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import runpoint as rp
+from runpoint.sinks import SinkBatch, SinkOptions, SinkRun, read_external
+from runpoint.store.sqlite import SQLiteStore
+
+from .conftest import free_port, run_script
+
+FAST = SinkOptions(call_timeout=0.5, finish_timeout=1.0, backoff=0.01)
+STEPS = 3000
+
+
+class RecordingSink:
+    """Keeps everything it receives; the well-behaved neighbour of the broken sinks."""
+
+    name = "recording"
+
+    def __init__(self, options: SinkOptions = FAST) -> None:
+        self.options = options
+        self.points: list[tuple[str, int, float]] = []
+        self.status: str | None = None
+        self.started: SinkRun | None = None
+
+    def start(self, run: SinkRun) -> dict[str, Any]:
+        self.started = run
+        return {"id": run.id}
+
+    def write(self, batch: SinkBatch) -> None:
+        for key, series in batch.metrics.items():
+            self.points.extend((key, step, value) for step, value in zip(series.steps, series.values))
+
+    def finish(self, status: str) -> None:
+        self.status = status
+
+
+class HangingSink(RecordingSink):
+    """Never returns from the call named ``hang_in``."""
+
+    name = "hanging"
+
+    def __init__(self, hang_in: str, options: SinkOptions = FAST) -> None:
+        super().__init__(options)
+        self.hang_in = hang_in
+        self.entered = threading.Event()
+
+    def _maybe_hang(self, call: str) -> None:
+        if call == self.hang_in:
+            self.entered.set()
+            threading.Event().wait()  # forever
+
+    def start(self, run: SinkRun) -> dict[str, Any]:
+        self._maybe_hang("start")
+        return super().start(run)
+
+    def write(self, batch: SinkBatch) -> None:
+        self._maybe_hang("write")
+        super().write(batch)
+
+    def finish(self, status: str) -> None:
+        self._maybe_hang("finish")
+        super().finish(status)
+
+
+class RaisingSink(RecordingSink):
+    """Raises from ``write`` the first ``failures`` times (always, when None)."""
+
+    name = "raising"
+
+    def __init__(self, failures: int | None = None, options: SinkOptions = FAST) -> None:
+        super().__init__(options)
+        self.failures = failures
+        self.calls = 0
+
+    def write(self, batch: SinkBatch) -> None:
+        self.calls += 1
+        if self.failures is None or self.calls <= self.failures:
+            raise ConnectionError(f"server unreachable (call {self.calls})")
+        super().write(batch)
+
+
+def _train(root: Path, sinks: list[Any], steps: int = STEPS) -> tuple[rp.Run, float]:
+    began = time.monotonic()
+    with rp.init(project="iso", config={"lr": 0.1}, root=root, sinks=sinks, flush_interval=0.05) as run:
+        for step in range(steps):
+            run.log({"loss": 1.0 / (step + 1), "acc": step / steps}, step=step)
+            if step % 1000 == 999:
+                assert run.flush(timeout=10), "flush must not wait for sinks"
+                time.sleep(0.2)  # let the writer hand batches over while training goes on
+    return run, time.monotonic() - began
+
+
+def _stored_points(root: Path, run_id: str) -> int:
+    with SQLiteStore(root / "runpoint.db") as store:
+        assert store.get_run(run_id).status is rp.RunStatus.COMPLETED
+        return sum(len(store.read_metric(run_id, key)) for key in ("loss", "acc"))
+
+
+def _sink_warnings(caplog: pytest.LogCaptureFixture, name: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and f"the {name} sink" in r.getMessage()]
+
+
+@pytest.mark.parametrize("hang_in", ["start", "write"])
+def test_sink_hanging_forever_is_disabled_and_training_finishes(root: Path, hang_in: str, caplog) -> None:
+    hanging, neighbour = HangingSink(hang_in), RecordingSink()
+    run, elapsed = _train(root, [hanging, neighbour])
+
+    assert elapsed < 30  # a blocked loop or finish would never get here
+    assert hanging.entered.is_set()
+    assert _stored_points(root, run.id) == 2 * STEPS
+    record = read_external(run.dir)["hanging"]
+    assert record["status"] == "disabled"
+    assert record["error"] == f"{hang_in}() did not return within 0.5 s"
+    assert record["points_sent"] == 0 and record["points_dropped"] == 2 * STEPS
+    assert len(_sink_warnings(caplog, "hanging")) == 1
+    assert len(neighbour.points) == 2 * STEPS and neighbour.status == "completed"
+
+
+def test_sink_hanging_in_finish_does_not_hang_the_finish(root: Path) -> None:
+    hanging = HangingSink("finish")
+    run, elapsed = _train(root, [hanging], steps=500)
+
+    assert elapsed < 30
+    assert _stored_points(root, run.id) == 1000
+    record = read_external(run.dir)["hanging"]
+    assert record["status"] == "timed_out" and record["error"] == "did not finish within 1 s"
+    assert record["points_sent"] == 1000  # everything went out before finish() hung
+
+
+def test_sink_that_always_raises_is_retried_then_disabled_with_one_warning(root: Path, caplog) -> None:
+    raising, neighbour = RaisingSink(), RecordingSink()
+    run, elapsed = _train(root, [raising, neighbour])
+
+    assert elapsed < 30
+    assert _stored_points(root, run.id) == 2 * STEPS
+    options = raising.options
+    assert raising.calls == (1 + options.retries) * options.max_failures  # then never called again
+    record = read_external(run.dir)["raising"]
+    assert record["status"] == "disabled" and record["failures"] == options.max_failures
+    assert record["error"] == (
+        f"write() raised ConnectionError: server unreachable (call {raising.calls}) "
+        f"({options.max_failures} failures in a row)"
+    )
+    assert "Traceback" in record["traceback"] and "ConnectionError" in record["traceback"]
+    assert record["points_sent"] == 0 and record["points_dropped"] == 2 * STEPS
+    warnings = _sink_warnings(caplog, "raising")
+    assert len(warnings) == 1 and "disabled" in warnings[0]
+    assert len(neighbour.points) == 2 * STEPS
+
+
+def test_flaky_sink_recovers_through_retries_and_loses_nothing(root: Path, caplog) -> None:
+    flaky = RaisingSink(failures=2)  # fewer than its retries
+    run, _ = _train(root, [flaky])
+
+    record = read_external(run.dir)["raising"]
+    assert record["status"] == "finished" and record["failures"] == 0
+    assert record["points_sent"] == 2 * STEPS and record["points_dropped"] == 0
+    stored = set()
+    with SQLiteStore(root / "runpoint.db") as store:
+        for key in ("loss", "acc"):
+            stored |= {(key, s, v) for s, v, _ in store.read_metric(run.id, key).points()}
+    assert set(flaky.points) == stored
+    assert _sink_warnings(caplog, "raising") == []
+
+
+def test_slow_sink_drops_only_its_own_copy_when_it_falls_behind(root: Path, caplog) -> None:
+    class SlowSink(RecordingSink):
+        name = "slow"
+
+        def write(self, batch: SinkBatch) -> None:
+            time.sleep(0.3)
+            super().write(batch)
+
+    slow = SlowSink(SinkOptions(call_timeout=5, finish_timeout=5, max_pending_points=200))
+    run, elapsed = _train(root, [slow])
+
+    assert elapsed < 30
+    assert _stored_points(root, run.id) == 2 * STEPS
+    record = read_external(run.dir)["slow"]
+    assert record["status"] == "finished"
+    assert record["points_dropped"] > 0
+    assert record["points_sent"] + record["points_dropped"] == 2 * STEPS
+    assert len(slow.points) == record["points_sent"]
+    assert len(_sink_warnings(caplog, "slow")) == 1
+
+
+def test_mlflow_sink_pointing_at_a_dead_server_never_blocks_training(root: Path, caplog) -> None:
+    pytest.importorskip("mlflow")
+    from runpoint.sinks import MLflowSink
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    sink = MLflowSink(tracking_uri=dead, options=SinkOptions(call_timeout=3, finish_timeout=1, backoff=0.01))
+    run, elapsed = _train(root, [sink], steps=500)
+
+    assert elapsed < 60
+    assert _stored_points(root, run.id) == 1000
+    record = read_external(run.dir)["mlflow"]
+    assert record["status"] in {"disabled", "timed_out"}, record
+    assert record["points_sent"] == 0 and record["points_dropped"] == 1000
+
+
+def test_script_with_a_hanging_sink_exits_and_keeps_its_data(tmp_path: Path, root: Path) -> None:
+    result = run_script(tmp_path, root, """
+        import threading, runpoint as rp
+        from runpoint.sinks import SinkOptions
+
+        class Hanging:
+            name = "hanging"
+            options = SinkOptions(call_timeout=0.5, finish_timeout=1)
+            def start(self, run): return {}
+            def write(self, batch): threading.Event().wait()
+            def finish(self, status): threading.Event().wait()
+
+        run = rp.init(project="iso", id="r1", sinks=[Hanging()])
+        for step in range(2000):
+            run.log({"loss": 1.0 / (step + 1)}, step=step)
+        print("done", flush=True)
+        # no finish(): the interpreter's exit finishes the run, and must not hang on the sink
+    """, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "the hanging sink is disabled" in result.stderr
+    with SQLiteStore(root / "runpoint.db") as store:
+        assert store.get_run("r1").status is rp.RunStatus.COMPLETED
+        assert list(store.read_metric("r1", "loss").steps) == list(range(2000))
+    assert read_external(root / "iso" / "r1")["hanging"]["status"] == "disabled"

@@ -1,0 +1,102 @@
+"""Choosing sinks: rp.init(sinks=...), the config's experiment.sinks and $RUNPOINT_SINKS."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import runpoint as rp
+from runpoint.sinks import read_external
+from runpoint.store.sqlite import SQLiteStore
+
+from .test_sink_isolation import RecordingSink
+
+
+@pytest.fixture(autouse=True)
+def no_sinks_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RUNPOINT_SINKS", raising=False)
+
+
+def _no_runs(root: Path) -> bool:
+    if not (root / "runpoint.db").exists():
+        return True
+    with SQLiteStore(root / "runpoint.db") as store:
+        return store.count_runs() == 0
+
+
+def test_argument_config_and_environment_are_combined(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNPOINT_SINKS", "tensorboard")  # also named by the config: used once
+    config = {"experiment": {"sinks": [{"tensorboard": {"logdir": str(root.parent / "tb")}}]}}
+    sink = RecordingSink()
+    with rp.init(project="sel", config=config, root=root, sinks=[sink]) as run:
+        run.log({"x": 1.0})
+    external = read_external(run.dir)
+    assert set(external) == {"recording", "tensorboard"}
+    assert sink.points == [("x", 0, 1.0)]
+    # the config's options won over the environment's plain name
+    assert Path(external["tensorboard"]["external"]["logdir"]).parent == root.parent / "tb" / "sel"
+
+
+def test_environment_alone_turns_a_sink_on(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNPOINT_SINKS", "tensorboard")
+    with rp.init(project="sel", root=root) as run:
+        run.log({"x": 1.0})
+    assert read_external(run.dir)["tensorboard"]["status"] == "finished"
+    assert list((run.dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_environment_off_turns_every_sink_off(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNPOINT_SINKS", "off")
+    sink = RecordingSink()
+    with rp.init(project="sel", root=root, sinks=[sink], config={"experiment": {"sinks": ["tensorboard"]}}) as run:
+        run.log({"x": 1.0})
+    assert sink.started is None
+    assert not (run.dir / "external.json").exists()
+
+
+def test_a_run_without_sinks_has_no_external_json(root: Path) -> None:
+    with rp.init(project="sel", root=root) as run:
+        run.log({"x": 1.0})
+    assert not (run.dir / "external.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("sinks", "config", "message"),
+    [
+        (["tensorbored"], None, "sinks: unknown sink 'tensorbored'; the built-in sinks are tensorboard, mlflow, wandb"),
+        ([{"mlflow": {"tracking_url": "x"}}], None, "sinks: mlflow: MLflowSink.__init__() got an unexpected keyword argument 'tracking_url'"),
+        ([42], None, "sinks: 42 is not a sink"),
+        (None, {"experiment": {"sinks": ["nope"]}}, "experiment.sinks: unknown sink 'nope'"),
+        (None, {"experiment": {"sinks": 3}}, "experiment.sinks: expected a list of sinks, got int"),
+    ],
+)
+def test_bad_sink_entries_fail_before_anything_is_created(root: Path, sinks, config, message) -> None:
+    with pytest.raises(rp.InvalidArgumentError) as caught:
+        rp.init(project="sel", root=root, sinks=sinks, config=config)
+    assert str(caught.value).startswith(message)
+    assert _no_runs(root) and not (root / "sel").exists()
+
+
+def test_missing_package_names_the_extra_and_creates_nothing(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "wandb", None)  # what an environment without wandb looks like to import
+    with pytest.raises(rp.MissingDependencyError) as caught:
+        rp.init(project="sel", root=root, sinks=["wandb"])
+    assert isinstance(caught.value, ImportError)
+    assert caught.value.package == "wandb" and caught.value.extra == "sinks"
+    assert str(caught.value) == (
+        "the wandb sink needs the 'wandb' package, which is not installed; install it with: pip install 'runpoint[sinks]'"
+    )
+    assert _no_runs(root)
+
+
+def test_importing_the_sinks_imports_none_of_the_tools() -> None:
+    probe = (
+        "import sys, json, runpoint.sinks; "
+        "print(json.dumps(sorted(m for m in ('tensorboard', 'mlflow', 'wandb', 'torch', 'numpy') if m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == []
