@@ -143,10 +143,31 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(15)
+            proc.wait(3)
         except ProcessLookupError:
             pass
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:  # uvicorn's graceful shutdown waits for idle connections
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def _mlflow_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow sqlite store, migrated once: creating one costs MLflow several seconds."""
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _mlflow_db_template: Path) -> str:
+    """The tracking URI of a fresh MLflow sqlite store for this test; its artifacts go to tmp_path/mlruns."""
+    import shutil
+
+    shutil.copyfile(_mlflow_db_template, tmp_path / "mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    return f"sqlite:///{tmp_path}/mlflow.db"

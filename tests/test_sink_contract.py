@@ -118,9 +118,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
         url = request.getfixturevalue("mlflow_server")
         return Backend("mlflow", lambda: MLflowSink(tracking_uri=url, experiment=f"contract-{tmp_path.name}"), read_mlflow)
     if kind == "mlflow-sqlite":
-        pytest.importorskip("mlflow")
-        uri = f"sqlite:///{tmp_path}/mlflow.db"
-        monkeypatch.chdir(tmp_path)  # local artifacts go to ./mlruns
+        uri = request.getfixturevalue("mlflow_sqlite")
         return Backend("mlflow", lambda: MLflowSink(tracking_uri=uri), read_mlflow)
     pytest.importorskip("wandb")
     for name in ("WANDB_API_KEY", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_ID"):
