@@ -105,8 +105,10 @@ def ls(
     if not runs:
         err_console.print("no runs match")
         return
+    grouped = any(run.group for run in runs)
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for heading in ("ID", "PROJECT", "NAME", "STATUS", "CREATED", "DURATION", "TAGS", *extra):
+    headings = ("ID", "PROJECT", *(("GROUP",) if grouped else ()), "NAME", "STATUS", "CREATED", "DURATION", "TAGS", *extra)
+    for heading in headings:
         table.add_column(heading, no_wrap=heading in {"ID", "STATUS"})
     for key, members in groups:
         if group_by is not None:
@@ -141,8 +143,8 @@ def _grouped(runs: list[RunRecord], group_by: str | None) -> list[tuple[str | No
 def _add_run_rows(table: Table, store: Store, runs: list[RunRecord], extra: list[str], cache: dict[str, Any]) -> None:
     for run in runs:
         table.add_row(
-            run.id, escape(run.project), escape(run.name), status_text(run.status.value), fmt_age(run.created_at),
-            fmt_duration(run.duration), escape(",".join(run.tags)),
+            run.id, escape(run.project), *((escape(run.group or "-"),) if grouped else ()), escape(run.name),
+            status_text(run.status.value), fmt_age(run.created_at), fmt_duration(run.duration), escape(",".join(run.tags)),
             *(escape(_column_value(store, run, column, cache)) for column in extra),
         )
 
@@ -247,16 +249,23 @@ def metrics(
 
 
 def compare(
-    run_refs: Annotated[list[str], typer.Argument(help="Two or more runs.", show_default=False)],
+    run_refs: Annotated[Optional[list[str]], typer.Argument(help="Two or more runs (or none, with --group).", show_default=False)] = None,
     root: RootOption = None,
+    group: Annotated[
+        Optional[str], typer.Option("--group", "-g", help="Compare every run of this group (a sweep, an Optuna study), oldest first.")
+    ] = None,
     all_params: Annotated[bool, typer.Option("--all-params", help="Also show config values that are the same.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Runs side by side: config values that differ, and final metrics."""
-    if len(run_refs) < 2:
-        raise fail("compare needs at least two runs", 2)
+    run_refs = run_refs or []
+    if group is None and len(run_refs) < 2:
+        raise fail("compare needs at least two runs, or --group", 2)
     store = _open(root)
-    runs = [query.resolve_run(store, ref) for ref in run_refs]
+    runs = query.list_runs(store, group=group, newest_first=False) if group is not None else []
+    if group is not None and not runs:
+        raise fail(f"no runs in group {group!r} (`runpoint ls` shows the groups)")
+    runs += [run for run in (query.resolve_run(store, ref) for ref in run_refs) if run.id not in {r.id for r in runs}]
     result = query.compare(store, runs)
     if as_json:
         print_json(result.to_dict())

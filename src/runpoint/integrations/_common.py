@@ -1,0 +1,59 @@
+"""What the integrations share: adding params to a running run, splitting logged values."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Mapping
+
+from .._writer import Writer
+from ..config import flatten, mask_secrets, to_plain
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+
+def add_params(run: "Run", config: Any) -> None:
+    """Merge ``config`` (dict, Namespace, dataclass...) into a running run's params and ``run.config``.
+
+    The params are stored (searchable, shown by ``show`` and ``compare``) and mirrored
+    to the run's sinks; ``config.yaml`` keeps the config the run started with.
+    """
+    plain = mask_secrets(to_plain(config))
+    if not plain:
+        return
+    _deep_update(run.config, plain)
+    writer = run._writer
+    if isinstance(writer, Writer):
+        writer.add_params(flatten(plain))
+
+
+def _deep_update(target: dict[str, Any], update: Mapping[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
+
+
+def split_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(metrics, others)``: numbers and scalar tensors, and everything else (strings...)."""
+    metrics: dict[str, Any] = {}
+    others: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics[key] = value
+        elif hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+            metrics[key] = value  # numpy scalars and 0-d tensors: run.log converts them
+        elif hasattr(value, "numel") and callable(value.numel) and value.numel() == 1:
+            metrics[key] = value.reshape(())
+        else:
+            others[key] = value
+    return metrics, others
+
+
+def finite_or_none(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
