@@ -1,0 +1,122 @@
+"""Hugging Face ``Trainer``: a callback that records the training into a runpoint run.
+
+The run starts when training begins, with the ``TrainingArguments`` and the model's
+config as its config (``training.learning_rate``, ``model.hidden_size``...), secrets
+such as ``hub_token`` masked. Everything the Trainer logs is recorded at the Trainer's
+global step, renamed as Hugging Face's own W&B callback does (``loss`` ->
+``train/loss``, ``eval_loss`` -> ``eval/loss``); the end-of-training figures
+(``train_runtime``...) go to the summary. Only the main process records. The run
+finishes when training ends; a later ``trainer.evaluate()`` continues it.
+
+Example::
+
+    from transformers import Trainer
+    from runpoint.integrations.hf import RunpointCallback
+
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=val,
+                      callbacks=[RunpointCallback(project="sst2")])
+    trainer.train()
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Sequence
+
+from .._optional import require
+from ..run import Run
+from ..store.base import RunStatus
+from ._common import add_params, split_values
+
+transformers = require("transformers", "hf", "runpoint.integrations.hf")
+
+# what the Trainer logs once, at the end of training: summary values rather than points
+END_OF_TRAINING = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss"}
+
+
+def metric_name(key: str) -> str:
+    """The Trainer's log key as runpoint records it: ``eval_loss`` -> ``eval/loss``, ``loss`` -> ``train/loss``."""
+    for prefix in ("eval", "test"):
+        if key.startswith(prefix + "_"):
+            return f"{prefix}/{key[len(prefix) + 1:]}"
+    return key if "/" in key else f"train/{key}"
+
+
+class RunpointCallback(transformers.TrainerCallback):
+    """Records a ``Trainer``'s config and logs into runpoint.
+
+    Args:
+        project: the runpoint project.
+        name: the run's name; None: ``args.run_name`` when set, else a generated one.
+        tags, notes, root, sinks: passed to :func:`runpoint.init`.
+        run: record into this run instead of starting one (it is then not finished here).
+    """
+
+    def __init__(
+        self,
+        project: str = "huggingface",
+        *,
+        name: str | None = None,
+        tags: Iterable[str] = (),
+        notes: str = "",
+        root: str | os.PathLike[str] | None = None,
+        sinks: Sequence[Any] | None = None,
+        run: Run | None = None,
+    ) -> None:
+        self.project = project
+        self.name = name
+        self.init_kwargs = dict(tags=tuple(tags), notes=notes, root=root, sinks=sinks)
+        self.run = run
+        self._owns_run = run is None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        config: dict[str, Any] = {"training": args.to_dict()}
+        model_config = getattr(model, "config", None)
+        if model_config is not None and hasattr(model_config, "to_dict"):
+            config["model"] = model_config.to_dict()
+        if self.run is None:
+            self._start(config, name=self.name or _run_name(args))
+        else:
+            add_params(self._active_run(), config)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        run = self._active_run()
+        metrics, others = split_values(logs)
+        for key in END_OF_TRAINING & metrics.keys():
+            run.summary[metric_name(key)] = float(metrics.pop(key))
+        if metrics:
+            run.log({metric_name(key): value for key, value in metrics.items()}, step=state.global_step)
+        for key, value in others.items():
+            if isinstance(value, (str, bool)):
+                run.summary[metric_name(key)] = value
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero and self.run is not None and self._owns_run:
+            self.run.finish(RunStatus.COMPLETED)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _start(self, config: dict[str, Any] | None, name: str | None = None, resume: str | None = None) -> Run:
+        from .._start import init
+
+        self.run = init(project=self.project, name=name, config=config, resume=resume, **self.init_kwargs)
+        return self.run
+
+    def _active_run(self) -> Run:
+        """The run, continued if training already finished it (``trainer.evaluate()`` after ``train()``)."""
+        if self.run is None:
+            return self._start(None, name=self.name)
+        if self.run.status is not RunStatus.RUNNING and self._owns_run:
+            return self._start(None, resume=self.run.id)
+        return self.run
+
+
+def _run_name(args: Any) -> str | None:
+    name = getattr(args, "run_name", None)
+    if not name or name == getattr(args, "output_dir", None):  # older versions default it to output_dir
+        return None
+    return str(name)

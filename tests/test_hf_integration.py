@@ -1,0 +1,103 @@
+"""transformers' Trainer with RunpointCallback, on a tiny BERT built from a config (no downloads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import runpoint as rp
+from runpoint.store.sqlite import SQLiteStore
+
+transformers = pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
+from runpoint.integrations.hf import RunpointCallback, metric_name  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+class Synthetic(torch.utils.data.Dataset):
+    """Sequences whose label is whether token 1 appears: learnable, and made here."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.ids = torch.randint(2, 50, (size, 12), generator=generator)
+        self.labels = torch.randint(0, 2, (size,), generator=generator)
+        self.ids[self.labels == 1, 3] = 1
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.ids[index], "attention_mask": torch.ones(12, dtype=torch.long), "labels": self.labels[index]}
+
+
+def tiny_trainer(tmp_path: Path, callback: RunpointCallback, **overrides) -> transformers.Trainer:
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=16, num_labels=2,
+    )
+    torch.manual_seed(0)
+    model = transformers.BertForSequenceClassification(config)
+    settings = dict(
+        output_dir=str(tmp_path / "out"), max_steps=12, per_device_train_batch_size=8, learning_rate=1e-3,
+        logging_steps=2, eval_strategy="steps", eval_steps=6, save_strategy="no", report_to="none",
+        use_cpu=True, disable_tqdm=True, hub_token="hf_secret_value", seed=0,
+    )
+    settings.update(overrides)
+    args = transformers.TrainingArguments(**settings)
+    return transformers.Trainer(
+        model=model, args=args, train_dataset=Synthetic(96, 1), eval_dataset=Synthetic(32, 2), callbacks=[callback],
+    )
+
+
+def test_trainer_logs_config_metrics_and_summary_into_one_run(tmp_path: Path, root: Path) -> None:
+    callback = RunpointCallback(project="hf", tags=["bert"], root=root)
+    trainer = tiny_trainer(tmp_path, callback, run_name="tiny-bert")
+    trainer.train()
+    run = callback.run
+    assert run.status is rp.RunStatus.COMPLETED
+
+    history = {entry["step"]: entry for entry in trainer.state.log_history if "loss" in entry}
+    with SQLiteStore(root / "runpoint.db") as store:
+        record = store.get_run(run.id)
+        assert record.name == "tiny-bert" and record.tags == ("bert",)
+        params = store.get_params(run.id)
+        assert params["training.learning_rate"] == 1e-3 and params["training.max_steps"] == 12
+        assert params["model.hidden_size"] == 16 and params["model.model_type"] == "bert"
+        assert params["training.hub_token"] == "********"
+        loss = store.read_metric(run.id, "train/loss")
+        assert list(loss.steps) == sorted(history) == [2, 4, 6, 8, 10, 12]
+        assert list(loss.values) == pytest.approx([history[s]["loss"] for s in loss.steps])
+        eval_loss = store.read_metric(run.id, "eval/loss")
+        assert list(eval_loss.steps) == [6, 12]
+        assert {"eval/loss", "train/epoch", "train/learning_rate", "train/loss"} <= set(store.metric_keys(run.id))
+        summary = store.get_summary(run.id)
+        assert summary["train/train_runtime"] > 0 and "train/train_loss" in summary
+    assert "hf_secret_value" not in (run.dir / "config.yaml").read_text()
+
+
+def test_evaluate_after_train_continues_the_same_run(tmp_path: Path, root: Path) -> None:
+    callback = RunpointCallback(project="hf", root=root)
+    trainer = tiny_trainer(tmp_path, callback, max_steps=4, eval_strategy="no")
+    trainer.train()
+    first = callback.run
+    metrics = trainer.evaluate()
+    assert callback.run.id == first.id
+    callback.run.finish()
+    with SQLiteStore(root / "runpoint.db") as store:
+        assert store.count_runs() == 1
+        run = store.get_run(first.id)
+        assert run.status is rp.RunStatus.COMPLETED and run.resume_count == 1
+        assert store.read_metric(run.id, "eval/loss").values.tolist() == [metrics["eval_loss"]]
+
+
+def test_log_keys_are_named_like_other_trackers() -> None:
+    assert [metric_name(k) for k in ("loss", "eval_accuracy", "test_f1", "grad_norm", "custom/x")] == [
+        "train/loss", "eval/accuracy", "test/f1", "train/grad_norm", "custom/x",
+    ]
