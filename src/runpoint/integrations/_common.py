@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .._writer import Writer
@@ -13,11 +12,14 @@ if TYPE_CHECKING:
 
 
 def add_params(run: "Run", config: Any) -> None:
-    """Merge ``config`` (dict, Namespace, dataclass...) into a running run's params and ``run.config``.
+    """Merge ``config`` (dict, Namespace, dataclass...) into a running run's params and config.
 
     The params are stored (searchable, shown by ``show`` and ``compare``) and mirrored
-    to the run's sinks; ``config.yaml`` keeps the config the run started with.
+    to the run's sinks, and ``config.yaml`` is rewritten with the merged config. The
+    run's config hash stays the one it started with.
     """
+    from .._start import _write_config
+
     plain = mask_secrets(to_plain(config))
     if not plain:
         return
@@ -25,6 +27,7 @@ def add_params(run: "Run", config: Any) -> None:
     writer = run._writer
     if isinstance(writer, Writer):
         writer.add_params(flatten(plain))
+    _write_config(run.dir / "config.yaml", run.id, run.config)
 
 
 def _deep_update(target: dict[str, Any], update: Mapping[str, Any]) -> None:
@@ -50,10 +53,3 @@ def split_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
             others[key] = value
     return metrics, others
 
-
-def finite_or_none(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None

@@ -1,0 +1,113 @@
+"""PyTorch Lightning with RunpointLogger: a real Trainer fitting a tiny model on synthetic data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import runpoint as rp
+from runpoint.store.sqlite import SQLiteStore
+
+torch = pytest.importorskip("torch")
+L = pytest.importorskip("lightning.pytorch")
+from runpoint.integrations.lightning import RunpointLogger  # noqa: E402
+
+
+class TinyRegressor(L.LightningModule):
+    def __init__(self, lr: float = 0.05, hidden: int = 8, fail_at_step: int | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
+
+    def training_step(self, batch, batch_idx):
+        if self.hparams.fail_at_step is not None and self.global_step == self.hparams.fail_at_step:
+            raise FloatingPointError("loss became NaN")
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.net(x), y)
+        self.log("train/loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val/loss", torch.nn.functional.mse_loss(self.net(x), y))
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("test/loss", torch.nn.functional.mse_loss(self.net(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+
+def loader(seed: int) -> torch.utils.data.DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 4, generator=generator)
+    y = x.sum(dim=1, keepdim=True)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+
+
+def trainer(logger: RunpointLogger, tmp_path: Path, **overrides) -> L.Trainer:
+    settings = dict(
+        max_epochs=2, logger=logger, accelerator="cpu", devices=1, log_every_n_steps=1,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path),
+        callbacks=[L.callbacks.ModelCheckpoint(monitor="val/loss", mode="min")],
+    )
+    settings.update(overrides)
+    return L.Trainer(**settings)
+
+
+def test_fit_records_hyperparameters_metrics_and_the_best_checkpoint(tmp_path: Path, root: Path) -> None:
+    logger = RunpointLogger(project="pl", config={"data": {"rows": 64}}, tags=["tiny"], root=root)
+    trainer(logger, tmp_path).fit(TinyRegressor(lr=0.05, hidden=8), loader(0), loader(1))
+    run = logger._run
+    assert run.status is rp.RunStatus.COMPLETED
+    with SQLiteStore(root / "runpoint.db") as store:
+        record = store.get_run(run.id)
+        assert record.project == "pl" and record.tags == ("tiny",)
+        assert store.get_params(run.id) == {"data.rows": 64, "lr": 0.05, "hidden": 8, "fail_at_step": None}
+        loss = store.read_metric(run.id, "train/loss")
+        assert list(loss.steps) == list(range(8))  # 4 batches x 2 epochs, at Lightning's global step
+        val = store.read_metric(run.id, "val/loss")
+        assert list(val.steps) == [3, 7]
+        assert store.read_metric(run.id, "epoch").values.tolist()[-1] == 1.0
+        summary = store.get_summary(run.id)
+    best = Path(summary["checkpoint/best_path"])
+    assert best.parent == run.dir / "checkpoints" and best.exists()  # Lightning's own .ckpt, in the run
+    assert summary["checkpoint/best_score"] == pytest.approx(min(val.values))
+    assert "lr: 0.05" in (run.dir / "config.yaml").read_text()
+
+
+def test_an_exception_in_training_fails_the_run_with_its_traceback(tmp_path: Path, root: Path) -> None:
+    logger = RunpointLogger(project="pl", root=root)
+    with pytest.raises(FloatingPointError):
+        trainer(logger, tmp_path).fit(TinyRegressor(fail_at_step=3), loader(0), loader(1))
+    run = logger._run
+    with SQLiteStore(root / "runpoint.db") as store:
+        record = store.get_run(run.id)
+        assert record.status is rp.RunStatus.FAILED
+        assert "FloatingPointError: loss became NaN" in record.error and "Traceback" in record.error
+        assert list(store.read_metric(run.id, "train/loss").steps) == [0, 1, 2]
+
+
+def test_test_after_fit_continues_the_same_run(tmp_path: Path, root: Path) -> None:
+    logger = RunpointLogger(project="pl", root=root)
+    model = TinyRegressor()
+    fitter = trainer(logger, tmp_path, max_epochs=1, callbacks=[])
+    fitter.fit(model, loader(0), loader(1))
+    first_id = logger._run.id
+    fitter.test(model, loader(2))
+    assert logger._run.id == first_id and logger._run.status is rp.RunStatus.COMPLETED
+    with SQLiteStore(root / "runpoint.db") as store:
+        assert store.count_runs() == 1 and store.get_run(first_id).resume_count == 1
+        assert len(store.read_metric(first_id, "test/loss")) == 1
+
+
+def test_logging_into_a_run_the_script_owns_leaves_it_open(tmp_path: Path, root: Path) -> None:
+    with rp.init(project="pl", root=root, config={"seed": 3}) as run:
+        trainer(RunpointLogger(run=run), tmp_path, max_epochs=1, callbacks=[]).fit(TinyRegressor(), loader(0))
+        assert run.status is rp.RunStatus.RUNNING
+        run.log({"after/fit": 1.0})
+    with SQLiteStore(root / "runpoint.db") as store:
+        assert store.get_params(run.id)["seed"] == 3 and store.get_params(run.id)["lr"] == 0.05
+        assert len(store.read_metric(run.id, "train/loss")) == 4
