@@ -32,7 +32,10 @@ from ._common import add_params, split_values
 tracking = require("accelerate.tracking", "accelerate", "runpoint.integrations.accelerate")
 
 
-class RunpointTracker(tracking.GeneralTracker):
+_TrackerBase: Any = tracking.GeneralTracker  # a base class from a module imported at run time
+
+
+class RunpointTracker(_TrackerBase):
     """An Accelerate tracker that records into runpoint.
 
     Args:
@@ -58,7 +61,7 @@ class RunpointTracker(tracking.GeneralTracker):
     ) -> None:
         super().__init__()
         self.project = project
-        self.init_kwargs = dict(name=name, tags=tuple(tags), notes=notes, root=root, sinks=sinks)
+        self.init_kwargs: dict[str, Any] = dict(name=name, tags=tuple(tags), notes=notes, root=root, sinks=sinks)
         self._run = run
         self._owns_run = run is None
 

@@ -42,7 +42,10 @@ def metric_name(key: str) -> str:
     return key if "/" in key else f"train/{key}"
 
 
-class RunpointCallback(transformers.TrainerCallback):
+_CallbackBase: Any = transformers.TrainerCallback  # a base class from a module imported at run time
+
+
+class RunpointCallback(_CallbackBase):
     """Records a ``Trainer``'s config and logs into runpoint.
 
     Args:
@@ -65,7 +68,7 @@ class RunpointCallback(transformers.TrainerCallback):
     ) -> None:
         self.project = project
         self.name = name
-        self.init_kwargs = dict(tags=tuple(tags), notes=notes, root=root, sinks=sinks)
+        self.init_kwargs: dict[str, Any] = dict(tags=tuple(tags), notes=notes, root=root, sinks=sinks)
         self.run = run
         self._owns_run = run is None
 

@@ -41,7 +41,10 @@ rank_zero_only = importlib.import_module(f"{_PACKAGE}.utilities").rank_zero_only
 _STATUS = {"success": RunStatus.COMPLETED, "failed": RunStatus.FAILED, "finished": RunStatus.KILLED}
 
 
-class RunpointLogger(_loggers.Logger):
+_LoggerBase: Any = _loggers.Logger  # a base class from a module imported at run time
+
+
+class RunpointLogger(_LoggerBase):
     """A Lightning logger backed by a runpoint run.
 
     Args:
@@ -67,7 +70,7 @@ class RunpointLogger(_loggers.Logger):
         super().__init__()
         self.project = project
         self.config = dict(config or {})
-        self.init_kwargs = dict(name=name, tags=tuple(tags), notes=notes, sinks=sinks)
+        self.init_kwargs: dict[str, Any] = dict(name=name, tags=tuple(tags), notes=notes, sinks=sinks)
         self.root = run.root if run is not None else resolve_root(root)
         self._run = run
         self._owns_run = run is None

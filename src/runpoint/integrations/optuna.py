@@ -125,8 +125,8 @@ class RunpointCallback:
         if trial.values is not None:
             values = dict(zip(self.metric_names, trial.values))
             run.log(values, step=max(trial.intermediate_values, default=run.step))
-            for key, value in values.items():
-                run.summary[key] = value
+            for metric, value in values.items():
+                run.summary[metric] = value
         state = trial.state.name
         run.summary["optuna/state"] = state
         run.summary["optuna/trial"] = trial.number

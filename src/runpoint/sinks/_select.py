@@ -76,6 +76,7 @@ def _is_sink(value: Any) -> bool:
 def _build(source: str, entry: Any) -> Sink:
     if _is_sink(entry):
         return entry  # type: ignore[no-any-return]
+    options: Any
     if isinstance(entry, str):
         name, options = entry.strip().lower(), {}
     elif isinstance(entry, Mapping) and len(entry) == 1:
