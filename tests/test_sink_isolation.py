@@ -238,3 +238,18 @@ def test_script_with_a_hanging_sink_exits_and_keeps_its_data(tmp_path: Path, roo
         assert store.get_run("r1").status is rp.RunStatus.COMPLETED
         assert list(store.read_metric("r1", "loss").steps) == list(range(2000))
     assert read_external(root / "iso" / "r1")["hanging"]["status"] == "disabled"
+
+
+def test_show_says_where_a_run_is_mirrored_and_what_failed(root: Path) -> None:
+    import json
+
+    from .conftest import cli
+
+    run, _ = _train(root, ["tensorboard", RaisingSink(options=SinkOptions(max_failures=1, backoff=0.01))], steps=50)
+    shown = cli(root, "show", run.id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    external = json.loads(shown.stdout)["external"]
+    assert external["tensorboard"]["external"]["logdir"] == str(run.dir / "tensorboard")
+    assert external["raising"]["status"] == "disabled"
+    table = cli(root, "show", run.id).stdout
+    assert "mirrored to" in table and "write() raised ConnectionError" in table and "finished" in table

@@ -14,6 +14,7 @@ from rich.table import Table
 from .. import export as export_module
 from .. import query
 from .._liveness import is_dead
+from ..sinks._hub import read_external
 from ..store import RunRecord, RunStatus, Store
 from ._output import (
     JsonOption,
@@ -154,6 +155,9 @@ def show(run_ref: RunArgument, root: RootOption = None, as_json: JsonOption = Fa
     store = _open(root)
     run = query.resolve_run(store, run_ref)
     details = query.run_details(store, run)
+    external = read_external(Path(store.location).parent / run.dir)
+    if external:
+        details["external"] = external
     if as_json:
         print_json(details)
         return
@@ -179,6 +183,16 @@ def show(run_ref: RunArgument, root: RootOption = None, as_json: JsonOption = Fa
     head.add_row("config hash", (run.config_hash or "-")[:12])
     head.add_row("directory", escape(str(Path(store.location).parent / run.dir)))
     console.print(Panel(head, title=f"run {run.id}", expand=False))
+    if external:
+        table = Table(title="mirrored to", box=None, title_justify="left", title_style="bold")
+        for heading in ("sink", "status", "where"):
+            table.add_column(heading)
+        for sink, record in external.items():
+            ids = record.get("external") or {}
+            where = ids.get("url") or ids.get("logdir") or ids.get("dir") or ids.get("run_id") or ""
+            status = str(record.get("status", "?")) + (f": {record['error']}" if record.get("error") else "")
+            table.add_row(escape(sink), escape(status), escape(str(where)))
+        console.print(table)
     if details["params"]:
         table = Table(title="config", box=None, title_justify="left", title_style="bold")
         table.add_column("key")
