@@ -73,3 +73,21 @@ def test_a_slow_key_stays_compact(tmp_path) -> None:
     assert rows <= MERGE_AFTER
     assert store.read_metric("r", "k").steps.tolist() == list(range(2000))
     store.close()
+
+
+def test_a_numpy_still_being_imported_by_another_thread_is_not_used(monkeypatch) -> None:
+    """A sink thread importing numpy must not break the writer's packing (it saw a half-made module)."""
+    import importlib.machinery
+    import sys
+    import types
+
+    from runpoint.store._chunks import to_rows
+
+    half_imported = types.ModuleType("numpy")  # what sys.modules holds while numpy's __init__ runs
+    half_imported.__spec__ = importlib.machinery.ModuleSpec("numpy", None)
+    half_imported.__spec__._initializing = True
+    monkeypatch.setitem(sys.modules, "numpy", half_imported)
+    series = MetricSeries(array("q", range(100)), array("d", [float(100 - i) for i in range(100)]),
+                          array("d", [float(i) for i in range(100)]))
+    (row,) = to_rows(series, 0)
+    assert (row.step_min, row.step_max, row.vmin, row.vmax, row.vmin_step, row.vmax_step) == (0, 99, 1.0, 100.0, 99, 0)

@@ -64,6 +64,8 @@ class ChunkRow:
 def _summarize(steps: array, vals: array, times: array) -> tuple[int, int, int | None, int | None, float, float]:
     """step range, indices of the value extremes (NaN ignored), time range."""
     np = sys.modules.get("numpy")  # used when the training script already loaded it: ~20x faster
+    if np is not None and getattr(getattr(np, "__spec__", None), "_initializing", False):
+        np = None  # another thread is importing numpy right now: it is only partly there
     if np is not None and len(vals) > 32:
         s = np.frombuffer(steps, dtype=np.int64)
         v = np.frombuffer(vals, dtype=np.float64)
