@@ -93,3 +93,16 @@ def test_a_run_given_to_the_tracker_is_used_and_left_open(root: Path) -> None:
     with SQLiteStore(root / "runpoint.db") as store:
         assert store.get_params(run.id) == {"seed": 1, "lr": 0.5}
         assert list(store.read_metric(run.id, "x").points())[0][:2] == (3, 1.0)
+
+
+def test_the_readme_example_runs(root: Path) -> None:
+    import runpy
+
+    from .conftest import REPO
+
+    runpy.run_path(str(REPO / "examples" / "accelerate_tracker.py"), run_name="__main__")
+    with SQLiteStore(root / "runpoint.db") as store:
+        (run,) = store.list_runs()
+        assert run.project == "accelerate" and run.status is rp.RunStatus.COMPLETED
+        assert store.get_params(run.id) == {"optimizer.lr": 0.1}
+        assert len(store.read_metric(run.id, "train/loss")) == 20

@@ -101,3 +101,15 @@ def test_log_keys_are_named_like_other_trackers() -> None:
     assert [metric_name(k) for k in ("loss", "eval_accuracy", "test_f1", "grad_norm", "custom/x")] == [
         "train/loss", "eval/accuracy", "test/f1", "train/grad_norm", "custom/x",
     ]
+
+
+def test_the_readme_example_runs(root: Path) -> None:
+    import runpy
+
+    from .conftest import REPO
+
+    runpy.run_path(str(REPO / "examples" / "hf_trainer.py"), run_name="__main__")
+    with SQLiteStore(root / "runpoint.db") as store:
+        (run,) = store.list_runs()
+        assert run.project == "hf" and run.status is rp.RunStatus.COMPLETED
+        assert list(store.read_metric(run.id, "train/loss").steps) == [2, 4, 6, 8]

@@ -111,3 +111,16 @@ def test_logging_into_a_run_the_script_owns_leaves_it_open(tmp_path: Path, root:
     with SQLiteStore(root / "runpoint.db") as store:
         assert store.get_params(run.id)["seed"] == 3 and store.get_params(run.id)["lr"] == 0.05
         assert len(store.read_metric(run.id, "train/loss")) == 4
+
+
+def test_the_readme_example_runs(root: Path) -> None:
+    import runpy
+
+    from .conftest import REPO
+
+    runpy.run_path(str(REPO / "examples" / "lightning_logger.py"), run_name="__main__")
+    with SQLiteStore(root / "runpoint.db") as store:
+        (run,) = store.list_runs()
+        assert run.project == "lightning" and run.status is rp.RunStatus.COMPLETED
+        assert store.get_params(run.id) == {"lr": 0.05}
+        assert len(store.read_metric(run.id, "train/loss")) == 6  # 24 steps, every 4th
