@@ -244,7 +244,7 @@ class IsolatedSink:
             logger.warning(
                 "runpoint: the %s sink is disabled: %s. Training goes on and runpoint's own store has "
                 "every point; the failure is recorded in external.json of run %s",
-                self.name, error, self._run.id,
+                self.name, error.rstrip("."), self._run.id,
             )
         else:
             logger.warning("runpoint: the %s sink of run %s: %s", self.name, self._run.id, error)
