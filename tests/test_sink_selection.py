@@ -100,3 +100,31 @@ def test_importing_the_sinks_imports_none_of_the_tools() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == []
+
+
+def test_one_sink_object_given_to_many_runs_mirrors_each_apart(root: Path) -> None:
+    """A sweep passes the same sink to every trial, sometimes from several threads at once."""
+    import threading
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from runpoint.sinks import TensorBoardSink
+
+    shared = TensorBoardSink(logdir=root.parent / "tb")
+
+    def trial(number: int) -> None:
+        with rp.init(project="sweep", id=f"trial-{number}", root=root, sinks=[shared]) as run:
+            for step in range(20):
+                run.log({"x": float(number)}, step=step)
+
+    trial(0)
+    threads = [threading.Thread(target=trial, args=(n,)) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for number in range(3):
+        logdir = read_external(root / "sweep" / f"trial-{number}")["tensorboard"]["external"]["logdir"]
+        accumulator = EventAccumulator(logdir, size_guidance={"scalars": 0})
+        accumulator.Reload()
+        assert [(e.step, e.value) for e in accumulator.Scalars("x")] == [(s, float(number)) for s in range(20)]

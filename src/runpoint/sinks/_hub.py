@@ -65,6 +65,9 @@ class SinkHub:
         )
         self.sinks: list[IsolatedSink] = []
         for sink in sinks:
+            for_run = getattr(sink, "for_run", None)
+            if callable(for_run):
+                sink = for_run()  # one object per run: a sink given to a sweep serves each run apart
             previous = self._records.get(sink.name, {})
             earlier = previous.get("external") if isinstance(previous, dict) else None
             run_for_sink = replace(base, previous=earlier if isinstance(earlier, dict) else {})

@@ -14,7 +14,9 @@ sink never sees the training loop and a slow or broken one cannot stall it):
 - ``finish(status)`` once, with the run's final status.
 
 Calls may be retried after an exception, so ``start`` and ``write`` should tolerate
-being called again with the same arguments.
+being called again with the same arguments. A sink object serves one run; one that
+carries per-run state and may be passed to several runs (a sweep) defines
+``for_run()``, returning a fresh object with the same settings for each run.
 
 Example, a sink that prints::
 
@@ -108,7 +110,9 @@ class SinkBatch:
 
     ``metrics`` maps keys to their points (steps, values, wall times) in the order they
     were logged; ``params`` holds flattened params added while running; ``summary`` the
-    summary values set (``summary_deleted`` the ones removed).
+    summary values set (``summary_deleted`` the ones removed); ``media`` the images,
+    histograms, texts and tables logged, as the store's media records (``key``,
+    ``step``, ``kind``, ``time``, ``data``, ``path``, ``file``), for sinks that show them.
     """
 
     metrics: dict[str, MetricSeries] = field(default_factory=dict)
@@ -116,6 +120,7 @@ class SinkBatch:
     tags: tuple[str, ...] = ()
     summary: dict[str, Any] = field(default_factory=dict)
     summary_deleted: tuple[str, ...] = ()
+    media: list[Any] = field(default_factory=list)
 
     @classmethod
     def from_write(cls, batch: WriteBatch) -> "SinkBatch":
@@ -123,6 +128,7 @@ class SinkBatch:
         return cls(
             metrics=dict(batch.metrics), params=dict(batch.params), tags=tuple(batch.tags),
             summary=dict(batch.summary), summary_deleted=tuple(batch.summary_deleted),
+            media=list(getattr(batch, "media", ())),
         )
 
     @property
@@ -130,9 +136,10 @@ class SinkBatch:
         return sum(len(series) for series in self.metrics.values())
 
     def is_empty(self) -> bool:
-        return not (self.metrics or self.params or self.tags or self.summary or self.summary_deleted)
+        return not (self.metrics or self.params or self.tags or self.summary or self.summary_deleted or self.media)
 
     def without_metrics(self) -> "SinkBatch":
+        """The batch without its points and media (what a sink that falls behind still gets)."""
         return SinkBatch(params=self.params, tags=self.tags, summary=self.summary, summary_deleted=self.summary_deleted)
 
     def merge(self, other: "SinkBatch") -> None:
@@ -146,6 +153,7 @@ class SinkBatch:
             combined.extend(series)  # copies: the series may be shared with other sinks
             self.metrics[key] = combined
         self.params.update(other.params)
+        self.media = [*self.media, *other.media]
         self.tags = (*self.tags, *(tag for tag in other.tags if tag not in self.tags))
         for key in other.summary_deleted:
             self.summary.pop(key, None)
@@ -177,7 +185,8 @@ class Sink(Protocol):
     """Forwards a run to another tool. See the module docstring for the contract.
 
     ``name`` keys the sink's entry in ``external.json``. A sink may carry an ``options``
-    attribute (:class:`SinkOptions`) to change how it is isolated.
+    attribute (:class:`SinkOptions`) to change how it is isolated, and a ``for_run()``
+    method returning the object that serves one run (see the module docstring).
     """
 
     name: str

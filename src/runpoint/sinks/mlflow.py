@@ -77,6 +77,12 @@ class MLflowSink:
         self._last_step = 0
         self._sent_params: set[str] = set()
 
+    def for_run(self) -> "MLflowSink":
+        """A fresh sink with these settings: the same object may be given to many runs."""
+        return MLflowSink(
+            self.tracking_uri, self.experiment, log_config_artifact=self.log_config_artifact, options=self.options
+        )
+
     def start(self, run: SinkRun) -> Mapping[str, Any]:
         mlflow = require("mlflow", self.extra, "the mlflow sink")
         if self._client is None:

@@ -51,6 +51,10 @@ class TensorBoardSink:
         self._writer: Any = None
         self._hparams: dict[str, Any] = {}
 
+    def for_run(self) -> "TensorBoardSink":
+        """A fresh sink with these settings: the same object may be given to many runs."""
+        return TensorBoardSink(self.logdir, options=self.options)
+
     def start(self, run: SinkRun) -> Mapping[str, Any]:
         require("tensorboard", self.extra, "the tensorboard sink")
         from tensorboard.summary.writer.event_file_writer import EventFileWriter

@@ -64,6 +64,10 @@ class WandbSink:
         self.options = options or SinkOptions()
         self._run: Any = None
 
+    def for_run(self) -> "WandbSink":
+        """A fresh sink with these settings: the same object may be given to many runs."""
+        return WandbSink(self.project, self.entity, self.mode, self.dir, options=self.options)
+
     def start(self, run: SinkRun) -> Mapping[str, Any]:
         wandb = require("wandb", self.extra, "the wandb sink")
         if self._run is None:
