@@ -84,10 +84,10 @@ class IsolatedSink:
         """Queue a batch for this sink; never blocks and never raises."""
         self.check_hung()
         points = batch.points
-        if not self.active or self._finish_status is not None:
-            self.points_dropped += points  # so that sent + dropped is everything the run logged
-            return
         with self._lock:
+            if not self.active or self._finish_status is not None:
+                self.points_dropped += points  # so that sent + dropped is everything the run logged
+                return
             if points and self._pending_points + points > self.options.max_pending_points:
                 self.points_dropped += points
                 batch, points = batch.without_metrics(), 0
@@ -124,7 +124,7 @@ class IsolatedSink:
             self._done.wait(min(remaining, 0.05))
         if self._done.is_set() or not self.active:
             return True
-        unsent = self._pending_points
+        unsent = self._pending_points + self._inflight_points
         self._give_up(
             "timed_out",
             f"did not finish within {self.options.finish_timeout:g} s"
