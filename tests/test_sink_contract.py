@@ -10,6 +10,7 @@ resumed run continues the same external run.
 
 from __future__ import annotations
 
+import json
 import math
 import textwrap
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class Mirrored:
     summary: dict[str, Any] = field(default_factory=dict)
     status: str | None = None  # completed | failed | None (the tool has no status)
     exact: bool = True  # False: values are float32
+    media: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # key -> step -> what the tool shows
 
 
 @dataclass
@@ -61,7 +63,7 @@ def read_tensorboard(external: dict[str, Any]) -> Mirrored:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
-    acc = EventAccumulator(external["logdir"], size_guidance={"scalars": 0, "tensors": 0})
+    acc = EventAccumulator(external["logdir"], size_guidance={"scalars": 0, "tensors": 0, "images": 0, "histograms": 0})
     acc.Reload()
     scalars = {tag: [(e.step, e.value, e.wall_time) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
     content = acc.PluginTagToContent(metadata.PLUGIN_NAME)
@@ -71,9 +73,18 @@ def read_tensorboard(external: dict[str, Any]) -> Mirrored:
     if metadata.SESSION_END_INFO_TAG in content:
         end = plugin_data_pb2.HParamsPluginData.FromString(content[metadata.SESSION_END_INFO_TAG]).session_end_info
         status = {api_pb2.STATUS_SUCCESS: "completed", api_pb2.STATUS_FAILURE: "failed"}.get(end.status, "other")
-    text = acc.Tensors("config")[0].tensor_proto.string_val[0].decode()
-    config = yaml.safe_load(textwrap.dedent(text))
-    return Mirrored(config=config, params=params, scalars=scalars, status=status, exact=False)
+    config = {}
+    if "config" in acc.Tags()["tensors"]:
+        config = yaml.safe_load(textwrap.dedent(acc.Tensors("config")[0].tensor_proto.string_val[0].decode()))
+    media: dict[str, dict[int, dict[str, Any]]] = {}
+    for tag in acc.Tags()["images"]:
+        media[tag] = {e.step: {"kind": "image", "width": e.width, "height": e.height} for e in acc.Images(tag)}
+    for tag in acc.Tags()["histograms"]:
+        media[tag] = {e.step: {"kind": "histogram", "count": e.histogram_value.num} for e in acc.Histograms(tag)}
+    for tag in acc.Tags()["tensors"]:
+        if tag != "config":
+            media[tag] = {e.step: {"kind": "text", "text": e.tensor_proto.string_val[0].decode()} for e in acc.Tensors(tag)}
+    return Mirrored(config=config, params=params, scalars=scalars, status=status, exact=False, media=media)
 
 
 def read_mlflow(external: dict[str, Any]) -> Mirrored:
@@ -85,14 +96,45 @@ def read_mlflow(external: dict[str, Any]) -> Mirrored:
     for key in run.data.metrics:
         history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: (m.timestamp, m.step))
         scalars[key] = [(m.step, m.value, m.timestamp / 1000) for m in history]
-    local = Path(client.download_artifacts(run.info.run_id, "runpoint/config.yaml"))
+    config = {}
+    if any(info.path == "runpoint/config.yaml" for info in client.list_artifacts(run.info.run_id, "runpoint")):
+        config = yaml.safe_load(Path(client.download_artifacts(run.info.run_id, "runpoint/config.yaml")).read_text())
     status = {"FINISHED": "completed", "FAILED": "failed"}.get(run.info.status, run.info.status)
     summary_tags = {k.removeprefix("runpoint.summary."): v for k, v in run.data.tags.items() if k.startswith("runpoint.summary.")}
     summary = {**summary_tags, **{k: v for k, v in run.data.metrics.items() if k.startswith("best/")}}
+    from PIL import Image
+
+    media: dict[str, dict[int, dict[str, Any]]] = {}
+    for path in _artifacts(client, run.info.run_id, "images"):
+        if path.endswith(".png") and "+step+" in path:  # MLflow's stepped images: key+step+N+timestamp+...
+            name, _, rest = path.removeprefix("images/").partition("+step+")
+            with Image.open(client.download_artifacts(run.info.run_id, path)) as image:
+                size = image.size
+            media.setdefault(name.replace("~", "/"), {})[int(rest.split("+")[0])] = {
+                "kind": "image", "width": size[0], "height": size[1],
+            }
+    for path in _artifacts(client, run.info.run_id, "runpoint/media"):
+        key, _, file = path.removeprefix("runpoint/media/").rpartition("/")
+        step = int(file.removeprefix("step-").split(".")[0])
+        content = Path(client.download_artifacts(run.info.run_id, path)).read_text()
+        if file.endswith(".txt"):
+            media.setdefault(key, {})[step] = {"kind": "text", "text": content}
+        else:
+            data = json.loads(content)
+            kind = "histogram" if "edges" in data else "table"
+            media.setdefault(key, {})[step] = {"kind": kind, "count": sum(data["counts"])} if kind == "histogram" else {
+                "kind": kind, "rows": len(data["rows"])}
     return Mirrored(
-        config=yaml.safe_load(local.read_text()), params=dict(run.data.params), scalars=scalars,
-        summary=summary, status=status,
+        config=config, params=dict(run.data.params), scalars=scalars,
+        summary=summary, status=status, media=media,
     )
+
+
+def _artifacts(client: Any, run_id: str, path: str) -> list[str]:
+    found = []
+    for info in client.list_artifacts(run_id, path):
+        found += _artifacts(client, run_id, info.path) if info.is_dir else [info.path]
+    return found
 
 
 def read_wandb(external: dict[str, Any]) -> Mirrored:
@@ -100,12 +142,25 @@ def read_wandb(external: dict[str, Any]) -> Mirrored:
     data = wandb_records.read_run(path)
     config = {key: value for key, value in data["config"].items() if key != "_wandb"}
     scalars: dict[str, list[tuple[int, float, float]]] = {}
+    media: dict[str, dict[int, dict[str, Any]]] = {}
     for row in data["history"]:
+        step = row["runpoint/step"]
+        names = {key.removesuffix("/_type") for key in row if key.endswith("/_type")}  # media in this row
+        for name in names:
+            kind = {"image-file": "image", "histogram": "histogram", "table-file": "table"}[row[f"{name}/_type"]]
+            shown: dict[str, Any] = {"kind": kind}
+            if kind == "image":
+                shown.update(width=row[f"{name}/width"], height=row[f"{name}/height"])
+            elif kind == "histogram":
+                shown["count"] = sum(row[f"{name}/values"])
+            else:
+                shown["rows"] = row[f"{name}/nrows"]
+            media.setdefault(name, {})[step] = shown
         for key, value in row.items():
-            if not key.startswith("_") and key != "runpoint/step":
-                scalars.setdefault(key, []).append((row["runpoint/step"], float(value), row["_timestamp"]))
+            if not key.startswith("_") and key != "runpoint/step" and not any(key.startswith(n + "/") for n in names):
+                scalars.setdefault(key, []).append((step, float(value), row["_timestamp"]))
     status = {0: "completed", 1: "failed"}.get(data["exit_code"], None)
-    return Mirrored(config=config, params={}, scalars=scalars, summary=data["summary"], status=status)
+    return Mirrored(config=config, params={}, scalars=scalars, summary=data["summary"], status=status, media=media)
 
 
 @pytest.fixture(params=["tensorboard", "mlflow-server", "mlflow-sqlite", "wandb-offline"])
@@ -215,3 +270,33 @@ def test_external_json_has_ids_and_links(backend: Backend, root: Path) -> None:
     else:
         assert external["id"] == run.id and external["mode"] == "offline"
         assert Path(external["dir"]).parent == run.dir / "wandb"
+
+
+def test_sink_mirrors_images_histograms_texts_and_tables(backend: Backend, root: Path) -> None:
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("PIL")
+    pixels = (np.arange(8 * 6 * 3) % 251).astype(np.uint8).reshape(8, 6, 3)  # 8 high, 6 wide
+    with rp.init(project="contract", root=root, sinks=[backend.make_sink()]) as run:
+        for step in range(3):
+            run.log({
+                "loss": 1.0 / (step + 1),
+                "samples/digit": rp.Image(pixels, caption=f"step {step}"),
+                "weights/hist": rp.Histogram(np.linspace(-1, 1, 100) * (step + 1), bins=10),
+                "gen/text": rp.Text(f"generated at step {step}"),
+                "eval/confusion": rp.Table([[5, 1], [0, 6]], columns=["pred 0", "pred 1"]),
+            }, step=step)
+    record = read_external(run.dir)[backend.name]
+    assert record["status"] == "finished" and record["media_sent"] == 12, record
+    media = backend.read(record["external"]).media
+    assert set(media) == {"samples/digit", "weights/hist", "gen/text", "eval/confusion"}
+    for step in range(3):
+        assert media["samples/digit"][step] == {"kind": "image", "width": 6, "height": 8}
+        assert media["weights/hist"][step] == {"kind": "histogram", "count": 100}
+        text = media["gen/text"][step]
+        assert text == ({"kind": "table", "rows": 1} if backend.name == "wandb" else
+                        {"kind": "text", "text": f"generated at step {step}"})
+        table = media["eval/confusion"][step]
+        if backend.name == "tensorboard":  # TensorBoard shows text only: a markdown table
+            assert table["text"].splitlines() == ["| pred 0 | pred 1 |", "|---|---|", "| 5 | 1 |", "| 0 | 6 |"]
+        else:
+            assert table == {"kind": "table", "rows": 2}

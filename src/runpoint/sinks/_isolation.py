@@ -54,6 +54,7 @@ class IsolatedSink:
         self.traceback: str | None = None
         self.failures = 0
         self.points_sent = 0
+        self.media_sent = 0
         self.points_dropped = 0
         self._run = run
         self._report = report
@@ -139,6 +140,7 @@ class IsolatedSink:
             "external": self.external,
             "points_sent": self.points_sent,
             "points_dropped": self.points_dropped,
+            "media_sent": self.media_sent,
             "failures": self.failures,
             "error": self.error,
             **({"traceback": self.traceback} if self.traceback else {}),
@@ -168,6 +170,7 @@ class IsolatedSink:
                         self.points_dropped += batch.points
                     else:
                         self.points_sent += batch.points
+                        self.media_sent += len(batch.media)
                 if self._finish_status is not None and not self._pending:
                     finished = self._call("finish", self.sink.finish, self._finish_status)
                     if finished is not _FAILED and self._set_state("finished", from_states={"running"}):

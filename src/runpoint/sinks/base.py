@@ -200,3 +200,27 @@ class Sink(Protocol):
     def finish(self, status: str) -> None:
         """Close the external run; ``status`` is ``completed``, ``failed``, ``killed`` or ``crashed``."""
 
+
+
+def media_file(record: Any, run_dir: Path) -> bytes | None:
+    """The bytes of a media record's file (an image's PNG): carried with it, or read from the run directory."""
+    data = getattr(record, "file", None)
+    if data is not None:
+        return bytes(data)
+    path = getattr(record, "path", None)
+    if not path:
+        return None
+    try:
+        return (run_dir / path).read_bytes()
+    except OSError:
+        return None
+
+
+def as_markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
+    """A media table as a markdown table, for tools that show text only."""
+    def cell(value: Any) -> str:
+        return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

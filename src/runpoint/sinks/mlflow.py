@@ -8,7 +8,9 @@ the final status. Resuming the runpoint run continues the same MLflow run. Uses
 
 MLflow restricts names: characters other than letters, digits and ``_ - . / : space``
 become ``_``. Numeric summary values are logged as metrics, others as tags
-``runpoint.summary.<key>``.
+``runpoint.summary.<key>``. ``rp.Image`` values become MLflow's stepped images (the
+run's Images tab); histograms and tables become JSON artifacts and texts text artifacts
+under ``runpoint/media/<key>/``.
 
 Example::
 
@@ -20,14 +22,16 @@ Example::
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any, Mapping
 
 from .._optional import require
 from ..config import flatten
-from .base import SinkBatch, SinkOptions, SinkRun
+from .base import SinkBatch, SinkOptions, SinkRun, media_file
 
 _STATUS = {"completed": "FINISHED", "failed": "FAILED", "killed": "KILLED", "crashed": "FAILED"}
 _BAD_CHARS = re.compile(r"[^/\w.\- :]")
@@ -76,6 +80,7 @@ class MLflowSink:
         self._started = False
         self._last_step = 0
         self._sent_params: set[str] = set()
+        self._run_dir = Path(".")
 
     def for_run(self) -> "MLflowSink":
         """A fresh sink with these settings: the same object may be given to many runs."""
@@ -85,6 +90,7 @@ class MLflowSink:
 
     def start(self, run: SinkRun) -> Mapping[str, Any]:
         mlflow = require("mlflow", self.extra, "the mlflow sink")
+        self._run_dir = run.dir
         if self._client is None:
             self._client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
         client = self._client
@@ -129,6 +135,8 @@ class MLflowSink:
                 self._last_step = max(self._last_step, step)
         for start in range(0, len(metrics), MAX_METRICS_PER_CALL):
             self._client.log_batch(self._run_id, metrics=metrics[start:start + MAX_METRICS_PER_CALL])
+        for record in batch.media:
+            self._log_media(record)
         if batch.params:
             self._log_params(batch.params)
         for tag in batch.tags:
@@ -169,6 +177,22 @@ class MLflowSink:
         for start in range(0, len(entries), MAX_PARAMS_PER_CALL):
             self._client.log_batch(self._run_id, params=entries[start:start + MAX_PARAMS_PER_CALL])
             self._sent_params.update(entry.key for entry in entries[start:start + MAX_PARAMS_PER_CALL])
+
+    def _log_media(self, record: Any) -> None:
+        name = mlflow_key(record.key)
+        artifact = f"runpoint/media/{name}/step-{record.step:09d}"
+        if record.kind == "image":
+            png = media_file(record, self._run_dir)
+            if png is not None:
+                from PIL import Image  # the media extra installed pillow to make the PNG
+
+                with Image.open(io.BytesIO(png)) as image:
+                    self._client.log_image(self._run_id, image.copy(), key=name, step=record.step,
+                                           timestamp=int(record.time * 1000))
+        elif record.kind == "text":
+            self._client.log_text(self._run_id, record.data["text"], artifact + ".txt")
+        else:
+            self._client.log_dict(self._run_id, record.data, artifact + ".json")
 
     def _log_summary(self, summary: Mapping[str, Any]) -> None:
         from mlflow.entities import Metric, RunTag

@@ -2,7 +2,9 @@
 
 Scalars keep their steps and wall times; the flattened config becomes the run's
 hyperparameters (HParams dashboard) and the full config is shown as YAML in the Text
-dashboard. By default the files go to ``<run dir>/tensorboard``, so ``tensorboard
+dashboard. Media go to TensorBoard's own dashboards: ``rp.Image`` to Images,
+``rp.Histogram`` to Histograms and Distributions, ``rp.Text`` and ``rp.Table`` (as a
+markdown table) to Text. By default the files go to ``<run dir>/tensorboard``, so ``tensorboard
 --logdir runpoint`` shows every run of a root. Written with TensorBoard's own event
 writer and protos: neither TensorFlow nor torch is needed.
 
@@ -27,7 +29,7 @@ from typing import Any, Mapping
 
 from .._optional import require
 from ..config import flatten
-from .base import SinkBatch, SinkOptions, SinkRun
+from .base import SinkBatch, SinkOptions, SinkRun, as_markdown_table, media_file
 
 _STATUS = {"completed": "STATUS_SUCCESS", "failed": "STATUS_FAILURE", "killed": "STATUS_ABORTED", "crashed": "STATUS_FAILURE"}
 
@@ -50,6 +52,7 @@ class TensorBoardSink:
         self.options = options or SinkOptions()
         self._writer: Any = None
         self._hparams: dict[str, Any] = {}
+        self._run_dir = Path(".")
 
     def for_run(self) -> "TensorBoardSink":
         """A fresh sink with these settings: the same object may be given to many runs."""
@@ -59,6 +62,7 @@ class TensorBoardSink:
         require("tensorboard", self.extra, "the tensorboard sink")
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+        self._run_dir = run.dir
         if self.logdir is None:
             directory = run.dir / "tensorboard"
         else:
@@ -80,6 +84,10 @@ class TensorBoardSink:
         for step, wall, values in batch.rows():
             summary = Summary(value=[Summary.Value(tag=key, simple_value=value) for key, value in values.items()])
             self._writer.add_event(Event(wall_time=wall, step=step, summary=summary))
+        for record in batch.media:
+            value = self._media_value(record)
+            if value is not None:
+                self._writer.add_event(Event(wall_time=record.time, step=record.step, summary=Summary(value=[value])))
         if batch.params:
             self._hparams.update(batch.params)
             self._write_hparams()
@@ -95,6 +103,43 @@ class TensorBoardSink:
         self._writer.close()
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _media_value(self, record: Any) -> Any:
+        from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+
+        data = record.data
+        if record.kind == "image":
+            png = media_file(record, self._run_dir)
+            if png is None:
+                return None
+            image = Summary.Image(height=data["height"], width=data["width"], colorspace=data["channels"],
+                                  encoded_image_string=png)
+            return Summary.Value(tag=record.key, image=image)
+        if record.kind == "histogram":
+            edges, counts = data["edges"], data["counts"]
+            number = float(sum(counts))
+            mean, std = data.get("mean"), data.get("std")
+            histogram = HistogramProto(
+                min=data["min"] if data.get("min") is not None else edges[0],
+                max=data["max"] if data.get("max") is not None else edges[-1],
+                num=number, sum=(mean or 0.0) * number, sum_squares=((std or 0.0) ** 2 + (mean or 0.0) ** 2) * number,
+                bucket_limit=edges[1:], bucket=counts,
+            )
+            return Summary.Value(tag=record.key, histo=histogram)
+        if record.kind in {"text", "table"}:
+            text = data["text"] if record.kind == "text" else as_markdown_table(data["columns"], data["rows"])
+            return self._text_value(record.key, text)
+        return None
+
+    def _text_value(self, tag: str, text: str) -> Any:
+        from tensorboard.compat.proto import tensor_pb2, tensor_shape_pb2, types_pb2
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.plugins.text import metadata
+
+        tensor = tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_STRING, string_val=[text.encode("utf-8")], tensor_shape=tensor_shape_pb2.TensorShapeProto()
+        )
+        return Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(None, None), tensor=tensor)
 
     def _write_hparams(self) -> None:
         from tensorboard.plugins.hparams import metadata, plugin_data_pb2
@@ -115,16 +160,11 @@ class TensorBoardSink:
         self._add_plugin_summary(metadata.SESSION_START_INFO_TAG, metadata.PLUGIN_NAME, content.SerializeToString())
 
     def _write_text(self, tag: str, text: str) -> None:
-        from tensorboard.compat.proto import tensor_pb2, tensor_shape_pb2, types_pb2
         from tensorboard.compat.proto.event_pb2 import Event
         from tensorboard.compat.proto.summary_pb2 import Summary
-        from tensorboard.plugins.text import metadata
 
-        tensor = tensor_pb2.TensorProto(
-            dtype=types_pb2.DT_STRING, string_val=[text.encode("utf-8")], tensor_shape=tensor_shape_pb2.TensorShapeProto()
-        )
-        value = Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(None, None), tensor=tensor)
-        self._writer.add_event(Event(wall_time=time.time(), step=0, summary=Summary(value=[value])))
+        summary = Summary(value=[self._text_value(tag, text)])
+        self._writer.add_event(Event(wall_time=time.time(), step=0, summary=summary))
 
     def _add_plugin_summary(self, tag: str, plugin: str, content: bytes) -> None:
         from tensorboard.compat.proto.event_pb2 import Event

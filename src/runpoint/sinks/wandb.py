@@ -3,6 +3,8 @@
 The W&B run gets runpoint's run id as its id (so resuming the runpoint run resumes the
 W&B run), the name, tags, notes, group and the full nested config; every scalar is
 logged with its own step and wall time, and summary values go to the W&B summary.
+Media become W&B's own types: ``wandb.Image``, ``wandb.Histogram`` and ``wandb.Table``
+(a text is a one-cell table).
 
 Steps: W&B drops points whose step goes backwards. runpoint's steps can (a resumed run
 that rewinds, keys logged at their own cadence), so the step is logged as the metric
@@ -21,11 +23,13 @@ Example::
 
 from __future__ import annotations
 
+import io
 import os
+from pathlib import Path
 from typing import Any, Mapping
 
 from .._optional import require
-from .base import SinkBatch, SinkOptions, SinkRun
+from .base import SinkBatch, SinkOptions, SinkRun, media_file
 
 STEP_KEY = "runpoint/step"
 _EXIT_CODE = {"completed": 0, "failed": 1, "killed": 143, "crashed": 1}
@@ -63,6 +67,7 @@ class WandbSink:
         self.dir = dir
         self.options = options or SinkOptions()
         self._run: Any = None
+        self._run_dir = Path(".")
 
     def for_run(self) -> "WandbSink":
         """A fresh sink with these settings: the same object may be given to many runs."""
@@ -70,6 +75,7 @@ class WandbSink:
 
     def start(self, run: SinkRun) -> Mapping[str, Any]:
         wandb = require("wandb", self.extra, "the wandb sink")
+        self._run_dir = run.dir
         if self._run is None:
             directory = os.fspath(self.dir) if self.dir is not None else str(run.dir)
             os.makedirs(directory, exist_ok=True)
@@ -100,6 +106,10 @@ class WandbSink:
         wb = self._run
         for step, wall, values in batch.rows():
             wb.log({**values, STEP_KEY: step, "_timestamp": wall})
+        for record in batch.media:
+            value = self._media_value(record)
+            if value is not None:
+                wb.log({record.key: value, STEP_KEY: record.step, "_timestamp": record.time})
         if batch.params:
             wb.config.update(dict(batch.params), allow_val_change=True)
         if batch.tags:
@@ -111,6 +121,26 @@ class WandbSink:
                 del wb.summary[key]
             except KeyError:
                 pass
+
+    def _media_value(self, record: Any) -> Any:
+        import wandb
+
+        data, caption = record.data, record.data.get("caption")
+        if record.kind == "image":
+            png = media_file(record, self._run_dir)
+            if png is None:
+                return None
+            from PIL import Image  # the media extra installed pillow to make the PNG
+
+            with Image.open(io.BytesIO(png)) as image:
+                return wandb.Image(image.copy(), caption=caption)
+        if record.kind == "histogram":
+            return wandb.Histogram(np_histogram=(data["counts"], data["edges"]))
+        if record.kind == "text":
+            return wandb.Table(columns=["text"], data=[[data["text"]]])
+        if record.kind == "table":
+            return wandb.Table(columns=data["columns"], data=data["rows"])
+        return None
 
     def finish(self, status: str) -> None:
         self._run.finish(exit_code=_EXIT_CODE.get(status, 1))
