@@ -122,3 +122,18 @@ def test_bad_locations_fail_fast_with_a_reason(root: Path, location: str) -> Non
         mlflow_import.import_runs(location, root=root)
     assert str(caught.value).startswith("location: ")
     assert not (root / "runpoint.db").exists()
+
+
+def test_runpoint_import_mlflow_on_the_command_line(root: Path, mlflow_sqlite: str) -> None:
+    import json
+
+    from .conftest import cli
+
+    populate(mlflow_sqlite, "cli")
+    result = cli(root, "import", "mlflow", mlflow_sqlite, "--json")
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["runs"]) == 3
+    names = {run["name"] for run in json.loads(cli(root, "ls", "--project", "cli", "--json").stdout)}
+    assert names == {"baseline", "diverged", "abandoned"}
+    dead = cli(root, "import", "mlflow", f"http://127.0.0.1:{free_port()}")
+    assert dead.returncode == 1 and dead.stderr.startswith("runpoint: location: cannot reach the MLflow server at")

@@ -140,15 +140,38 @@ def test_a_truncated_event_file_gives_what_is_readable(tmp_path: Path, root: Pat
 
 
 def test_a_run_mirrored_by_the_tensorboard_sink_round_trips(tmp_path: Path, root: Path) -> None:
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("PIL")
     config = {"optimizer": {"lr": 0.01, "name": "sgd"}, "epochs": 3}
+    pixels = (np.arange(4 * 6) * 10 % 256).astype(np.uint8).reshape(4, 6)
     with rp.init(project="orig", config=config, root=root, sinks=["tensorboard"]) as run:
         for step in range(50):
             run.log({"loss": 2.0 ** -step}, step=step)
+            if step % 20 == 0:
+                run.log({"img": rp.Image(pixels), "hist": rp.Histogram(np.arange(64.0) + step, bins=8),
+                         "note": rp.Text(f"at {step}")}, step=step)
     other_root = tmp_path / "other"
     (new_id,) = tb_import.import_runs(str(run.dir / "tensorboard"), root=other_root, project="copy")
-    with SQLiteStore(root / "runpoint.db") as original, SQLiteStore(other_root / "runpoint.db") as copy:
-        assert copy.get_params(new_id) == original.get_params(run.id)
-        assert copy.read_metric(new_id, "loss") == original.read_metric(run.id, "loss")  # powers of 2: exact in f32
+    original, copy = query.open_root(root), query.open_root(other_root)
+    assert copy.get_params(new_id) == original.get_params(run.id)
+    assert copy.read_metric(new_id, "loss") == original.read_metric(run.id, "loss")  # powers of 2: exact in f32
+    for key in ("img", "hist", "note"):
+        before, after = query.read_media(original, run.id, key), query.read_media(copy, new_id, key)
+        assert [(r.step, r.time) for r in after] == [(r.step, r.time) for r in before] == [
+            (s, r.time) for s, r in zip((0, 20, 40), before)
+        ]
+        for old, new in zip(before, after):
+            if key == "img":
+                old_png = (query.run_dir(original, query.resolve_run(original, run.id)) / old.path).read_bytes()
+                new_png = (query.run_dir(copy, query.resolve_run(copy, new_id)) / new.path).read_bytes()
+                assert new_png == old_png
+            elif key == "hist":
+                assert new.data["counts"] == old.data["counts"] and new.data["edges"] == old.data["edges"]
+                assert new.data["mean"] == pytest.approx(old.data["mean"]) and new.data["std"] == pytest.approx(old.data["std"])
+            else:
+                assert new.data == old.data
+    original.close()
+    copy.close()
 
 
 @pytest.mark.parametrize("make", ["missing", "empty", "file"])
@@ -169,3 +192,84 @@ def test_a_bad_project_name_is_refused(tmp_path: Path, root: Path) -> None:
     write_torch_logs(tmp_path / "logs")
     with pytest.raises(rp.InvalidArgumentError, match="project"):
         tb_import.import_runs(str(tmp_path / "logs"), root=root, project="no spaces/allowed")
+
+
+def test_images_histograms_and_texts_come_in_as_media(tmp_path: Path, root: Path) -> None:
+    np = pytest.importorskip("numpy")
+    torch = pytest.importorskip("torch")
+    from torch.utils.tensorboard import SummaryWriter
+
+    pixels = torch.arange(3 * 5 * 7, dtype=torch.uint8).reshape(3, 5, 7)  # CHW: 5 high, 7 wide
+    values = np.linspace(-2.0, 2.0, 1000)
+    with SummaryWriter(str(tmp_path / "logs" / "media")) as writer:
+        for step in (0, 10):
+            writer.add_image("samples/input", pixels, step, walltime=T0 + step)
+            writer.add_histogram("weights/fc", values * (step + 1), step, walltime=T0 + step)
+            writer.add_text("notes", f"step {step}: fine", step, walltime=T0 + step)
+    (run_id,) = tb_import.import_runs(str(tmp_path / "logs"), root=root)
+
+    store = query.open_root(root)
+    run = query.resolve_run(store, run_id)
+    images = query.read_media(store, run_id, "samples/input")
+    assert [(r.step, r.time, r.data["width"], r.data["height"], r.data["channels"]) for r in images] == [
+        (0, T0, 7, 5, 3), (10, T0 + 10, 7, 5, 3),
+    ]
+    from PIL import Image
+
+    with Image.open(query.run_dir(store, run) / images[0].path) as image:
+        assert np.array_equal(np.asarray(image).transpose(2, 0, 1), pixels.numpy())  # pixels kept exactly
+    histograms = query.read_media(store, run_id, "weights/fc")
+    for record, scale in zip(histograms, (1, 11)):
+        assert record.data["count"] == 1000 and sum(record.data["counts"]) == 1000
+        assert record.data["min"] == pytest.approx(-2.0 * scale) and record.data["max"] == pytest.approx(2.0 * scale)
+        assert record.data["mean"] == pytest.approx(0.0, abs=1e-9 * scale)
+        assert record.data["std"] == pytest.approx(float(np.std(values * scale)), rel=1e-9)
+        assert record.data["edges"] == sorted(record.data["edges"])
+    texts = query.read_media(store, run_id, "notes/text_summary")
+    assert [(r.step, r.data["text"]) for r in texts] == [(0, "step 0: fine"), (10, "step 10: fine")]
+    store.close()
+
+
+def test_runpoint_import_tensorboard_on_the_command_line(tmp_path: Path, root: Path) -> None:
+    import json
+
+    from .conftest import cli
+
+    write_torch_logs(tmp_path / "logs")
+    result = cli(root, "import", "tensorboard", str(tmp_path / "logs"), "--project", "legacy", "--json")
+    assert result.returncode == 0, result.stderr
+    imported = json.loads(result.stdout)
+    assert imported["source"] == "tensorboard" and len(imported["runs"]) == 2
+    listed = json.loads(cli(root, "ls", "--project", "legacy", "--json").stdout)
+    assert sorted(run["id"] for run in listed) == sorted(imported["runs"])
+    again = cli(root, "import", "tensorboard", str(tmp_path / "logs"), "--project", "legacy")
+    assert again.returncode == 0 and "imported 0 run(s)" in again.stderr
+    missing = cli(root, "import", "tensorboard", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines() == [f"runpoint: location: {tmp_path / 'nowhere'} is not a directory of TensorBoard logs"]
+    assert cli(root, "import", "tensorboard").returncode == 2
+
+
+def test_a_jpeg_image_comes_in_as_png(tmp_path: Path, root: Path) -> None:
+    import io
+
+    from PIL import Image
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (9, 4), (200, 10, 10)).save(buffer, format="JPEG")
+    writer = EventFileWriter(str(tmp_path / "logs" / "jpeg"))
+    image = Summary.Image(height=4, width=9, colorspace=3, encoded_image_string=buffer.getvalue())
+    writer.add_event(Event(wall_time=T0, step=3, summary=Summary(value=[Summary.Value(tag="photo", image=image)])))
+    writer.close()
+    (run_id,) = tb_import.import_runs(str(tmp_path / "logs"), root=root)
+    store = query.open_root(root)
+    (record,) = query.read_media(store, run_id, "photo")
+    assert (record.step, record.data["width"], record.data["height"], record.data["format"]) == (3, 9, 4, "png")
+    with Image.open(query.run_dir(store, query.resolve_run(store, run_id)) / record.path) as stored:
+        assert stored.format == "PNG" and stored.size == (9, 4)
+        red, green, _ = stored.getpixel((4, 2))
+        assert red > 180 and green < 40
+    store.close()

@@ -86,9 +86,9 @@ def test_missing_package_names_the_extra_and_creates_nothing(root: Path, monkeyp
     with pytest.raises(rp.MissingDependencyError) as caught:
         rp.init(project="sel", root=root, sinks=["wandb"])
     assert isinstance(caught.value, ImportError)
-    assert caught.value.package == "wandb" and caught.value.extra == "sinks"
+    assert caught.value.package == "wandb" and caught.value.extra == "wandb"
     assert str(caught.value) == (
-        "the wandb sink needs the 'wandb' package, which is not installed; install it with: pip install 'runpoint[sinks]'"
+        "the wandb sink needs the 'wandb' package, which is not installed; install it with: pip install 'runpoint[wandb]'"
     )
     assert _no_runs(root)
 
@@ -128,3 +128,11 @@ def test_one_sink_object_given_to_many_runs_mirrors_each_apart(root: Path) -> No
         accumulator = EventAccumulator(logdir, size_guidance={"scalars": 0})
         accumulator.Reload()
         assert [(e.step, e.value) for e in accumulator.Scalars("x")] == [(s, float(number)) for s in range(20)]
+
+
+def test_an_importer_without_its_tool_names_the_extra(tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runpoint.importers import mlflow as mlflow_import
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    with pytest.raises(rp.MissingDependencyError, match=r"pip install 'runpoint\[mlflow\]'"):
+        mlflow_import.import_runs(str(tmp_path), root=root)

@@ -33,7 +33,7 @@ def require(module: str, extra: str, feature: str) -> ModuleType:
 
     Example::
 
-        mlflow = require("mlflow", "sinks", "the mlflow sink")
+        mlflow = require("mlflow", "mlflow", "the mlflow sink")
     """
     try:
         return importlib.import_module(module)

@@ -28,6 +28,7 @@ from .._paths import RunPaths
 from ..config import config_hash, flatten, mask_secrets
 from ..errors import InvalidArgumentError, RunNotFoundError
 from ..store import MetricSeries, RunRecord, RunStatus, Store, WriteBatch
+from ..store.base import MediaRecord
 
 logger = logging.getLogger("runpoint")
 
@@ -53,6 +54,7 @@ class ImportedRun:
     notes: str = ""
     group: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    media: list[MediaRecord] = field(default_factory=list)
     origin: dict[str, Any] = field(default_factory=dict)  # goes to meta.json under "imported"
 
 
@@ -136,6 +138,6 @@ def write_run(store: Store, root: Path, run: ImportedRun) -> str | None:
         config_hash=config_hash(masked), error=INCOMPLETE,
     )
     store.create_run(record, flatten(masked), meta=meta)
-    store.write(run_id, WriteBatch(metrics=run.metrics, summary=dict(run.summary)))
+    store.write(run_id, WriteBatch(metrics=run.metrics, summary=dict(run.summary), media=list(run.media)))
     store.set_status(run_id, run.status, error=None, ended_at=run.ended_at or last_time)
     return run_id

@@ -67,7 +67,7 @@ def import_runs(
 
         ids = import_runs("sqlite:///mlflow.db", root="runpoint", project="legacy")
     """
-    mlflow = require("mlflow", "sinks", "importing from MLflow")
+    mlflow = require("mlflow", "mlflow", "importing from MLflow")
     check_project(project)
     uri = tracking_uri(os.fspath(location))
     _check_reachable(uri)

@@ -4,7 +4,8 @@ Read with TensorBoard's own reader (``EventAccumulator``, no TensorFlow needed):
 written as ``simple_value`` (torch, tensorboardX, Keras) and as scalar tensors (TF2's
 ``tf.summary.scalar``) keep their steps and wall times; HParams become the config
 (``model.lr`` becomes ``model: {lr: ...}``) and a session's end status the run's status.
-Images, histograms, audio and text are counted in ``meta.json`` but not imported.
+Images, histograms and texts come in as runpoint media (:mod:`._tensorboard_media`);
+audio, and images Pillow is needed for but missing, are counted in ``meta.json``.
 
 Example::
 
@@ -28,6 +29,7 @@ from .._paths import resolve_root
 from ..errors import InvalidArgumentError
 from ..store import MetricSeries, RunStatus, open_store
 from ._common import ImportedRun, as_project, check_project, unflatten, write_run
+from ._tensorboard_media import read_media
 
 _STATUS = {"STATUS_SUCCESS": RunStatus.COMPLETED, "STATUS_FAILURE": RunStatus.FAILED, "STATUS_ABORTED": RunStatus.KILLED}
 
@@ -44,7 +46,7 @@ def import_runs(
 
         ids = import_runs("runs/", root="runpoint")
     """
-    require("tensorboard", "sinks", "importing from TensorBoard")
+    require("tensorboard", "tensorboard", "importing from TensorBoard")
     from tensorboard.backend.event_processing.io_wrapper import GetLogdirSubdirectories
 
     check_project(project)
@@ -73,7 +75,7 @@ def _read_run(logdir: Path, run_dir: Path, project: str) -> ImportedRun | None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     accumulator = EventAccumulator(
-        str(run_dir), size_guidance={"scalars": 0, "tensors": 0, "images": 1, "histograms": 1, "audio": 1}
+        str(run_dir), size_guidance={"scalars": 0, "tensors": 0, "images": 0, "histograms": 0, "audio": 0}
     )
     accumulator.Reload()
     tags = accumulator.Tags()
@@ -101,11 +103,12 @@ def _read_run(logdir: Path, run_dir: Path, project: str) -> ImportedRun | None:
     ends = [series.times[-1] for series in metrics.values() if len(series)]
     relative = run_dir.relative_to(logdir).as_posix()
     name = logdir.name if relative == "." else relative
-    skipped = {kind: len(tags[kind]) for kind in ("images", "histograms", "audio") if tags.get(kind)}
+    media, skipped = read_media(accumulator, tags)
     return ImportedRun(
         source="tensorboard", source_id=str(run_dir), project=project, name=name,
         created_at=first, ended_at=max(ends) if ends else first, status=status, config=config, metrics=metrics,
-        origin={"logdir": str(logdir), "run_dir": str(run_dir), **({"not_imported_tags": skipped} if skipped else {})},
+        media=media,
+        origin={"logdir": str(logdir), "run_dir": str(run_dir), **({"not_imported": skipped} if skipped else {})},
     )
 
 

@@ -61,7 +61,7 @@ class MLflowSink:
 
     name = "mlflow"
     package = "mlflow"
-    extra = "sinks"
+    extra = "mlflow"
 
     def __init__(
         self,

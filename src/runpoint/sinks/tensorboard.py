@@ -45,7 +45,7 @@ class TensorBoardSink:
 
     name = "tensorboard"
     package = "tensorboard"
-    extra = "sinks"
+    extra = "tensorboard"
 
     def __init__(self, logdir: str | os.PathLike[str] | None = None, *, options: SinkOptions | None = None) -> None:
         self.logdir = Path(logdir) if logdir is not None else None

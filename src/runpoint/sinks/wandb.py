@@ -48,7 +48,7 @@ class WandbSink:
 
     name = "wandb"
     package = "wandb"
-    extra = "sinks"
+    extra = "wandb"
 
     def __init__(
         self,
