@@ -136,3 +136,12 @@ def test_an_importer_without_its_tool_names_the_extra(tmp_path: Path, root: Path
     monkeypatch.setitem(sys.modules, "mlflow", None)
     with pytest.raises(rp.MissingDependencyError, match=r"pip install 'runpoint\[mlflow\]'"):
         mlflow_import.import_runs(str(tmp_path), root=root)
+
+
+def test_a_typed_config_chooses_its_sinks(root: Path) -> None:
+    from .conftest import REPO
+
+    cfg = rp.load_config(REPO / "examples" / "configs" / "base.yaml", overrides=["experiment.sinks=[tensorboard]"])
+    with rp.init(config=cfg, root=root) as run:
+        run.log({"x": 1.0})
+    assert read_external(run.dir)["tensorboard"]["status"] == "finished"
