@@ -122,6 +122,9 @@ def test_ls_and_compare_group_by_study(root: Path) -> None:
     assert sorted(run["name"] for run in listed) == [f"sweep-a-trial-{n}" for n in range(3)]
     assert {run["group"] for run in listed} == {"sweep-a"}
 
+    grouped = json.loads(cli(root, "ls", "--group-by", "group", "--json").stdout)
+    assert {entry["key"]: entry["count"] for entry in grouped} == {"sweep-a": 3, "sweep-b": 1}
+
     result = cli(root, "compare", "--group", "sweep-a", "--json")
     assert result.returncode == 0, result.stderr
     compared = json.loads(result.stdout)

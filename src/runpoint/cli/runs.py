@@ -106,10 +106,8 @@ def ls(
     if not runs:
         err_console.print("no runs match")
         return
-    grouped = any(run.group for run in runs)
     table = Table(box=None, header_style="bold", pad_edge=False)
-    headings = ("ID", "PROJECT", *(("GROUP",) if grouped else ()), "NAME", "STATUS", "CREATED", "DURATION", "TAGS", *extra)
-    for heading in headings:
+    for heading in ("ID", "PROJECT", "NAME", "STATUS", "CREATED", "DURATION", "TAGS", *extra):
         table.add_column(heading, no_wrap=heading in {"ID", "STATUS"})
     for key, members in groups:
         if group_by is not None:
@@ -144,8 +142,8 @@ def _grouped(runs: list[RunRecord], group_by: str | None) -> list[tuple[str | No
 def _add_run_rows(table: Table, store: Store, runs: list[RunRecord], extra: list[str], cache: dict[str, Any]) -> None:
     for run in runs:
         table.add_row(
-            run.id, escape(run.project), *((escape(run.group or "-"),) if grouped else ()), escape(run.name),
-            status_text(run.status.value), fmt_age(run.created_at), fmt_duration(run.duration), escape(",".join(run.tags)),
+            run.id, escape(run.project), escape(run.name), status_text(run.status.value), fmt_age(run.created_at),
+            fmt_duration(run.duration), escape(",".join(run.tags)),
             *(escape(_column_value(store, run, column, cache)) for column in extra),
         )
 
@@ -266,7 +264,7 @@ def compare(
     run_refs: Annotated[Optional[list[str]], typer.Argument(help="Two or more runs (or none, with --group).", show_default=False)] = None,
     root: RootOption = None,
     group: Annotated[
-        Optional[str], typer.Option("--group", "-g", help="Compare every run of this group (a sweep, an Optuna study), oldest first.")
+        Optional[str], typer.Option("--group", help="Compare every run of this group (a sweep, an Optuna study), oldest first.")
     ] = None,
     all_params: Annotated[bool, typer.Option("--all-params", help="Also show config values that are the same.")] = False,
     as_json: JsonOption = False,
