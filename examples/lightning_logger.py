@@ -1,7 +1,7 @@
 import lightning as L
 import torch
 
-from runpoint.integrations.lightning import RunpointLogger
+from runpoint.integrations.lightning import RunpointCheckpoint, RunpointLogger
 
 
 class Regressor(L.LightningModule):
@@ -23,5 +23,6 @@ class Regressor(L.LightningModule):
 x = torch.randn(256, 4)
 data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True)), batch_size=32)
 logger = RunpointLogger(project="lightning")  # records on rank zero; save_hyperparameters() become params
-trainer = L.Trainer(max_epochs=3, log_every_n_steps=4, logger=logger, enable_progress_bar=False)
-trainer.fit(Regressor(), data)
+checkpoint = RunpointCheckpoint(monitor="train/loss", keep_last=2, keep_best=1)  # into the run's checkpoints/
+trainer = L.Trainer(max_epochs=3, log_every_n_steps=4, logger=logger, callbacks=[checkpoint], enable_progress_bar=False)
+trainer.fit(Regressor(), data, ckpt_path=checkpoint.resume_path(logger))  # None: nothing to resume yet

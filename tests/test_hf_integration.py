@@ -113,3 +113,29 @@ def test_the_readme_example_runs(root: Path) -> None:
         (run,) = store.list_runs()
         assert run.project == "hf" and run.status is rp.RunStatus.COMPLETED
         assert list(store.read_metric(run.id, "train/loss").steps) == [2, 4, 6, 8]
+
+
+def test_trainer_checkpoints_are_kept_as_runpoint_checkpoints(tmp_path: Path, root: Path) -> None:
+    callback = RunpointCallback(project="hf", root=root, checkpoints=True)
+    trainer = tiny_trainer(tmp_path, callback, eval_steps=4, save_strategy="steps", save_steps=4, save_total_limit=2,
+                           metric_for_best_model="loss", greater_is_better=False)
+    trainer.train()
+    run, manager = callback.run, callback.manager
+    evals = {entry["step"]: entry["eval_loss"] for entry in trainer.state.log_history if "eval_loss" in entry}
+    best_step = min(evals, key=evals.get)
+    assert manager.monitor == "eval/loss" and manager.mode == "min"
+    assert manager.best.step == best_step and manager.best.metrics["eval/loss"] == evals[best_step]
+    assert {info.step for info in manager.list()} == {8, 12} | {best_step}  # save_total_limit=2, plus the best
+    assert all(Path(info.path).parent == run.dir / "checkpoints" for info in manager.list())
+
+    saved = rp.load_checkpoint(manager.latest.path)
+    for name, tensor in trainer.model.state_dict().items():
+        assert torch.equal(saved["model"][name], tensor), name  # the final weights, bit for bit
+    assert saved["trainer_state"]["global_step"] == 12
+    assert "state" in saved["optimizer"] and saved["scheduler"]["last_epoch"] == 12
+
+    with SQLiteStore(root / "runpoint.db") as store:
+        summary = store.get_summary(run.id)
+    assert summary["checkpoint/last_path"] == str(tmp_path / "out" / "checkpoint-12")
+    assert Path(summary["checkpoint/last_path"]).is_dir()
+    assert summary["checkpoint/best_path"] == str(tmp_path / "out" / f"checkpoint-{best_step}")

@@ -124,3 +124,71 @@ def test_the_readme_example_runs(root: Path) -> None:
         assert run.project == "lightning" and run.status is rp.RunStatus.COMPLETED
         assert store.get_params(run.id) == {"lr": 0.05}
         assert len(store.read_metric(run.id, "train/loss")) == 6  # 24 steps, every 4th
+        checkpoints = sorted(path.name for path in (root / run.dir / "checkpoints").glob("step-*"))
+    assert "step-000024" in checkpoints and len(checkpoints) <= 3  # keep_last=2 and the best
+
+
+# -- RunpointCheckpoint ------------------------------------------------------------------
+
+from runpoint.integrations.lightning import RunpointCheckpoint  # noqa: E402
+
+
+def _fit(root: Path, tmp_path: Path, epochs: int, *, resume: bool = False, seed: int = 0, **checkpoint_options):
+    torch.manual_seed(seed)
+    model = TinyRegressor(lr=0.05)
+    logger = RunpointLogger(project="pl-ckpt", root=root, resume="latest" if resume else None)
+    checkpoint = RunpointCheckpoint(**checkpoint_options)
+    fitter = trainer(logger, tmp_path, max_epochs=epochs, callbacks=[checkpoint])
+    fitter.fit(model, loader(0), loader(1), ckpt_path=checkpoint.resume_path(logger) if resume else None)
+    return model, logger, checkpoint
+
+
+def test_checkpoints_go_into_the_run_with_retention(tmp_path: Path, root: Path) -> None:
+    model, logger, checkpoint = _fit(root, tmp_path, 4, monitor="val/loss", keep_last=2, keep_best=1)
+    run = logger._run
+    infos = checkpoint.manager.list()
+    steps = [info.step for info in infos]
+    assert steps[-2:] == [12, 16] and set(steps) <= {4, 8, 12, 16} and len(steps) <= 3
+    assert all(Path(info.path).parent == run.dir / "checkpoints" for info in infos)
+    best = checkpoint.manager.best
+    with SQLiteStore(root / "runpoint.db") as store:
+        val = store.read_metric(run.id, "val/loss")
+    assert best.metrics["val/loss"] == pytest.approx(min(val.values))
+    saved = rp.load_checkpoint(infos[-1].path)
+    assert saved["global_step"] == 16 and saved["epoch"] == 3
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(saved["state_dict"][name], tensor), name  # the last checkpoint holds the final weights
+    assert saved["hyper_parameters"]["lr"] == 0.05
+
+
+def test_resuming_from_a_checkpoint_continues_exactly(tmp_path: Path, root: Path) -> None:
+    straight, _, _ = _fit(tmp_path / "straight", tmp_path / "a", 4)
+    _fit(root, tmp_path / "b", 2)
+    resumed, logger, checkpoint = _fit(root, tmp_path / "c", 4, resume=True, seed=123)  # other init: must not matter
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], tensor), name  # bit for bit
+    with SQLiteStore(root / "runpoint.db") as store:
+        assert store.count_runs() == 1
+        run = store.get_run(logger._run.id)
+        assert run.resume_count == 1 and run.status is rp.RunStatus.COMPLETED
+        assert list(store.read_metric(run.id, "train/loss").steps) == list(range(16))
+    assert [info.step for info in checkpoint.manager.list()] == [4, 8, 12, 16]
+
+
+def test_a_pointer_or_directory_path_loads_like_a_lightning_file(tmp_path: Path, root: Path) -> None:
+    model, logger, checkpoint = _fit(root, tmp_path, 2)
+    fresh = TinyRegressor(lr=0.05)
+    tester = trainer(RunpointLogger(run=logger.experiment), tmp_path, callbacks=[RunpointCheckpoint()])
+    tester.test(fresh, loader(2), ckpt_path=str(logger._run.dir / "checkpoints" / "latest"))
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], tensor), name
+
+
+def test_without_a_runpoint_logger_checkpoints_go_to_the_root_dir(tmp_path: Path) -> None:
+    checkpoint = RunpointCheckpoint(keep_last=1)
+    fitter = L.Trainer(max_epochs=2, logger=False, accelerator="cpu", enable_progress_bar=False,
+                       enable_model_summary=False, default_root_dir=str(tmp_path), callbacks=[checkpoint])
+    fitter.fit(TinyRegressor(), loader(0))
+    assert [info.step for info in checkpoint.manager.list()] == [8]
+    assert (tmp_path / "checkpoints" / "step-000008" / "manifest.json").exists()
+    assert not list(tmp_path.rglob("*.ckpt"))  # Lightning's own ModelCheckpoint was replaced

@@ -8,6 +8,13 @@ global step, renamed as Hugging Face's own W&B callback does (``loss`` ->
 (``train_runtime``...) go to the summary. Only the main process records. The run
 finishes when training ends; a later ``trainer.evaluate()`` continues it.
 
+Checkpoints: where the Trainer saved its last and best checkpoints is kept in the
+summary (``checkpoint/last_path``, ``checkpoint/best_path``). With ``checkpoints=True``
+each save of the Trainer is also committed as a runpoint checkpoint of the run (model,
+optimizer, scheduler, trainer state and RNG states; atomic, verified, never pickled),
+kept as the arguments ask: ``save_total_limit`` checkpoints, and the best by
+``metric_for_best_model``.
+
 Example::
 
     from transformers import Trainer
@@ -20,6 +27,8 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from typing import Any, Iterable, Sequence
 
@@ -53,6 +62,9 @@ class RunpointCallback(_CallbackBase):
         name: the run's name; None: ``args.run_name`` when set, else a generated one.
         tags, notes, root, sinks: passed to :func:`runpoint.init`.
         run: record into this run instead of starting one (it is then not finished here).
+        checkpoints: also save each of the Trainer's checkpoints with
+            :class:`~runpoint.CheckpointManager`; a dict of its keywords overrides the
+            retention taken from the ``TrainingArguments``.
     """
 
     def __init__(
@@ -65,12 +77,15 @@ class RunpointCallback(_CallbackBase):
         root: str | os.PathLike[str] | None = None,
         sinks: Sequence[Any] | None = None,
         run: Run | None = None,
+        checkpoints: bool | dict[str, Any] = False,
     ) -> None:
         self.project = project
         self.name = name
         self.init_kwargs: dict[str, Any] = dict(tags=tuple(tags), notes=notes, root=root, sinks=sinks)
         self.run = run
         self._owns_run = run is None
+        self.checkpoints = checkpoints
+        self.manager: Any = None  # the runpoint CheckpointManager, once the Trainer first saves
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
@@ -97,7 +112,31 @@ class RunpointCallback(_CallbackBase):
             if isinstance(value, (str, bool)):
                 run.summary[metric_name(key)] = value
 
+    def on_save(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
+                lr_scheduler: Any = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        run = self._active_run()
+        run.summary["checkpoint/last_path"] = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        if state.best_model_checkpoint:
+            run.summary["checkpoint/best_path"] = str(state.best_model_checkpoint)
+        if not self.checkpoints:
+            return
+        if self.manager is None or self.manager.run is not run:
+            from ..checkpoint import CheckpointManager
+
+            self.manager = CheckpointManager(run, **self._retention(args))
+        trainer_state = json.loads(json.dumps(dataclasses.asdict(state), default=str))  # as trainer_state.json
+        saved: dict[str, Any] = {"model": model, "trainer_state": trainer_state}
+        if optimizer is not None:
+            saved["optimizer"] = optimizer
+        if lr_scheduler is not None:
+            saved["scheduler"] = lr_scheduler
+        self.manager.save(state.global_step, saved, metrics=_latest_eval_metrics(state))
+
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.manager is not None:
+            self.manager.wait()
         if state.is_world_process_zero and self.run is not None and self._owns_run:
             self.run.finish(RunStatus.COMPLETED)
 
@@ -108,6 +147,20 @@ class RunpointCallback(_CallbackBase):
 
         self.run = init(project=self.project, name=name, config=config, resume=resume, **self.init_kwargs)
         return self.run
+
+    def _retention(self, args: Any) -> dict[str, Any]:
+        """CheckpointManager keywords as the TrainingArguments ask (``save_total_limit``, best metric)."""
+        options: dict[str, Any] = {}
+        if args.save_total_limit:
+            options["keep_last"] = args.save_total_limit
+        if args.metric_for_best_model:
+            metric = args.metric_for_best_model
+            options["monitor"] = metric_name(metric if metric.startswith("eval_") else f"eval_{metric}")
+            options["mode"] = "max" if args.greater_is_better else "min"
+            options["keep_best"] = 1
+        if isinstance(self.checkpoints, dict):
+            options.update(self.checkpoints)
+        return options
 
     def _active_run(self) -> Run:
         """The run, continued if training already finished it (``trainer.evaluate()`` after ``train()``)."""
@@ -123,3 +176,12 @@ def _run_name(args: Any) -> str | None:
     if not name or name == getattr(args, "output_dir", None):  # older versions default it to output_dir
         return None
     return str(name)
+
+
+def _latest_eval_metrics(state: Any) -> dict[str, float]:
+    """The evaluation metrics most recently logged, named as runpoint records them."""
+    for entry in reversed(state.log_history):
+        if any(key.startswith("eval_") for key in entry):
+            return {metric_name(key): float(value) for key, value in entry.items()
+                    if key.startswith("eval_") and isinstance(value, (int, float)) and not isinstance(value, bool)}
+    return {}

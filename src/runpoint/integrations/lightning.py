@@ -1,20 +1,26 @@
-"""PyTorch Lightning: a ``Logger`` that records into runpoint.
+"""PyTorch Lightning: a ``Logger`` that records into runpoint, and a checkpoint callback.
 
-``RunpointLogger`` starts the run on rank zero when Lightning first needs it, records
-``save_hyperparameters()`` values as params, every logged metric at Lightning's global
-step, and the best checkpoint of a ``ModelCheckpoint`` in the summary. Lightning's own
-``.ckpt`` files land in the run's ``checkpoints/`` directory (the logger's ``save_dir``
-is the root, its ``name`` the project, its ``version`` the run id). The run finishes
-when ``fit`` ends (``completed``, or ``failed`` after an exception); a later
-``trainer.test()`` continues it. Only rank zero records.
+``RunpointLogger`` starts (or, with ``resume=``, continues) the run on rank zero when
+Lightning first needs it, records ``save_hyperparameters()`` values as params, every
+logged metric at Lightning's global step, and the best checkpoint of a
+``ModelCheckpoint`` in the summary. The run finishes when ``fit`` ends (``completed``,
+or ``failed`` with the traceback); a later ``trainer.test()`` continues it.
+
+``RunpointCheckpoint`` saves Lightning's whole training state (weights, optimizers,
+schedulers, loops, callbacks, precision) with :class:`~runpoint.CheckpointManager`:
+atomic, verified, retained by ``keep_last`` / ``keep_best``, never pickled, in the
+run's ``checkpoints/``. Lightning resumes from it as from its own files:
+``trainer.fit(model, ckpt_path=checkpoint.resume_path(logger))``.
 
 Example::
 
     import lightning as L
-    from runpoint.integrations.lightning import RunpointLogger
+    from runpoint.integrations.lightning import RunpointCheckpoint, RunpointLogger
 
-    trainer = L.Trainer(max_epochs=10, logger=RunpointLogger(project="mnist"))
-    trainer.fit(model, datamodule=dm)
+    logger = RunpointLogger(project="mnist", resume="latest")        # continue the last run, if any
+    checkpoint = RunpointCheckpoint(monitor="val/loss", keep_last=2, keep_best=1)
+    trainer = L.Trainer(max_epochs=10, logger=logger, callbacks=[checkpoint])
+    trainer.fit(model, datamodule=dm, ckpt_path=checkpoint.resume_path(logger))  # None: from scratch
 """
 
 from __future__ import annotations
@@ -24,11 +30,14 @@ import os
 import sys
 import traceback
 from argparse import Namespace
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .._optional import is_installed, require
 from .._paths import resolve_root
 from ..run import Run
+from ..checkpoint.manifest import parse_step
+from ..config import to_plain
 from ..store.base import RunStatus
 from ._common import add_params
 
@@ -37,6 +46,8 @@ _PACKAGE = "lightning.pytorch" if is_installed("lightning") or not is_installed(
 pl = require(_PACKAGE, "lightning", "runpoint.integrations.lightning")
 _loggers = importlib.import_module(f"{_PACKAGE}.loggers.logger")
 rank_zero_only = importlib.import_module(f"{_PACKAGE}.utilities").rank_zero_only
+_CheckpointCallback: Any = importlib.import_module(f"{_PACKAGE}.callbacks").Checkpoint
+_CheckpointIO: Any = importlib.import_module(f"{_PACKAGE}.plugins.io").CheckpointIO
 
 _STATUS = {"success": RunStatus.COMPLETED, "failed": RunStatus.FAILED, "finished": RunStatus.KILLED}
 
@@ -53,6 +64,8 @@ class RunpointLogger(_LoggerBase):
         config: config to start the run with; ``save_hyperparameters()`` values are added.
         tags, notes, root, sinks: passed to :func:`runpoint.init`.
         run: record into this run instead of starting one (it is then not finished here).
+        resume: ``"latest"`` or a run id to continue (``rp.init(resume=...)``); a missing
+            run starts a new one.
     """
 
     def __init__(
@@ -66,10 +79,12 @@ class RunpointLogger(_LoggerBase):
         root: str | os.PathLike[str] | None = None,
         sinks: Sequence[Any] | None = None,
         run: Run | None = None,
+        resume: str | None = None,
     ) -> None:
         super().__init__()
         self.project = project
         self.config = dict(config or {})
+        self.resume = resume
         self.init_kwargs: dict[str, Any] = dict(name=name, tags=tuple(tags), notes=notes, sinks=sinks)
         self.root = run.root if run is not None else resolve_root(root)
         self._run = run
@@ -98,6 +113,13 @@ class RunpointLogger(_LoggerBase):
         """The runpoint run (continued with ``resume`` if ``fit`` already finished it)."""
         from .._start import init
 
+        if self._run is None and self.resume is not None:
+            from ..errors import RunNotFoundError
+
+            try:
+                self._run = init(project=self.project, root=self.root, resume=self.resume, sinks=self.init_kwargs["sinks"])
+            except RunNotFoundError:
+                pass  # nothing to continue: start afresh
         if self._run is None:
             self._run = init(project=self.project, config=self.config, root=self.root, **self.init_kwargs)
         elif self._run.status is not RunStatus.RUNNING and self._owns_run:
@@ -147,3 +169,155 @@ class RunpointLogger(_LoggerBase):
         elif final is not RunStatus.COMPLETED:
             error = f"Lightning finished with status {status!r}"
         self._run.finish(final, error=error)
+
+
+class RunpointCheckpoint(_CheckpointCallback):
+    """Saves Lightning's training state with :class:`~runpoint.CheckpointManager`.
+
+    It saves at the end of every ``every_n_epochs`` epochs (after validation, so
+    ``monitor`` can be a validation metric) and every ``every_n_train_steps`` optimizer
+    steps, on rank zero, into the run of the :class:`RunpointLogger` (or, without one,
+    ``<default_root_dir>/checkpoints``). Being a Lightning ``Checkpoint``, it replaces
+    Lightning's default ``ModelCheckpoint``.
+
+    Args:
+        monitor, mode: the metric that ranks checkpoints (as Lightning logs it) and
+            whether lower (``"min"``) or higher is better.
+        keep_last, keep_best, keep_every_n_steps: retention, as for ``CheckpointManager``;
+            nothing is deleted when none is given.
+        every_n_epochs: save after every N epochs (0: never at epoch ends).
+        every_n_train_steps: also save every N optimizer steps.
+        manager_options: any other ``CheckpointManager`` keyword (``async_save``, ``compress``...).
+    """
+
+    def __init__(
+        self,
+        *,
+        monitor: str | None = None,
+        mode: str = "min",
+        keep_last: int | None = None,
+        keep_best: int | None = None,
+        keep_every_n_steps: int | None = None,
+        every_n_epochs: int = 1,
+        every_n_train_steps: int | None = None,
+        **manager_options: Any,
+    ) -> None:
+        super().__init__()
+        self.manager_options: dict[str, Any] = dict(
+            monitor=monitor, mode=mode, keep_last=keep_last, keep_best=keep_best,
+            keep_every_n_steps=keep_every_n_steps, **manager_options,
+        )
+        self.every_n_epochs = every_n_epochs
+        self.every_n_train_steps = every_n_train_steps
+        self.manager: Any = None
+        self._saved_step: int | None = None
+
+    def resume_path(self, logger: RunpointLogger, which: Any = "latest") -> str | None:
+        """The checkpoint of ``logger``'s run to pass as ``ckpt_path`` (``"latest"``, ``"best"`` or a step); None if none."""
+        manager = self._manager_for(logger.experiment)
+        info = manager.best if which == "best" else manager.latest if which == "latest" else next(
+            (c for c in manager.list() if c.step == which), None)
+        return None if info is None else str(info.path)
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        logger = next((lg for lg in trainer.loggers if isinstance(lg, RunpointLogger)), None)
+        if trainer.is_global_zero:
+            target = logger.experiment if logger is not None else os.path.join(trainer.default_root_dir, "checkpoints")
+            directory = self._manager_for(target).directory
+        else:
+            directory = None
+        directory = trainer.strategy.broadcast(directory)
+        if self.manager is None:  # other ranks read checkpoints (to resume), never write them
+            from ..checkpoint import CheckpointManager
+
+            self.manager = CheckpointManager(directory, monitor=self.manager_options["monitor"], mode=self.manager_options["mode"])
+        if not isinstance(trainer.strategy.checkpoint_io, _RunpointCheckpointIO):
+            trainer.strategy.checkpoint_io = _RunpointCheckpointIO(trainer.strategy.checkpoint_io, self)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.every_n_train_steps and trainer.global_step and trainer.global_step % self.every_n_train_steps == 0:
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._save(trainer)
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if self.manager is not None:
+            self.manager.wait()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"saved_step": self._saved_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._saved_step = state_dict.get("saved_step")
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _manager_for(self, target: Any) -> Any:
+        from ..checkpoint import CheckpointManager
+
+        if self.manager is None or (isinstance(target, Run) and self.manager.run is not target):
+            self.manager = CheckpointManager(target, **self.manager_options)
+        return self.manager
+
+    def _save(self, trainer: Any) -> None:
+        step = trainer.global_step
+        if trainer.sanity_checking or step == self._saved_step:
+            return
+        self._saved_step = step
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+        for key in ("hyper_parameters", "datamodule_hyper_parameters"):
+            if key in checkpoint:  # whatever objects they hold: kept as plain data, never pickled
+                checkpoint[key] = to_plain(dict(checkpoint[key]))
+        metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if _is_scalar(value)}
+        if trainer.is_global_zero:
+            self.manager.save(step, checkpoint, metrics=metrics)
+        trainer.strategy.barrier("RunpointCheckpoint.save")
+
+    def _load(self, path: str, map_location: Any) -> dict[str, Any]:
+        """Lightning's checkpoint dict from a runpoint checkpoint directory, or a ``latest``/``best`` pointer."""
+        from ..checkpoint import load_checkpoint
+
+        location = Path(path)
+        which: Any = location.name if location.name in ("latest", "best") else parse_step(location.name)
+        manager = self.manager
+        if manager is not None and which is not None and Path(manager.directory) == location.parent:
+            info = manager.latest if which == "latest" else manager.best if which == "best" else next(
+                (c for c in manager.list() if c.step == which), None)
+            if info is not None:  # through the manager: RNG states come back and a resumed run is rewound
+                state: dict[str, Any] = dict.fromkeys(info.manifest.keys)
+                manager.restore(state, which=info.step, strict=False, map_location=map_location)
+                return state
+        if which in ("latest", "best"):
+            return load_checkpoint(location.parent, which=which, map_location=map_location)
+        return load_checkpoint(location, map_location=map_location)
+
+
+class _RunpointCheckpointIO(_CheckpointIO):
+    """Lets Lightning load runpoint checkpoints by path; everything else goes to its own IO."""
+
+    def __init__(self, inner: Any, callback: RunpointCheckpoint) -> None:
+        self.inner = inner
+        self.callback = callback
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        self.inner.save_checkpoint(checkpoint, path, storage_options=storage_options)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Any = None) -> dict[str, Any]:
+        location = Path(os.fspath(path))
+        if (location / "manifest.json").exists() or (location.name in ("latest", "best") and location.is_file()):
+            return self.callback._load(str(location), map_location)
+        return self.inner.load_checkpoint(path, map_location=map_location, weights_only=weights_only)  # type: ignore[no-any-return]
+
+    def remove_checkpoint(self, path: Any) -> None:
+        self.inner.remove_checkpoint(path)
+
+    def teardown(self) -> None:
+        self.inner.teardown()
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return True
+    return hasattr(value, "numel") and callable(value.numel) and value.numel() == 1
