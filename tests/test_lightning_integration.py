@@ -177,11 +177,13 @@ def test_resuming_from_a_checkpoint_continues_exactly(tmp_path: Path, root: Path
 
 def test_a_pointer_or_directory_path_loads_like_a_lightning_file(tmp_path: Path, root: Path) -> None:
     model, logger, checkpoint = _fit(root, tmp_path, 2)
-    fresh = TinyRegressor(lr=0.05)
-    tester = trainer(RunpointLogger(run=logger.experiment), tmp_path, callbacks=[RunpointCheckpoint()])
-    tester.test(fresh, loader(2), ckpt_path=str(logger._run.dir / "checkpoints" / "latest"))
+    with logger.experiment as run:  # the finished run, continued for a test pass
+        fresh = TinyRegressor(lr=0.05)
+        tester = trainer(RunpointLogger(run=run), tmp_path, callbacks=[RunpointCheckpoint()])
+        tester.test(fresh, loader(2), ckpt_path=str(run.dir / "checkpoints" / "latest"))
     for name, tensor in model.state_dict().items():
         assert torch.equal(fresh.state_dict()[name], tensor), name
+    assert run.status is rp.RunStatus.COMPLETED
 
 
 def test_without_a_runpoint_logger_checkpoints_go_to_the_root_dir(tmp_path: Path) -> None:
