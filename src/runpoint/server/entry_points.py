@@ -28,7 +28,7 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..errors import ConfigError
 
@@ -49,6 +49,8 @@ class EntryPoint:
         cwd: working directory of the process (default: the server's).
         project: the project the form suggests.
         model: ``"module:Class"`` of a pydantic model that validates the config, if any.
+        validator: a function that raises :class:`ConfigError` for a bad config (takes
+            precedence over ``model``; the built-in demo uses its own config loader).
     """
 
     name: str
@@ -60,6 +62,7 @@ class EntryPoint:
     cwd: str | None = None
     project: str = "default"
     model: str | None = None
+    validator: Callable[[dict[str, Any]], Any] | None = None
 
     def json_schema(self) -> dict[str, Any]:
         if self.schema is not None:
@@ -84,6 +87,9 @@ class EntryPoint:
         """The config to launch with; :class:`ConfigError` listing every problem otherwise."""
         if not isinstance(config, dict):
             raise ConfigError("the config must be a mapping of sections to values")
+        if self.validator is not None:
+            self.validator(config)
+            return config
         if self.model is not None:
             return _validate_with_model(self.model, config)
         problems = validate_json(self.json_schema(), config)
@@ -94,7 +100,7 @@ class EntryPoint:
 
 def demo_entry_point() -> EntryPoint:
     """``python -m runpoint demo`` with the demo's config and a few presets."""
-    from ..demo import DEFAULT_CONFIG
+    from ..demo import DEFAULT_CONFIG, demo_config
 
     return EntryPoint(
         name="demo",
@@ -102,6 +108,8 @@ def demo_entry_point() -> EntryPoint:
         command=("{python}", "-m", "runpoint", "demo", "--root", "{root}", "--project", "{project}",
                  "--name", "{name}", "--config", "{config}"),
         defaults=copy.deepcopy(DEFAULT_CONFIG),
+        schema=demo_schema(),
+        validator=demo_config,
         presets={
             "quick": {"training": {"epochs": 3}},
             "wide": {"model": {"hidden_sizes": [256, 128], "dropout_rate": 0.2}},
@@ -109,6 +117,34 @@ def demo_entry_point() -> EntryPoint:
         },
         project="demo",
     )
+
+
+def demo_schema() -> dict[str, Any]:
+    """The part of :class:`~runpoint.ProjectConfig`'s JSON schema that the demo's form edits.
+
+    Descriptions, bounds and enums come from the typed config; only the fields the demo
+    reads are shown, so the form stays short.
+    """
+    from ..config.schema import ProjectConfig
+    from ..demo import DEFAULT_CONFIG
+
+    full = ProjectConfig.model_json_schema()
+    definitions = full.get("$defs", {})
+    properties: dict[str, Any] = {}
+    for section, values in DEFAULT_CONFIG.items():
+        reference = full["properties"][section]
+        target = reference.get("$ref") or next(
+            (option["$ref"] for option in reference.get("allOf", []) if "$ref" in option), None
+        )
+        definition = definitions[target.rsplit("/", 1)[-1]] if target else reference
+        properties[section] = {
+            "type": "object",
+            "title": section.capitalize(),
+            "description": definition.get("description", ""),
+            "properties": {key: definition["properties"][key] for key in values if key in definition.get("properties", {})},
+            "additionalProperties": False,
+        }
+    return {"type": "object", "title": "demo", "properties": properties, "$defs": definitions}
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
