@@ -21,10 +21,11 @@ import io
 import os
 import re
 import sys
-import weakref
 import threading
 from pathlib import Path
 from typing import Any, TextIO
+
+from ._forksafe import call_after_fork
 
 
 class _LineAssembler:
@@ -124,7 +125,7 @@ class ConsoleCapture:
         self._originals: dict[str, TextIO] = {}
         self._stopped = False
         self._direct = False
-        _CAPTURES.add(self)
+        call_after_fork(self._continue_in_forked_child)
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,13 +182,3 @@ class ConsoleCapture:
         self._direct = True
 
 
-_CAPTURES: "weakref.WeakSet[ConsoleCapture]" = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for capture in list(_CAPTURES):
-        capture._continue_in_forked_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -15,14 +15,13 @@ the caller ends up waiting rather than losing data.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-import weakref
 from array import array
 from collections import deque
 from typing import Any, Callable
 
+from ._forksafe import call_after_fork
 from ._values import is_media
 from .errors import RunpointError, StoreError
 from .store.base import MediaRecord, MetricSeries, Store, WriteBatch
@@ -68,16 +67,6 @@ class _ParamsOp:
         batch.tags = (*batch.tags, *self.tags)
 
 
-_WRITERS: "weakref.WeakSet[Writer]" = weakref.WeakSet()
-
-
-def _disable_writers_after_fork() -> None:
-    for writer in list(_WRITERS):
-        writer._disable_in_forked_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_disable_writers_after_fork)
 
 
 def _to_columns(entries: list[tuple[int, float, dict[str, Any]]]) -> dict[str, MetricSeries]:
@@ -157,7 +146,7 @@ class Writer:
         self.points_written = 0
         self._thread = threading.Thread(target=self._loop, name=f"runpoint-writer-{run_id}", daemon=True)
         self._thread.start()
-        _WRITERS.add(self)
+        call_after_fork(self._disable_in_forked_child)
 
     # -- caller side -----------------------------------------------------------------
 

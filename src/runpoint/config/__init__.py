@@ -20,8 +20,9 @@ Example::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes
 
 from ._normalize import config_hash, flatten, to_plain
 from ._secrets import MASK, is_secret_key, mask_argv, mask_secrets
@@ -65,19 +66,7 @@ __all__ = [
 _SUBMODULES = {"argv", "diff", "load", "presets", "schema"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:  # rp.config.schema.ModelConfig without importing it first
-        return importlib.import_module(f".{name}", __name__)
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'runpoint.config' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, _SUBMODULES, __all__)
 
 
 if TYPE_CHECKING:

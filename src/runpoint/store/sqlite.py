@@ -17,11 +17,11 @@ import math
 import os
 import sqlite3
 import threading
-import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from .._forksafe import call_after_fork
 from ..errors import RunExistsError, RunNotFoundError, StoreError
 from . import _chunks, _truncate, sqlite_media
 from ._schema import ensure_schema
@@ -37,17 +37,6 @@ from .base import (
 
 BUSY_TIMEOUT_S = 120.0
 
-# Stores of this process, so that a forked child can drop connections it must not use.
-_OPEN_STORES: "weakref.WeakSet[SQLiteStore]" = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for store in list(_OPEN_STORES):
-        store._forget_connections_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _RUN_COLUMNS = (
     "id, project, name, status, notes, grp, config_hash, dir, host, pid, created_at, "
@@ -121,7 +110,7 @@ class SQLiteStore:
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
             ensure_schema(conn, self.location)
-        _OPEN_STORES.add(self)
+        call_after_fork(self._forget_connections_after_fork)  # a connection must not cross fork()
 
     # -- connections -----------------------------------------------------------------
 
