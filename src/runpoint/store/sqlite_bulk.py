@@ -93,7 +93,7 @@ class SQLiteBulkReader:
         if not seqs:
             return MetricSeries()
         with self.store._translate_errors():
-            return self.store._read_chunks(self.store._conn(), run_id, key, list(seqs))
+            return self.store._metrics.read(self.store._conn(), run_id, key, list(seqs))
 
     def read_xy(self, run_id: str, key: str, seqs: Sequence[int], x: str) -> tuple[array, array]:
         if x not in {"steps", "times"}:
