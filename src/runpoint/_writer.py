@@ -69,8 +69,10 @@ class _ParamsOp:
 
 
 
-def _to_columns(entries: list[tuple[int, float, dict[str, Any]]]) -> dict[str, MetricSeries]:
+def _to_columns(entries: list[tuple[Any, ...]]) -> tuple[dict[str, MetricSeries], int]:
     """Per key, the steps, values and times of the entries that logged it, in logged order.
+
+    ``entries`` are ``(step, wall, values, ...)``; also returns how many points there are.
 
     Training loops log the same few key sets again and again (train keys every step, val
     keys now and then), so entries are grouped by key set and each group's columns are
@@ -78,7 +80,7 @@ def _to_columns(entries: list[tuple[int, float, dict[str, Any]]]) -> dict[str, M
     gathered across them in order. Arrays of one group are shared between its keys: the
     series are read-only from here on.
     """
-    groups: dict[tuple[str, ...], list[tuple[int, float, dict[str, Any]]]] = {}
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for entry in entries:
         keys = tuple(entry[2])
         group = groups.get(keys)
@@ -104,7 +106,7 @@ def _to_columns(entries: list[tuple[int, float, dict[str, Any]]]) -> dict[str, M
                     array("d", [entry[2][key] for entry in mine]),
                     array("d", [entry[1] for entry in mine]),
                 )
-    return columns
+    return columns, sum(len(keys) * len(group) for keys, group in groups.items())
 
 
 class Writer:
@@ -156,7 +158,7 @@ class Writer:
         if len(queue) >= self._max_pending:
             self._wait_for_room()
         queue.append((step, wall, values, deferred))
-        if len(queue) >= self._wake_at:
+        if len(queue) >= self._wake_at and not self._wake.is_set():  # set() takes a lock: ~6 µs
             self._wake.set()
 
     def set_summary(self, key: str, value: Any) -> None:
@@ -254,20 +256,23 @@ class Writer:
         batch = WriteBatch()
         media = batch.media
         markers: list[_Marker] = []
-        entries: list[tuple[int, float, dict[str, Any]]] = []
+        entries: list[tuple[Any, ...]] = []  # (step, wall, values, deferred): queued tuples, reused
+        append = entries.append
         popleft = queue.popleft
         for _ in range(min(len(queue), limit)):
             entry = popleft()
             if type(entry) is tuple:
-                step, wall, values, deferred = entry
-                entries.append((step, wall, self._resolve(values, step, wall, media) if deferred else values))
+                if entry[3]:
+                    step, wall, values, _ = entry
+                    entry = (step, wall, self._resolve(values, step, wall, media), False)
+                append(entry)
             elif type(entry) is _Marker:
                 markers.append(entry)
                 break  # write what came before the marker now, so the flush returns promptly
             else:
                 entry.apply(batch)
-        batch.metrics = _to_columns(entries)
-        return batch, markers, sum(len(values) for _, _, values in entries)
+        batch.metrics, count = _to_columns(entries)
+        return batch, markers, count
 
     def _resolve(self, values: dict[str, Any], step: int, wall: float, media: list[MediaRecord]) -> dict[str, float]:
         """Read deferred scalars and encode media (into ``media``); scalars are returned."""
