@@ -146,10 +146,22 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def python_in_subprocess(code: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
-    """Run ``code`` in a fresh interpreter (clean imports, clean caches); returns stdout."""
+def python_in_subprocess(
+    code: str, env: dict[str, str] | None = None, timeout: float = 600, cwd: str | Path | None = None
+) -> str:
+    """Run ``code`` in a fresh interpreter (clean imports, clean caches); returns stdout.
+
+    ``cwd`` defaults to a new scratch directory: some peers (DVCLive) write files into the
+    working directory, or into the git repository around it.
+    """
+    workdir = Path(cwd) if cwd is not None else Path(tempfile.mkdtemp(prefix="runpoint-bench-cwd-"))
+    src = Path(__file__).resolve().parents[1] / "src"
+    pythonpath = os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **(env or {})})
+                            cwd=workdir, env={**os.environ, "PYTHONPATH": pythonpath,
+                                              "GIT_CEILING_DIRECTORIES": str(workdir.parent), **(env or {})})
+    if cwd is None:
+        shutil.rmtree(workdir, ignore_errors=True)
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-2000:])
     return result.stdout

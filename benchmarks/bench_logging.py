@@ -118,7 +118,9 @@ def _measure_peer(name: str, spec: dict[str, str], workdir: Path, steps: int) ->
 
 
 _INGEST = """
-import json, time, runpoint as rp
+import json, time
+{preload}
+import runpoint as rp
 OUT, CALLS, KEYS = {out!r}, {calls}, {keys}
 names = [f"m{{k}}" for k in range(KEYS)]
 run = rp.init(project="ingest", root=OUT, console=False)
@@ -197,14 +199,22 @@ def run(ctx: Context) -> Section:
     ingest_rows = []
     ingest_numbers = {}
     calls_keys = [(20_000, 5), (20_000, 50)] if ctx.quick else [(200_000, 5), (40_000, 50)]
-    for calls, keys in calls_keys:
-        out = ctx.scratch(f"ingest-{keys}")
-        r = json.loads(python_in_subprocess(_INGEST.format(out=str(out), calls=calls, keys=keys)).strip())
-        rate = r["points"] / r["seconds"]
-        ingest_numbers[f"{keys}_keys_per_call"] = rate
-        ingest_rows.append([f"{keys} scalars per log call", f"{r['points']:,}", r["seconds"], f"{rate:,.0f}"])
-    ingest = Table(["workload", "points", "seconds to durable", "points/s"], ingest_rows,
-                   title="Sustained ingest into the embedded store (log calls until flushed)")
+    # A PyTorch script has numpy loaded (torch imports it), and the writer then packs chunks
+    # with it; a script without numpy gets the pure-Python path. Both are reported.
+    for preload, label in (("import numpy", "numpy loaded (any PyTorch script)"), ("", "pure Python")):
+        for calls, keys in calls_keys:
+            rates = []
+            for attempt in range(3):
+                out = ctx.scratch(f"ingest-{keys}-{attempt}")
+                code = _INGEST.format(out=str(out), calls=calls, keys=keys, preload=preload)
+                r = json.loads(python_in_subprocess(code).strip())
+                rates.append(r["points"] / r["seconds"])
+            rate = sorted(rates)[1]  # the median of three runs
+            ingest_numbers[f"{keys}_keys_per_call/{'numpy' if preload else 'pure'}"] = rate
+            ingest_rows.append([f"{keys} scalars per log call", label, f"{r['points']:,}", f"{rate:,.0f}"])
+    ingest = Table(["workload", "process", "points", "points/s (median of 3)"], ingest_rows,
+                   title="Sustained ingest into the embedded store (log calls until flushed)",
+                   note="Target: at least 1 000 000 points/s.")
 
     points = 100_000 if ctx.quick else 1_000_000
     out = ctx.scratch("read")
