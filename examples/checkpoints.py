@@ -12,7 +12,7 @@ state = {"model": model, "optimizer": optimizer, "sampler": sampler}
 with rp.init(project="ckpt-demo", resume=None) as run:  # resume="latest" continues a stopped run
     ckpt = rp.CheckpointManager(run, keep_last=3, keep_best=1, monitor="val/loss", mode="min")
     step = ckpt.restore(state) or 0  # the step after the checkpoint's (later metrics are dropped), or 0
-    ckpt.save_on_preemption(lambda: (step - 1, state) if step else None)  # on SIGTERM / SIGUSR1
+    ckpt.save_on_preemption()  # SIGTERM / SIGUSR1: save at the next step boundary, then exit
     while sampler.epoch < 5:
         for x, y in loader:
             loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -20,6 +20,8 @@ with rp.init(project="ckpt-demo", resume=None) as run:  # resume="latest" contin
             loss.backward()
             optimizer.step()
             run.log({"train/loss": loss.detach()}, step=step)
+            if ckpt.should_save(step):  # True right after a preemption signal
+                ckpt.save(step, state)  # ... and this save then ends the process
             step += 1
         ckpt.save(step - 1, state, metrics={"val/loss": loss.item()})  # step: the one just finished
     ckpt.export("model.safetensors")  # the best checkpoint's weights alone, for deployment

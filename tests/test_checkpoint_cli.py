@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import time
 
@@ -103,6 +104,37 @@ def test_a_killed_demo_resumes_exactly(tmp_path) -> None:
     resumed = zygote.spawn(cli_call.format(args=["demo", "--resume", "latest", "--root", str(root)]), tmp_path / "c")
     assert zygote.wait(resumed) == 0, (tmp_path / "c").read_text()
     assert "resumed from the checkpoint of step 45 (epoch 3)" in (tmp_path / "c").read_text()
+
+    store = SQLiteStore(root / "runpoint.db")
+    try:
+        runs = {run.name: run for run in store.list_runs()}
+        assert runs["victim"].status is rp.RunStatus.COMPLETED and runs["victim"].resume_count == 1
+        for key in ("train/loss", "train/lr", "val/loss", "val/acc"):
+            a, b = store.read_metric(runs["full"].id, key), store.read_metric(runs["victim"].id, key)
+            assert a.steps == b.steps and a.values.tobytes() == b.values.tobytes(), key
+    finally:
+        store.close()
+
+
+def test_a_demo_stopped_with_sigterm_mid_epoch_resumes_exactly(tmp_path) -> None:
+    zygote = shared_torch_zygote()
+    root = tmp_path / "runpoint"
+    cli_call = "from runpoint.cli.main import app\napp({args!r}, standalone_mode=False)\n"
+    full = zygote.spawn(cli_call.format(args=["demo", "-e", "20", "--name", "full", "--root", str(root)]), tmp_path / "a")
+    assert zygote.wait(full) == 0, (tmp_path / "a").read_text()
+    victim_log = tmp_path / "b"
+    victim = zygote.spawn(cli_call.format(args=["demo", "-e", "20", "--name", "victim", "--root", str(root)]), victim_log)
+    deadline = time.monotonic() + 60
+    while not victim_log.exists() or "epoch  1/20" not in victim_log.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    time.sleep(random.uniform(0.0, 0.3))  # somewhere in the next few epochs, mid-epoch most likely
+    os.kill(victim, signal.SIGTERM)
+    assert zygote.wait(victim) == 128 + signal.SIGTERM, victim_log.read_text()
+    assert "saving at the next step boundary" in victim_log.read_text()
+    resumed = zygote.spawn(cli_call.format(args=["demo", "--resume", "latest", "--root", str(root)]), tmp_path / "c")
+    assert zygote.wait(resumed) == 0, (tmp_path / "c").read_text()
+    assert "resumed from the checkpoint of step" in (tmp_path / "c").read_text()
 
     store = SQLiteStore(root / "runpoint.db")
     try:

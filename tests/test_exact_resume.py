@@ -41,6 +41,8 @@ progress = {{"step": 0}}
 state = {{"model": model, "optimizer": opt, "scheduler": sched, "sampler": sampler, "progress": progress}}
 with rp.init(project="exact", id={run_id!r}, resume={resume!r}, console=False, flush_interval=0.02) as run:
     ckpt = rp.CheckpointManager(run, keep_last=2, save_every_n_steps=10, async_save={async_save})
+    if {preempt}:
+        ckpt.save_on_preemption()  # SIGTERM: save at the next step boundary, then exit
     start = ckpt.restore(state)
     print("restored", ckpt.restored_step, flush=True)
     assert start is None or start == ckpt.restored_step + 1 == progress["step"], (start, progress)
@@ -64,15 +66,17 @@ with rp.init(project="exact", id={run_id!r}, resume={resume!r}, console=False, f
 """
 
 
-def _script(run_id: str, resume: str | None, async_save: bool, pause: float) -> str:
+def _script(run_id: str, resume: str | None, async_save: bool, pause: float, preempt: bool = False) -> str:
     return TRAIN.format(run_id=None if resume else run_id, resume=resume, async_save=async_save,
-                        total=TOTAL_STEPS, pause=pause)
+                        total=TOTAL_STEPS, pause=pause, preempt=preempt)
 
 
 def _last_step(log) -> int:
     if not log.exists():
         return -1
-    lines = [line for line in log.read_text().splitlines() if line.startswith("step ")]
+    text = log.read_text()
+    complete = text[: text.rfind("\n") + 1]  # the child may be half way through writing a line
+    lines = [line for line in complete.splitlines() if line.startswith("step ")]
     return int(lines[-1].split()[1]) if lines else -1
 
 
@@ -139,8 +143,12 @@ def test_sigkill_at_a_random_step_then_resume_matches_the_uninterrupted_run(zygo
     restored = int(log2.read_text().split("restored ", 1)[1].split()[0])
     assert restored % 10 == 0 and restored <= killed_at, (restored, killed_at)
 
+    _assert_matches(reference, root, "victim")
+
+
+def _assert_matches(reference, root, run_id: str) -> None:
     ref_state, ref_metrics, ref_stats, _ = _final(*reference)
-    state, metrics, stats, status = _final(root, "victim")
+    state, metrics, stats, status = _final(root, run_id)
     assert status is rp.RunStatus.COMPLETED
     _tensors_identical(state["model"], ref_state["model"])
     _tensors_identical(state["optimizer"], ref_state["optimizer"])
@@ -150,3 +158,31 @@ def test_sigkill_at_a_random_step_then_resume_matches_the_uninterrupted_run(zygo
         assert metrics[key].steps.tolist() == list(range(TOTAL_STEPS)), key  # one line: no duplicates, no gaps
         assert metrics[key].values.tobytes() == ref_metrics[key].values.tobytes(), key
         assert stats[key].count == TOTAL_STEPS and stats[key].last == ref_stats[key].last
+
+
+@pytest.mark.parametrize("async_save", [False, True], ids=["sync", "async"])
+def test_sigterm_saves_at_the_next_step_boundary_and_the_resume_is_exact(zygote, reference, tmp_path, async_save):
+    root = tmp_path / "runpoint"
+    env = {"RUNPOINT_ROOT": str(root)}
+    signal_after = random.Random().randint(12, TOTAL_STEPS - 20)
+    log = tmp_path / "attempt1.txt"
+    pid = zygote.spawn(_script("victim", None, async_save, 0.004, preempt=True), log, env=env)
+    deadline = time.monotonic() + 60
+    while _last_step(log) < signal_after:
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.005)
+    os.kill(pid, signal.SIGTERM)
+    assert zygote.wait(pid) == 128 + signal.SIGTERM, log.read_text()
+    printed = _last_step(log)  # the save that ends the process comes before its step is printed
+    store = SQLiteStore(root / "runpoint.db")
+    try:
+        assert store.get_run("victim").status is rp.RunStatus.KILLED
+    finally:
+        store.close()
+
+    log2 = tmp_path / "attempt2.txt"
+    pid = zygote.spawn(_script("victim", "victim", async_save, 0.0, preempt=True), log2, env=env)
+    assert zygote.wait(pid) == 0, log2.read_text()
+    restored = int(log2.read_text().split("restored ", 1)[1].split()[0])
+    assert printed <= restored <= printed + 1, (printed, restored)  # not a multiple of 10: the signal's step
+    _assert_matches(reference, root, "victim")

@@ -40,7 +40,9 @@ while True:
 def _last_step(log) -> int:
     if not log.exists():
         return -1
-    steps = [int(line.split()[1]) for line in log.read_text().splitlines() if line.startswith("step ")]
+    text = log.read_text()
+    complete = text[: text.rfind("\n") + 1]  # the child may be half way through writing a line
+    steps = [int(line.split()[1]) for line in complete.splitlines() if line.startswith("step ")]
     return steps[-1] if steps else -1
 
 

@@ -39,7 +39,8 @@ _owner_pid = 0
 _uncaught: tuple[type[BaseException], BaseException, TracebackType | None] | None = None
 _previous_excepthook: Any = None
 _previous_handlers: dict[int, Any] = {}  # signal -> the handler that was there before ours
-_callbacks: list[Callable[[int], None]] = []
+_callbacks: list[Callable[[int], Any]] = []  # return True to defer the exit (see exit_for_signal)
+_deferred: set[int] = set()  # signals whose exit waits for a hook
 
 HANDLED_SIGNALS = (signal.SIGTERM,)
 
@@ -83,7 +84,7 @@ def handle_signal(signum: int) -> bool:
     return True
 
 
-def add_signal_callback(callback: Callable[[int], None], signals: tuple[int, ...] = HANDLED_SIGNALS) -> None:
+def add_signal_callback(callback: Callable[[int], Any], signals: tuple[int, ...] = HANDLED_SIGNALS) -> None:
     """Call ``callback(signum)`` when one of ``signals`` arrives, after the runs' hooks."""
     for signum in signals:
         handle_signal(signum)
@@ -125,15 +126,28 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
+    if signum in _deferred:  # a second signal while a deferred save is awaited: exit now
+        exit_for_signal(signum, frame)
+        return
+    defer = False
     for run in list(_active):
-        run._on_signal(signum)
+        defer = bool(run._on_signal(signum)) or defer
     for callback in list(_callbacks):
         try:
-            callback(signum)
+            defer = bool(callback(signum)) or defer
         except Exception:
             import logging
 
             logging.getLogger("runpoint").exception("runpoint: a signal callback failed")
+    if defer:  # a hook saves at the next step boundary, then calls exit_for_signal()
+        _deferred.add(signum)
+        return
+    exit_for_signal(signum, frame)
+
+
+def exit_for_signal(signum: int, frame: FrameType | None = None) -> None:
+    """End the process for ``signum`` as the handler would: the previous handler, or SystemExit."""
+    _deferred.discard(signum)
     previous = _previous_handlers.pop(signum, None)
     signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
     if callable(previous):

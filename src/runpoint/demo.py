@@ -161,7 +161,7 @@ def train(
 
         ckpt = rp.CheckpointManager(run, keep_last=2, keep_best=1, monitor="val/loss", mode="min")
         restored = ckpt.restore(state)
-        ckpt.save_on_preemption(lambda: (progress["step"] - 1, state) if progress["step"] else None)
+        ckpt.save_on_preemption()  # SIGTERM / SIGUSR1: save at the next step boundary, then exit
         if verbose:
             print(f"runpoint demo: run {run.id} ({run.name}) -> {run.dir}")
             if restored is not None:
@@ -184,6 +184,8 @@ def train(
                     "perf/step_time_ms": (time.perf_counter() - began) * 1000,
                 }, step=progress["step"])
                 progress["step"] += 1
+                if ckpt.should_save(progress["step"] - 1):  # only after a preemption signal
+                    ckpt.save(progress["step"] - 1, state)
                 if progress["step"] >= total_steps:
                     break
             model.eval()

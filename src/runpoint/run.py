@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("runpoint")
 
-SignalHook = Callable[[int], None]
+SignalHook = Callable[[int], Any]  # returns True to defer the exit to a step boundary
 
 
 class _FinishedWriter:
@@ -246,7 +246,9 @@ class Run:
         """Call ``hook(signum)`` when SIGTERM arrives, before the process exits.
 
         The checkpoint manager uses this to save on preemption (it also asks for SIGUSR1,
-        through :func:`runpoint._lifecycle.handle_signal`).
+        through :func:`runpoint._lifecycle.handle_signal`). A hook that returns True defers
+        the exit: the process goes on until that hook calls
+        :func:`runpoint._lifecycle.exit_for_signal` (after a save at a step boundary).
         """
         self._signal_hooks.append(hook)
 
@@ -260,13 +262,16 @@ class Run:
         if isinstance(self._writer, Writer):
             self._writer.listeners.append(hub.on_batch)
 
-    def _on_signal(self, signum: int) -> None:
+    def _on_signal(self, signum: int) -> bool:
+        """Run the hooks; True when one of them defers the exit to a later step boundary."""
         self._signal_received = signum
+        defer = False
         for hook in self._signal_hooks:
             try:
-                hook(signum)
+                defer = bool(hook(signum)) or defer
             except Exception:
                 logger.exception("runpoint: a signal hook of run %s failed", self.id)
+        return defer
 
     def rewind(self, step: int) -> int:
         """Forget what was logged after ``step``: for a resume from a checkpoint of ``step``.

@@ -1,10 +1,18 @@
 """Saving on preemption: SIGTERM (Kubernetes, most schedulers) and SIGUSR1 (SLURM).
 
-When one arrives, :class:`PreemptionHook` asks the getter the user registered for
-``(step, state[, metrics])``, waits for an async save in flight, saves synchronously,
-and returns; :mod:`runpoint._lifecycle` then raises ``SystemExit`` so ``finally`` blocks
-run and the run ends ``killed``. The getter runs inside the signal handler, between two
-statements of the training loop, so it should describe the last completed step.
+Two modes:
+
+- At the next step boundary (``save_on_preemption()`` without a getter; the exact one).
+  The signal is only noted; the loop's next ``should_save(step)`` answers True, the
+  ``save()`` that follows commits the checkpoint of a completed step, and then the process
+  exits (``SystemExit``, so ``finally`` blocks run and the run ends ``killed``). A second
+  signal before that exits at once.
+- At once (``save_on_preemption(getter)``). :class:`PreemptionHook` asks the getter for
+  ``(step, state[, metrics])``, waits for an async save in flight, saves synchronously and
+  returns; :mod:`runpoint._lifecycle` then raises ``SystemExit``. The getter runs inside
+  the signal handler, at whatever Python statement the main thread had reached: inside
+  ``optimizer.step()``, say, where the model is half updated. Use it when a step takes
+  longer than the scheduler's grace period.
 
 A signal that arrives while this thread is itself in the middle of a save cannot wait
 for that save (it is further down the same stack): the hook then skips, the interrupted
@@ -38,12 +46,15 @@ class PreemptionHook:
         self._saving_here = saving_here
         self._already_saved = already_saved
         self.getter: Getter | None = None
+        self.at_boundary = False
+        self.pending: int | None = None  # a signal whose save waits for the next step boundary
         self._installed = False
 
-    def install(self, getter: Getter, run: Any) -> None:
-        if not callable(getter):
-            raise InvalidArgumentError("get_state", "must be a function returning (step, state)")
+    def install(self, getter: Getter | None, run: Any) -> None:
+        if getter is not None and not callable(getter):
+            raise InvalidArgumentError("get_state", "must be a function returning (step, state), or None")
         self.getter = getter
+        self.at_boundary = getter is None
         if self._installed:
             return
         self._installed = True
@@ -59,25 +70,31 @@ class PreemptionHook:
     def uninstall(self) -> None:
         _lifecycle.remove_signal_callback(self)
         self.getter = None
+        self.at_boundary = False
 
-    def __call__(self, signum: int) -> None:
+    def __call__(self, signum: int) -> bool | None:
+        if self.at_boundary:
+            self.pending = signum
+            logger.warning("runpoint: signal %d: saving at the next step boundary, then exiting "
+                           "(a second signal exits at once)", signum)
+            return True  # defer the exit until the save
         getter = self.getter
         if getter is None:
-            return
+            return None
         if self._saving_here():
             logger.warning("runpoint: signal %d arrived during a checkpoint save; the process exits without "
                            "finishing it (the previous checkpoint stays the latest)", signum)
-            return
+            return None
         try:
             self._wait_pending()
         except CheckpointError as exc:
             logger.error("runpoint: the async save before the preemption failed: %s", exc)
         result = getter()
         if result is None:
-            return
+            return None
         step, state = result[0], result[1]
         if self._already_saved(step):
             logger.warning("runpoint: signal %d: step %d is already saved", signum, step)
-            return
+            return None
         info = self._save(step, state, result[2] if len(result) > 2 else None)
         logger.warning("runpoint: signal %d: saved checkpoint %s before exiting", signum, info.path)

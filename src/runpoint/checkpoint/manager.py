@@ -16,6 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from .. import _lifecycle
 from ..errors import CheckpointError, CheckpointNotFoundError, InvalidArgumentError
 from . import _atomic, _export, _rng, _state
 from ._async import BackgroundSaver
@@ -195,7 +196,12 @@ class CheckpointManager:
         return self._dir.best(self.monitor, self.mode) if self.monitor else None
 
     def should_save(self, step: int) -> bool:
-        """Whether ``save_every_n_steps`` / ``save_every_seconds`` ask for a save at ``step``."""
+        """Whether to save at ``step``: a trigger (``save_every_n_steps`` / ``save_every_seconds``)
+        asks for it, or a preemption signal arrived (see :meth:`save_on_preemption`)."""
+        if self._preemption.pending is not None:
+            return True
+        if not self._triggers and self._preemption.at_boundary:
+            return False
         if not self._triggers:
             raise InvalidArgumentError(
                 "should_save", "the manager has no trigger: pass save_every_n_steps= or save_every_seconds="
@@ -220,7 +226,8 @@ class CheckpointManager:
         """
         step = check_step(step)
         metrics = check_metrics(metrics)
-        if self._needs_monitor and self.monitor not in metrics:
+        if self._needs_monitor and self.monitor not in metrics and self._preemption.pending is None:
+            # (a save forced by preemption mid-epoch has no validation metrics; it cannot be best)
             raise InvalidArgumentError(
                 "metrics", f"keep_best is set, so save() needs metrics[{self.monitor!r}] (got {sorted(metrics) or 'none'})"
             )
@@ -230,11 +237,24 @@ class CheckpointManager:
         rngs = rng_names(self.rng)
         self._last_save_step, self._last_save_time = step, time.monotonic()
         if self._saver is None:
-            return self._write(step, Payload(encoded.tensors, encoded.structure), encoded.keys, metrics, rngs)
-        host = self._saver.buffers.snapshot(encoded.tensors)
-        payload = Payload(host, encoded.structure)
-        self._saver.submit(lambda: self._write(step, payload, encoded.keys, metrics, rngs))
-        return None
+            info = self._write(step, Payload(encoded.tensors, encoded.structure), encoded.keys, metrics, rngs)
+        else:
+            host = self._saver.buffers.snapshot(encoded.tensors)
+            payload = Payload(host, encoded.structure)
+            self._saver.submit(lambda: self._write(step, payload, encoded.keys, metrics, rngs))
+            info = None
+        self._exit_if_preempted()
+        return info
+
+    def _exit_if_preempted(self) -> None:
+        """After the step-boundary save a preemption signal asked for: commit, then exit."""
+        signum = self._preemption.pending
+        if signum is None:
+            return
+        self._preemption.pending = None
+        self.wait()  # an async save must be committed before the process goes
+        logger.warning("runpoint: signal %d: saved step %d; exiting", signum, self._last_save_step)
+        _lifecycle.exit_for_signal(signum)
 
     def wait(self, timeout: float | None = None) -> CheckpointInfo | None:
         """Wait for the async save in flight to commit; raises its error. Its checkpoint, or None."""
@@ -437,17 +457,28 @@ class CheckpointManager:
 
     # -- preemption ------------------------------------------------------------------
 
-    def save_on_preemption(self, get_state: Callable[[], Any]) -> None:
-        """On SIGTERM or SIGUSR1, save ``get_state()`` and let the process exit.
+    def save_on_preemption(self, get_state: Callable[[], Any] | None = None) -> None:
+        """On SIGTERM or SIGUSR1 (schedulers' "you are being preempted"), save and exit.
 
-        ``get_state`` returns ``(step, state)`` or ``(step, state, metrics)`` for the last
-        completed step, or None to skip. It is called from the signal handler, between
-        two statements of the training loop, and the save is synchronous. With a run, the
-        run then ends as ``killed``. Call it from the main thread.
+        Without ``get_state`` (recommended), the save happens at the next step boundary:
+        the signal is noted, :meth:`should_save` answers True at the loop's next check,
+        and the :meth:`save` that follows commits a checkpoint of a completed step and
+        then ends the process (``SystemExit``; the run ends ``killed``; a second signal
+        exits at once). A resume from it is exact.
+
+        With ``get_state`` the save happens at once, inside the signal handler:
+        ``get_state()`` returns ``(step, state)`` or ``(step, state, metrics)``, or None to
+        skip. The handler runs at whatever statement the loop had reached (possibly inside
+        ``optimizer.step()``), so use it only when a step outlasts the scheduler's grace
+        period. Call this from the main thread.
 
         Example::
 
-            ckpt.save_on_preemption(lambda: (step, {"model": model, "optimizer": opt}))
+            ckpt.save_on_preemption()
+            for step in range(start, total):
+                train_step()
+                if ckpt.should_save(step):   # every N steps, and right after a SIGTERM
+                    ckpt.save(step, state)   # after a SIGTERM: save, then exit
         """
         self._preemption.install(get_state, self.run)
 
