@@ -91,7 +91,7 @@ def add_signal_callback(callback: Callable[[int], Any], signals: tuple[int, ...]
     _callbacks.append(callback)
 
 
-def remove_signal_callback(callback: Callable[[int], None]) -> None:
+def remove_signal_callback(callback: Callable[[int], Any]) -> None:
     if callback in _callbacks:
         _callbacks.remove(callback)
 

@@ -98,3 +98,4 @@ class PreemptionHook:
             return None
         info = self._save(step, state, result[2] if len(result) > 2 else None)
         logger.warning("runpoint: signal %d: saved checkpoint %s before exiting", signum, info.path)
+        return None
