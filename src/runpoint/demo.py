@@ -14,11 +14,11 @@ Example::
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from typing import TYPE_CHECKING, Any, Mapping
 
+from .config._normalize import deep_merge
 from .errors import RunpointError
 from .run import Run
 
@@ -40,15 +40,6 @@ _FIXED: dict[str, Any] = {
 }
 
 
-def _merge(base: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(dict(base))
-    for key, value in values.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
 
 def demo_config(values: Mapping[str, Any] | None = None) -> "ProjectConfig":
     """The demo's config (:data:`DEFAULT_CONFIG` and what the code fixes), ``values`` merged over it.
@@ -57,7 +48,7 @@ def demo_config(values: Mapping[str, Any] | None = None) -> "ProjectConfig":
     """
     from .config.load import load_config
 
-    return load_config(defaults=_merge(_merge(_FIXED, DEFAULT_CONFIG), values or {}), env={})
+    return load_config(defaults=deep_merge(deep_merge(_FIXED, DEFAULT_CONFIG), values or {}), env={})
 
 
 def _require_extras() -> tuple[Any, Any]:

@@ -9,6 +9,7 @@ the file was formatted.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import hashlib
@@ -100,3 +101,18 @@ def config_hash(config: Any) -> str:
     tree = mask_secrets(to_plain(config))
     text = json.dumps(_canonical(tree), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``override`` merged in, mapping by mapping (lists are replaced).
+
+    >>> deep_merge({"training": {"epochs": 3, "seed": 0}}, {"training": {"epochs": 5}})
+    {'training': {'epochs': 5, 'seed': 0}}
+    """
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

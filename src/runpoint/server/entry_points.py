@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from ..config._normalize import deep_merge
 from ..errors import ConfigError
 
 PLACEHOLDERS = ("python", "config", "root", "project", "name", "launch_id")
@@ -146,16 +147,6 @@ def demo_schema() -> dict[str, Any]:
         }
     return {"type": "object", "title": "demo", "properties": properties, "$defs": definitions}
 
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``override`` merged in, section by section (lists are replaced)."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def schema_from_defaults(value: Any, title: str | None = None) -> dict[str, Any]:
