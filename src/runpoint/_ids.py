@@ -47,9 +47,13 @@ def _encode(number: int, width: int) -> str:
 
 def new_run_id(now: float | None = None) -> str:
     """Return a fresh run id; ids made later sort after ids made earlier."""
-    millis = int((time.time() if now is None else now) * 1000) - _EPOCH_MS
-    millis = min(max(millis, 0), 32**_TIME_CHARS - 1)
-    return _encode(millis, _TIME_CHARS) + _encode(secrets.randbits(5 * _RANDOM_CHARS), _RANDOM_CHARS)
+    return run_id_for(time.time() if now is None else now, secrets.randbits(5 * _RANDOM_CHARS))
+
+
+def run_id_for(created_at: float, tail: int) -> str:
+    """The run id of a run created at ``created_at`` (epoch seconds) whose last 4 characters encode ``tail`` (20 bits)."""
+    millis = min(max(int(created_at * 1000) - _EPOCH_MS, 0), 32**_TIME_CHARS - 1)
+    return _encode(millis, _TIME_CHARS) + _encode(tail % 32**_RANDOM_CHARS, _RANDOM_CHARS)
 
 
 def new_run_name(ordinal: int) -> str:

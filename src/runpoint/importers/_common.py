@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import yaml
 
 from .._fs import write_atomic
-from .._ids import is_valid_identifier
+from .._ids import is_valid_identifier, run_id_for
 from .._paths import RunPaths
 from ..config import config_hash, flatten, mask_secrets
 from ..errors import InvalidArgumentError, RunNotFoundError
@@ -33,8 +33,6 @@ from ..store.base import MediaRecord
 logger = logging.getLogger("runpoint")
 
 INCOMPLETE = "import incomplete"
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
-_EPOCH_MS = 1_704_067_200_000
 
 
 @dataclass
@@ -60,17 +58,8 @@ class ImportedRun:
 
 def imported_run_id(created_at: float, source: str, source_id: str) -> str:
     """12 characters like a native id: 8 of start time, 4 of a hash of the source identity."""
-    millis = min(max(int(created_at * 1000) - _EPOCH_MS, 0), 32**8 - 1)
     digest = int.from_bytes(hashlib.sha256(f"{source}\0{source_id}".encode()).digest()[:4], "big") >> 12
-    return _encode(millis, 8) + _encode(digest, 4)
-
-
-def _encode(number: int, width: int) -> str:
-    chars = []
-    for _ in range(width):
-        number, digit = divmod(number, 32)
-        chars.append(_ALPHABET[digit])
-    return "".join(reversed(chars))
+    return run_id_for(created_at, digest)
 
 
 def as_project(text: str, fallback: str) -> str:
