@@ -87,23 +87,33 @@ def test_export_writes_weights_that_load_into_the_model(root, tmp_path) -> None:
     assert wrong.returncode == 2 and "--which" in wrong.stderr
 
 
-def test_a_killed_demo_resumes_exactly(tmp_path) -> None:
+_DEMO_CALL = "from runpoint.cli.main import app\napp({args!r}, standalone_mode=False)\n"
+
+
+def _interrupt_a_demo_and_resume(tmp_path, epochs: int, when: str, signum: int) -> tuple[str, str]:
+    """Run the demo whole ("full") and again ("victim") until ``when`` is printed, send it ``signum``,
+    resume it with ``--resume latest``; return the victim's and the resumed process's output."""
     zygote = shared_torch_zygote()
     root = tmp_path / "runpoint"
-    cli_call = "from runpoint.cli.main import app\napp({args!r}, standalone_mode=False)\n"
-    full = zygote.spawn(cli_call.format(args=["demo", "-e", "3", "--name", "full", "--root", str(root)]), tmp_path / "a")
-    assert zygote.wait(full) == 0, (tmp_path / "a").read_text()
-    victim_log = tmp_path / "b"
-    victim = zygote.spawn(cli_call.format(args=["demo", "-e", "3", "--name", "victim", "--root", str(root)]), victim_log)
+
+    def demo(log_name: str, *args: str) -> int:
+        return zygote.spawn(_DEMO_CALL.format(args=["demo", *args, "--root", str(root)]), tmp_path / log_name)
+
+    full = demo("full.log", "-e", str(epochs), "--name", "full")
+    assert zygote.wait(full) == 0, (tmp_path / "full.log").read_text()
+    victim_log = tmp_path / "victim.log"
+    victim = demo("victim.log", "-e", str(epochs), "--name", "victim")
     deadline = time.monotonic() + 60
-    while not victim_log.exists() or "epoch  2/3" not in victim_log.read_text():
+    while not victim_log.exists() or when not in victim_log.read_text():
         assert time.monotonic() < deadline
-        time.sleep(0.01)
-    os.kill(victim, signal.SIGKILL)
-    assert zygote.wait(victim) == -signal.SIGKILL
-    resumed = zygote.spawn(cli_call.format(args=["demo", "--resume", "latest", "--root", str(root)]), tmp_path / "c")
-    assert zygote.wait(resumed) == 0, (tmp_path / "c").read_text()
-    assert "resumed from the checkpoint of step 45 (epoch 3)" in (tmp_path / "c").read_text()
+        time.sleep(0.005)
+    if signum == signal.SIGTERM:
+        time.sleep(random.uniform(0.0, 0.3))  # somewhere in the next few epochs, mid-epoch most likely
+    os.kill(victim, signum)
+    status = zygote.wait(victim)
+    assert status == (-signal.SIGKILL if signum == signal.SIGKILL else 128 + signum), victim_log.read_text()
+    resumed = demo("resumed.log", "--resume", "latest")
+    assert zygote.wait(resumed) == 0, (tmp_path / "resumed.log").read_text()
 
     store = SQLiteStore(root / "runpoint.db")
     try:
@@ -114,34 +124,15 @@ def test_a_killed_demo_resumes_exactly(tmp_path) -> None:
             assert a.steps == b.steps and a.values.tobytes() == b.values.tobytes(), key
     finally:
         store.close()
+    return victim_log.read_text(), (tmp_path / "resumed.log").read_text()
+
+
+def test_a_killed_demo_resumes_exactly(tmp_path) -> None:
+    _, resumed = _interrupt_a_demo_and_resume(tmp_path, epochs=3, when="epoch  2/3", signum=signal.SIGKILL)
+    assert "resumed from the checkpoint of step 45 (epoch 3)" in resumed
 
 
 def test_a_demo_stopped_with_sigterm_mid_epoch_resumes_exactly(tmp_path) -> None:
-    zygote = shared_torch_zygote()
-    root = tmp_path / "runpoint"
-    cli_call = "from runpoint.cli.main import app\napp({args!r}, standalone_mode=False)\n"
-    full = zygote.spawn(cli_call.format(args=["demo", "-e", "20", "--name", "full", "--root", str(root)]), tmp_path / "a")
-    assert zygote.wait(full) == 0, (tmp_path / "a").read_text()
-    victim_log = tmp_path / "b"
-    victim = zygote.spawn(cli_call.format(args=["demo", "-e", "20", "--name", "victim", "--root", str(root)]), victim_log)
-    deadline = time.monotonic() + 60
-    while not victim_log.exists() or "epoch  1/20" not in victim_log.read_text():
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    time.sleep(random.uniform(0.0, 0.3))  # somewhere in the next few epochs, mid-epoch most likely
-    os.kill(victim, signal.SIGTERM)
-    assert zygote.wait(victim) == 128 + signal.SIGTERM, victim_log.read_text()
-    assert "saving at the next step boundary" in victim_log.read_text()
-    resumed = zygote.spawn(cli_call.format(args=["demo", "--resume", "latest", "--root", str(root)]), tmp_path / "c")
-    assert zygote.wait(resumed) == 0, (tmp_path / "c").read_text()
-    assert "resumed from the checkpoint of step" in (tmp_path / "c").read_text()
-
-    store = SQLiteStore(root / "runpoint.db")
-    try:
-        runs = {run.name: run for run in store.list_runs()}
-        assert runs["victim"].status is rp.RunStatus.COMPLETED and runs["victim"].resume_count == 1
-        for key in ("train/loss", "train/lr", "val/loss", "val/acc"):
-            a, b = store.read_metric(runs["full"].id, key), store.read_metric(runs["victim"].id, key)
-            assert a.steps == b.steps and a.values.tobytes() == b.values.tobytes(), key
-    finally:
-        store.close()
+    victim, resumed = _interrupt_a_demo_and_resume(tmp_path, epochs=20, when="epoch  1/20", signum=signal.SIGTERM)
+    assert "saving at the next step boundary" in victim
+    assert "resumed from the checkpoint of step" in resumed
