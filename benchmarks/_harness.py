@@ -19,7 +19,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -165,6 +167,19 @@ def python_in_subprocess(
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-2000:])
     return result.stdout
+
+
+def measure_each(cases: Mapping[str, T], measure: Callable[[str, T], dict]) -> dict[str, dict]:
+    """``measure(name, case)`` for every case, in order; a case that fails is reported as
+    ``{"error": <its last line>}`` rather than hidden or stopping the others."""
+    results: dict[str, dict] = {}
+    for name, case in cases.items():
+        print(f"  {name} ...", flush=True)
+        try:
+            results[name] = measure(name, case)
+        except Exception as exc:
+            results[name] = {"error": str(exc).strip().splitlines()[-1][:200]}
+    return results
 
 
 def new_workdir(base: str | None = None) -> Path:

@@ -20,7 +20,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from ._harness import Context, Section, Table, median_of, package_version, python_in_subprocess
+from ._harness import Context, Section, Table, package_version, python_in_subprocess
 
 TITLE = "Config loading: rp.load_config vs OmegaConf and a plain yaml + pydantic floor"
 

@@ -9,7 +9,6 @@ a dashboard without server-side downsampling would ship.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil

@@ -14,7 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ._harness import Context, Section, Table, dir_bytes, package_version, python_in_subprocess
+from ._harness import Context, Section, Table, dir_bytes, measure_each, package_version, python_in_subprocess
 
 TITLE = "Logging: caller cost, durability, read-back (run.log vs MLflow, W&B, TensorBoard, Aim, DVCLive)"
 
@@ -164,13 +164,7 @@ print(json.dumps({"import_s": elapsed}))
 def run(ctx: Context) -> Section:
     steps = 500 if ctx.quick else 5000
     workdir = ctx.scratch("logging")
-    results: dict[str, dict] = {}
-    for name, spec in PEERS.items():
-        print(f"  {name} ...", flush=True)
-        try:
-            results[name] = _measure_peer(name, spec, workdir, steps)
-        except Exception as exc:  # a peer that cannot run is reported, not hidden
-            results[name] = {"error": str(exc).strip().splitlines()[-1][:200]}
+    results = measure_each(PEERS, lambda name, spec: _measure_peer(name, spec, workdir, steps))
     ours = results["runpoint"]
     rows = []
     for name, r in results.items():

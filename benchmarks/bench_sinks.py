@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from ._harness import Context, Section, Table, package_version, python_in_subprocess
+from ._harness import Context, Section, Table, measure_each, package_version, python_in_subprocess
 
 TITLE = "Sinks: caller cost of mirroring to TensorBoard, MLflow and W&B (runpoint sinks vs the tools called directly)"
 
@@ -32,47 +32,34 @@ class Hanging:
 
 _RUNPOINT_SETUP = "import runpoint as rp\nfrom runpoint.sinks import MLflowSink, WandbSink\n" + _HANGING
 
+_RUNPOINT_STEP = "run.log({'loss': a, 'acc': b, 'lr': c, 'grad_norm': d, 'step_time': e}, step=i)"
+
+
+def _runpoint_case(package: str, sinks: str | None, sent: str = "None") -> dict[str, str]:
+    """A case that logs through ``rp.init(sinks=<sinks>)``; ``sent`` reads the points mirrored from external.json."""
+    init = "run = rp.init(project='b', root=OUT + '/rp', console=False" + (f", sinks={sinks})" if sinks else ")")
+    return dict(package=package, setup=_RUNPOINT_SETUP + init, step=_RUNPOINT_STEP, finish="run.finish()",
+                sent=f"sent = {sent}")
+
+
+def _points_sent(sink: str) -> str:
+    return f"json.load(open(run.dir / 'external.json'))[{sink!r}]['points_sent']"
+
+
+_MLFLOW_SINK = "MLflowSink(tracking_uri='sqlite:///' + OUT + '/mlflow.db')"
+_WANDB_SINK = "WandbSink(mode='offline')"
+
 # name -> (package for the version, setup, one step, finish, points that reached the tool)
 CASES: dict[str, dict[str, str]] = {
-    "runpoint, no sinks": dict(
-        package="runpoint", setup=_RUNPOINT_SETUP + "run = rp.init(project='b', root=OUT + '/rp', console=False)",
-        step="run.log({'loss': a, 'acc': b, 'lr': c, 'grad_norm': d, 'step_time': e}, step=i)",
-        finish="run.finish()", sent="sent = None",
+    "runpoint, no sinks": _runpoint_case("runpoint", None),
+    "runpoint + tensorboard sink": _runpoint_case("tensorboard", "['tensorboard']", _points_sent("tensorboard")),
+    "runpoint + mlflow sink (sqlite)": _runpoint_case("mlflow", f"[{_MLFLOW_SINK}]", _points_sent("mlflow")),
+    "runpoint + wandb sink (offline)": _runpoint_case("wandb", f"[{_WANDB_SINK}]", _points_sent("wandb")),
+    "runpoint + all three sinks": _runpoint_case(
+        "runpoint", f"['tensorboard', {_MLFLOW_SINK}, {_WANDB_SINK}]",
+        "min(r['points_sent'] for r in json.load(open(run.dir / 'external.json')).values())",
     ),
-    "runpoint + tensorboard sink": dict(
-        package="tensorboard",
-        setup=_RUNPOINT_SETUP + "run = rp.init(project='b', root=OUT + '/rp', console=False, sinks=['tensorboard'])",
-        step="run.log({'loss': a, 'acc': b, 'lr': c, 'grad_norm': d, 'step_time': e}, step=i)",
-        finish="run.finish()", sent="sent = json.load(open(run.dir / 'external.json'))['tensorboard']['points_sent']",
-    ),
-    "runpoint + mlflow sink (sqlite)": dict(
-        package="mlflow",
-        setup=_RUNPOINT_SETUP + ("run = rp.init(project='b', root=OUT + '/rp', console=False, "
-                                 "sinks=[MLflowSink(tracking_uri='sqlite:///' + OUT + '/mlflow.db')])"),
-        step="run.log({'loss': a, 'acc': b, 'lr': c, 'grad_norm': d, 'step_time': e}, step=i)",
-        finish="run.finish()", sent="sent = json.load(open(run.dir / 'external.json'))['mlflow']['points_sent']",
-    ),
-    "runpoint + wandb sink (offline)": dict(
-        package="wandb",
-        setup=_RUNPOINT_SETUP + ("run = rp.init(project='b', root=OUT + '/rp', console=False, "
-                                 "sinks=[WandbSink(mode='offline')])"),
-        step="run.log({'loss': a, 'acc': b, 'lr': c, 'grad_norm': d, 'step_time': e}, step=i)",
-        finish="run.finish()", sent="sent = json.load(open(run.dir / 'external.json'))['wandb']['points_sent']",
-    ),
-    "runpoint + all three sinks": dict(
-        package="runpoint",
-        setup=_RUNPOINT_SETUP + ("run = rp.init(project='b', root=OUT + '/rp', console=False, sinks=['tensorboard', "
-                                 "MLflowSink(tracking_uri='sqlite:///' + OUT + '/mlflow.db'), WandbSink(mode='offline')])"),
-        step="run.log({'loss': a, 'acc': b, 'lr': c, 'grad_norm': d, 'step_time': e}, step=i)",
-        finish="run.finish()",
-        sent="sent = min(r['points_sent'] for r in json.load(open(run.dir / 'external.json')).values())",
-    ),
-    "runpoint + a sink that hangs forever": dict(
-        package="runpoint",
-        setup=_RUNPOINT_SETUP + "run = rp.init(project='b', root=OUT + '/rp', console=False, sinks=[Hanging()])",
-        step="run.log({'loss': a, 'acc': b, 'lr': c, 'grad_norm': d, 'step_time': e}, step=i)",
-        finish="run.finish()", sent="sent = json.load(open(run.dir / 'external.json'))['hanging']['points_sent']",
-    ),
+    "runpoint + a sink that hangs forever": _runpoint_case("runpoint", "[Hanging()]", _points_sent("hanging")),
     "TensorBoard SummaryWriter, directly": dict(
         package="tensorboard", setup="from torch.utils.tensorboard import SummaryWriter\nw = SummaryWriter(log_dir=OUT)",
         step=("w.add_scalar('loss', a, i); w.add_scalar('acc', b, i); w.add_scalar('lr', c, i); "
@@ -132,13 +119,7 @@ def _measure(name: str, spec: dict[str, str], workdir: Path, steps: int) -> dict
 def run(ctx: Context) -> Section:
     steps = 500 if ctx.quick else 5000
     workdir = ctx.scratch("sinks")
-    results: dict[str, dict] = {}
-    for name, spec in CASES.items():
-        print(f"  {name} ...", flush=True)
-        try:
-            results[name] = _measure(name, spec, workdir, steps)
-        except Exception as exc:  # a case that cannot run is reported, not hidden
-            results[name] = {"error": str(exc).strip().splitlines()[-1][:200]}
+    results = measure_each(CASES, lambda name, spec: _measure(name, spec, workdir, steps))
     alone = results["runpoint, no sinks"]
     rows = []
     for name, r in results.items():
