@@ -192,19 +192,9 @@ def show(run_ref: RunArgument, root: RootOption = None, as_json: JsonOption = Fa
             table.add_row(escape(sink), escape(status), escape(str(where)))
         console.print(table)
     if details["params"]:
-        table = Table(title="config", box=None, title_justify="left", title_style="bold")
-        table.add_column("key")
-        table.add_column("value")
-        for key, value in details["params"].items():
-            table.add_row(escape(key), escape(fmt_number(value)))
-        console.print(table)
+        console.print(_key_value_table("config", details["params"]))
     if details["summary"]:
-        table = Table(title="summary", box=None, title_justify="left", title_style="bold")
-        table.add_column("key")
-        table.add_column("value")
-        for key, value in details["summary"].items():
-            table.add_row(escape(key), escape(fmt_number(value)))
-        console.print(table)
+        console.print(_key_value_table("summary", details["summary"]))
     if details["metrics"]:
         table = Table(title="metrics", box=None, title_justify="left", title_style="bold")
         for heading in ("key", "points", "last", "step", "min", "max"):
@@ -357,3 +347,12 @@ def rm(
 def register(app: typer.Typer) -> None:
     for command in (ls, show, metrics, compare, export, rm):
         app.command(command.__name__)(friendly_errors(command))
+
+
+def _key_value_table(title: str, values: dict[str, Any]) -> Table:
+    table = Table(title=title, box=None, title_justify="left", title_style="bold")
+    table.add_column("key")
+    table.add_column("value")
+    for key, value in values.items():
+        table.add_row(escape(key), escape(fmt_number(value)))
+    return table
