@@ -163,12 +163,18 @@ def test_a_damaged_or_unsafe_archive_is_refused_and_leaves_nothing_behind(source
         return ("run/../../evil.txt", data) if name == "run/config.yaml" else data
 
     _rewrite(good, unsafe, escape)
+    linked = tmp_path / "linked.tar"
+    _rewrite(good, linked, lambda name, data: data)
+    with tarfile.open(linked, "a") as tar:  # a link inside the run that points at the store once moved
+        link = tarfile.TarInfo("run/media/other")
+        link.type, link.linkname = tarfile.SYMTYPE, "../../runpoint.db"
+        tar.addfile(link)
     truncated = tmp_path / "truncated.tar"
     _rewrite(good, truncated, lambda name, data: None if name == archive.MANIFEST else data)
     garbage = tmp_path / "garbage.tar.gz"
     garbage.write_bytes(os.urandom(1000))
     other = tmp_path / "other"
-    for path, fragment in ((damaged, "damaged"), (unsafe, "unsafe member"), (truncated, "not a runpoint archive"),
+    for path, fragment in ((damaged, "damaged"), (unsafe, "unsafe member"), (linked, "not a regular file"), (truncated, "not a runpoint archive"),
                            (garbage, "cannot read the archive")):
         result = cli(other, "import", str(path))
         assert result.returncode == 1 and fragment in result.stderr, (path, result.stderr)

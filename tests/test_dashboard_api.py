@@ -183,7 +183,7 @@ def test_media_rows_and_files_are_served(client: httpx.Client, ids: dict[str, st
 
 @pytest.mark.parametrize("path", [
     "media/../meta.json", "media/..%2f..%2f..%2frunpoint.db", "..%2f..%2frunpoint.db", "meta.json",
-    "logs/console.log", "media/%2fetc%2fpasswd", "media/escape.txt", "media/nul%00.png",
+    "logs/console.log", "media/%2fetc%2fpasswd", "media/escape.txt", "media/nul%00.png", "media/to_logs.txt",
 ])
 def test_files_outside_the_run_media_are_never_served(client: httpx.Client, ids: dict[str, str], root: Path, path: str) -> None:
     outside = root.parent / "secret.txt"
@@ -191,6 +191,9 @@ def test_files_outside_the_run_media_are_never_served(client: httpx.Client, ids:
     link = root / "vision" / ids["cnn-0"] / "media" / "escape.txt"
     if not link.is_symlink():
         link.symlink_to(outside)
+    inside = link.with_name("to_logs.txt")  # inside the run, but not under media/
+    if not inside.is_symlink():
+        inside.symlink_to("../logs/console.log")
     response = client.get(f"/api/runs/{ids['cnn-0']}/files/{path}")
     assert response.status_code == 404
     assert b"secret" not in response.content and b"SQLite" not in response.content
@@ -200,6 +203,16 @@ def test_requests_for_another_host_are_refused(client: httpx.Client) -> None:
     rebound = client.get("/api/runs", headers={"host": "attacker.example:80"})
     assert rebound.status_code == 403
     assert client.get("/api/runs", headers={"host": "localhost"}).status_code == 200
+    assert client.get("/api/runs", headers={"host": "127.0.0.2:6300"}).status_code == 200  # any loopback address
+
+
+def test_media_that_is_not_an_image_is_downloaded_not_rendered(client: httpx.Client, ids: dict[str, str], root: Path) -> None:
+    page = root / "vision" / ids["cnn-0"] / "media" / "page.html"
+    page.write_text("<script>alert(1)</script>")
+    response = client.get(f"/api/runs/{ids['cnn-0']}/files/media/page.html")
+    assert response.status_code == 200 and response.content == page.read_bytes()
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert response.headers["content-disposition"].startswith("attachment")
 
 
 def test_cross_site_posts_are_refused(client: httpx.Client, root: Path) -> None:

@@ -120,6 +120,24 @@ def test_the_markdown_report_links_its_images(reported_run, tmp_path) -> None:
             image.verify()
     assert "dog\\|wolf" in markdown  # table cells are escaped
     assert "sk-very-secret" not in markdown
+    outside_fences = re.sub(r"(`{3,})text\n.*?\n\1", "", markdown, flags=re.S)
+    assert "<script>" not in outside_fences and "<i>markup" not in outside_fences  # names and notes are inert
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in outside_fences
+
+
+def test_a_media_row_naming_a_file_outside_the_run_is_not_embedded(reported_run, tmp_path) -> None:
+    secret = tmp_path / "id_rsa"
+    secret.write_bytes(b"PRIVATE KEY " * 100)
+    with sqlite3.connect(reported_run / "runpoint.db") as conn:  # as an imported archive's store could say
+        assert conn.execute("UPDATE media SET path = ? WHERE run_id = 'rep1' AND key = 'samples'",
+                            (str(secret),)).rowcount == 1
+    result = cli(reported_run, "report", "rep1", "--out", str(tmp_path / "r.html"))
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert base64.b64encode(b"PRIVATE KEY " * 3)[:24].decode() not in html
+    page = _Page()
+    page.feed(html)
+    assert len(page.images) == 2  # the training panel and the histogram; not the secret
 
 
 def test_a_report_of_a_bare_run_says_what_is_missing(root, tmp_path) -> None:

@@ -182,3 +182,25 @@ class ConsoleCapture:
         self._direct = True
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
+CONSOLE_LOG_NAME = re.compile(r"^console(_resume_(\d+))?\.log$")
+
+
+def console_logs(logs: Path) -> list[Path]:
+    """A run's console logs in the order they were written: console.log, console_resume_1.log, ..."""
+    if not logs.is_dir():
+        return []
+    found = [(path, CONSOLE_LOG_NAME.match(path.name)) for path in logs.iterdir()]
+    ordered = [(int(match.group(2) or 0), path) for path, match in found if match and path.is_file()]
+    return [path for _, path in sorted(ordered)]
+
+
+def clean_console(text: str) -> str:
+    """Console text as a terminal would show it: colours removed, ``\\r`` rewrites applied."""
+    lines = []
+    for line in _ANSI.sub("", text).split("\n"):
+        if "\r" in line:
+            parts = [part for part in line.split("\r") if part]
+            line = parts[-1] if parts else ""
+        lines.append(line)
+    return "\n".join(lines)

@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import InvalidArgumentError
+
 ROOT_ENV = "RUNPOINT_ROOT"
 DEFAULT_ROOT_NAME = "runpoint"
 DB_NAME = "runpoint.db"
@@ -71,3 +73,20 @@ class RunPaths:
         """``console.log`` for the first attempt, ``console_resume_<N>.log`` for resume N."""
         name = "console.log" if resume_count == 0 else f"console_resume_{resume_count}.log"
         return self.logs / name
+
+
+def resolve_inside(base: Path, relative: str) -> Path:
+    """``base / relative`` if that is an existing file inside ``base``; ``InvalidArgumentError`` if not.
+
+    Refuses absolute paths, ``..`` parts, NUL bytes and symlinks whose target leaves ``base``.
+    """
+    if not relative or "\x00" in relative or relative.startswith(("/", "\\")) or "\\" in relative:
+        raise InvalidArgumentError("path", f"{relative!r} is not a path inside the run")
+    parts = relative.split("/")
+    if any(part in {"", ".", ".."} for part in parts) or ":" in parts[0]:
+        raise InvalidArgumentError("path", f"{relative!r} is not a path inside the run")
+    base_resolved = base.resolve()
+    target = (base_resolved / relative).resolve()
+    if base_resolved not in target.parents or not target.is_file():
+        raise InvalidArgumentError("path", f"{relative!r} is not a file inside the run")
+    return target

@@ -6,6 +6,7 @@ a report of someone else's run must not run their markup.
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 from .report import Figure, KeyValues, Note, Pre, Report, Table, image_data_uri
@@ -103,8 +104,13 @@ def to_html(report: Report) -> str:
 """
 
 
+def _md_text(text: str) -> str:
+    """Text from a run (names, config values, captions) as inert Markdown: no HTML gets through."""
+    return escape(text, quote=False)
+
+
 def _md_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>")
+    return _md_text(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>")
 
 
 def _md_block(block: object, image_prefix: str) -> str:
@@ -118,17 +124,18 @@ def _md_block(block: object, image_prefix: str) -> str:
     if isinstance(block, Figure):
         return f"![{_md_cell(block.caption)}]({image_prefix}{block.name}.png)\n\n*{_md_cell(block.caption)}*"
     if isinstance(block, Pre):
-        fence = "````" if "```" in block.text else "```"
+        longest = max((len(run) for run in re.findall(r"`+", block.text)), default=0)
+        fence = "`" * max(3, longest + 1)  # a fence the text cannot close
         return f"{fence}text\n{block.text}\n{fence}"
     if isinstance(block, Note):
-        return block.text
+        return _md_text(block.text)
     raise TypeError(f"unknown report block {block!r}")
 
 
 def to_markdown(report: Report, image_prefix: str) -> str:
     """The report as Markdown; images are linked as ``<image_prefix><name>.png``."""
-    parts = [f"# {report.title} ({report.status})", f"{report.subtitle}"]
+    parts = [f"# {_md_text(report.title)} ({report.status})", _md_text(report.subtitle)]
     for section in report.sections:
-        parts.append(f"## {section.title}")
+        parts.append(f"## {_md_text(section.title)}")
         parts.extend(_md_block(block, image_prefix) for block in section.blocks)
     return "\n\n".join(parts) + "\n"

@@ -164,6 +164,8 @@ def _extract(path: Path, manifest: dict[str, Any], scratch: Path) -> None:
             name = member.name
             if name == MANIFEST or member.isdir():
                 continue
+            if not member.isfile():  # export writes only regular files; a link could point anywhere once moved
+                raise ArchiveError(path, f"refusing {name!r}: not a regular file")
             if name != DB_MEMBER and not name.startswith(RUN_PREFIX):
                 raise ArchiveError(path, f"unexpected member {name!r}")
             if name not in expected:

@@ -30,8 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from . import analysis, query
+from ._console import clean_console, console_logs
 from ._fs import write_atomic
 from ._nonfinite import SUMMARY_KEY, SUMMARY_STEP, SUMMARY_VALUE
+from ._paths import resolve_inside
 from .errors import InvalidArgumentError
 from .store import RunRecord, Store
 
@@ -39,7 +41,6 @@ DIAGNOSTIC_KEYS = ("watch/grad_norm", "watch/param_norm", "watch/update_ratio", 
                    "watch/grad_nan", "watch/act_nan")
 SYSTEM_KEYS = ("system/cpu_percent", "system/memory_percent", "system/proc/rss_mb", "system/gpu0/util_percent",
                "system/gpu0/memory_used_mb", "perf/samples_per_s")
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
 # -- the content, independent of the output format ---------------------------------------
@@ -234,8 +235,9 @@ def _media(store: Store, run: RunRecord) -> Section | None:
         caption = record.data.get("caption")
         if caption:
             heading += f": {caption}"
-        if record.kind == "image" and record.path and (run_dir / record.path).is_file():
-            section.blocks.append(Figure(_stem(record.key), (run_dir / record.path).read_bytes(), heading, logged=True))
+        image = _media_file(run_dir, record.path) if record.kind == "image" else None
+        if image is not None:
+            section.blocks.append(Figure(_stem(record.key), image.read_bytes(), heading, logged=True))
         elif record.kind == "text":
             section.blocks += [Note(heading), Pre(str(record.data.get("text", "")))]
         elif record.kind == "table":
@@ -349,18 +351,28 @@ def _metadata(store: Store, run: RunRecord) -> Section:
 
 def _console(store: Store, run: RunRecord, lines: int) -> Section:
     section = Section("Console", "console")
-    logs = query.run_dir(store, run) / "logs"
-    files = sorted(logs.glob("console*.log"), key=lambda p: p.stat().st_mtime) if logs.is_dir() else []
+    files = console_logs(query.run_dir(store, run) / "logs")
     if not files:
         section.blocks.append(Note("No console output was captured."))
         return section
     latest = files[-1]
-    text = _ANSI.sub("", _tail(latest, lines)) if lines else ""
+    text = clean_console(_tail(latest, lines)) if lines else ""
     shown = len(text.splitlines())
     section.blocks += [Note(f"The last {shown} line(s) of logs/{latest.name}"
                             + (f" ({len(files)} log files in all)" if len(files) > 1 else "") + ":"),
                        Pre(text or "(empty)")]
     return section
+
+
+def _media_file(run_dir: Path, path: str | None) -> Path | None:
+    """The file a media row names, if it is one inside the run's media/ folder (a row imported
+    from an archive could name any path)."""
+    if not path or not path.startswith("media/"):
+        return None
+    try:
+        return resolve_inside(run_dir / "media", path.removeprefix("media/"))
+    except InvalidArgumentError:
+        return None
 
 
 def _tail(path: Path, lines: int, block: int = 1 << 16) -> str:

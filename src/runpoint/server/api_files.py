@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import mimetypes
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse
 
 from .. import query
+from .._console import CONSOLE_LOG_NAME, clean_console, console_logs
 from ..errors import InvalidArgumentError
 from ..store.base import RunRecord
 from .context import Dashboard, StrictJSONResponse, dashboard
@@ -26,26 +26,14 @@ from .security import resolve_inside
 router = APIRouter(prefix="/api/runs/{ref}", tags=["run files"])
 Ctx = Annotated[Dashboard, Depends(dashboard)]
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
-_CONSOLE_NAME = re.compile(r"^console(_resume_\d+)?\.log$")
 SERVED_DIRS = ("media",)  # what /files may serve from a run's directory
+INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "text/plain", "application/json"}
 
 
 def _run(ctx: Dashboard, ref: str) -> tuple[RunRecord, Path]:
     run = query.resolve_run(ctx.store, ref)
     return run, ctx.run_dir(run)
 
-
-def clean_console(text: str) -> str:
-    """Console text as a terminal would show it: colours removed, ``\\r`` rewrites applied."""
-    text = _ANSI.sub("", text)
-    lines = []
-    for line in text.split("\n"):
-        if "\r" in line:
-            parts = [part for part in line.split("\r") if part]
-            line = parts[-1] if parts else ""
-        lines.append(line)
-    return "\n".join(lines)
 
 
 @router.get("/console", response_model=None, summary="The tail of a run's console log")
@@ -57,17 +45,11 @@ def console(
 ) -> StrictJSONResponse:
     """The last ``max_bytes`` of one console log, cleaned of terminal control codes."""
     run, directory = _run(ctx, ref)
-    logs = directory / "logs"
-    files: list[dict[str, Any]] = []
-    if logs.is_dir():
-        for path in logs.iterdir():
-            if _CONSOLE_NAME.match(path.name) and path.is_file():
-                files.append({"name": path.name, "bytes": path.stat().st_size})
-    files.sort(key=lambda f: (f["name"] != "console.log", int(re.sub(r"\D", "", str(f["name"])) or 0)))
+    files = [{"name": path.name, "bytes": path.stat().st_size} for path in console_logs(directory / "logs")]
     if not files:
         return StrictJSONResponse({"files": [], "file": None, "text": "", "bytes": 0, "truncated": False})
     name = str(file or files[-1]["name"])
-    if not _CONSOLE_NAME.match(name):
+    if not CONSOLE_LOG_NAME.match(name):
         raise InvalidArgumentError("file", f"{name!r} is not a console log")
     try:
         path = resolve_inside(directory, f"logs/{name}")
@@ -154,13 +136,15 @@ def media(ctx: Ctx, ref: str) -> StrictJSONResponse:
 def run_file(ctx: Ctx, ref: str, path: str) -> FileResponse:
     """A file under the run's ``media/`` folder; nothing outside it is ever served."""
     run, directory = _run(ctx, ref)
-    if path.split("/", 1)[0] not in SERVED_DIRS:
+    folder, _, inner = path.partition("/")
+    if folder not in SERVED_DIRS:
         raise HTTPException(404, "not found")
     try:
-        target = resolve_inside(directory, path)
+        target = resolve_inside(directory / folder, inner)  # a symlink in media/ may not lead elsewhere in the run
     except InvalidArgumentError:
         raise HTTPException(404, "not found") from None
-    media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-    if media_type in {"text/html", "image/svg+xml", "application/xhtml+xml", "text/javascript"}:
-        media_type = "text/plain"  # never render logged markup as a page of the dashboard's origin
-    return FileResponse(target, media_type=media_type)
+    media_type = mimetypes.guess_type(target.name)[0]
+    if media_type in INLINE_TYPES:
+        return FileResponse(target, media_type=media_type)
+    # Anything else is downloaded, never rendered as a page of the dashboard's origin.
+    return FileResponse(target, media_type="application/octet-stream", filename=target.name)

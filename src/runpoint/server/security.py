@@ -18,15 +18,13 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from ..errors import InvalidArgumentError
+from .._paths import resolve_inside as resolve_inside  # re-exported: the path check the server uses
 
 TOKEN_COOKIE = "runpoint_token"
 TOKEN_ENV = "RUNPOINT_UI_TOKEN"
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 CONTENT_SECURITY_POLICY = (
@@ -51,21 +49,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def resolve_inside(base: Path, relative: str) -> Path:
-    """``base / relative`` if that is an existing file inside ``base``; ``InvalidArgumentError`` if not.
-
-    Refuses absolute paths, ``..`` parts, NUL bytes and symlinks whose target leaves ``base``.
-    """
-    if not relative or "\x00" in relative or relative.startswith(("/", "\\")) or "\\" in relative:
-        raise InvalidArgumentError("path", f"{relative!r} is not a path inside the run")
-    parts = relative.split("/")
-    if any(part in {"", ".", ".."} for part in parts) or ":" in parts[0]:
-        raise InvalidArgumentError("path", f"{relative!r} is not a path inside the run")
-    base_resolved = base.resolve()
-    target = (base_resolved / relative).resolve()
-    if base_resolved not in target.parents or not target.is_file():
-        raise InvalidArgumentError("path", f"{relative!r} is not a file inside the run")
-    return target
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -113,7 +96,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
-        if self.loopback_only and _host_name(headers.get("host", "")).lower() not in LOOPBACK_NAMES:
+        if self.loopback_only and not is_loopback(_host_name(headers.get("host", ""))):
             await _reply(send, 403, {"detail": "this dashboard answers only to localhost / 127.0.0.1"})
             return
         method = scope["method"]
@@ -128,7 +111,7 @@ class Guard:
             supplied = bearer[7:] if bearer.lower().startswith("bearer ") else None
             if self._token_ok(query.get("token")) and method == "GET" and not scope["path"].startswith("/api/"):
                 query.pop("token")
-                location = scope["path"] + (f"?{urlencode(query)}" if query else "")
+                location = "/" + scope["path"].lstrip("/") + (f"?{urlencode(query)}" if query else "")  # never //host
                 cookie = f"{TOKEN_COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
                 await send({"type": "http.response.start", "status": 303,
                             "headers": [(b"location", location.encode()), (b"set-cookie", cookie.encode()),
