@@ -94,12 +94,17 @@ def test_secret_looking_keys_are_masked(key) -> None:
 
 
 def test_masking_leaves_ordinary_keys_and_none_alone() -> None:
-    tree = {"tokenizer": {"name": "bpe"}, "max_tokens": 5, "password": None, "keys": ["a"]}
-    # "tokenizer" and "max_tokens" contain "token": a section dict is never replaced whole,
-    # but a plain value under a secret-looking key is masked
+    tree = {"tokenizer": "gpt2", "max_tokens": 5, "num_tokens": 7, "passes": 2, "password": None, "keys": ["a"],
+            "credentials": {"aws": "AKIA123", "gcp": ["k1"]}, "auth": {"bearer_token": "b"}}
     masked = mask_secrets(tree)
-    assert masked["tokenizer"] == {"name": "bpe"}
-    assert masked["password"] is None and masked["keys"] == ["a"]
+    assert masked["tokenizer"] == "gpt2" and masked["max_tokens"] == 5 and masked["num_tokens"] == 7
+    assert masked["passes"] == 2 and masked["password"] is None and masked["keys"] == ["a"]
+    assert masked["credentials"] == {"aws": "********", "gcp": ["********"]}  # everything under a secret key
+    assert masked["auth"] == {"bearer_token": "********"}
+
+
+def test_configs_differing_in_ordinary_token_fields_hash_differently() -> None:
+    assert config_hash({"m": {"max_new_tokens": 512}}) != config_hash({"m": {"max_new_tokens": 64}})
 
 
 def test_hash_ignores_key_order_and_int_float_spelling() -> None:

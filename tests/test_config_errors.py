@@ -220,6 +220,21 @@ def test_secret_values_are_masked_in_errors() -> None:
     ]
 
 
+def test_a_secret_typed_field_with_an_ordinary_name_is_masked_in_errors() -> None:
+    from typing import Annotated
+
+    class Db(pydantic.BaseModel):
+        dsn: Annotated[pydantic.SecretStr, pydantic.Field(min_length=40)] = pydantic.SecretStr("x" * 40)
+
+    class Schema(pydantic.BaseModel):
+        db: Db = Db()
+
+    for error in (error_of(schema=Schema, overrides=["db.dsn=postgres://u:hunter2@h/db"]),
+                  error_of(schema=Schema, env={"RUNPOINT__DB__DSN": "postgres://u:hunter2@h/db"})):
+        assert len(error.issues) == 1 and error.issues[0].startswith("db.dsn: got '********'"), error.issues
+        assert "hunter2" not in str(error)
+
+
 def test_a_required_field_of_a_custom_schema_says_how_to_set_it() -> None:
     class Schema(pydantic.BaseModel):
         class Data(pydantic.BaseModel):

@@ -12,10 +12,11 @@ import difflib
 import re
 from typing import Any, Iterable
 
-from pydantic import SecretBytes, SecretStr, ValidationError
+from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
 from ..errors import ConfigIssue
-from ._dotted import child, is_under
+from ._dotted import child, is_under, is_valid_path, split_path
+from ._fields import annotation_at, is_secret_type
 from ._interpolate import show
 from ._layers import ENV_PREFIX, SourceMap
 from ._secrets import MASK, is_secret_key
@@ -74,14 +75,26 @@ def _did_you_mean(given: str, expected: str) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def shown_value(value: Any, path: str) -> str:
-    """The bad value as an issue shows it: masked for secrets, shortened when long."""
-    if isinstance(value, (SecretStr, SecretBytes)) or (is_secret_key(path) and value is not None):
+def shown_value(value: Any, path: str, schema: type[BaseModel] | None = None) -> str:
+    """The bad value as an issue shows it: masked for secrets, shortened when long.
+
+    Secret: a ``SecretStr`` value, a key on the path that looks secret (``db.password``,
+    ``credentials.aws``), or a field the schema types as ``SecretStr``.
+    """
+    segments = split_path(path) if path and is_valid_path(path) else []
+    secret = (
+        isinstance(value, (SecretStr, SecretBytes))
+        or any(isinstance(segment, str) and is_secret_key(segment) for segment in segments)
+        or (schema is not None and bool(segments) and is_secret_type(annotation_at(schema, segments)))
+    )
+    if secret and value is not None:
         return repr(MASK)
     return show(value)
 
 
-def validation_issues(error: ValidationError, tree: Any, sources: SourceMap, skip: Iterable[str]) -> list[ConfigIssue]:
+def validation_issues(
+    error: ValidationError, tree: Any, sources: SourceMap, skip: Iterable[str], schema: type[BaseModel] | None = None
+) -> list[ConfigIssue]:
     """One issue per field that failed, in pydantic's order; fields under ``skip`` are left out."""
     skipped = list(skip)
     grouped: dict[str, list[Any]] = {}
@@ -98,7 +111,7 @@ def validation_issues(error: ValidationError, tree: Any, sources: SourceMap, ski
         )
         first = errors[0]
         section_error = isinstance(first.get("input"), dict) and first["type"] not in _SECTION_TYPES
-        value = None if first["type"] == "missing" or section_error else shown_value(first.get("input"), path)
+        value = None if first["type"] == "missing" or section_error else shown_value(first.get("input"), path, schema)
         source = sources.describe(path, inside=section_error)
         if first["type"] == "missing" and path:
             variable = ENV_PREFIX + "__".join(path.replace("[", ".").replace("]", "").split(".")).upper()

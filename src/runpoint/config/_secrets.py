@@ -12,15 +12,22 @@ from typing import Any
 
 MASK = "********"
 
-_SECRET_KEY = re.compile(
-    r"(token|passw(or)?d|passphrase|secret|api[_-]?key|access[_-]?key|private[_-]?key|credential)",
-    re.IGNORECASE,
-)
+# A key names a secret when one of its words is one of these, or two neighbouring words are
+# one of the pairs: ``hf_token``, ``clientSecret``, ``x-api-key``, ``aws_secret_access_key``;
+# not ``tokenizer``, ``max_tokens`` or ``passes``.
+_SECRET_WORDS = {"token", "password", "passwd", "passphrase", "secret", "secrets", "credential", "credentials", "apikey"}
+_SECRET_PAIRS = {("api", "key"), ("access", "key"), ("private", "key")}
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 
 def is_secret_key(key: str) -> bool:
-    """True when ``key`` (one segment or a dotted path) names a secret."""
-    return bool(_SECRET_KEY.search(key.rsplit(".", 1)[-1].rsplit("/", 1)[-1]))
+    """True when ``key`` (one segment or a dotted path) names a secret.
+
+    >>> [is_secret_key(k) for k in ("training.hf_token", "apiKey", "model.tokenizer", "max_tokens")]
+    [True, True, False, False]
+    """
+    words = [word.lower() for word in _WORD.findall(key.rsplit(".", 1)[-1].rsplit("/", 1)[-1])]
+    return any(word in _SECRET_WORDS for word in words) or any(pair in _SECRET_PAIRS for pair in zip(words, words[1:]))
 
 
 def _is_secret_value(value: Any) -> bool:
@@ -37,13 +44,22 @@ def mask_secrets(value: Any, key: str = "") -> Any:
     """
     if _is_secret_value(value):
         return MASK
-    if key and is_secret_key(key) and value is not None and not isinstance(value, dict):
-        return MASK
+    if key and is_secret_key(key):
+        return _mask_all(value)
     if isinstance(value, dict):
         return {k: mask_secrets(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_secrets(item, key) for item in value]
     return value
+
+
+def _mask_all(value: Any) -> Any:
+    """Every leaf masked: everything under a secret key (``credentials: {aws: ...}``) is secret."""
+    if isinstance(value, dict):
+        return {k: _mask_all(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_all(item) for item in value]
+    return None if value is None else MASK
 
 
 def mask_argv(argv: list[str]) -> list[str]:

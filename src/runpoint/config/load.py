@@ -199,13 +199,13 @@ def _build(
                 continue  # one line per cycle, not one per member
             seen_cycles.add(failure.cycle)
         whole = isinstance(written, str) and written.startswith("${") and written.endswith("}")
-        shown = None if whole else shown_value(written, failed_path)
+        shown = None if whole else shown_value(written, failed_path, model)
         problems.append(ConfigIssue(failed_path, str(failure), sources.describe(failed_path), shown))
 
     try:
         config = model.model_validate(tree)
     except ValidationError as exc:
-        problems.extend(validation_issues(exc, tree, sources, skip))
+        problems.extend(validation_issues(exc, tree, sources, skip, model))
     else:
         _unset_preset_fields(config, sources.paths_from("preset"))
     if problems:
