@@ -13,6 +13,8 @@ import torch
 import runpoint as rp
 from runpoint.checkpoint import SafetensorsIO
 
+from .conftest import run_script
+
 
 class GatedIO(SafetensorsIO):
     """The real IO, held at the start of each save until the test opens the gate, or failing."""
@@ -100,3 +102,17 @@ def test_the_run_waits_for_the_last_async_save_when_it_finishes(root, store_at) 
         threading.Timer(0.3, io.gate.set).start()
     assert store_at().get_run("r1").status is rp.RunStatus.COMPLETED
     assert rp.load_checkpoint(root / "p" / "r1" / "checkpoints") == {"x": 1}
+
+
+def test_an_async_save_without_a_run_is_committed_before_the_script_exits(tmp_path, root) -> None:
+    # the interpreter exits right after save(): the background write must not be abandoned
+    result = run_script(tmp_path, root, f"""
+        import torch, runpoint as rp
+        ckpt = rp.CheckpointManager({str(tmp_path / "ckpt")!r}, async_save=True)
+        ckpt.save(1, {{"w": torch.arange(4_000_000, dtype=torch.float32)}})
+    """)
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in (tmp_path / "ckpt").iterdir() if p.name.startswith("step-")] == ["step-000001"]
+    loaded = rp.load_checkpoint(tmp_path / "ckpt")
+    assert torch.equal(loaded["w"], torch.arange(4_000_000, dtype=torch.float32))
+    assert not [p for p in (tmp_path / "ckpt").iterdir() if p.name.startswith(".tmp")]

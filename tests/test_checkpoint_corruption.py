@@ -48,11 +48,17 @@ def test_a_corrupt_latest_falls_back_to_the_newest_intact_checkpoint(tmp_path, c
     with caplog.at_level(logging.WARNING, logger="runpoint"):
         assert rp.CheckpointManager(tmp_path).restore(state) == 3
     assert state["step"] == 2 and torch.equal(state["w"], torch.full((64,), 2.0))
-    if damage != "manifest":  # an unreadable manifest is no checkpoint at all: nothing to warn about
-        assert "falling back" in caplog.text and "step-000003" in caplog.text
+    assert "falling back" in caplog.text and "step-000003" in caplog.text
     results = {r.path.rsplit("/", 1)[1]: r for r in verify_checkpoint(tmp_path)}
     assert results["step-000001"].ok and results["step-000002"].ok and not results["step-000003"].ok
-    assert ckpt is not None
+    assert ckpt.latest is not None and ckpt.latest.step == 3  # what the manager saved, before the damage
+
+
+def test_an_only_checkpoint_with_a_damaged_manifest_raises_instead_of_starting_over(tmp_path) -> None:
+    _saved(tmp_path, steps=(1,))
+    (tmp_path / "step-000001" / "manifest.json").write_text('{"format": "runpoint-checkpoint", "step": ')
+    with pytest.raises(rp.CheckpointError, match="no intact checkpoint"):
+        rp.CheckpointManager(tmp_path).restore({"w": torch.zeros(64), "step": 0})
 
 
 def test_nothing_intact_raises_instead_of_starting_over(tmp_path) -> None:

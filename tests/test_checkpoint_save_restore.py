@@ -102,9 +102,11 @@ def test_rng_states_are_restored_unless_disabled(tmp_path) -> None:
     plain = rp.CheckpointManager(tmp_path / "b", rng=False)
     plain.save(0, {"x": 1})
     assert plain.latest is not None and plain.latest.manifest.rng == ()
-    before = random.random()
+    random.seed(2), np.random.seed(2), torch.manual_seed(2)  # the generators move on after the save
+    before = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state())
     plain.restore({"x": 0})
-    assert random.random() != before
+    assert random.getstate() == before[0] and np.array_equal(np.random.get_state()[1], before[1])
+    assert torch.equal(torch.get_rng_state(), before[2])  # rng=False: restore left them where they were
 
 
 def test_tied_weights_are_stored_once_and_stay_tied(tmp_path) -> None:

@@ -9,11 +9,13 @@ generators :mod:`._rng`. See the class docstring for the user's view.
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import logging
 import os
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .. import _lifecycle
@@ -28,7 +30,7 @@ from ._restore import load_into
 from ._storage import Storage
 from .io import CheckpointIO, Payload, SafetensorsIO
 from .load import read_checkpoint
-from .manifest import CheckpointInfo, Manifest, checkpoint_name
+from .manifest import CheckpointInfo, Manifest, checkpoint_name, parse_step
 from .policy import (
     Mode,
     RetentionPolicy,
@@ -42,6 +44,19 @@ if TYPE_CHECKING:
     from ..run import Run
 
 logger = logging.getLogger("runpoint")
+
+# Async managers without a run: their save in flight is committed before the interpreter
+# exits (the writer thread is a daemon), and a failure is reported rather than lost.
+_ASYNC_WITHOUT_RUN: "weakref.WeakSet[CheckpointManager]" = weakref.WeakSet()
+
+
+@atexit.register
+def _commit_saves_in_flight() -> None:
+    for manager in list(_ASYNC_WITHOUT_RUN):
+        try:
+            manager.wait()
+        except CheckpointError as exc:
+            logger.error("runpoint: the last checkpoint save in %s failed: %s", manager.directory, exc)
 
 
 
@@ -170,6 +185,8 @@ class CheckpointManager:
         if self._registry is not None and self.run is not None:
             self._registry.reconcile(self._dir.list(), self.best)
             self.run.add_finish_hook(self._on_run_finish)
+        elif self._saver is not None:
+            _ASYNC_WITHOUT_RUN.add(self)  # nothing else would wait for its last save at exit
 
     def __repr__(self) -> str:
         return f"CheckpointManager({self.directory!r}, retention={self.retention!r})"
@@ -386,6 +403,12 @@ class CheckpointManager:
             raise InvalidArgumentError("state", f"must be a mutable dict of names to objects, not {type(state).__qualname__}")
         candidates = self._candidates(which)
         corrupt: builtins.list[str] = []
+        if which == "latest":  # a newer checkpoint whose manifest is unreadable is a corrupt latest, not nothing
+            newest = max((info.step for info in candidates), default=-1)
+            for name, reason in sorted(self._dir.broken.items()):
+                if (parse_step(name) or 0) > newest:
+                    corrupt.append(f"{self.directory.rstrip('/')}/{name}: {reason}")
+                    logger.warning("runpoint: %s/%s: %s; falling back to an older checkpoint", self.directory, name, reason)
         for info in candidates:
             try:
                 manifest, document, tensors = read_checkpoint(self._storage, info.name, self.io)
