@@ -116,7 +116,7 @@ def test_rm_asks_first_and_deletes_files_and_records(two_runs) -> None:
         (("export", "aaa1", "--format", "xml"), 1, "not one of csv, json, parquet"),
         (("export", "aaa1", "--out", "/no/such/dir/x.csv"), 1, "does not exist"),
         (("compare", "aaa1"), 2, "at least two"),
-        (("ls", "--limit", "0"), 2, ""),
+        (("ls", "--limit", "0"), 2, "--limit"),
         (("frobnicate",), 2, "No such command"),
     ],
 )

@@ -89,3 +89,20 @@ def test_metric_history_of_an_unknown_key_lists_the_known_ones(root, store_at) -
     _make(root, "aaa1", "alpha", 0.1, 0.5)
     with pytest.raises(rp.InvalidArgumentError, match="it has: val/loss"):
         query.metric_history(store_at(), "aaa1", "val/acc")
+
+
+def test_a_non_finite_summary_value_does_not_break_summary_filters(root, store_at) -> None:
+    for run_id, best in (("nan", float("nan")), ("inf", float("inf")), ("good", 0.9), ("low", 0.1)):
+        with rp.init(project="p", id=run_id, root=root, console=False, system_metrics=False) as run:
+            run.summary["best"] = best
+    store = store_at()
+    assert [r.id for r in query.list_runs(store, where=["summary.best > 0.5"])] == ["good"]
+    assert sorted(r.id for r in query.list_runs(store, where=["summary.best < 0.5"])) == ["low"]
+
+
+def test_tags_and_where_given_as_one_string_are_refused(root, store_at) -> None:
+    store = store_at()
+    with pytest.raises(rp.InvalidArgumentError, match="tags"):
+        query.list_runs(store, tags="cnn")
+    with pytest.raises(rp.InvalidArgumentError, match="where"):
+        query.list_runs(store, where="params.lr > 1")

@@ -58,3 +58,13 @@ def test_all_nan_metric_has_no_min_or_max(root) -> None:
         run.log({"bad": math.nan})
         assert math.isnan(run.summary["bad"])
         assert run.summary["bad.min"] is None and run.summary["bad.max"] is None
+
+
+def test_setting_the_summary_after_finish_raises_and_reading_still_works(root, store_at) -> None:
+    with rp.init(project="p", id="done", root=root, console=False, system_metrics=False) as run:
+        run.log({"loss": 0.5}, step=0)
+        run.summary["best"] = 1
+    with pytest.raises(rp.RunpointError, match="finished"):
+        run.summary["late"] = 2  # would otherwise wait in a closed writer's queue, never stored
+    assert run.summary["best"] == 1 and run.summary["loss"] == 0.5
+    assert "late" not in query.full_summary(store_at(), "done")

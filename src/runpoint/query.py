@@ -118,6 +118,9 @@ def list_runs(
         except ValueError:
             known = ", ".join(s.value for s in RunStatus)
             raise InvalidArgumentError("status", f"{status!r} is not one of {known}") from None
+    for name, given in (("tags", tags), ("where", where)):
+        if isinstance(given, str):  # iterating it would filter by single characters
+            raise InvalidArgumentError(name, f"must be a list of strings, not the string {given!r}")
     conditions = tuple(c if isinstance(c, Condition) else parse_condition(c) for c in where)
     if limit is not None and limit < 1:
         raise InvalidArgumentError("limit", "must be at least 1")

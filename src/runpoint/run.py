@@ -312,17 +312,19 @@ class Run:
         self._status = final
         writer = self._writer
         self._writer = _FinishedWriter(self.id)
-        self.summary._writer = writer  # type: ignore[assignment]  # a closed writer: flush is a no-op
-        if isinstance(writer, Writer) and not writer.close(timeout=120):
-            logger.error("runpoint: run %s finished with %d points not yet stored", self.id, writer.pending)
-        ended = time.time()
-        self._store.set_status(self.id, final, error=error, ended_at=ended)
-        self._write_end_of_meta(ended, final)
-        if self._sinks is not None:
-            self._sinks.close(final.value)  # bounded by each sink's finish_timeout
-        if self._console is not None:
-            self._console.stop()
-        _lifecycle.unregister(self)
+        try:
+            if isinstance(writer, Writer) and not writer.close(timeout=120):
+                logger.error("runpoint: run %s finished with %d points not yet stored", self.id, writer.pending)
+            self.summary._writer = self._writer  # type: ignore[assignment]  # setting a value now raises
+            ended = time.time()
+            self._store.set_status(self.id, final, error=error, ended_at=ended)
+            self._write_end_of_meta(ended, final)
+            if self._sinks is not None:
+                self._sinks.close(final.value)  # bounded by each sink's finish_timeout
+        finally:  # even when the store fails: give the terminal back, forget the run at exit
+            if self._console is not None:
+                self._console.stop()
+            _lifecycle.unregister(self)
 
     def _write_end_of_meta(self, ended: float, status: RunStatus) -> None:
         self.meta["ended_at"] = ended

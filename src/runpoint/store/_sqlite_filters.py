@@ -59,9 +59,11 @@ def condition_sql(condition: Condition) -> tuple[str, list[Any]]:
         sql = f"EXISTS (SELECT 1 FROM metric_stats m WHERE m.run_id = runs.id AND m.key = ? AND m.vlast {op} ?)"
         return sql, [key, float(value)]  # type: ignore[arg-type]
     if numeric:
+        # json_valid first: a NaN or infinite summary value is stored as Python's json writes it
+        # (NaN, Infinity), which SQLite's json_type rejects; such a value matches no comparison.
         as_number = (
-            "CASE json_type(s.value) WHEN 'true' THEN 1.0 WHEN 'false' THEN 0.0"
-            " WHEN 'integer' THEN CAST(s.value AS REAL) WHEN 'real' THEN CAST(s.value AS REAL) END"
+            "CASE WHEN json_valid(s.value) THEN CASE json_type(s.value) WHEN 'true' THEN 1.0 WHEN 'false' THEN 0.0"
+            " WHEN 'integer' THEN CAST(s.value AS REAL) WHEN 'real' THEN CAST(s.value AS REAL) END END"
         )
         sql = f"EXISTS (SELECT 1 FROM summary s WHERE s.run_id = runs.id AND s.key = ? AND {as_number} {op} ?)"
         return sql, [key, float(value)]  # type: ignore[arg-type]
