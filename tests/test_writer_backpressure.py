@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 
+import runpoint as rp
 from runpoint._writer import Writer
 from runpoint.errors import StoreError
 from runpoint.store import RunRecord, RunStatus, WriteBatch
@@ -101,3 +102,30 @@ def test_heartbeats_are_written_while_idle(tmp_path) -> None:
     assert inner.get_run("r").heartbeat_at > before
     writer.close()
     inner.close()
+
+
+def test_a_run_deleted_while_logging_fails_its_flushes_instead_of_hanging(root, store_at) -> None:
+    run = rp.init(project="p", id="gone", root=root, console=False, system_metrics=False)
+    run.log({"loss": 1.0}, step=0)
+    run.flush()
+    store_at().delete_run("gone")  # as `runpoint rm --force` would
+    run.log({"loss": 0.5}, step=1)
+    outcome: list[BaseException | None] = []
+    flusher = threading.Thread(target=lambda: outcome.append(_raised(run.flush)), daemon=True)
+    flusher.start()
+    flusher.join(timeout=20)
+    assert not flusher.is_alive(), "flush hung on a run that no longer exists"
+    assert isinstance(outcome[0], rp.StoreError) and "deleted" in str(outcome[0])
+    run.summary["late"] = 1  # queued; must not hang finish either
+    finisher = threading.Thread(target=lambda: _raised(run.finish), daemon=True)
+    finisher.start()
+    finisher.join(timeout=20)
+    assert not finisher.is_alive(), "finish hung on a run that no longer exists"
+
+
+def _raised(call) -> BaseException | None:  # noqa: ANN001
+    try:
+        call()
+    except BaseException as exc:  # noqa: BLE001 - the test inspects it
+        return exc
+    return None

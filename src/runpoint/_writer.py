@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from ._forksafe import call_after_fork
 from ._values import is_media
-from .errors import RunpointError, StoreError
+from .errors import RunNotFoundError, RunpointError, StoreError
 from .store.base import MediaRecord, MetricSeries, Store, WriteBatch
 
 logger = logging.getLogger("runpoint")
@@ -140,6 +140,7 @@ class Writer:
         self._wake = threading.Event()
         self._room = threading.Condition()
         self._stopping = False
+        self._run_gone: StoreError | None = None  # set when the run was deleted from the store
         self._last_heartbeat = 0.0
         self._failure: BaseException | None = None
         self._fatal: BaseException | None = None
@@ -294,8 +295,19 @@ class Writer:
                 resolved[key] = float("nan")
         return resolved
 
+    def _deleted(self) -> bool:
+        try:
+            self._store.get_run(self._run_id)
+        except RunNotFoundError:
+            return True
+        except Exception:  # the store is unreachable: that may pass, keep retrying
+            return False
+        return False
+
     def _write(self, batch: WriteBatch) -> BaseException | None:
         """Write with retries; returns the last error if it gave up while stopping."""
+        if self._run_gone is not None:
+            return self._run_gone
         delay = 0.05
         first_failure: float | None = None
         while True:
@@ -304,6 +316,11 @@ class Writer:
             except Exception as exc:
                 now = time.time()
                 if first_failure is None:
+                    if self._deleted():  # no retry can succeed: fail the flushes instead of hanging them
+                        location = getattr(self._store, "location", "the store")
+                        self._run_gone = StoreError(f"run {self._run_id} was deleted from {location} while it was running")
+                        logger.error("runpoint: %s; what it logs from now on is not stored", self._run_gone)
+                        return self._run_gone
                     first_failure = now
                     logger.warning(
                         "runpoint: writing to %s failed (%s); keeping the points and retrying",

@@ -159,5 +159,6 @@ def ensure_schema(conn: sqlite3.Connection, location: str) -> None:
             conn.execute(f"PRAGMA user_version = {version}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already; report the original error
+            conn.execute("ROLLBACK")
         raise

@@ -3,8 +3,8 @@
 :mod:`._chunks` decides how points are packed and when small chunks merge; this module
 does the SQL: appending a key's new points (merging its small trailing chunks), keeping
 ``metric_stats`` (count, last, min and max with their steps) current, and reading points
-back. It remembers the end of each key's chunk list (its "tail") between writes, and the
-store hands it back a snapshot when a transaction rolls back.
+back. It remembers the end of each key's chunk list (its "tail") between writes; when a
+transaction rolls back the store forgets them, and they are read again from the database.
 """
 
 from __future__ import annotations
@@ -21,17 +21,6 @@ class ChunkedMetrics:
 
     def __init__(self) -> None:
         self._tails: dict[tuple[str, str], _chunks.KeyTail] = {}
-
-    def snapshot(self, run_id: str) -> dict[tuple[str, str], _chunks.KeyTail]:
-        """The cached tails of a run, to put back with :meth:`restore` after a rollback."""
-        return {
-            key: _chunks.KeyTail(next_seq=tail.next_seq, small=list(tail.small))
-            for key, tail in self._tails.items() if key[0] == run_id
-        }
-
-    def restore(self, run_id: str, snapshot: dict[tuple[str, str], _chunks.KeyTail]) -> None:
-        self.forget(run_id)
-        self._tails.update(snapshot)
 
     def forget(self, run_id: str) -> None:
         """Drop the cached tails of a run (its chunk list changed, or it was deleted)."""

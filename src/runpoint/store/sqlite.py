@@ -145,10 +145,13 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite may have rolled back already (disk full, I/O error): the original
+                # error is the one to report, not "no transaction is active".
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def close(self) -> None:
         self._closed = True
@@ -280,7 +283,6 @@ class SQLiteStore:
     def write(self, run_id: str, batch: WriteBatch) -> None:
         if batch.is_empty():
             return
-        tails_before = self._metrics.snapshot(run_id)
         if batch.media:
             sqlite_media.write_files(self, run_id, batch.media)  # files first: a row never lacks its file
         try:
@@ -315,7 +317,7 @@ class SQLiteStore:
                         (batch.heartbeat_at, run_id),
                     )
         except BaseException:
-            self._metrics.restore(run_id, tails_before)  # the transaction rolled back
+            self._metrics.forget(run_id)  # the transaction rolled back: re-read the tails next time
             raise
 
     def truncate_metrics(self, run_id: str, after_step: int) -> int:
