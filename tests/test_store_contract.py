@@ -11,7 +11,7 @@ from typing import Callable
 
 import pytest
 
-from runpoint.errors import RunExistsError, RunNotFoundError, SchemaVersionError, StoreError
+from runpoint.errors import RunExistsError, RunNotFoundError, RunpointError, SchemaVersionError, StoreError
 from runpoint.store import (
     Condition,
     MetricSeries,
@@ -126,6 +126,9 @@ def test_status_changes_and_compare_and_set(store) -> None:
     reopened = store.reopen_run("a", host="h", pid=7, now=10.0)
     assert (reopened.status, reopened.resume_count, reopened.host, reopened.pid, reopened.error) == (
         RunStatus.RUNNING, 1, "h", 7, None)
+    with pytest.raises(RunpointError, match="another process resumed it"):  # a second resumer loses
+        store.reopen_run("a", host="h2", pid=8, now=11.0)
+    assert (store.get_run("a").pid, store.get_run("a").resume_count) == (7, 1)
 
 
 def test_list_runs_filters(store) -> None:

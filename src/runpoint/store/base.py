@@ -278,7 +278,11 @@ class Store(Protocol):
         """
 
     def reopen_run(self, run_id: str, *, host: str, pid: int, now: float) -> RunRecord:
-        """Mark a finished run running again for a resume; returns it with resume_count + 1."""
+        """Mark a finished run running again for a resume; returns it with resume_count + 1.
+
+        Atomic: of several processes resuming one run, one wins and the others get
+        :class:`~runpoint.errors.RunpointError` (the run is running already).
+        """
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with exactly this id; :class:`~runpoint.errors.RunNotFoundError` if none."""

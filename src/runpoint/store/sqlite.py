@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from .._forksafe import call_after_fork
-from ..errors import RunExistsError, RunNotFoundError, StoreError
+from ..errors import RunExistsError, RunNotFoundError, RunpointError, StoreError
 from . import _truncate, sqlite_media
 from ._encoding import as_number, to_json
 from ._sqlite_filters import run_filter_sql
@@ -202,11 +202,12 @@ class SQLiteStore:
         with self._transaction() as conn:
             updated = conn.execute(
                 "UPDATE runs SET status = 'running', ended_at = NULL, error = NULL, host = ?, pid = ?,"
-                " heartbeat_at = ?, resume_count = resume_count + 1 WHERE id = ?",
+                " heartbeat_at = ?, resume_count = resume_count + 1 WHERE id = ? AND status != 'running'",
                 (host, pid, now, run_id),
             ).rowcount
         if not updated:
-            raise RunNotFoundError(run_id, self.location)
+            record = self.get_run(run_id)  # RunNotFoundError when it is gone
+            raise RunpointError(f"run {run_id} is running (pid {record.pid} on {record.host}): another process resumed it")
         return self.get_run(run_id)
 
     def set_status(
