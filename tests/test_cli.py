@@ -101,7 +101,8 @@ def test_rm_asks_first_and_deletes_files_and_records(two_runs) -> None:
     assert accepted.returncode == 0, accepted.stderr
     assert not run_dir.exists()
     assert [r["id"] for r in json.loads(cli(two_runs, "ls", "--json").stdout)] == ["aaa1"]
-    assert cli(two_runs, "rm", "aaa1", "--yes").returncode == 0
+    twice = cli(two_runs, "rm", "aaa1", "aaa1", "--yes")  # named twice: deleted once, no error
+    assert twice.returncode == 0 and "deleted 1 run(s)" in twice.stderr
     assert not (two_runs / "p" / "aaa1").exists()
 
 

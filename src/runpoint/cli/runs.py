@@ -325,23 +325,28 @@ def rm(
 ) -> None:
     """Delete runs: their records, metrics and directories."""
     store = _open(root)
-    runs = [query.resolve_run(store, ref) for ref in run_refs]
+    runs = list({run.id: run for run in (query.resolve_run(store, ref) for ref in run_refs)}.values())  # once each
     live = [run for run in runs if run.status is RunStatus.RUNNING and not is_dead(run)]
     if live and not force:
         raise fail(f"run {live[0].id} is still running (pid {live[0].pid}); stop it first or pass --force")
     root_dir = Path(store.location).parent.resolve()
+    directories = {run.id: (root_dir / run.dir).resolve() for run in runs}
+    for run in runs:  # every check before anything is deleted
+        if root_dir not in directories[run.id].parents:
+            raise fail(f"refusing to delete {directories[run.id]}: it is outside the root {root_dir}")
     for run in runs:
         console.print(f"  {run.id}  {escape(run.name)}  ({run.project}, {run.status.value})")
     if not yes:
         if not typer.confirm(f"Delete {len(runs)} run(s) and their files?", default=False):
             raise fail("nothing deleted")
+    left: list[str] = []
     for run in runs:
-        directory = (root_dir / run.dir).resolve()
-        if root_dir not in directory.parents:
-            raise fail(f"refusing to delete {directory}: it is outside the root {root_dir}")
         store.delete_run(run.id)
-        shutil.rmtree(directory, ignore_errors=True)
+        if directories[run.id].exists():
+            shutil.rmtree(directories[run.id], onerror=lambda _f, path, exc: left.append(f"{path}: {exc[1]}"))
     err_console.print(f"deleted {len(runs)} run(s)")
+    if left:
+        raise fail("some files could not be deleted: " + "; ".join(left[:3]) + (" ..." if len(left) > 3 else ""))
 
 
 def register(app: typer.Typer) -> None:
