@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from runpoint import query
+
 from .conftest import run_script
 
 
@@ -71,6 +73,8 @@ def test_a_forked_child_does_not_duplicate_the_parents_lines(tmp_path, root, sto
             if pid == 0:
                 print("child says hi")
                 run.log({"x": 99.0}, step=5)       # ignored, with a warning
+                run.summary["from_child"] = 1      # ignored too
+                run.flush()
                 os._exit(0)
             os.waitpid(pid, 0)
             print("parent after fork")
@@ -83,3 +87,4 @@ def test_a_forked_child_does_not_duplicate_the_parents_lines(tmp_path, root, sto
     assert log.count("parent after fork") == 1
     assert "forked child" in result.stderr
     assert store_at().read_metric("r1", "x").values.tolist() == [1.0, 2.0]
+    assert "from_child" not in query.full_summary(store_at(), "r1")

@@ -352,9 +352,15 @@ class Writer:
         self._queue = deque()
         warned: list[bool] = []
 
-        def put_in_child(*_: Any, **__: Any) -> None:
+        def ignored_in_child(*_: Any, **__: Any) -> None:
             if not warned:
                 warned.append(True)
-                logger.warning("runpoint: run.log() in a forked child process is ignored; log from the parent")
+                logger.warning("runpoint: logging to a run from a forked child process is ignored; log from the parent")
 
-        self.put = put_in_child  # type: ignore[method-assign]
+        def nothing_to_flush(timeout: float | None = None) -> bool:
+            return True
+
+        # Everything that would queue a write, and flush (which would drain the queue inline
+        # through a connection of the child's own), does nothing in the child.
+        self.put = self.set_summary = self.delete_summary = self.add_params = ignored_in_child  # type: ignore[method-assign]
+        self.flush = nothing_to_flush  # type: ignore[method-assign]
