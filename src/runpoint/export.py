@@ -18,6 +18,7 @@ import csv
 import io
 import math
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import IO, Iterator, Literal
@@ -114,7 +115,8 @@ def export_run(store: Store, run: RunRecord, fmt: str, out: str | os.PathLike[st
         path = path / f"{run.id}.{fmt}"
     if not path.parent.exists():
         raise InvalidArgumentError("out", f"directory {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp")
+    # unique: two exports to one file never write into each other's temp file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         if fmt == "parquet":
             count = _write_parquet(store, run, tmp)
