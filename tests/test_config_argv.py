@@ -52,6 +52,9 @@ def test_parse_argv_splits_config_arguments_from_the_rest() -> None:
         parse_argv(["--profile"])
     with pytest.raises(InvalidArgumentError, match="--config: expects a value"):
         parse_argv(["--config", "--profile", "x"])
+    for empty in (["--config="], ["--profile="], ["-c", " "]):  # would load the current directory / no profile
+        with pytest.raises(InvalidArgumentError, match="expects a value, got an empty one"):
+            parse_argv(empty)
 
 
 def test_profile_and_overrides_from_the_command_line(script: Path) -> None:

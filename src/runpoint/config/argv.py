@@ -87,6 +87,8 @@ def parse_argv(argv: Sequence[str] | None = None) -> ArgvConfig:
                     raise InvalidArgumentError(name, "expects a value")
                 value = tokens[index]
                 index += 1
+            if not value.strip():
+                raise InvalidArgumentError(name, "expects a value, got an empty one")
             found[key] = value
         elif token in ("--help", "-h"):
             flags["help"] = True
