@@ -82,6 +82,22 @@ def test_runs_table_lists_sorts_and_filters(page, server, made) -> None:  # noqa
     page.wait_for_function("() => document.querySelectorAll('#runs-table tbody tr').length === 3")
 
 
+def test_a_page_left_while_it_loads_draws_nothing(page, server, made) -> None:  # noqa: ANN001
+    """Navigating on before a page has its data shows only the page navigated to."""
+    page.goto(server.url + "#/compare")
+    page.evaluate("""async (run) => {
+      const tick = () => new Promise((done) => setTimeout(done, 0));
+      location.hash = "#/launch"; await tick();
+      location.hash = "#/run/" + run; await tick();
+      location.hash = "#/runs";
+    }""", made[1]["cnn-0"])
+    page.locator("#runs-table tbody tr").nth(4).wait_for()
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#runs-table").count() == 1 and page.locator("#runs-table tbody tr").count() == 5
+    assert page.locator("main h1").all_inner_texts() == ["Runs"]
+    assert page.locator("#launch-button").count() == 0
+
+
 def test_run_page_draws_a_chart_of_every_metric(page, server, made) -> None:  # noqa: ANN001
     ids = made[1]
     page.goto(server.url + f"#/run/{ids['cnn-0']}")
