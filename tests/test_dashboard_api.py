@@ -36,7 +36,7 @@ def ids(made: tuple[Path, dict[str, str]]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def client(root: Path):  # noqa: ANN201
-    with running_server(root) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+    with running_server(root) as server, httpx.Client(base_url=server.url, headers=server.auth, timeout=30) as client:
         yield client
 
 
@@ -270,7 +270,7 @@ def test_registered_entry_points_launch_and_stop_as_killed(tmp_path: Path) -> No
         "    presets: {slow: {optimizer: {lr: 0.01}}}\n"
     )
     with running_server(root, "--entry-points", str(tmp_path / "launch.yaml")) as server, \
-            httpx.Client(base_url=server.url, timeout=30) as client:
+            httpx.Client(base_url=server.url, headers=server.auth, timeout=30) as client:
         entries = {e["name"]: e for e in client.get("/api/entry-points").json()}
         assert entries["scripted"]["presets"]["slow"] == {"optimizer": {"lr": 0.01, "momentum": 0.9}}
         started = client.post("/api/launches", json={"entry_point": "scripted", "name": "looper",
@@ -322,6 +322,34 @@ def test_a_token_is_required_on_every_request_when_set(tmp_path: Path) -> None:
             assert landing.status_code == 303 and landing.headers["location"] == "/"
             assert "HttpOnly" in landing.headers["set-cookie"] and "SameSite=Strict" in landing.headers["set-cookie"]
             assert client.get("/api/runs").status_code == 200  # the cookie now carries it
+
+
+def test_a_token_is_required_by_default_even_on_loopback(root: Path, tmp_path: Path) -> None:
+    """Other users of a shared machine reach 127.0.0.1 too: only --no-token opens it, and only there."""
+    from .conftest import cli
+
+    with running_server(root) as server:
+        assert server.token and len(server.token) >= 24
+        assert f"{server.url}?token={server.token}" in server.line
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            refused = client.get("/api/runs")
+            assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+            assert client.post("/api/runs/x/stop").status_code == 401
+            assert client.get("/api/runs", headers={"authorization": "Bearer " + server.token[:-1]}).status_code == 401
+            assert client.get("/api/runs", headers=server.auth).status_code == 200
+            assert client.get(f"/?token={server.token}").status_code == 303
+            assert client.get("/api/runs").status_code == 200  # the cookie now carries it
+    with running_server(root, "--no-token") as open_server:
+        assert open_server.token is None and "?token=" not in open_server.line
+        assert httpx.get(open_server.url + "api/runs", timeout=30).status_code == 200
+    for args, reason in (
+        (("--no-token", "--host", "0.0.0.0"), "--no-token is refused with --host 0.0.0.0"),
+        (("--no-token", "--token", "abc"), "exclude each other"),
+    ):
+        refused_cli = cli(root, "ui", "--no-browser", "--port", "0", *args)
+        assert refused_cli.returncode == 2, refused_cli.stderr
+        assert reason in refused_cli.stderr and len(refused_cli.stderr.strip().splitlines()) == 1
+        assert refused_cli.stdout == ""
 
 
 def test_downsampling_matches_a_brute_force_min_max(tmp_path: Path) -> None:

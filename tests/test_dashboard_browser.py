@@ -58,6 +58,8 @@ def page(browser, server):  # noqa: ANN001, ANN201
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("console", lambda m: errors.append(f"{m.text} {m.location}") if m.type == "error" else None)
     page.set_default_timeout(20_000)
+    page.goto(server.token_url)  # as `runpoint ui` opens it: the token becomes a cookie
+    assert page.url == server.url and server.token and server.token not in page.url
     yield page
     context.close()
     assert errors == [], errors
