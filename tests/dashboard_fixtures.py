@@ -152,12 +152,19 @@ class Server:
 
 
 def _stop_launched(root: Path) -> None:
-    """Kill whatever the dashboard launched and left running (tests clean up their processes)."""
+    """Kill whatever the dashboard launched and left running (tests clean up their processes).
+
+    Only processes that started when the launch recorded: a pid may have gone to another one.
+    """
+    import psutil
+
     for record in (root / ".launches").glob("*/launch.json"):
-        pid = json.loads(record.read_text())["pid"]
+        launch = json.loads(record.read_text())
         try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+            if abs(psutil.Process(launch["pid"]).create_time() - (launch.get("pid_started_at") or 0)) > 0.05:
+                continue
+            os.killpg(launch["pid"], signal.SIGKILL)
+        except (psutil.NoSuchProcess, ProcessLookupError, PermissionError):
             pass
 
 

@@ -451,3 +451,64 @@ def test_only_loopback_hosts_skip_the_token_and_paths_stay_inside(tmp_path: Path
     for bad in ("/etc/passwd", "../x", "media/../../x", "media//a.png", "media\\a.png", "C:/x", "media/a.png\x00", ""):
         with pytest.raises(InvalidArgumentError):
             resolve_inside(tmp_path, bad)
+
+
+def test_a_pid_reused_by_another_process_is_never_signalled(tmp_path: Path) -> None:
+    """launch.json names a live process that is not the one launched: stop refuses, it keeps running."""
+    import dataclasses
+    import socket
+    import subprocess
+
+    import psutil
+
+    from runpoint.errors import InvalidArgumentError
+    from runpoint.server.launch import Launch, Launcher
+    from runpoint.store.base import RunRecord, RunStatus
+
+    root = tmp_path / "runpoint"
+    SQLiteStore(root / "runpoint.db").close()
+    sleeper = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        real_start = psutil.Process(sleeper.pid).create_time()
+        launched = {
+            "reused": Launch(id="reused", entry_point="demo", command=["python"], cwd=str(tmp_path), pid=sleeper.pid,
+                             project="p", name="", started_at=real_start - 600, pid_started_at=real_start - 600),
+            "unrecorded": Launch(id="unrecorded", entry_point="demo", command=["python"], cwd=str(tmp_path),
+                                 pid=sleeper.pid, project="p", name="", started_at=real_start - 600),
+            "viaapi": Launch(id="viaapi", entry_point="demo", command=["python"], cwd=str(tmp_path), pid=sleeper.pid,
+                             project="p", name="", started_at=real_start - 600, pid_started_at=real_start - 600),
+        }
+        for launch in launched.values():
+            (root / ".launches" / launch.id).mkdir(parents=True)
+            record = {k: v for k, v in dataclasses.asdict(launch).items() if not (k == "pid_started_at" and v is None)}
+            (root / ".launches" / launch.id / "launch.json").write_text(json.dumps(record))
+
+        launcher = Launcher(root, [])  # a restarted dashboard: no Popen handles, only launch.json
+        for launch_id in ("reused", "unrecorded"):
+            with pytest.raises(InvalidArgumentError, match="not running"):
+                launcher.stop(launch_id)
+            assert sleeper.poll() is None
+            assert launcher.get(launch_id).state == "exited"
+            assert json.loads((root / ".launches" / launch_id / "launch.json").read_text())["state"] == "exited"
+        # a run whose process is gone and whose pid went to a process started later (resumed or not)
+        run = RunRecord(id="r1", project="p", name="r1", status=RunStatus.RUNNING, created_at=real_start - 900,
+                        heartbeat_at=real_start - 600, dir="p/r1", host=socket.gethostname(), pid=sleeper.pid,
+                        resume_count=1)
+        with pytest.raises(InvalidArgumentError, match="is gone"):
+            launcher.stop_run(run)
+        assert sleeper.poll() is None
+
+        with running_server(root) as server, httpx.Client(base_url=server.url, headers=server.auth, timeout=30) as client:
+            assert client.get("/api/launches/viaapi").json()["state"] == "exited"
+            assert client.post("/api/launches/viaapi/stop").status_code == 400
+        assert sleeper.poll() is None
+
+        # the launch's own process, recorded with its start time, is still stopped after a restart
+        (root / ".launches" / "viaapi" / "launch.json").write_text(json.dumps(dataclasses.asdict(
+            dataclasses.replace(launched["viaapi"], started_at=real_start, pid_started_at=real_start))))
+        assert Launcher(root, []).stop("viaapi").stop_signal == "SIGTERM"
+        assert sleeper.wait(10) == -15
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+        sleeper.wait()
