@@ -512,3 +512,16 @@ def test_a_pid_reused_by_another_process_is_never_signalled(tmp_path: Path) -> N
         if sleeper.poll() is None:
             sleeper.kill()
         sleeper.wait()
+
+
+def test_a_command_that_cannot_start_leaves_no_launch_behind(tmp_path: Path) -> None:
+    from runpoint.errors import RunpointError
+    from runpoint.server.entry_points import EntryPoint
+    from runpoint.server.launch import Launcher
+
+    root = tmp_path / "runpoint"
+    launcher = Launcher(root, [EntryPoint(name="missing", command=[str(tmp_path / "no-such-program")])])
+    with pytest.raises(RunpointError, match="could not start"):
+        launcher.launch("missing", {"lr": 0.1}, project="p")
+    assert list((root / ".launches").iterdir()) == []
+    assert launcher.list() == [] and Launcher(root, []).list() == []

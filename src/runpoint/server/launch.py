@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -156,6 +157,8 @@ class Launcher:
                     stdin=subprocess.DEVNULL, start_new_session=True,
                 )
             except OSError as exc:
+                output.close()
+                shutil.rmtree(folder, ignore_errors=True)  # nothing ran: leave no launch behind
                 raise RunpointError(f"could not start {command[0]!r}: {exc}") from None
         launch = Launch(
             id=launch_id, entry_point=entry.name, command=command, cwd=cwd, pid=process.pid,
