@@ -1,7 +1,9 @@
 """Helpers for the dashboard tests: a real root, a real `runpoint ui` server, headless Chromium.
 
 The server is the real CLI (`python -m runpoint ui --port 0`) in a child process on
-127.0.0.1; the fixture stops it, and every process it launched, when the tests end.
+127.0.0.1, with the token it makes up by default (`Server.auth` for API clients,
+`Server.token_url` for a browser); the fixture stops it, and every process it launched,
+when the tests end.
 """
 
 from __future__ import annotations
@@ -116,13 +118,24 @@ def write_series(store, steps: list[int], values: list[float]) -> str:  # noqa: 
 
 
 class Server:
-    """A `runpoint ui` child process, its URL and the line it printed."""
+    """A `runpoint ui` child process, its base URL, its token (None with --no-token) and the line it printed."""
 
-    def __init__(self, process: subprocess.Popen[str], url: str, root: Path, line: str) -> None:
+    def __init__(self, process: subprocess.Popen[str], url: str, token: str | None, root: Path, line: str) -> None:
         self.process = process
         self.url = url
+        self.token = token
         self.root = root
         self.line = line
+
+    @property
+    def token_url(self) -> str:
+        """The URL `runpoint ui` opens in the browser: visiting it sets the token cookie."""
+        return self.url + (f"?token={self.token}" if self.token else "")
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """Headers that carry the token, for an API client."""
+        return {"authorization": f"Bearer {self.token}"} if self.token else {}
 
     def stop(self) -> None:
         _stop_launched(self.root)
@@ -139,12 +152,19 @@ class Server:
 
 
 def _stop_launched(root: Path) -> None:
-    """Kill whatever the dashboard launched and left running (tests clean up their processes)."""
+    """Kill whatever the dashboard launched and left running (tests clean up their processes).
+
+    Only processes that started when the launch recorded: a pid may have gone to another one.
+    """
+    import psutil
+
     for record in (root / ".launches").glob("*/launch.json"):
-        pid = json.loads(record.read_text())["pid"]
+        launch = json.loads(record.read_text())
         try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+            if abs(psutil.Process(launch["pid"]).create_time() - (launch.get("pid_started_at") or 0)) > 0.05:
+                continue
+            os.killpg(launch["pid"], signal.SIGKILL)
+        except (psutil.NoSuchProcess, ProcessLookupError, PermissionError):
             pass
 
 
@@ -160,8 +180,8 @@ def running_server(root: Path, *extra: str) -> Iterator[Server]:
     )
     assert process.stdout is not None
     line = process.stdout.readline()
-    match = re.search(r"http://127\.0\.0\.1:\d+/", line)
-    server = Server(process, match.group(0) if match else "", root, line)
+    match = re.search(r"(http://127\.0\.0\.1:\d+/)(?:\?token=(\S+))?", line)
+    server = Server(process, match.group(1) if match else "", match.group(2) if match else None, root, line)
     try:
         if not match:
             raise AssertionError(f"runpoint ui did not print its URL: {line!r} {process.stderr.read() if process.stderr else ''}")

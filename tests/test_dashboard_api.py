@@ -36,7 +36,7 @@ def ids(made: tuple[Path, dict[str, str]]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def client(root: Path):  # noqa: ANN201
-    with running_server(root) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+    with running_server(root) as server, httpx.Client(base_url=server.url, headers=server.auth, timeout=30) as client:
         yield client
 
 
@@ -270,7 +270,7 @@ def test_registered_entry_points_launch_and_stop_as_killed(tmp_path: Path) -> No
         "    presets: {slow: {optimizer: {lr: 0.01}}}\n"
     )
     with running_server(root, "--entry-points", str(tmp_path / "launch.yaml")) as server, \
-            httpx.Client(base_url=server.url, timeout=30) as client:
+            httpx.Client(base_url=server.url, headers=server.auth, timeout=30) as client:
         entries = {e["name"]: e for e in client.get("/api/entry-points").json()}
         assert entries["scripted"]["presets"]["slow"] == {"optimizer": {"lr": 0.01, "momentum": 0.9}}
         started = client.post("/api/launches", json={"entry_point": "scripted", "name": "looper",
@@ -322,6 +322,34 @@ def test_a_token_is_required_on_every_request_when_set(tmp_path: Path) -> None:
             assert landing.status_code == 303 and landing.headers["location"] == "/"
             assert "HttpOnly" in landing.headers["set-cookie"] and "SameSite=Strict" in landing.headers["set-cookie"]
             assert client.get("/api/runs").status_code == 200  # the cookie now carries it
+
+
+def test_a_token_is_required_by_default_even_on_loopback(root: Path, tmp_path: Path) -> None:
+    """Other users of a shared machine reach 127.0.0.1 too: only --no-token opens it, and only there."""
+    from .conftest import cli
+
+    with running_server(root) as server:
+        assert server.token and len(server.token) >= 24
+        assert f"{server.url}?token={server.token}" in server.line
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            refused = client.get("/api/runs")
+            assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+            assert client.post("/api/runs/x/stop").status_code == 401
+            assert client.get("/api/runs", headers={"authorization": "Bearer " + server.token[:-1]}).status_code == 401
+            assert client.get("/api/runs", headers=server.auth).status_code == 200
+            assert client.get(f"/?token={server.token}").status_code == 303
+            assert client.get("/api/runs").status_code == 200  # the cookie now carries it
+    with running_server(root, "--no-token") as open_server:
+        assert open_server.token is None and "?token=" not in open_server.line
+        assert httpx.get(open_server.url + "api/runs", timeout=30).status_code == 200
+    for args, reason in (
+        (("--no-token", "--host", "0.0.0.0"), "--no-token is refused with --host 0.0.0.0"),
+        (("--no-token", "--token", "abc"), "exclude each other"),
+    ):
+        refused_cli = cli(root, "ui", "--no-browser", "--port", "0", *args)
+        assert refused_cli.returncode == 2, refused_cli.stderr
+        assert reason in refused_cli.stderr and len(refused_cli.stderr.strip().splitlines()) == 1
+        assert refused_cli.stdout == ""
 
 
 def test_downsampling_matches_a_brute_force_min_max(tmp_path: Path) -> None:
@@ -423,3 +451,77 @@ def test_only_loopback_hosts_skip_the_token_and_paths_stay_inside(tmp_path: Path
     for bad in ("/etc/passwd", "../x", "media/../../x", "media//a.png", "media\\a.png", "C:/x", "media/a.png\x00", ""):
         with pytest.raises(InvalidArgumentError):
             resolve_inside(tmp_path, bad)
+
+
+def test_a_pid_reused_by_another_process_is_never_signalled(tmp_path: Path) -> None:
+    """launch.json names a live process that is not the one launched: stop refuses, it keeps running."""
+    import dataclasses
+    import socket
+    import subprocess
+
+    import psutil
+
+    from runpoint.errors import InvalidArgumentError
+    from runpoint.server.launch import Launch, Launcher
+    from runpoint.store.base import RunRecord, RunStatus
+
+    root = tmp_path / "runpoint"
+    SQLiteStore(root / "runpoint.db").close()
+    sleeper = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        real_start = psutil.Process(sleeper.pid).create_time()
+        launched = {
+            "reused": Launch(id="reused", entry_point="demo", command=["python"], cwd=str(tmp_path), pid=sleeper.pid,
+                             project="p", name="", started_at=real_start - 600, pid_started_at=real_start - 600),
+            "unrecorded": Launch(id="unrecorded", entry_point="demo", command=["python"], cwd=str(tmp_path),
+                                 pid=sleeper.pid, project="p", name="", started_at=real_start - 600),
+            "viaapi": Launch(id="viaapi", entry_point="demo", command=["python"], cwd=str(tmp_path), pid=sleeper.pid,
+                             project="p", name="", started_at=real_start - 600, pid_started_at=real_start - 600),
+        }
+        for launch in launched.values():
+            (root / ".launches" / launch.id).mkdir(parents=True)
+            record = {k: v for k, v in dataclasses.asdict(launch).items() if not (k == "pid_started_at" and v is None)}
+            (root / ".launches" / launch.id / "launch.json").write_text(json.dumps(record))
+
+        launcher = Launcher(root, [])  # a restarted dashboard: no Popen handles, only launch.json
+        for launch_id in ("reused", "unrecorded"):
+            with pytest.raises(InvalidArgumentError, match="not running"):
+                launcher.stop(launch_id)
+            assert sleeper.poll() is None
+            assert launcher.get(launch_id).state == "exited"
+            assert json.loads((root / ".launches" / launch_id / "launch.json").read_text())["state"] == "exited"
+        # a run whose process is gone and whose pid went to a process started later (resumed or not)
+        run = RunRecord(id="r1", project="p", name="r1", status=RunStatus.RUNNING, created_at=real_start - 900,
+                        heartbeat_at=real_start - 600, dir="p/r1", host=socket.gethostname(), pid=sleeper.pid,
+                        resume_count=1)
+        with pytest.raises(InvalidArgumentError, match="is gone"):
+            launcher.stop_run(run)
+        assert sleeper.poll() is None
+
+        with running_server(root) as server, httpx.Client(base_url=server.url, headers=server.auth, timeout=30) as client:
+            assert client.get("/api/launches/viaapi").json()["state"] == "exited"
+            assert client.post("/api/launches/viaapi/stop").status_code == 400
+        assert sleeper.poll() is None
+
+        # the launch's own process, recorded with its start time, is still stopped after a restart
+        (root / ".launches" / "viaapi" / "launch.json").write_text(json.dumps(dataclasses.asdict(
+            dataclasses.replace(launched["viaapi"], started_at=real_start, pid_started_at=real_start))))
+        assert Launcher(root, []).stop("viaapi").stop_signal == "SIGTERM"
+        assert sleeper.wait(10) == -15
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_command_that_cannot_start_leaves_no_launch_behind(tmp_path: Path) -> None:
+    from runpoint.errors import RunpointError
+    from runpoint.server.entry_points import EntryPoint
+    from runpoint.server.launch import Launcher
+
+    root = tmp_path / "runpoint"
+    launcher = Launcher(root, [EntryPoint(name="missing", command=[str(tmp_path / "no-such-program")])])
+    with pytest.raises(RunpointError, match="could not start"):
+        launcher.launch("missing", {"lr": 0.1}, project="p")
+    assert list((root / ".launches").iterdir()) == []
+    assert launcher.list() == [] and Launcher(root, []).list() == []

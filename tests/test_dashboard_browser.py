@@ -58,6 +58,8 @@ def page(browser, server):  # noqa: ANN001, ANN201
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("console", lambda m: errors.append(f"{m.text} {m.location}") if m.type == "error" else None)
     page.set_default_timeout(20_000)
+    page.goto(server.token_url)  # as `runpoint ui` opens it: the token becomes a cookie
+    assert page.url == server.url and server.token and server.token not in page.url
     yield page
     context.close()
     assert errors == [], errors
@@ -80,6 +82,22 @@ def test_runs_table_lists_sorts_and_filters(page, server, made) -> None:  # noqa
     page.locator("input[placeholder^='filter:']").fill("params.training.learning_rate > 2e-3")
     page.locator("input[placeholder^='filter:']").press("Enter")
     page.wait_for_function("() => document.querySelectorAll('#runs-table tbody tr').length === 3")
+
+
+def test_a_page_left_while_it_loads_draws_nothing(page, server, made) -> None:  # noqa: ANN001
+    """Navigating on before a page has its data shows only the page navigated to."""
+    page.goto(server.url + "#/compare")
+    page.evaluate("""async (run) => {
+      const tick = () => new Promise((done) => setTimeout(done, 0));
+      location.hash = "#/launch"; await tick();
+      location.hash = "#/run/" + run; await tick();
+      location.hash = "#/runs";
+    }""", made[1]["cnn-0"])
+    page.locator("#runs-table tbody tr").nth(4).wait_for()
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#runs-table").count() == 1 and page.locator("#runs-table tbody tr").count() == 5
+    assert page.locator("main h1").all_inner_texts() == ["Runs"]
+    assert page.locator("#launch-button").count() == 0
 
 
 def test_run_page_draws_a_chart_of_every_metric(page, server, made) -> None:  # noqa: ANN001

@@ -9,8 +9,10 @@ import threading
 import webbrowser
 from pathlib import Path
 from typing import Annotated, Optional
+from urllib.parse import quote
 
 import typer
+from rich.markup import escape
 
 from ._output import RootOption, console, err_console, fail, friendly_errors
 
@@ -45,9 +47,10 @@ def _bind(host: str, port: int, explicit: bool) -> socket.socket:
 def ui(
     root: RootOption = None,
     port: Annotated[Optional[int], typer.Option("--port", min=0, max=65535, help=f"Port (default {DEFAULT_PORT}, or the next free one; 0: any free port).", show_default=False)] = None,
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on. Anything but loopback requires a token.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on (anything but loopback always requires the token).")] = "127.0.0.1",
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False,
-    token: Annotated[Optional[str], typer.Option("--token", envvar="RUNPOINT_UI_TOKEN", help="Require this token on every request (made up when listening beyond loopback).", show_default=False)] = None,
+    token: Annotated[Optional[str], typer.Option("--token", envvar="RUNPOINT_UI_TOKEN", help="The token every request must carry (default: a random one, printed in the URL).", show_default=False)] = None,
+    no_token: Annotated[bool, typer.Option("--no-token", help="Serve without a token, so every user of this machine can use the dashboard (loopback only).")] = False,
     entry_points: Annotated[Optional[list[Path]], typer.Option("--entry-points", help="YAML file registering commands the Launch page can start (repeatable).", show_default=False)] = None,
     create: Annotated[bool, typer.Option("--create", help="Start with an empty root if there is none.")] = False,
 ) -> None:
@@ -68,7 +71,12 @@ def ui(
     loopback = is_loopback(host)
     if token is not None and not token.strip():
         raise fail("--token must not be empty", 2)
-    if not loopback and token is None:
+    if no_token and token is not None:
+        raise fail("--no-token and --token (or $RUNPOINT_UI_TOKEN) exclude each other", 2)
+    if no_token and not loopback:
+        raise fail(f"--no-token is refused with --host {host}: beyond loopback every request needs the token", 2)
+    if not no_token and token is None:
+        # on loopback too: any user of a shared machine can reach 127.0.0.1
         token = secrets.token_urlsafe(24)
     registered = [entry for path in entry_points or [] for entry in load_entry_points(path)]
     from ..errors import StoreError
@@ -83,9 +91,9 @@ def ui(
     bound_port = sock.getsockname()[1]
     shown_host = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
     shown_host = f"[{shown_host}]" if ":" in shown_host else shown_host
-    url = f"http://{shown_host}:{bound_port}/" + (f"?token={token}" if token else "")
+    url = f"http://{shown_host}:{bound_port}/" + (f"?token={quote(token, safe='')}" if token else "")
     dashboard = app.state.dashboard
-    console.print(f"runpoint dashboard for [bold]{dashboard.root}[/] at [bold]{url}[/]  (Ctrl-C stops it)",
+    console.print(f"runpoint dashboard for [bold]{escape(str(dashboard.root))}[/] at [bold]{escape(url)}[/]  (Ctrl-C stops it)",
                   highlight=False, soft_wrap=True)
     if not loopback:
         err_console.print(f"listening on {host}: every request needs the token", markup=False)

@@ -7,8 +7,13 @@ pointing at the dashboard's root, and sends its output to ``output.log`` beside 
 
 Stop sends SIGTERM to the process group: runpoint's handler runs the run's preemption
 hooks (the checkpoint manager saves) and the run ends as ``killed``. A second, forced stop
-sends SIGKILL. Runs started elsewhere on this host can be stopped too, by their pid,
-after checking that the pid still belongs to the process that created the run.
+sends SIGKILL. Runs started elsewhere on this host can be stopped too, by their pid.
+
+A pid is signalled only while it still belongs to the process it was recorded for: the
+kernel hands the pids of ended processes to new ones. ``launch.json`` keeps the start time
+of the launched process beside its pid; a launch whose pid now names a process started at
+another time has ended, and is never signalled. A run's pid must name a process that
+started before the run's last heartbeat.
 
 Processes outlive the dashboard: closing the UI does not stop training.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,29 +60,33 @@ class Launch:
     run_id: str | None = None
     stop_requested_at: float | None = None
     stop_signal: str | None = None
+    pid_started_at: float | None = None  # the process's start time: tells it from a later one with its pid
+
+
+# psutil's start times come in clock ticks (1/100 s) from an integer boot time
+SAME_START_TOLERANCE = 0.05
 
 
 def _process_start_time(pid: int) -> float | None:
-    """When process ``pid`` started (Unix time), from /proc; None where unknown."""
+    """When process ``pid`` started (Unix time); None when there is no such process."""
+    import psutil
+
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
-        ticks = int(fields[19])  # field 22 of stat, counted after the command name
-        with open("/proc/stat", "rb") as handle:
-            boot = next(int(line.split()[1]) for line in handle if line.startswith(b"btime"))
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+        return float(psutil.Process(pid).create_time())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _still_launched(launch: Launch) -> bool:
+    """Whether ``launch.pid`` still names the process the launch started."""
+    if not isinstance(launch.pid, int) or launch.pid <= 1:  # killpg(0) would signal our own group
         return False
-    except PermissionError:
-        return True
-    return True
+    started = _process_start_time(launch.pid)
+    if started is None:
+        return False
+    if launch.pid_started_at is None:  # recorded before start times were: it started before the record
+        return started <= launch.started_at + 1
+    return abs(started - launch.pid_started_at) <= SAME_START_TOLERANCE
 
 
 class Launcher:
@@ -147,10 +157,12 @@ class Launcher:
                     stdin=subprocess.DEVNULL, start_new_session=True,
                 )
             except OSError as exc:
+                output.close()
+                shutil.rmtree(folder, ignore_errors=True)  # nothing ran: leave no launch behind
                 raise RunpointError(f"could not start {command[0]!r}: {exc}") from None
         launch = Launch(
             id=launch_id, entry_point=entry.name, command=command, cwd=cwd, pid=process.pid,
-            project=project, name=name, started_at=time.time(),
+            project=project, name=name, started_at=time.time(), pid_started_at=_process_start_time(process.pid),
         )
         with self._lock:
             self._processes[launch_id] = process
@@ -170,10 +182,12 @@ class Launcher:
         """Update ``launch`` from its process and from ``runs`` (recent runs of the store)."""
         changed = False
         if launch.state == "running":
+            # our own child keeps its pid until we reap it; a launch of an earlier dashboard
+            # is checked by its start time (its pid may name another process by now)
             process = self._processes.get(launch.id)
-            code = process.poll() if process is not None else (None if _alive(launch.pid) else -1)
+            code = process.poll() if process is not None else (None if _still_launched(launch) else -1)
             if code is not None:
-                launch.state, launch.exit_code, launch.ended_at = "exited", code, time.time()
+                self._mark_ended(launch, code)
                 changed = True
         if launch.run_id is None:
             host = socket.gethostname()
@@ -188,6 +202,10 @@ class Launcher:
             with self._lock:
                 self._save(launch)
         return launch
+
+    @staticmethod
+    def _mark_ended(launch: Launch, code: int) -> None:
+        launch.state, launch.exit_code, launch.ended_at = "exited", code, time.time()
 
     @staticmethod
     def _in_group(pid: int, group: int) -> bool:
@@ -225,8 +243,11 @@ class Launcher:
         process = self._processes.get(launch_id)
         if launch.state != "running" or (process is not None and process.poll() is not None):
             raise InvalidArgumentError("launch", f"launch {launch_id} is not running")
-        if process is None and not _alive(launch.pid):
-            raise InvalidArgumentError("launch", f"launch {launch_id} is not running")
+        if process is None and not _still_launched(launch):
+            with self._lock:
+                self._mark_ended(launch, -1)
+                self._save(launch)
+            raise InvalidArgumentError("launch", f"launch {launch_id} is not running (its process has ended)")
         signum = signal.SIGKILL if force else signal.SIGTERM
         try:
             os.killpg(launch.pid, signum)
@@ -254,9 +275,9 @@ class Launcher:
         if run.host != socket.gethostname() or run.pid is None:
             raise InvalidArgumentError("run", f"run {run.id} runs on {run.host}; stop it there")
         started = _process_start_time(run.pid)
-        # a pid reused by another process started after the run was created (resumed runs excepted)
-        reused = started is not None and run.resume_count == 0 and started > run.created_at + 1
-        if not _alive(run.pid) or reused:
+        # the run's process started before the run's last heartbeat (a resume writes one too);
+        # a process started after it got the pid once the run's process had ended
+        if started is None or started > run.heartbeat_at:
             raise InvalidArgumentError("run", f"the process of run {run.id} (pid {run.pid}) is gone")
         signum = signal.SIGKILL if force else signal.SIGTERM
         os.kill(run.pid, signum)

@@ -1,6 +1,6 @@
 """What keeps the dashboard from serving the wrong person or the wrong file.
 
-- **Token.** When a token is set (always, when the server listens beyond loopback), every
+- **Token.** When a token is set (by default; `runpoint ui --no-token` is for loopback only), every
   request must carry it: ``Authorization: Bearer <token>``, the ``runpoint_token`` cookie,
   or ``?token=<token>`` on a page URL, which sets that cookie (HttpOnly, SameSite=Strict)
   and redirects to the URL without it, as Jupyter does. Compared in constant time.

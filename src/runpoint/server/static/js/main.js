@@ -17,22 +17,30 @@ function parse() {
   return { parts, query: new URLSearchParams(queryString || "") };
 }
 
+let shown = 0; // the latest navigation; an earlier one still loading must not draw into the page
+
 async function route() {
+  const navigation = ++shown;
   if (cleanup) { try { cleanup(); } catch (e) { console.error(e); } }
   cleanup = null;
   const { parts, query } = parse();
   const name = parts[0] || "runs";
   document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === (name === "run" ? "runs" : name)));
-  clear(page);
+  // each navigation draws into its own view: one overtaken while it loads draws off-screen
+  const view = h("div");
+  clear(page).append(view);
+  let stop = null;
   try {
-    if (name === "runs") cleanup = await renderRuns(page, query);
-    else if (name === "run" && parts[1]) cleanup = await renderRun(page, parts[1], parts[2] || "charts");
-    else if (name === "compare") cleanup = await renderCompare(page, query);
-    else if (name === "launch") cleanup = await renderLaunch(page);
-    else page.append(h("div", { class: "empty" }, "No such page. ", h("a", { href: "#/runs" }, "Back to runs")));
+    if (name === "runs") stop = await renderRuns(view, query);
+    else if (name === "run" && parts[1]) stop = await renderRun(view, parts[1], parts[2] || "charts");
+    else if (name === "compare") stop = await renderCompare(view, query);
+    else if (name === "launch") stop = await renderLaunch(view);
+    else view.append(h("div", { class: "empty" }, "No such page. ", h("a", { href: "#/runs" }, "Back to runs")));
   } catch (error) {
-    clear(page).append(h("div", { class: "empty" }, h("strong", {}, "Could not load this page: "), error.message));
+    clear(view).append(h("div", { class: "empty" }, h("strong", {}, "Could not load this page: "), error.message));
   }
+  if (navigation === shown) cleanup = stop;
+  else if (stop) { try { stop(); } catch (e) { console.error(e); } } // its timers, charts, popovers
 }
 
 window.addEventListener("hashchange", route);
