@@ -253,6 +253,8 @@ class Launcher:
             os.killpg(launch.pid, signum)
         except ProcessLookupError:
             raise InvalidArgumentError("launch", f"launch {launch_id} is not running") from None
+        except PermissionError:
+            raise InvalidArgumentError("launch", f"launch {launch_id} (pid {launch.pid}) belongs to another user") from None
         launch.stop_requested_at = time.time()
         launch.stop_signal = signum.name
         with self._lock:
@@ -280,5 +282,10 @@ class Launcher:
         if started is None or started > run.heartbeat_at:
             raise InvalidArgumentError("run", f"the process of run {run.id} (pid {run.pid}) is gone")
         signum = signal.SIGKILL if force else signal.SIGTERM
-        os.kill(run.pid, signum)
+        try:
+            os.kill(run.pid, signum)
+        except ProcessLookupError:
+            raise InvalidArgumentError("run", f"the process of run {run.id} (pid {run.pid}) is gone") from None
+        except PermissionError:
+            raise InvalidArgumentError("run", f"run {run.id} (pid {run.pid}) belongs to another user; stop it as that user") from None
         return signum.name
