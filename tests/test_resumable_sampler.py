@@ -66,3 +66,60 @@ def test_state_checks_and_plain_order() -> None:
         sampler.load_state_dict({"epoch": 0, "position": 1, "length": 7})
     sampler.set_epoch(5)
     assert sampler.state_dict() == {"epoch": 5, "position": 0, "seed": 0, "length": 5, "shuffle": False}
+
+
+class _WorkerSeeds(torch.utils.data.Dataset):
+    """Each item is its index and the seed of the worker process that loaded it."""
+
+    def __len__(self) -> int:
+        return 50
+
+    def __getitem__(self, index: int) -> tuple[int, int]:
+        info = torch.utils.data.get_worker_info()
+        return index, (info.seed if info is not None else -1)
+
+
+def _epochs_with_seeds(sampler: ResumableSampler, epochs: int, stop_after: int | None = None, **kwargs):
+    """Per epoch pass: the loader's worker base seed and the batches it gave."""
+    loader = torch.utils.data.DataLoader(
+        _WorkerSeeds(), batch_size=8, sampler=sampler, generator=sampler.generator, **kwargs
+    )
+    passes, count = [], 0
+
+    class Recording:  # iter(loader) where track() calls it, keeping the loader's iterator
+        def __iter__(self):
+            self.iterator = iter(loader)
+            return self.iterator
+
+    while sampler.epoch < epochs:
+        epoch, recording, batches = sampler.epoch, Recording(), []
+        # worker processes draw indices ahead of the loop: count what it received
+        for indices, seeds in sampler.track(recording, batch_size=8) if kwargs.get("num_workers") else recording:
+            if not batches:
+                passes.append((epoch, recording.iterator._base_seed, batches))
+            batches.append((indices.tolist(), seeds.tolist()))
+            count += 1
+            if count == stop_after:
+                return passes, sampler.state_dict()
+    return passes, sampler.state_dict()
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_resumed_loader_draws_the_same_worker_seeds(num_workers) -> None:
+    # with a batch_size the loader draws its seed from sampler.generator before the
+    # BatchSampler first iterates the sampler: the generator must be right already
+    full, _ = _epochs_with_seeds(ResumableSampler(50, seed=3), 3, num_workers=num_workers)
+    assert [epoch for epoch, _, _ in full] == [0, 1, 2]
+    assert len({seed for _, seed, _ in full}) == 3  # each epoch its own worker seeds
+
+    head, saved = _epochs_with_seeds(ResumableSampler(50, seed=3), 3, stop_after=10, num_workers=num_workers)
+    assert saved["epoch"] == 1 and saved["position"] == 24
+    resumed_sampler = ResumableSampler(50, seed=3)
+    resumed_sampler.load_state_dict(saved)
+    tail, _ = _epochs_with_seeds(resumed_sampler, 3, num_workers=num_workers)
+
+    assert [(epoch, seed) for epoch, seed, _ in tail] == [(epoch, seed) for epoch, seed, _ in full[1:]]
+    assert tail[0][2] == full[1][2][3:]  # the rest of epoch 1, with the same worker seeds
+    assert tail[1][2] == full[2][2]  # all of epoch 2
+    if num_workers:
+        assert {s for _, batch_seeds in tail[1][2] for s in batch_seeds} == {full[2][1]}  # worker 0: base seed

@@ -12,7 +12,11 @@ Give the DataLoader the sampler's :attr:`~ResumableSampler.generator` too. Every
 ``iter(loader)`` draws a seed for its workers from ``loader.generator``, or from torch's
 global generator when there is none; a resumed run calls ``iter`` at a point where the
 uninterrupted one did not, which would shift every later random number (dropout, noise)
-by one draw. The sampler re-seeds its generator from ``(seed, epoch)`` at each ``iter``.
+by one draw. The sampler keeps its generator seeded from ``(seed, epoch)``: it re-seeds it
+whenever the epoch changes (an epoch ends, ``set_epoch``, ``load_state_dict``) and when it
+is iterated, so the seed a loader draws at ``iter(loader)`` is the same after a resume.
+(With a ``batch_size`` the DataLoader wraps the sampler in a ``BatchSampler`` that first
+iterates it at the first batch, after the seed draw: re-seeding only at ``iter`` is too late.)
 
 With ``num_workers=0`` (the default) the position is exact as is: the DataLoader draws
 the indices of a batch when the loop asks for it. Worker processes draw ahead of the
@@ -76,17 +80,22 @@ class ResumableSampler:
 
     @property
     def generator(self) -> Any:
-        """A ``torch.Generator`` for ``DataLoader(generator=)``, re-seeded at every pass."""
+        """A ``torch.Generator`` for ``DataLoader(generator=)``, seeded from ``(seed, epoch)``."""
         if self._generator is None:
             import torch
 
             self._generator = torch.Generator()
+            self._reseed()
         return self._generator
 
-    def __iter__(self) -> Iterator[int]:
-        # not a generator function: this runs at iter(loader), before the loader draws its seed
+    def _reseed(self) -> None:
         if self._generator is not None:
             self._generator.manual_seed(self.seed * 1_000_003 + self.epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        # not a generator function: without a BatchSampler this runs at iter(loader), before
+        # the loader draws its seed; with one it runs at the first batch and undoes that draw
+        self._reseed()
         return self._indices()
 
     def _indices(self) -> Iterator[int]:
@@ -106,11 +115,13 @@ class ResumableSampler:
     def _finish_epoch(self) -> None:
         self.epoch += 1
         self._consumed = 0
+        self._reseed()
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its beginning (as ``DistributedSampler.set_epoch``)."""
         self.epoch = int(epoch)
         self._consumed = 0
+        self._reseed()
 
     def track(self, batches: Iterable[Any], batch_size: int | None = None) -> Iterator[Any]:
         """Iterate ``batches`` (a DataLoader over this sampler), counting what the loop got.
@@ -149,3 +160,4 @@ class ResumableSampler:
         self.shuffle = bool(state.get("shuffle", self.shuffle))
         self.epoch = int(state["epoch"])
         self._consumed = int(state["position"])
+        self._reseed()
