@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import struct
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 MAX_HEADER_BYTES = 100 * 2**20
 
@@ -100,43 +101,89 @@ def _read_exactly(stream: Any, view: memoryview) -> None:
         filled += count
 
 
-def read(stream: Any) -> tuple[dict[str, Any], dict[str, str]]:
-    """Read a whole safetensors stream into new CPU tensors; returns (tensors, metadata)."""
-    prefix = bytearray(8)
-    _read_exactly(stream, memoryview(prefix))
-    (length,) = struct.unpack("<Q", prefix)
-    if length > MAX_HEADER_BYTES:
-        raise ValueError(f"header of {length} bytes is implausibly large")
-    raw = bytearray(length)
-    _read_exactly(stream, memoryview(raw))
-    header = json.loads(raw)
+class _Entry(NamedTuple):
+    name: str
+    dtype: Any
+    shape: tuple[int, ...]
+    start: int
+    stop: int
+
+
+def _non_negative_ints(value: Any, what: str) -> list[int]:
+    if not isinstance(value, list) or not all(type(item) is int and item >= 0 for item in value):
+        raise ValueError(f"{what} must be a list of integers >= 0, got {value!r}")
+    return value
+
+
+def _parse_header(raw: Any) -> tuple[list[_Entry], dict[str, str], int]:
+    """The tensors a header describes, in file order, its metadata and the data's length.
+
+    Everything is checked before any tensor is allocated: a damaged header (a huge or
+    negative shape, overlapping or missing bytes, an unknown dtype) raises ValueError.
+    """
+    header = json.loads(bytes(raw))
     if not isinstance(header, dict):
         raise ValueError("the header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise ValueError("the header's __metadata__ is not a JSON object")
     to_torch = _torch_dtypes()[1] if header else {}
-    entries = sorted(header.items(), key=lambda item: item[1]["data_offsets"][0])
-    expected = 0
-    tensors: dict[str, Any] = {}
-    for name, entry in entries:
-        dtype = to_torch.get(entry["dtype"])
+    entries = []
+    for name, entry in header.items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"tensor {name!r} is described by {entry!r}, not an object")
+        code = entry.get("dtype")
+        dtype = to_torch.get(code) if isinstance(code, str) else None
         if dtype is None:
-            raise ValueError(f"tensor {name!r} has an unknown dtype {entry['dtype']!r}")
-        shape = [int(d) for d in entry["shape"]]
-        start, stop = (int(x) for x in entry["data_offsets"])
-        import torch
+            raise ValueError(f"tensor {name!r} has an unknown dtype {code!r}")
+        shape = _non_negative_ints(entry.get("shape"), f"the shape of tensor {name!r}")
+        offsets = _non_negative_ints(entry.get("data_offsets"), f"the data_offsets of tensor {name!r}")
+        if len(offsets) != 2:
+            raise ValueError(f"the data_offsets of tensor {name!r} must be [start, stop], got {offsets!r}")
+        entries.append(_Entry(name, dtype, tuple(shape), offsets[0], offsets[1]))
+    entries.sort(key=lambda entry: (entry.start, entry.stop))
+    expected = 0
+    for entry in entries:
+        size = math.prod(entry.shape) * entry.dtype.itemsize
+        if entry.start != expected or entry.stop - entry.start != size:
+            raise ValueError(f"tensor {entry.name!r} of shape {list(entry.shape)} has byte range "
+                             f"{entry.start}..{entry.stop}, expected {expected}..{expected + size}")
+        expected = entry.stop
+    return entries, {str(k): str(v) for k, v in metadata.items()}, expected
 
-        tensor = torch.empty(shape, dtype=dtype)
-        size = tensor.numel() * tensor.element_size()
-        if start != expected or stop - start != size:
-            raise ValueError(f"tensor {name!r} has byte range {start}..{stop}, expected {expected}..{expected + size}")
-        if size:
+
+def read(stream: Any, size: int | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """Read a whole safetensors stream into new CPU tensors; returns (tensors, metadata).
+
+    ``size`` is the stream's length when known (the manifest says it): a header that
+    describes another length is refused before any tensor is allocated.
+    """
+    prefix = bytearray(8)
+    _read_exactly(stream, memoryview(prefix))
+    (length,) = struct.unpack("<Q", prefix)
+    if length > min(MAX_HEADER_BYTES, size - 8 if size is not None else MAX_HEADER_BYTES):
+        raise ValueError(f"header of {length} bytes does not fit the file")
+    raw = bytearray(length)
+    _read_exactly(stream, memoryview(raw))
+    entries, metadata, data_bytes = _parse_header(raw)
+    if size is not None and 8 + length + data_bytes != size:
+        raise ValueError(f"the header describes {8 + length + data_bytes} bytes, the file has {size}")
+    import torch
+
+    tensors: dict[str, Any] = {}
+    for entry in entries:
+        try:
+            tensor = torch.empty(entry.shape, dtype=entry.dtype)
+        except RuntimeError as exc:
+            if size is not None:  # the header matches the file: a real shortage of memory
+                raise
+            raise ValueError(f"tensor {entry.name!r} of shape {list(entry.shape)} cannot be allocated: {exc}") from None
+        if entry.stop > entry.start:
             _read_exactly(stream, byte_view(tensor))
-        expected = stop
-        tensors[name] = tensor
+        tensors[entry.name] = tensor
     if stream.read(1):
         raise ValueError("unexpected bytes after the last tensor")
-    return tensors, {str(k): str(v) for k, v in metadata.items()}
-
+    return tensors, metadata
 
 
 def from_buffer(buffer: Any) -> dict[str, Any]:
@@ -152,33 +199,20 @@ def from_buffer(buffer: Any) -> dict[str, Any]:
     (length,) = struct.unpack("<Q", view[:8])
     if length > min(MAX_HEADER_BYTES, len(view) - 8):
         raise ValueError(f"header of {length} bytes does not fit the file")
-    header = json.loads(bytes(view[8:8 + length]))
-    if not isinstance(header, dict):
-        raise ValueError("the header is not a JSON object")
-    header.pop("__metadata__", None)
+    entries, _, data_bytes = _parse_header(view[8:8 + length])
     start_of_data = 8 + length
-    to_torch = _torch_dtypes()[1] if header else {}
-    expected = 0
-    tensors: dict[str, Any] = {}
-    for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
-        dtype = to_torch.get(entry["dtype"])
-        if dtype is None:
-            raise ValueError(f"tensor {name!r} has an unknown dtype {entry['dtype']!r}")
-        import torch
+    if start_of_data + data_bytes != len(view):
+        raise ValueError(f"{len(view) - start_of_data - data_bytes} unexpected bytes after the last tensor"
+                         if start_of_data + data_bytes < len(view) else
+                         f"the header describes {start_of_data + data_bytes} bytes, the file has {len(view)}")
+    import torch
 
-        shape = [int(d) for d in entry["shape"]]
-        start, stop = (int(x) for x in entry["data_offsets"])
-        numel = 1
-        for dim in shape:
-            numel *= dim
-        size = numel * torch.empty((), dtype=dtype).element_size()
-        if start != expected or stop - start != size:
-            raise ValueError(f"tensor {name!r} has byte range {start}..{stop}, expected {expected}..{expected + size}")
-        if numel == 0:
-            tensors[name] = torch.empty(shape, dtype=dtype)
+    tensors: dict[str, Any] = {}
+    for entry in entries:
+        if entry.stop == entry.start:
+            tensors[entry.name] = torch.empty(entry.shape, dtype=entry.dtype)
         else:
-            tensors[name] = torch.frombuffer(buffer, dtype=dtype, count=numel, offset=start_of_data + start).view(shape)
-        expected = stop
-    if start_of_data + expected != len(view):
-        raise ValueError(f"{len(view) - start_of_data - expected} unexpected bytes after the last tensor")
+            count = (entry.stop - entry.start) // entry.dtype.itemsize
+            flat = torch.frombuffer(buffer, dtype=entry.dtype, count=count, offset=start_of_data + entry.start)
+            tensors[entry.name] = flat.view(entry.shape)
     return tensors

@@ -207,7 +207,10 @@ class SafetensorsIO:
         if storage.is_local and not manifest.compression:
             tensors = self._map_tensors(storage, directory, tensors_name, manifest, verify, where)
         else:
-            tensors = self._read(storage, directory, tensors_name, manifest, verify, _read_tensors, where)
+            entry = manifest.files.get(tensors_name)
+            size = None if entry is None else (entry.raw_bytes if manifest.compression else entry.bytes)
+            tensors = self._read(storage, directory, tensors_name, manifest, verify,
+                                 lambda stream: _safetensors.read(stream, size)[0], where)
         structure = self._read(storage, directory, state_name, manifest, verify, _read_all, where)
         return Payload(tensors=tensors, structure=structure)
 
@@ -290,11 +293,6 @@ class SafetensorsIO:
 def _names(manifest: Manifest) -> tuple[str, str]:
     suffix = ".zst" if manifest.compression else ""
     return TENSORS_FILE + suffix, STATE_FILE + suffix
-
-
-def _read_tensors(stream: Any) -> dict[str, Any]:
-    tensors, _ = _safetensors.read(stream)
-    return tensors
 
 
 def _read_all(stream: Any) -> bytes:
