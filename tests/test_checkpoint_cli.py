@@ -136,3 +136,35 @@ def test_a_demo_stopped_with_sigterm_mid_epoch_resumes_exactly(tmp_path) -> None
     victim, resumed = _interrupt_a_demo_and_resume(tmp_path, epochs=20, when="epoch  1/20", signum=signal.SIGTERM)
     assert "saving at the next step boundary" in victim
     assert "resumed from the checkpoint of step" in resumed
+
+
+def test_gc_deletes_only_the_checkpoints_it_listed_and_the_user_confirmed(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import wait_for_line
+
+    directory = tmp_path / "ckpts"
+    ckpt = rp.CheckpointManager(directory, rng=False)
+    for step in (1, 2, 3):
+        ckpt.save(step, {"step": step})
+    env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    env.pop("RUNPOINT_ROOT", None)
+    gc = subprocess.Popen([sys.executable, "-m", "runpoint", "ckpt", "gc", str(directory), "--keep-last", "2"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert "step        1" in wait_for_line(gc, "  delete  step")
+        # while the user reads the list, training saves two more: steps 2 and 3 fall out of keep-last
+        for step in (4, 5):
+            ckpt.save(step, {"step": step})
+        out, err = gc.communicate("y\n", timeout=60)
+    finally:
+        if gc.poll() is None:
+            gc.kill()
+            gc.wait()
+    assert gc.returncode == 0, err
+    assert "deleted 1 checkpoint(s)" in err and "kept 2 more that the policy drops now" in err, err
+    assert sorted(p.name for p in directory.glob("step-*")) == ["step-000002", "step-000003", "step-000004", "step-000005"]
+    again = cli(None, "ckpt", "gc", str(directory), "--keep-last", "2", "--yes")
+    assert again.returncode == 0 and "deleted 2 checkpoint(s)" in again.stderr, again.stderr
+    assert sorted(p.name for p in directory.glob("step-*")) == ["step-000004", "step-000005"]

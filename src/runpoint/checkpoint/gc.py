@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from . import _atomic
 from ._directory import CheckpointDirectory
@@ -30,6 +30,7 @@ class RetentionResult:
     deleted: list[CheckpointInfo] = field(default_factory=list)
     skipped: list[CheckpointInfo] = field(default_factory=list)  # being read elsewhere
     leftovers: list[str] = field(default_factory=list)
+    unconfirmed: list[CheckpointInfo] = field(default_factory=list)  # the policy drops them, ``only`` does not name them
 
 
 def apply_retention(
@@ -41,8 +42,14 @@ def apply_retention(
     dry_run: bool = False,
     storage_options: Mapping[str, Any] | None = None,
     on_deleted: Callable[[CheckpointInfo], None] | None = None,
+    only: Iterable[CheckpointInfo] | None = None,
 ) -> RetentionResult:
-    """Delete the checkpoints of ``path`` that ``policy`` does not keep (all unless ``dry_run``)."""
+    """Delete the checkpoints of ``path`` that ``policy`` does not keep (all unless ``dry_run``).
+
+    ``only`` limits the deletion to these checkpoints (those of a dry run a person
+    confirmed): the plan is made again, and a checkpoint it would delete that ``only`` does
+    not name (the same step saved the same time) is kept and listed in ``unconfirmed``.
+    """
     storage = Storage(path, storage_options)
     directory = CheckpointDirectory(storage)
     checkpoints = directory.refresh()
@@ -51,8 +58,15 @@ def apply_retention(
         if protected is not None:
             keep.add(protected.step)
     result = RetentionResult()
+    confirmed = None if only is None else {(info.step, info.sequence) for info in only}
     for info in checkpoints:
-        (result.kept if info.step in keep else result.to_delete).append(info)
+        if info.step in keep:
+            result.kept.append(info)
+        elif confirmed is not None and (info.step, info.sequence) not in confirmed:
+            result.kept.append(info)
+            result.unconfirmed.append(info)
+        else:
+            result.to_delete.append(info)
     if dry_run:
         return result
     result.leftovers = _atomic.cleanup_leftovers(storage)

@@ -224,15 +224,24 @@ def gc(
 
             registry.mark_checkpoint_deleted(run_id, info.step, time.time())
 
-    result = apply_retention(where.location, policy, monitor=monitor, mode=mode, on_deleted=record)  # type: ignore[arg-type]
+    # the plan again, as the checkpoints may have changed while we asked: only what was shown goes
+    result = apply_retention(where.location, policy, monitor=monitor, mode=mode, on_deleted=record,  # type: ignore[arg-type]
+                             only=plan.to_delete)
     if as_json:
         print_json({"deleted": [c.step for c in result.deleted], "skipped": [c.step for c in result.skipped],
-                    "kept": [c.step for c in result.kept], "leftovers": result.leftovers})
+                    "kept": [c.step for c in result.kept], "leftovers": result.leftovers,
+                    "unconfirmed": [c.step for c in result.unconfirmed]})
         return
     freed = sum(c.bytes for c in result.deleted)
     err_console.print(f"deleted {len(result.deleted)} checkpoint(s), freed {_size(freed)}", markup=False)
     if result.skipped:
         err_console.print(f"skipped {len(result.skipped)} being read by another process", markup=False)
+    left = len(plan.to_delete) - len(result.deleted) - len(result.skipped)
+    if left:
+        err_console.print(f"{left} of those listed not deleted: gone or kept by the policy now", markup=False)
+    if result.unconfirmed:
+        err_console.print(f"kept {len(result.unconfirmed)} more that the policy drops now: the checkpoints changed "
+                          "since the list was shown (run gc again to review them)", markup=False)
 
 
 def export(
