@@ -168,3 +168,16 @@ def test_gc_deletes_only_the_checkpoints_it_listed_and_the_user_confirmed(tmp_pa
     again = cli(None, "ckpt", "gc", str(directory), "--keep-last", "2", "--yes")
     assert again.returncode == 0 and "deleted 2 checkpoint(s)" in again.stderr, again.stderr
     assert sorted(p.name for p in directory.glob("step-*")) == ["step-000004", "step-000005"]
+
+
+def test_gc_json_prints_only_json_on_stdout(tmp_path) -> None:
+    directory = tmp_path / "ckpts"
+    ckpt = rp.CheckpointManager(directory, rng=False)
+    for step in (1, 2, 3):
+        ckpt.save(step, {"step": step})
+    asked = cli(None, "ckpt", "gc", str(directory), "--keep-last", "2", "--json", input="n\n")
+    assert asked.returncode == 1 and asked.stdout.strip() == "" and "Delete 1 checkpoint(s)?" in asked.stderr  # (click: input(" "))
+    done = cli(None, "ckpt", "gc", str(directory), "--keep-last", "1", "--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["deleted"] == [1, 2] and "delete  step" in done.stderr
+    assert sorted(p.name for p in directory.glob("step-*")) == ["step-000003"]

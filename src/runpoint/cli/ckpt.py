@@ -205,15 +205,16 @@ def gc(
     if as_json and dry_run:
         print_json({"keep": [c.step for c in plan.kept], "delete": [c.step for c in plan.to_delete]})
         return
+    listing = err_console if as_json else console  # with --json, stdout holds the JSON alone
     for info in plan.to_delete:
-        console.print(f"  delete  step {info.step:>8}  {_size(info.bytes):>10}  {escape(info.name)}")
+        listing.print(f"  delete  step {info.step:>8}  {_size(info.bytes):>10}  {escape(info.name)}")
     if not plan.to_delete:
         err_console.print(f"nothing to delete: all {len(plan.kept)} checkpoint(s) are kept", markup=False)
     if dry_run or not plan.to_delete:
         if dry_run and plan.to_delete:
             err_console.print(f"(dry run: {len(plan.to_delete)} would be deleted, {len(plan.kept)} kept)", markup=False)
         return
-    if not yes and not typer.confirm(f"Delete {len(plan.to_delete)} checkpoint(s)?", default=False):
+    if not yes and not typer.confirm(f"Delete {len(plan.to_delete)} checkpoint(s)?", default=False, err=as_json):
         raise fail("nothing deleted")
     registry = where.registry()
     run_id = where.run.id if where.run is not None else None
