@@ -158,3 +158,20 @@ def test_a_run_with_checkpoints_in_s3_is_listed_and_verified_by_the_cli(bucket, 
     assert [c["step"] for c in json.loads(listed.stdout)["checkpoints"]] == [6]
     verified = cli(root, "ckpt", "verify", url)
     assert verified.returncode == 0 and "ok" in verified.stdout, verified.stderr
+
+
+def test_export_to_a_url_uses_the_managers_storage_options(bucket) -> None:
+    import safetensors.torch
+
+    fs, name, options = bucket  # the endpoint is in the options only: without them s3fs would go to AWS
+    ckpt = rp.CheckpointManager(f"s3://{name}/ckpts", storage_options=options, rng=False)
+    model = _model()
+    ckpt.save(1, {"model": model, "step": 1})
+    written = ckpt.export(f"s3://{name}/deploy/model.safetensors", which="latest")
+    assert written == f"s3://{name}/deploy/model.safetensors"
+    weights = safetensors.torch.load(fs.cat(f"{name}/deploy/model.safetensors"))
+    assert weights.keys() == model.state_dict().keys()
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    elsewhere = ckpt.export(f"s3://{name}/other/model.safetensors", which="latest",
+                            storage_options={**options, "s3_additional_kwargs": {"Metadata": {"stage": "prod"}}})
+    assert fs.metadata(elsewhere.removeprefix("s3://")) == {"stage": "prod"}  # the options given win

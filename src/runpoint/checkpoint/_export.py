@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, Mapping
 
 from ..errors import InvalidArgumentError
 from . import _safetensors
@@ -43,14 +43,15 @@ def weights_of(state: dict[str, Any], tensors: dict[str, Any], manifest: Manifes
     return weights
 
 
-def write_weights(path: str | os.PathLike[str], weights: dict[str, Any], metadata: dict[str, str]) -> str:
-    """Write ``weights`` to ``path`` (a local path or a URL); returns where it went."""
+def write_weights(path: str | os.PathLike[str], weights: dict[str, Any], metadata: dict[str, str],
+                  storage_options: Mapping[str, Any] | None = None) -> str:
+    """Write ``weights`` to ``path`` (a local path or a URL: fsspec gets ``storage_options``); returns where it went."""
     target = os.fspath(path)
     if "://" in target:
         parent, _, name = target.rstrip("/").rpartition("/")
     else:
         parent, name = os.path.split(os.path.abspath(target))
-    storage = Storage(parent)
+    storage = Storage(parent, storage_options)
     temporary = f".{name}.{os.getpid()}.tmp" if storage.is_local else name
     sink = storage.open_write(temporary)
     try:

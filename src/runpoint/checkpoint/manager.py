@@ -160,6 +160,7 @@ class CheckpointManager:
         self.rng = bool(rng)
 
         self._storage = Storage(location, storage_options)
+        self._storage_options = dict(storage_options) if storage_options is not None else None
         try:
             self._storage.makedirs()
             removed = _atomic.cleanup_leftovers(self._storage)
@@ -457,12 +458,14 @@ class CheckpointManager:
 
     # -- export ----------------------------------------------------------------------
 
-    def export(self, path: str | os.PathLike[str], which: Any = "best", *, key: str | None = None) -> str:
+    def export(self, path: str | os.PathLike[str], which: Any = "best", *, key: str | None = None,
+               storage_options: Mapping[str, Any] | None = None) -> str:
         """Write the weights of one checkpoint alone as one safetensors file, for deployment.
 
         ``key`` names the module in the saved state (default: ``"model"``, or the only
         module). Returns the path written. The file loads with
-        ``safetensors.torch.load_file`` and ``model.load_state_dict``.
+        ``safetensors.torch.load_file`` and ``model.load_state_dict``. A URL ``path`` is
+        written with ``storage_options`` (default: the manager's own).
 
         Example::
 
@@ -476,7 +479,9 @@ class CheckpointManager:
             raise CheckpointNotFoundError(self.directory)
         manifest, document, tensors = read_checkpoint(self._storage, info.name, self.io)
         weights = _export.weights_of(document["state"], tensors, manifest, key, info.path)
-        return _export.write_weights(path, weights, {"format": "pt", "step": str(info.step), "source": info.path})
+        metadata = {"format": "pt", "step": str(info.step), "source": info.path}
+        options = storage_options if storage_options is not None else self._storage_options
+        return _export.write_weights(path, weights, metadata, options)
 
     # -- preemption ------------------------------------------------------------------
 
