@@ -252,3 +252,32 @@ def test_no_restored_tensor_keeps_the_checkpoint_file_mapped(tmp_path) -> None:
     assert mapped == [], mapped
     _assert_tensors_equal(state["optimizer"].state_dict(), optimizer.state_dict())
     assert torch.equal(state["extra"]["w"], torch.ones(4)) and torch.equal(plain["extra"]["w"], torch.ones(4))
+
+
+def test_a_resave_whose_final_rename_fails_keeps_the_old_checkpoint(tmp_path, monkeypatch) -> None:
+    import errno
+
+    from runpoint.checkpoint import _atomic
+    from runpoint.checkpoint._storage import Storage
+
+    ckpt = rp.CheckpointManager(tmp_path, rng=False)
+    ckpt.save(1, {"w": torch.full((8,), 1.0), "step": 1})
+    ckpt.save(2, {"w": torch.full((8,), 2.0), "step": 2})
+    rename = Storage.rename
+
+    def failing_rename(self, source: str, target: str) -> None:
+        if source.startswith(_atomic.STAGING):  # moving the new checkpoint in, after the old one went aside
+            raise OSError(errno.EIO, "injected I/O error", source)
+        rename(self, source, target)
+
+    monkeypatch.setattr(Storage, "rename", failing_rename)
+    with pytest.raises(rp.CheckpointError, match="step 2.*untouched"):
+        ckpt.save(2, {"w": torch.full((8,), 20.0), "step": 20})
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["latest", "step-000001", "step-000002"]  # nothing left aside
+    state = {"w": torch.zeros(8), "step": 0}
+    assert rp.CheckpointManager(tmp_path, rng=False).restore(state) == 3  # in a new manager, as after a restart
+    assert state["step"] == 2 and torch.equal(state["w"], torch.full((8,), 2.0))
+    assert ckpt.restore(state, which=2) == 3 and state["step"] == 2
+    ckpt.save(2, {"w": torch.full((8,), 20.0), "step": 20})  # once renames work again, the re-save goes through
+    assert rp.load_checkpoint(tmp_path, which=2)["step"] == 20

@@ -108,7 +108,16 @@ class Staging:
         if os.path.lexists(storage.path(self.name)):
             replaced = f"{REPLACED}{self.name}-{_owner_tag()}"
             storage.rename(self.name, replaced)
-        storage.rename(self.path, self.name)
+        try:
+            storage.rename(self.path, self.name)
+        except BaseException:
+            if replaced is not None:  # the old checkpoint must not stay hidden while this process lives
+                try:
+                    storage.rename(replaced, self.name)
+                    storage.sync_root()
+                except OSError:
+                    pass  # cleanup_leftovers puts it back once this process is gone
+            raise
         storage.sync_root()
         self._done = True
         if replaced is not None:
