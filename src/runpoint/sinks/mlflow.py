@@ -78,6 +78,7 @@ class MLflowSink:
         self._client: Any = None
         self._run_id: str | None = None
         self._started = False
+        self._created = False  # this object opened a new MLflow run: it gets the params and config
         self._last_step = 0
         self._sent_params: set[str] = set()
         self._run_dir = Path(".")
@@ -113,8 +114,11 @@ class MLflowSink:
                     tags["mlflow.note.content"] = run.notes
                 created = client.create_run(experiment_id, run_name=run.name, tags=_clean_tags(tags))
                 self._run_id = created.info.run_id
+                self._created = True
         if not self._started:
-            if not run.resumed:
+            # a new MLflow run gets the config even when the runpoint run is resumed: its first
+            # attempt may have had no MLflow sink, or sent to another tracking URI
+            if self._created:
                 self._log_params(flatten(dict(run.config)))
                 if self.log_config_artifact and run.config:
                     client.log_dict(self._run_id, dict(run.config), "runpoint/config.yaml")
