@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .._optional import require
+from .._uri import without_credentials
 from ..config import flatten
 from .base import SinkBatch, SinkOptions, SinkRun, media_file
 
@@ -95,7 +96,7 @@ class MLflowSink:
         if self._client is None:
             self._client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
         client = self._client
-        uri = client.tracking_uri
+        uri = without_credentials(client.tracking_uri)  # what external.json keeps: no password
         experiment_id = self._experiment_id(self.experiment or run.project)
         if self._run_id is None:  # a retried start continues where the failed one stopped
             previous = run.previous
