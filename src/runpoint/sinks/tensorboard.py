@@ -178,7 +178,7 @@ class TensorBoardSink:
 
 
 def _as_markdown(config: Mapping[str, Any]) -> str:
-    import yaml
+    from ..config._yaml import run_config_text
 
-    body = yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True)
+    body = run_config_text(dict(config))
     return "\n".join("    " + line for line in body.splitlines())  # a markdown code block
