@@ -49,6 +49,10 @@ def value_strategy(annotation: Any, metadata: list[Any] | None = None) -> st.Sea
         return st.sampled_from(args)
     if origin is list:
         return st.lists(value_strategy(args[0]), max_size=4)
+    if origin is dict:
+        return st.dictionaries(value_strategy(args[0]), value_strategy(args[1]), max_size=2)
+    if annotation is Any:
+        return st.none() | st.booleans() | st.integers() | st.text(max_size=8)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return tree_strategy(annotation)
     if annotation is bool:

@@ -35,7 +35,9 @@ def test_the_json_schema_describes_every_field_with_its_constraints() -> None:
     assert properties["ModelConfig.activation"]["enum"][0] == "relu"
     assert properties["DeploymentConfig.port"]["maximum"] == 65535
     assert properties["DeploymentConfig.api_key"]["anyOf"][0] == {"format": "password", "type": "string", "writeOnly": True}
-    assert properties["ExperimentConfig.sinks"]["items"]["enum"] == ["tensorboard", "mlflow", "wandb"]
+    sink_list, sink_mapping = properties["ExperimentConfig.sinks"]["anyOf"]  # [name | {name: options}] or {name: options}
+    assert sink_list["items"]["anyOf"][0]["enum"] == ["tensorboard", "mlflow", "wandb"]
+    assert sink_mapping["propertyNames"]["enum"] == ["tensorboard", "mlflow", "wandb"]
     assert all(model.get("additionalProperties") is False for model in schema["$defs"].values())
 
 

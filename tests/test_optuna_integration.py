@@ -86,6 +86,37 @@ def test_track_in_runpoint_gives_the_objective_its_run_while_it_trains(root: Pat
             assert (summary["loss"], summary["size"]) == tuple(trial.values)
 
 
+def test_one_metric_name_is_numbered_for_every_objective_of_a_multi_objective_study(root: Path) -> None:
+    tracker = RunpointCallback(project="hpo", root=root)  # the default single name, as Optuna's MLflowCallback numbers it
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 1)
+        return x, 1 - x
+
+    study = optuna.create_study(study_name="pareto", directions=["minimize", "maximize"])
+    study.optimize(objective, n_trials=2, callbacks=[tracker])
+
+    with SQLiteStore(root / "runpoint.db") as store:
+        runs = sorted((r for r in store.list_runs() if r.group == "pareto"), key=lambda r: r.name)
+        assert len(runs) == 2
+        for run, trial in zip(runs, study.trials):
+            summary = store.get_summary(run.id)
+            assert (summary["objective_0"], summary["objective_1"]) == tuple(trial.values)
+            assert "objective" not in summary
+            assert store.read_metric(run.id, "objective_1").values.tolist() == [trial.values[1]]
+
+
+def test_metric_names_that_do_not_match_the_objectives_stop_the_study(root: Path) -> None:
+    tracker = RunpointCallback(project="hpo", metric_name=["loss"], root=root)
+    study = optuna.create_study(study_name="mismatch", directions=["minimize", "minimize"])
+    with pytest.raises(ValueError, match=r"2 objective values but RunpointCallback got 1 metric names \['loss'\]"):
+        study.optimize(lambda trial: (trial.suggest_float("x", 0, 1), 1.0), n_trials=3, callbacks=[tracker])
+    assert len(study.trials) == 1  # the first trial stopped the study
+    with SQLiteStore(root / "runpoint.db") as store:
+        (run,) = [r for r in store.list_runs() if r.group == "mismatch"]
+        assert run.status is rp.RunStatus.FAILED and "give one name per objective" in run.error
+
+
 @pytest.mark.parametrize("caught", [False, True])
 def test_a_failing_objective_finishes_its_run_as_failed_with_the_error(root: Path, caught: bool) -> None:
     tracker = RunpointCallback(project="hpo", root=root)

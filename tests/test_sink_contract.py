@@ -255,6 +255,23 @@ def test_resumed_run_continues_the_same_external_run(backend: Backend, root: Pat
         assert [p[:2] for p in backend.read(second["external"]).scalars["x"]] == [(0, 1.0), (1, 2.0)]
 
 
+def test_resumed_run_mirrored_for_the_first_time_gets_the_config(backend: Backend, root: Path) -> None:
+    # the first attempt had no sink: the resumed one opens a new external run, which
+    # must carry the params and config like any new one
+    with rp.init(project="contract", config=CONFIG, root=root) as run:
+        run.log({"x": 1.0}, step=0)
+    with rp.init(project="contract", root=root, resume=run.id, sinks=[backend.make_sink()]) as resumed:
+        resumed.log({"x": 2.0}, step=1)
+    record = read_external(run.dir)[backend.name]
+    assert record["status"] == "finished", record
+    mirrored = backend.read(record["external"])
+    assert mirrored.config == MASKED_CONFIG
+    if backend.name == "mlflow":
+        assert mirrored.params["model.name"] == "mlp"
+        assert float(mirrored.params["training.learning_rate"]) == 3e-4
+        assert mirrored.params["data.password"] == "********"
+
+
 def test_external_json_has_ids_and_links(backend: Backend, root: Path) -> None:
     with rp.init(project="contract", root=root, sinks=[backend.make_sink()]) as run:
         run.log({"x": 1.0})

@@ -253,3 +253,89 @@ def test_show_says_where_a_run_is_mirrored_and_what_failed(root: Path) -> None:
     assert external["raising"]["status"] == "disabled"
     table = cli(root, "show", run.id).stdout
     assert "mirrored to" in table and "write() raised ConnectionError" in table and "finished" in table
+
+
+class _OwnedLock:
+    """A lock that knows which thread holds it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.owner: int | None = None
+
+    def __enter__(self) -> "_OwnedLock":
+        self._lock.acquire()
+        self.owner = threading.get_ident()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.owner = None
+        self._lock.release()
+
+
+def _counted_under_lock() -> tuple[type, list[str]]:
+    """An IsolatedSink whose counters note every update made without holding its lock."""
+    from runpoint.sinks._isolation import IsolatedSink
+
+    unlocked: list[str] = []
+
+    def counter(name: str) -> property:
+        def get(self: Any) -> int:
+            return self.__dict__.get(name, 0)
+
+        def set_(self: Any, value: int) -> None:
+            lock = self.__dict__.get("_owned")
+            if lock is not None and lock.owner != threading.get_ident():
+                unlocked.append(f"{name} on {threading.current_thread().name}")
+            self.__dict__[name] = value
+
+        return property(get, set_)
+
+    class Checked(IsolatedSink):  # type: ignore[misc]
+        points_sent = counter("points_sent")
+        points_dropped = counter("points_dropped")
+        media_sent = counter("media_sent")
+
+        @property
+        def _lock(self) -> _OwnedLock:
+            return self.__dict__["_owned"]
+
+        @_lock.setter
+        def _lock(self, _: Any) -> None:
+            self.__dict__["_owned"] = _OwnedLock()
+
+    return Checked, unlocked
+
+
+def test_sink_counts_are_updated_under_the_lock_and_add_up(tmp_path: Path) -> None:
+    from array import array
+
+    from runpoint.store.base import MetricSeries
+
+    class EveryOtherWriteFails(RecordingSink):
+        calls = 0
+
+        def write(self, batch: SinkBatch) -> None:
+            self.calls += 1
+            if self.calls % 2:
+                raise ConnectionError("flaky")
+            super().write(batch)
+
+    options = SinkOptions(retries=0, backoff=0.0, max_failures=10**6, max_pending_points=50)
+    checked, unlocked = _counted_under_lock()
+    sink = checked(EveryOtherWriteFails(options), SinkRun(id="r", project="p", name="n", dir=tmp_path, config={}),
+                   lambda _: None)
+    total = 0
+    for batch_number in range(400):
+        steps = range(batch_number * 10, batch_number * 10 + 10)
+        series = MetricSeries(array("q", steps), array("d", (float(s) for s in steps)), array("d", (1.0,) * 10))
+        sink.submit(SinkBatch(metrics={"x": series}))
+        total += 10
+        if batch_number % 7 == 0:
+            time.sleep(0.001)  # let the sink thread run between submits
+    sink.request_finish("completed")
+    assert sink.wait(time.monotonic() + 30)
+    record = sink.record()
+    assert record["status"] == "finished", record
+    assert unlocked == []
+    assert record["points_sent"] + record["points_dropped"] == total
+    assert record["points_sent"] > 0 and record["points_dropped"] > 0

@@ -145,3 +145,48 @@ def test_a_typed_config_chooses_its_sinks(root: Path) -> None:
     with rp.init(config=cfg, root=root) as run:
         run.log({"x": 1.0})
     assert read_external(run.dir)["tensorboard"]["status"] == "finished"
+
+
+@pytest.mark.parametrize(
+    "sinks_yaml",
+    [
+        "{{mlflow: {{tracking_uri: '{uri}', options: {{retries: 0}}}}}}",  # the README's mapping form
+        "[tensorboard, {{mlflow: {{tracking_uri: '{uri}'}}}}]",  # a list mixing names and {{name: options}}
+    ],
+)
+def test_sinks_with_options_in_a_yaml_config_reach_the_sink(
+    root: Path, tmp_path: Path, mlflow_sqlite: str, sinks_yaml: str
+) -> None:
+    from mlflow import MlflowClient
+
+    path = tmp_path / "config.yaml"
+    path.write_text(f"experiment:\n  project: yamlsinks\n  sinks: {sinks_yaml.format(uri=mlflow_sqlite)}\n")
+    cfg = rp.load_config(path)
+    with rp.init(config=cfg, root=root) as run:
+        run.log({"x": 1.0}, step=0)
+    record = read_external(run.dir)["mlflow"]
+    assert record["status"] == "finished", record
+    assert record["external"]["tracking_uri"] == mlflow_sqlite
+    mirrored = MlflowClient(tracking_uri=mlflow_sqlite).get_run(record["external"]["run_id"])
+    assert mirrored.data.tags["runpoint.run_id"] == run.id
+    assert mirrored.data.metrics["x"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("sinks_yaml", "issue"),
+    [
+        ("[tensorbord]", "experiment.sinks[0]: got 'tensorbord', expected a sink: tensorboard, mlflow, wandb; did you mean 'tensorboard'?"),
+        ("[{mlfow: {tracking_uri: x}}]", "experiment.sinks[0]: unknown sink 'mlfow', expected one of tensorboard, mlflow, wandb; did you mean 'mlflow'?"),
+        ("{mlflow: {trackin_uri: x}}", "experiment.sinks: the mlflow sink has no option 'trackin_uri'; it takes tracking_uri, experiment, log_config_artifact, options"),
+        ("[{mlflow: 3}]", "experiment.sinks[0]: expected the options of the mlflow sink as a mapping, like {mlflow: {option: value}}"),
+        ("[{mlflow: {}, wandb: {}}]", "experiment.sinks[0]: expected one sink per list entry, {name: {option: value}}; got 2 names"),
+        ("[mlflow, {mlflow: {tracking_uri: x}}]", "'mlflow' listed more than once"),
+    ],
+)
+def test_bad_sinks_in_a_yaml_config_are_named(tmp_path: Path, sinks_yaml: str, issue: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"experiment: {{sinks: {sinks_yaml}}}\n")
+    with pytest.raises(rp.ConfigError) as caught:
+        rp.load_config(path)
+    (found,) = caught.value.issues
+    assert found.startswith(issue) or issue in found, found

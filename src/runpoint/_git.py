@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
+
+from ._uri import without_credentials
 
 MAX_DIFF_BYTES = 10 * 1024 * 1024
 _TIMEOUT_S = 10
@@ -21,11 +22,6 @@ def _git(cwd: Path, *args: str) -> str | None:
     if result.returncode != 0:
         return None
     return result.stdout.decode("utf-8", errors="replace")
-
-
-def _without_credentials(url: str) -> str:
-    """``https://user:token@host/repo`` -> ``https://host/repo``."""
-    return re.sub(r"^(\w+://)[^/@]*@", r"\1", url)
 
 
 def git_state(cwd: Path) -> tuple[dict[str, Any] | None, bytes]:
@@ -58,7 +54,7 @@ def git_state(cwd: Path) -> tuple[dict[str, Any] | None, bytes]:
         "root": top.strip(),
         "commit": commit,
         "branch": None if branch == "HEAD" else branch,
-        "remote": _without_credentials(remote) or None,
+        "remote": without_credentials(remote) or None,
         "dirty": bool(status.strip()),
         "untracked": untracked[:1000],
         "diff_bytes": len(diff),

@@ -181,9 +181,9 @@ def _check_tags(tags: Iterable[str]) -> tuple[str, ...]:
 
 
 def _write_config(path: Path, run_id: str, masked: dict[str, Any]) -> None:
-    header = f"# runpoint: the config of run {run_id} as it ran (secrets masked)\n"
-    body = yaml.safe_dump(masked, sort_keys=False, allow_unicode=True) if masked else "{}\n"
-    write_atomic(path, header + body)
+    from .config._yaml import run_config_text
+
+    write_atomic(path, run_config_text(masked, f"# runpoint: the config of run {run_id} as it ran (secrets masked)\n"))
 
 
 def _meta_for_store(meta: dict[str, Any]) -> dict[str, Any]:

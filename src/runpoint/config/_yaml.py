@@ -179,3 +179,12 @@ def _record_lines(
 def dump_yaml(tree: Any) -> str:
     """YAML text of a plain tree, keys in their order, readable by any YAML reader."""
     return yaml.dump(tree, Dumper=ConfigDumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+
+
+def run_config_text(config: Any, header: str = "") -> str:
+    """A run's ``config.yaml``: ``header`` (comment lines) and the config as :func:`dump_yaml` writes it.
+
+    Strings such as ``"1e3"`` or ``"yes"`` come out quoted, so ``rp.load_config`` and
+    ``yaml.safe_load`` both read back exactly what the run had.
+    """
+    return header + (dump_yaml(config) if config else "{}\n")

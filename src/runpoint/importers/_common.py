@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
 from .._fs import write_atomic
 from .._ids import is_valid_identifier, run_id_for
 from .._paths import RunPaths
 from ..config import config_hash, flatten, mask_secrets
+from ..config._yaml import run_config_text
 from ..errors import InvalidArgumentError, RunNotFoundError
 from ..store import MetricSeries, RunRecord, RunStatus, Store, WriteBatch
 from ..store.base import MediaRecord
@@ -110,8 +110,7 @@ def write_run(store: Store, root: Path, run: ImportedRun) -> str | None:
     paths.logs.mkdir(parents=True)
     masked = mask_secrets(run.config)
     header = f"# runpoint: the config of run {run_id}, imported from {run.source} (secrets masked)\n"
-    body = yaml.safe_dump(masked, sort_keys=False, allow_unicode=True) if masked else "{}\n"
-    write_atomic(paths.config, header + body)
+    write_atomic(paths.config, run_config_text(masked, header))
     meta = {
         "imported": {"from": run.source, "id": run.source_id, "at": time.time(), "by_host": socket.gethostname(), **run.origin},
         "started_at": run.created_at,

@@ -29,6 +29,7 @@ from typing import Any, Iterator
 
 from .._optional import require
 from .._paths import resolve_root
+from .._uri import without_credentials
 from ..errors import InvalidArgumentError, RunNotFoundError, StoreError
 from ..store import MetricSeries, RunStatus, Store, open_store
 from ._common import ImportedRun, as_project, check_project, unflatten, write_run
@@ -70,12 +71,14 @@ def import_runs(
     mlflow = require("mlflow", "mlflow", "importing from MLflow")
     check_project(project)
     uri = tracking_uri(os.fspath(location))
+    shown = without_credentials(uri)  # the URI as stored and printed: no password
     _check_reachable(uri)
     client = mlflow.MlflowClient(tracking_uri=uri)
     try:
         experiments = client.search_experiments()
     except Exception as exc:  # connection refused, not a tracking store...
-        raise InvalidArgumentError("location", f"cannot read MLflow runs from {uri}: {exc}") from exc
+        reason = str(exc).replace(uri, shown)
+        raise InvalidArgumentError("location", f"cannot read MLflow runs from {shown}: {reason}") from exc
     root_path = resolve_root(root)
     store = open_store(root_path)
     created = []
@@ -85,7 +88,7 @@ def import_runs(
             for source in _runs(client, experiment.experiment_id):
                 if _mirrored_from(store, source):
                     continue
-                run_id = write_run(store, root_path, _convert(client, uri, experiment, source, target))
+                run_id = write_run(store, root_path, _convert(client, shown, experiment, source, target))
                 if run_id is not None:
                     created.append(run_id)
     finally:
@@ -100,6 +103,7 @@ def _check_reachable(uri: str) -> None:
     import urllib.error
     import urllib.request
 
+    uri = without_credentials(uri)  # /health needs no login, and urllib would take "user:pw@host" for a host
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10):
             pass
@@ -148,7 +152,7 @@ def _convert(client: Any, uri: str, experiment: Any, source: Any, project: str) 
         notes=tags.get("mlflow.note.content", ""),
         origin={
             "tracking_uri": uri, "experiment": experiment.name, "experiment_id": experiment.experiment_id,
-            "run_id": info.run_id, "artifact_uri": info.artifact_uri, "status": info.status,
+            "run_id": info.run_id, "artifact_uri": without_credentials(info.artifact_uri or ""), "status": info.status,
             "user": info.user_id, "tags": tags,
         },
     )

@@ -49,7 +49,9 @@ class RunpointCallback:
 
     Args:
         project: the runpoint project of the trials' runs.
-        metric_name: name of the objective in runpoint (a list for multi-objective studies).
+        metric_name: name of the objective in runpoint. For a multi-objective study, a list
+            of one name per objective; one name is numbered (``objective_0``,
+            ``objective_1``...), as Optuna's own MLflow callback does.
         config: config shared by every trial (the trial's params are added to it).
         tags, root, sinks: passed to :func:`runpoint.init` for each trial's run.
     """
@@ -66,6 +68,7 @@ class RunpointCallback:
     ) -> None:
         self.project = project
         self.metric_names = [metric_name] if isinstance(metric_name, str) else list(metric_name)
+        self._numbered = isinstance(metric_name, str)  # one name: numbered for several objectives
         self.config = dict(config or {})
         self.tags = tuple(tags)
         self.root = root
@@ -123,7 +126,11 @@ class RunpointCallback:
         for step, value in sorted(trial.intermediate_values.items()):
             run.log({INTERMEDIATE_KEY: value}, step=step)
         if trial.values is not None:
-            values = dict(zip(self.metric_names, trial.values))
+            try:
+                values = dict(zip(self._names_for(len(trial.values)), trial.values, strict=True))
+            except ValueError as exc:
+                run.finish(RunStatus.FAILED, error=str(exc))
+                raise
             run.log(values, step=max(trial.intermediate_values, default=run.step))
             for metric, value in values.items():
                 run.summary[metric] = value
@@ -138,6 +145,17 @@ class RunpointCallback:
             run.finish(RunStatus.FAILED, error="the Optuna trial failed (track_in_runpoint() records the exception)")
         else:
             run.finish(RunStatus.COMPLETED)
+
+    def _names_for(self, objectives: int) -> list[str]:
+        if self._numbered and objectives > 1:
+            return [f"{self.metric_names[0]}_{index}" for index in range(objectives)]
+        if len(self.metric_names) != objectives:
+            raise ValueError(
+                f"the study has {objectives} objective values but RunpointCallback got "
+                f"{len(self.metric_names)} metric names {self.metric_names}: give one name per objective, "
+                "or a single name to have them numbered"
+            )
+        return self.metric_names
 
     def _start(self, study_name: str, number: int, params: Mapping[str, Any]) -> Run:
         from .._start import init

@@ -135,13 +135,13 @@ class Launcher:
             raise InvalidArgumentError("project", f"{project!r} is not valid: letters, digits, '.', '_' or '-'")
         if name and (len(name) > 128 or any(ord(c) < 32 for c in name)):
             raise InvalidArgumentError("name", "must be at most 128 printable characters")
-        import yaml
+        from ..config._yaml import dump_yaml
 
         launch_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         folder = self.dir / launch_id
         folder.mkdir(parents=True)
         config_path = folder / "config.yaml"
-        write_atomic(config_path, yaml.safe_dump(config, sort_keys=False))
+        write_atomic(config_path, dump_yaml(config))  # quoted so that rp.load_config reads back the same values
         values = {
             "python": sys.executable, "config": str(config_path), "root": str(self.root),
             "project": project, "name": name, "launch_id": launch_id,

@@ -135,12 +135,14 @@ class IsolatedSink:
 
     def record(self) -> dict[str, Any]:
         """This sink's entry in ``external.json``."""
+        with self._lock:  # the counts of one moment
+            sent, dropped, media = self.points_sent, self.points_dropped, self.media_sent
         return {
             "status": self.state,
             "external": self.external,
-            "points_sent": self.points_sent,
-            "points_dropped": self.points_dropped,
-            "media_sent": self.media_sent,
+            "points_sent": sent,
+            "points_dropped": dropped,
+            "media_sent": media,
             "failures": self.failures,
             "error": self.error,
             **({"traceback": self.traceback} if self.traceback else {}),
@@ -161,16 +163,17 @@ class IsolatedSink:
                 self._wake.clear()
                 batch = self._take()
                 if batch is not None and not batch.is_empty():
-                    self._inflight_points = batch.points
                     written = self._call("write", self.sink.write, batch)
-                    if not self.active:
-                        return  # given up on: _give_up counted the batch as dropped
-                    self._inflight_points = 0
-                    if written is _FAILED:
-                        self.points_dropped += batch.points
-                    else:
-                        self.points_sent += batch.points
-                        self.media_sent += len(batch.media)
+                    # counted under the lock: submit() and _give_up() count from other threads
+                    with self._lock:
+                        if not self.active:
+                            return  # given up on: _give_up counted the batch as dropped
+                        self._inflight_points = 0
+                        if written is _FAILED:
+                            self.points_dropped += batch.points
+                        else:
+                            self.points_sent += batch.points
+                            self.media_sent += len(batch.media)
                 if self._finish_status is not None and not self._pending:
                     finished = self._call("finish", self.sink.finish, self._finish_status)
                     if finished is not _FAILED and self._set_state("finished", from_states={"running"}):
@@ -182,8 +185,9 @@ class IsolatedSink:
             self._done.set()
 
     def _take(self) -> SinkBatch | None:
-        with self._lock:
-            pending, self._pending, self._pending_points = self._pending, [], 0
+        with self._lock:  # pending points become in-flight at once, so _give_up never misses them
+            pending, self._pending = self._pending, []
+            self._inflight_points, self._pending_points = self._pending_points, 0
         if not pending:
             return None
         merged = SinkBatch()

@@ -3,8 +3,8 @@ and ``$RUNPOINT_SINKS``, together.
 
 Every place names sinks the same way: a built-in name (``"tensorboard"``, ``"mlflow"``,
 ``"wandb"``), a one-key mapping from a name to its options (``{"mlflow":
-{"tracking_uri": "http://127.0.0.1:5000"}}``, handy in YAML), or, in code, a sink
-object. The union of all three sources is used, the first mention of a name winning;
+{"tracking_uri": "http://127.0.0.1:5000"}}``, handy in YAML; a mapping of several
+names to their options is one entry per name), or, in code, a sink object. The union of all three sources is used, the first mention of a name winning;
 ``RUNPOINT_SINKS=off`` turns every sink off (for CI, or a quick local try).
 """
 
@@ -60,7 +60,9 @@ def select_sinks(requested: Any, config: Mapping[str, Any] | None) -> list[Sink]
 def _as_list(value: Any, source: str) -> list[Any]:
     if isinstance(value, str):
         return [name for name in re.split(r"[,\s]+", value.strip()) if name]
-    if isinstance(value, Mapping) or _is_sink(value):
+    if isinstance(value, Mapping):  # {mlflow: {...}, tensorboard: null}: one entry per sink
+        return [{name: options} for name, options in value.items()]
+    if _is_sink(value):
         return [value]
     if isinstance(value, Iterable):
         return list(value)
@@ -95,7 +97,15 @@ def _build(source: str, entry: Any) -> Sink:
     module_name, class_name = BUILTIN[name]
     cls = getattr(importlib.import_module(module_name), class_name)
     check(cls.package, cls.extra, f"the {name} sink")
+    options = dict(options)
+    if isinstance(options.get("options"), Mapping):  # SinkOptions written out in YAML
+        from .base import SinkOptions
+
+        try:
+            options["options"] = SinkOptions(**options["options"])
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(source, f"{name}: options: {exc}") from None
     try:
-        return cls(**dict(options))  # type: ignore[no-any-return]
+        return cls(**options)  # type: ignore[no-any-return]
     except TypeError as exc:
         raise InvalidArgumentError(source, f"{name}: {exc}") from None

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .._optional import require
+from .._uri import without_credentials
 from ..config import flatten
 from .base import SinkBatch, SinkOptions, SinkRun, media_file
 
@@ -78,6 +79,7 @@ class MLflowSink:
         self._client: Any = None
         self._run_id: str | None = None
         self._started = False
+        self._created = False  # this object opened a new MLflow run: it gets the params and config
         self._last_step = 0
         self._sent_params: set[str] = set()
         self._run_dir = Path(".")
@@ -94,7 +96,7 @@ class MLflowSink:
         if self._client is None:
             self._client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
         client = self._client
-        uri = client.tracking_uri
+        uri = without_credentials(client.tracking_uri)  # what external.json keeps: no password
         experiment_id = self._experiment_id(self.experiment or run.project)
         if self._run_id is None:  # a retried start continues where the failed one stopped
             previous = run.previous
@@ -113,8 +115,11 @@ class MLflowSink:
                     tags["mlflow.note.content"] = run.notes
                 created = client.create_run(experiment_id, run_name=run.name, tags=_clean_tags(tags))
                 self._run_id = created.info.run_id
+                self._created = True
         if not self._started:
-            if not run.resumed:
+            # a new MLflow run gets the config even when the runpoint run is resumed: its first
+            # attempt may have had no MLflow sink, or sent to another tracking URI
+            if self._created:
                 self._log_params(flatten(dict(run.config)))
                 if self.log_config_artifact and run.config:
                     client.log_dict(self._run_id, dict(run.config), "runpoint/config.yaml")

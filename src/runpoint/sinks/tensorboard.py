@@ -70,12 +70,15 @@ class TensorBoardSink:
         if self._writer is None:  # a retried start reuses the writer it opened
             directory.mkdir(parents=True, exist_ok=True)
             self._writer = EventFileWriter(str(directory), max_queue_size=1000, flush_secs=5)
+        logdir = str(directory.absolute())
         self._hparams = flatten(dict(run.config))
         self._write_hparams()
-        if run.config and not run.resumed:
+        # the config text goes to every new event directory, also that of a resumed run
+        # whose first attempt had no TensorBoard sink or wrote elsewhere
+        if run.config and run.previous.get("logdir") != logdir:
             self._write_text("config", _as_markdown(run.config))
         self._writer.flush()
-        return {"logdir": str(directory.absolute())}
+        return {"logdir": logdir}
 
     def write(self, batch: SinkBatch) -> None:
         from tensorboard.compat.proto.event_pb2 import Event
@@ -175,7 +178,7 @@ class TensorBoardSink:
 
 
 def _as_markdown(config: Mapping[str, Any]) -> str:
-    import yaml
+    from ..config._yaml import run_config_text
 
-    body = yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True)
+    body = run_config_text(dict(config))
     return "\n".join("    " + line for line in body.splitlines())  # a markdown code block
