@@ -61,10 +61,20 @@ class Section:
 
 @dataclass
 class Context:
-    """Where a benchmark may write, and how hard it should try."""
+    """Where a benchmark may write, and how hard it should try.
+
+    ``quick`` shrinks the sizes (figures not worth publishing); ``smoke`` shrinks them to
+    seconds in all and skips peers that are not installed: the test suite runs it so that a
+    benchmark that no longer runs fails there, not months later.
+    """
 
     workdir: Path
     quick: bool = False
+    smoke: bool = False
+
+    def size(self, full: T, quick: T, smoke: T) -> T:
+        """The size for this mode: ``ctx.size(1_000_000, 100_000, 1_000)``."""
+        return smoke if self.smoke else quick if self.quick else full
 
     def scratch(self, name: str) -> Path:
         path = self.workdir / name
@@ -169,17 +179,39 @@ def python_in_subprocess(
     return result.stdout
 
 
-def measure_each(cases: Mapping[str, T], measure: Callable[[str, T], dict]) -> dict[str, dict]:
-    """``measure(name, case)`` for every case, in order; a case that fails is reported as
-    ``{"error": <its last line>}`` rather than hidden or stopping the others."""
+def measure_each(
+    cases: Mapping[str, T], measure: Callable[[str, T], dict], *, ours: tuple[str, ...] = ("runpoint",),
+    smoke: bool = False,
+) -> dict[str, dict]:
+    """``measure(name, case)`` for every case, in order.
+
+    A peer that fails is reported as ``{"error": <its last line>}`` rather than hidden or
+    stopping the others. A case of runpoint's own (names starting with one of ``ours``) that
+    fails raises: the benchmark is broken, and must say so loudly. In smoke mode a peer that
+    is not installed is left out, and any other peer failure raises too.
+    """
     results: dict[str, dict] = {}
     for name, case in cases.items():
         print(f"  {name} ...", flush=True)
         try:
             results[name] = measure(name, case)
         except Exception as exc:
-            results[name] = {"error": str(exc).strip().splitlines()[-1][:200]}
+            message = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else repr(exc)
+            if name.startswith(ours):
+                raise
+            if smoke:
+                if "No module named" in message:
+                    continue
+                raise
+            results[name] = {"error": message}
     return results
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def new_workdir(base: str | None = None) -> Path:

@@ -7,9 +7,13 @@ round-robin so that the disk's drift over the run hits them all alike:
   fsynced write speed), runpoint ``CheckpointManager.save``, ``torch.save`` + fsync,
   ``safetensors.torch.save_file`` + fsync, ``torch.distributed.checkpoint.save``;
 - restore into existing tensors: runpoint ``restore`` (hashes verified) against
-  ``torch.load(weights_only=True)`` + ``load_state_dict``-style copy, files in page cache;
+  ``torch.load(weights_only=True)``, ``torch.load(mmap=True, weights_only=True)`` and
+  ``safetensors.torch.load_file``, each + a ``load_state_dict``-style copy, files in page cache;
 - async: how long ``save()`` blocks with ``async_save=True`` against a plain copy of the
-  same tensors to host memory (``clone``, or pinned device-to-host on a GPU);
+  same tensors to host memory (``clone``, a copy into preallocated tensors, or pinned
+  device-to-host on a GPU);
+- memory: the peak resident memory a save adds, runpoint vs ``safetensors.save_file`` and
+  ``torch.save``, each in a fresh process;
 - zstd: save time and size with ``compress="zstd"``.
 """
 
@@ -165,6 +169,8 @@ def _bench_restore(ctx: Context, mib: int, repeats: int) -> tuple[Table, dict[st
         "runpoint restore (verified)": lambda: ckpt.restore(target),
         "runpoint load_checkpoint, verify=False": lambda: copy_into(rp.load_checkpoint(scratch / "rp", verify=False)),
         "torch.load(weights_only=True)": lambda: copy_into(torch.load(scratch / "state.pt", weights_only=True)),
+        "torch.load(mmap=True, weights_only=True)": lambda: copy_into(
+            torch.load(scratch / "state.pt", mmap=True, weights_only=True)),
         "safetensors.torch.load_file": lambda: copy_into(safetensors.torch.load_file(scratch / "state.safetensors")),
     }
     times: dict[str, list[float]] = {name: [] for name in peers}
@@ -198,6 +204,12 @@ def _bench_async(ctx: Context, mib: int, repeats: int, device: str) -> tuple[Tab
     ckpt.save(0, state)  # the first save allocates the host buffers; later ones reuse them
     ckpt.wait()
 
+    preallocated = {name: torch.empty_like(t, device="cpu") for name, t in state.items()}
+
+    def copy_into_preallocated() -> None:  # the floor: what a reused host buffer costs, no allocation
+        for name, t in state.items():
+            preallocated[name].copy_(t)
+
     def plain_copy() -> None:
         if device == "cpu":
             {name: t.clone() for name, t in state.items()}
@@ -209,8 +221,9 @@ def _bench_async(ctx: Context, mib: int, repeats: int, device: str) -> tuple[Tab
             torch.cuda.synchronize()
             plain_copy.pinned_only = time.perf_counter() - start  # type: ignore[attr-defined]
 
-    blocked, copies, committed = [], [], []
+    blocked, copies, committed, floors = [], [], [], []
     for step in range(1, repeats + 1):
+        floors.append(_timed(copy_into_preallocated))
         start = time.perf_counter()
         ckpt.save(step, state)
         blocked.append(time.perf_counter() - start)
@@ -221,11 +234,13 @@ def _bench_async(ctx: Context, mib: int, repeats: int, device: str) -> tuple[Tab
             copies[-1] = plain_copy.pinned_only  # type: ignore[attr-defined]
     copy_name = "clone() of every tensor" if device == "cpu" else "pinned device-to-host copy"
     b, c, total = statistics.median(blocked), statistics.median(copies), statistics.median(committed)
-    rows = [[device, f"{mib} MiB", "runpoint save(), async_save=True: blocked", b, b / c],
-            [device, f"{mib} MiB", f"plain {copy_name}", c, 1.0],
-            [device, f"{mib} MiB", "runpoint async: until committed (wait)", total, total / c]]
+    floor = statistics.median(floors)
+    rows = [[device, f"{mib} MiB", "runpoint save(), async_save=True: blocked", b, b / c, b / floor],
+            [device, f"{mib} MiB", f"plain {copy_name}", c, 1.0, c / floor],
+            [device, f"{mib} MiB", "copy_() into preallocated host tensors", floor, floor / c, 1.0],
+            [device, f"{mib} MiB", "runpoint async: until committed (wait)", total, total / c, total / floor]]
     numbers = {f"async_{device}_{mib}MiB_blocked_s": b, f"async_{device}_{mib}MiB_copy_s": c,
-               f"async_{device}_{mib}MiB_committed_s": total}
+               f"async_{device}_{mib}MiB_committed_s": total, f"async_{device}_{mib}MiB_prealloc_copy_s": floor}
     if device != "cpu":
         import torch.distributed.checkpoint as dcp
 
@@ -236,11 +251,60 @@ def _bench_async(ctx: Context, mib: int, repeats: int, device: str) -> tuple[Tab
             dcp_blocked.append(time.perf_counter() - start)
             future.result()
         d = statistics.median(dcp_blocked)
-        rows.append([device, f"{mib} MiB", "torch.distributed.checkpoint.async_save: blocked", d, d / c])
+        rows.append([device, f"{mib} MiB", "torch.distributed.checkpoint.async_save: blocked", d, d / c, d / floor])
         numbers[f"async_{device}_{mib}MiB_dcp_blocked_s"] = d
-    return Table(["device", "size", "what", "seconds (median)", "vs the plain copy"], rows,
+    return Table(["device", "size", "what", "seconds (median)", "vs the plain copy", "vs the preallocated copy"], rows,
                  title="Async save: time the training loop is blocked",
-                 note="Target: blocked under 2x the plain copy."), numbers
+                 note="Target: blocked under 2x the plain copy. The preallocated copy is the floor any async "
+                      "saver that reuses its host buffers can reach; a clone also pays for allocating."), numbers
+
+
+_PEAK_RSS = """
+import json, os, resource, sys, time
+import torch
+sys.path.insert(0, {bench_root!r})
+from benchmarks.bench_checkpoint import _state, _fsync
+from pathlib import Path
+state = _state({mib})
+target = Path({target!r})
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+t0 = time.perf_counter()
+{save}
+elapsed = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"extra_mib": peak - base, "seconds": elapsed}}))
+"""
+
+_PEAK_SAVERS = {
+    "runpoint save": "import runpoint as rp\nrp.CheckpointManager(target / 'rp', rng=False).save(1, state)",
+    "safetensors.save_file + fsync": ("import safetensors.torch\ntarget.mkdir(parents=True, exist_ok=True)\n"
+                                      "safetensors.torch.save_file(state, target / 's.safetensors')\n"
+                                      "_fsync(target / 's.safetensors')"),
+    "torch.save + fsync": ("target.mkdir(parents=True, exist_ok=True)\n"
+                           "with open(target / 's.pt', 'wb') as h:\n"
+                           "    torch.save(state, h); h.flush(); os.fsync(h.fileno())"),
+}
+
+
+def _bench_peak_memory(ctx: Context, mib: int) -> tuple[Table, dict[str, Any]]:
+    """Peak resident memory a save adds on top of the state itself, each writer in a fresh process."""
+    from ._harness import python_in_subprocess
+
+    rows, numbers = [], {}
+    bench_root = str(Path(__file__).resolve().parents[1])
+    for name, save in _PEAK_SAVERS.items():
+        target = ctx.scratch(f"peak-{name.split()[0]}")
+        code = _PEAK_RSS.format(bench_root=bench_root, mib=mib, target=str(target), save=save)
+        import json
+
+        r = json.loads(python_in_subprocess(code).strip().splitlines()[-1])
+        rows.append([f"{mib} MiB", name, r["extra_mib"], r["extra_mib"] / mib, r["seconds"]])
+        numbers[f"peak_rss_{mib}MiB_{name}_extra_mib"] = r["extra_mib"]
+        numbers[f"peak_rss_{mib}MiB_{name}_s"] = r["seconds"]
+        shutil.rmtree(target, ignore_errors=True)
+    return Table(["size", "writer", "peak RSS added (MiB)", "vs the state's size", "seconds"], rows,
+                 title="Memory: peak resident memory a save adds above the state (fresh process each)",
+                 note="ru_maxrss after the save minus before it; the state itself is already resident."), numbers
 
 
 def _bench_zstd(ctx: Context, mib: int) -> tuple[Table, dict[str, Any]]:
@@ -265,8 +329,8 @@ def _bench_zstd(ctx: Context, mib: int) -> tuple[Table, dict[str, Any]]:
 def run(ctx: Context) -> Section:
     import torch
 
-    sizes = [16, 64] if ctx.quick else [256, 1024]
-    repeats = 2 if ctx.quick else 3
+    sizes = ctx.size([256, 1024], [16, 64], [4, 8])
+    repeats = ctx.size(3, 2, 1)
     section = Section(TITLE, intro=(
         f"CPU: torch {torch.__version__}, {torch.get_num_threads()} threads. "
         "A GPU section follows when CUDA is available."
@@ -276,12 +340,13 @@ def run(ctx: Context) -> Section:
         _bench_restore(ctx, sizes[0], repeats),
         _bench_async(ctx, sizes[0], repeats, "cpu"),
         _bench_zstd(ctx, sizes[0]),
+        _bench_peak_memory(ctx, sizes[0]),
     ):
         section.tables.append(table)
         section.numbers.update(numbers)
     if torch.cuda.is_available():
         gpu = torch.cuda.get_device_name()
-        table, numbers = _bench_async(ctx, 256 if ctx.quick else 4096, repeats, "cuda")
+        table, numbers = _bench_async(ctx, ctx.size(4096, 256, 16), repeats, "cuda")
         table.title += f" ({gpu})"
         section.tables.append(table)
         section.numbers.update(numbers)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from ._harness import Context, Section, Table, dir_bytes, measure_each, package_version, python_in_subprocess
 
+INGEST_TARGET = 1_000_000  # points/s, DESIGN.md
+
 TITLE = "Logging: caller cost, durability, read-back (run.log vs MLflow, W&B, TensorBoard, Aim, DVCLive)"
 
 # Each peer: (package for the version, import, setup, one step of 5 scalars, make durable, read back 'loss')
@@ -58,8 +60,8 @@ PEERS: dict[str, dict[str, str]] = {
     "Aim": dict(
         package="aim", imports="from aim import Run",
         setup="arun = Run(repo=OUT, experiment='bench', system_tracking_interval=None, log_system_params=False)",
-        step=("arun.track(a, name='loss', step=i); arun.track(b, name='acc', step=i); arun.track(c, name='lr', step=i); "
-              "arun.track(d, name='grad_norm', step=i); arun.track(e, name='step_time', step=i)"),
+        # one track call with a dict per step: Aim's own way of logging several metrics at once
+        step="arun.track({'loss': a, 'acc': b, 'lr': c, 'grad_norm': d, 'step_time': e}, step=i)",
         durable="arun.close()",
         # Aim 3.29's query API returned no metrics here for runs it had just written;
         # reported as n/a rather than guessed.
@@ -88,6 +90,7 @@ import_s = time.perf_counter() - t0
 {setup}
 lat = [0] * N
 clock = time.perf_counter_ns
+loop_t0, cpu_t0 = time.perf_counter(), time.process_time()  # process_time: every thread of the process
 for i in range(N):
     a, b, c, d, e = 1.0 / (i + 1), i / N, 3e-4, 0.5 + i % 7, 12.5
     start = clock()
@@ -96,12 +99,14 @@ for i in range(N):
 t0 = time.perf_counter()
 {durable}
 durable_s = time.perf_counter() - t0
+total_s, cpu_s = time.perf_counter() - loop_t0, time.process_time() - cpu_t0
 t0 = time.perf_counter()
 {read}
 read_s = time.perf_counter() - t0
 lat.sort()
 print(json.dumps({{"import_s": import_s, "mean_us": sum(lat) / N / 1000, "p99_us": lat[int(N * 0.99)] / 1000,
                    "max_us": lat[-1] / 1000, "durable_s": durable_s, "read_s": read_s if n is not None else None,
+                   "total_us": total_s / N * 1e6, "cpu_us": cpu_s / N * 1e6,
                    "read_points": n}}))
 """
 
@@ -161,16 +166,23 @@ print(json.dumps({"import_s": elapsed}))
 """
 
 
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
 def run(ctx: Context) -> Section:
-    steps = 500 if ctx.quick else 5000
+    steps = ctx.size(5000, 500, 200)
     workdir = ctx.scratch("logging")
-    results = measure_each(PEERS, lambda name, spec: _measure_peer(name, spec, workdir, steps))
+    results = measure_each(PEERS, lambda name, spec: _measure_peer(name, spec, workdir, steps), smoke=ctx.smoke)
     ours = results["runpoint"]
-    rows = []
+    rows, totals = [], []
     for name, r in results.items():
         if "error" in r:
             rows.append([name, "", "failed: " + r["error"], "", "", "", "", "", ""])
             continue
+        totals.append([name, r["mean_us"], r["total_us"], r["cpu_us"],
+                       "1.0x" if name == "runpoint" else f"{r['total_us'] / ours['total_us']:.1f}x",
+                       "1.0x" if name == "runpoint" else f"{r['cpu_us'] / ours['cpu_us']:.1f}x"])
         ratio = r["mean_us"] / ours["mean_us"]
         rows.append([
             name, r["version"], r["mean_us"], r["p99_us"], r["max_us"],
@@ -185,6 +197,17 @@ def run(ctx: Context) -> Section:
         note="`durable after` is the time from the last log call until the data is on disk (finish, close or "
              "end_run). W&B offline writes a local file that only `wandb sync` makes queryable.",
     )
+    total = Table(
+        ["tracker", "caller µs/step", "loop + finish µs/step (wall)", "process CPU µs/step", "wall vs runpoint",
+         "CPU vs runpoint"],
+        totals,
+        title="What logging costs in all: the loop plus making the data durable, and CPU of every thread",
+        note="The caller cost above is what the loop waits for; this is everything the process spends on logging: "
+             "wall time from the first log call until finish/close returned, divided by the steps, and the process "
+             "CPU time over the same span (time.process_time(), which counts runpoint's writer thread and every "
+             "peer's background threads). Peers that hand points to another process (W&B's service) do work "
+             "this does not count.",
+    )
     fastest_peer = min(
         (r["mean_us"] for n, r in results.items() if "error" not in r and n not in {"runpoint", "list.append (floor)"}),
         default=float("nan"),
@@ -192,40 +215,45 @@ def run(ctx: Context) -> Section:
 
     ingest_rows = []
     ingest_numbers = {}
-    calls_keys = [(20_000, 5), (20_000, 50)] if ctx.quick else [(200_000, 5), (40_000, 50)]
+    calls_keys = ctx.size([(200_000, 5), (40_000, 50)], [(20_000, 5), (20_000, 50)], [(2_000, 5), (400, 50)])
     # A PyTorch script has numpy loaded (torch imports it), and the writer then packs chunks
     # with it; a script without numpy gets the pure-Python path. Both are reported.
     for preload, label in (("import numpy", "numpy loaded (any PyTorch script)"), ("", "pure Python")):
         for calls, keys in calls_keys:
             rates = []
-            for attempt in range(3):
+            for attempt in range(1 if ctx.smoke else 3):
                 out = ctx.scratch(f"ingest-{keys}-{attempt}")
                 code = _INGEST.format(out=str(out), calls=calls, keys=keys, preload=preload)
                 r = json.loads(python_in_subprocess(code).strip())
                 rates.append(r["points"] / r["seconds"])
-            rate = sorted(rates)[1]  # the median of three runs
+            rate = sorted(rates)[len(rates) // 2]  # the median of three runs
             ingest_numbers[f"{keys}_keys_per_call/{'numpy' if preload else 'pure'}"] = rate
-            ingest_rows.append([f"{keys} scalars per log call", label, f"{r['points']:,}", f"{rate:,.0f}"])
-    ingest = Table(["workload", "process", "points", "points/s (median of 3)"], ingest_rows,
+            ingest_rows.append([f"{keys} scalars per log call", label, f"{r['points']:,}", f"{rate:,.0f}",
+                                "yes" if rate >= INGEST_TARGET else f"no ({rate / INGEST_TARGET:.2f}x of it)"])
+    ingest = Table(["workload", "process", "points", "points/s (median of 3)", "target met"], ingest_rows,
                    title="Sustained ingest into the embedded store (log calls until flushed)",
                    note="Target: at least 1 000 000 points/s.")
 
-    points = 100_000 if ctx.quick else 1_000_000
+    points = ctx.size(1_000_000, 100_000, 5_000)
     out = ctx.scratch("read")
     read = json.loads(python_in_subprocess(_READ.format(out=str(out), points=points)).strip())
-    imports = [json.loads(python_in_subprocess(_IMPORT).strip())["import_s"] for _ in range(5)]
+    imports = [json.loads(python_in_subprocess(_IMPORT).strip())["import_s"] for _ in range(ctx.size(5, 5, 1))]
     read_table = Table(
-        ["measure", "value", "target"],
+        ["measure", "value", "target", "met"],
         [
-            [f"read back {points:,} points of one metric", f"{read['read_s'] * 1000:.0f} ms", "< 200 ms for 1 000 000"],
-            ["`import runpoint` (best of 5 fresh interpreters)", f"{min(imports) * 1000:.0f} ms", "< 150 ms"],
-            ["caller cost vs the fastest peer", f"{fastest_peer / ours['mean_us']:.0f}x lower", "≥ 10x lower"],
-        ],
+            [f"read back {points:,} points of one metric", f"{read['read_s'] * 1000:.0f} ms", "< 200 ms for 1 000 000",
+             _met(read["read_s"] < 0.2)],
+            ["`import runpoint` (best of 5 fresh interpreters)", f"{min(imports) * 1000:.0f} ms", "< 150 ms",
+             _met(min(imports) < 0.15)],
+            ["caller cost vs the fastest peer", f"{fastest_peer / ours['mean_us']:.0f}x lower", "≥ 10x lower",
+             _met(fastest_peer / ours["mean_us"] >= 10)],
+        ] + [[f"ingest, {name}", f"{rate:,.0f} points/s", "≥ 1 000 000 points/s", _met(rate >= INGEST_TARGET)]
+             for name, rate in ingest_numbers.items()],
     )
     return Section(
         TITLE,
         intro=__doc__.split("\n", 1)[1] if __doc__ else "",
-        tables=[caller, ingest, read_table],
+        tables=[caller, total, ingest, read_table],
         numbers={"steps": steps, "trackers": results, "ingest_points_per_s": ingest_numbers,
                  "read_points": points, "read_s": read["read_s"], "import_s": min(imports),
                  "python": sys.version.split()[0]},

@@ -1,7 +1,8 @@
 """Run every benchmark and write docs/benchmarks.md (and the raw figures to docs/benchmarks.json).
 
     python -m benchmarks.run                 # everything, full size
-    python -m benchmarks.run --quick         # smaller sizes, for a smoke test
+    python -m benchmarks.run --quick         # smaller sizes, figures not worth publishing
+    python -m benchmarks.run --smoke         # tiny sizes, seconds: does every benchmark still run?
     python -m benchmarks.run --only logging  # modules whose name contains "logging"
 
 Peers are installed by the ``bench`` extra: pip install -e '.[bench]'.
@@ -33,20 +34,23 @@ def _modules(only: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke test, not figures to publish)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (figures not worth publishing)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, peers that are not installed left out: checks that every benchmark runs")
     parser.add_argument("--only", action="append", default=[], help="run modules whose name contains this")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--workdir", default=None, help="where scratch files go (default: a temp dir)")
     args = parser.parse_args(argv)
 
     workdir = new_workdir(args.workdir)
-    ctx = Context(workdir=workdir, quick=args.quick)
+    ctx = Context(workdir=workdir, quick=args.quick or args.smoke, smoke=args.smoke)
     sections: list[Section] = []
     failures = 0
     started = time.time()
     for name in _modules(args.only):
         module = importlib.import_module(f"benchmarks.{name}")
         print(f"== {name}: {module.TITLE}", flush=True)
+        module_started = time.time()
         try:
             section = module.run(ctx)
         except Exception:
@@ -55,13 +59,14 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         sections.append(section)
         print(section.markdown(), "\n", flush=True)
+        print(f"== {name} took {time.time() - module_started:.0f} s", flush=True)
     shutil.rmtree(workdir, ignore_errors=True)
 
     info = machine()
     header = [
         "# Benchmarks",
         "",
-        "Written by `python -m benchmarks.run`" + (" --quick" if args.quick else "")
+        "Written by `python -m benchmarks.run`" + (" --smoke" if args.smoke else " --quick" if args.quick else "")
         + f" on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC in {time.time() - started:.0f} s. "
         "Every figure in a section was measured in the same run, on the same disk, so compare "
         "ratios within a section rather than absolute numbers across machines.",
