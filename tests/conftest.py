@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -171,3 +172,32 @@ def mlflow_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _mlflow_db_te
     shutil.copyfile(_mlflow_db_template, tmp_path / "mlflow.db")
     monkeypatch.chdir(tmp_path)
     return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def _mount(target, tmp_path) -> str | None:
+    """Mount a ~4 MiB file system at ``target``; None on success, else why it failed."""
+    tmpfs = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(target)], capture_output=True, text=True)
+    if tmpfs.returncode == 0:
+        return None
+    if shutil.which("mkfs.ext4") is None:
+        return f"mount -t tmpfs failed ({tmpfs.stderr.strip()}) and mkfs.ext4 is not installed"
+    image = tmp_path / "disk.img"
+    with open(image, "wb") as handle:
+        handle.truncate(6 * 2**20)
+    for command in (["mkfs.ext4", "-q", "-F", str(image)], ["mount", "-o", "loop", str(image), str(target)]):
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            return f"mount -t tmpfs failed ({tmpfs.stderr.strip()}); {command[0]} failed ({done.stderr.strip()})"
+    return None
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A ~4 MiB file system of its own (tmpfs, or a loop device), to fill up; skips without root."""
+    target = tmp_path / "small"
+    target.mkdir()
+    why = _mount(target, tmp_path)
+    if why is not None:
+        pytest.skip(f"cannot mount a small file system to fill (needs root): {why}")
+    yield target
+    subprocess.run(["umount", "-l", str(target)], check=False)

@@ -8,7 +8,6 @@ which takes root (or CAP_SYS_ADMIN). Without it the tests skip and say why.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -16,34 +15,6 @@ import torch
 
 import runpoint as rp
 from runpoint.checkpoint import verify_checkpoint
-
-
-def _mount(target, tmp_path) -> str | None:
-    """Mount a ~4 MiB file system at ``target``; None on success, else why it failed."""
-    tmpfs = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(target)], capture_output=True, text=True)
-    if tmpfs.returncode == 0:
-        return None
-    if shutil.which("mkfs.ext4") is None:
-        return f"mount -t tmpfs failed ({tmpfs.stderr.strip()}) and mkfs.ext4 is not installed"
-    image = tmp_path / "disk.img"
-    with open(image, "wb") as handle:
-        handle.truncate(6 * 2**20)
-    for command in (["mkfs.ext4", "-q", "-F", str(image)], ["mount", "-o", "loop", str(image), str(target)]):
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            return f"mount -t tmpfs failed ({tmpfs.stderr.strip()}); {command[0]} failed ({done.stderr.strip()})"
-    return None
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    target = tmp_path / "small"
-    target.mkdir()
-    why = _mount(target, tmp_path)
-    if why is not None:
-        pytest.skip(f"cannot mount a small file system to fill (needs root): {why}")
-    yield target
-    subprocess.run(["umount", "-l", str(target)], check=False)
 
 
 def _state(mib: float) -> dict:

@@ -34,10 +34,12 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:  # name the file, not just "No space left"
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
         raise
     fsync_dir(target.parent)

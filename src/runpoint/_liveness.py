@@ -10,6 +10,7 @@ undoes it with its next heartbeat.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -66,8 +67,11 @@ def reap_crashed(store: "Store", runs: list[RunRecord]) -> list[RunRecord]:
     """Mark the dead among ``runs`` as crashed in the store; returns ``runs`` updated."""
     now = time.time()
     updated = []
+    read_only = getattr(store, "read_only", False)  # a store opened on a full disk: say it, store nothing
     for run in runs:
-        if is_dead(run, now):
+        if is_dead(run, now) and read_only:
+            run = dataclasses.replace(run, status=RunStatus.CRASHED, ended_at=run.heartbeat_at)
+        elif is_dead(run, now):
             changed = store.set_status(
                 run.id, RunStatus.CRASHED, ended_at=run.heartbeat_at,
                 error="the process stopped without finishing the run (killed, or the machine went down)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from ._ids import is_valid_identifier, new_run_id, new_run_name
 from ._liveness import is_dead, reap_crashed
 from ._paths import RunPaths, resolve_root
 from .config import config_hash, flatten, mask_secrets, to_plain
-from .errors import InvalidArgumentError, RunExistsError, RunNotFoundError, RunpointError
+from .errors import InvalidArgumentError, RunExistsError, RunNotFoundError, RunpointError, StoreError
 from .run import Run
 from .sinks._hub import SinkHub
 from .sinks._select import select_sinks
@@ -231,8 +232,13 @@ def _create(
             host=socket.gethostname(), pid=os.getpid(),
         )
         store.create_run(record, params, meta=_meta_for_store(meta))
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(paths.dir, ignore_errors=True)  # we created it: leave nothing half-made
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise StoreError(
+                f"could not create run {run_id} in {paths.dir}: no space left on the disk ({exc.filename}); "
+                "free some space and start again", paths.dir,
+            ) from exc
         raise
     return Run(
         store=store, paths=paths, name=record.name, config=masked, tags=tags, notes=notes, group=group,

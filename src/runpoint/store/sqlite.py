@@ -13,12 +13,14 @@ worker threads each get their own.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any, Iterator, Mapping, Sequence
 
 from .._forksafe import call_after_fork
@@ -38,6 +40,11 @@ from .base import (
 )
 
 BUSY_TIMEOUT_S = 120.0
+
+logger = logging.getLogger("runpoint")
+
+# What SQLite says when it cannot create or grow the WAL index (-shm) or the log: a full disk
+_NO_ROOM = ("disk i/o error", "database or disk is full")
 
 
 _RUN_COLUMNS = (
@@ -95,12 +102,45 @@ class SQLiteStore:
         self._connections_lock = threading.Lock()
         self._metrics = ChunkedMetrics()
         self._closed = False
-        conn = self._conn()
-        with self._translate_errors():
-            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                conn.execute("PRAGMA journal_mode=WAL")
-            ensure_schema(conn, self.location)
+        self._snapshot_only = False
+        try:
+            conn = self._conn()
+            with self._translate_errors():
+                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                ensure_schema(conn, self.location)
+        except StoreError as exc:
+            if create or not str(exc.__cause__).lower().startswith(_NO_ROOM):
+                raise
+            self._open_snapshot(exc)
         call_after_fork(self._forget_connections_after_fork)  # a connection must not cross fork()
+
+    def _open_snapshot(self, why: StoreError) -> None:
+        """Read the database file alone, without the WAL, when there is no room to open it normally.
+
+        A reader in WAL mode must create or grow ``runpoint.db-shm``; on a full disk it
+        cannot, and every read fails with "disk I/O error". SQLite's ``immutable`` mode
+        reads the database file without the WAL index: everything up to the last WAL
+        checkpoint (all of it once the writers have closed), nothing a live writer has
+        committed since. Writes are refused.
+        """
+        self.close()
+        self._closed = False
+        self._snapshot_only = True
+        wal = self.path.with_name(self.path.name + "-wal")
+        pending = wal.exists() and wal.stat().st_size > 0
+        logger.warning(
+            "runpoint: %s: the disk is full (%s), so the store is read as of its last checkpoint%s; "
+            "free some space to see everything and to write again",
+            self.location, why.__cause__, ", without what running writers committed since" if pending else "",
+        )
+        with self._translate_errors():
+            ensure_schema(self._conn(), self.location)  # refuses a newer or older schema: no migration here
+
+    @property
+    def read_only(self) -> bool:
+        """True when the store could only be opened for reading (see :meth:`_open_snapshot`)."""
+        return self._snapshot_only
 
     # -- connections -----------------------------------------------------------------
 
@@ -110,6 +150,17 @@ class SQLiteStore:
             if self._closed:
                 raise StoreError("the store was closed", self.location)
             with self._translate_errors():
+                if self._snapshot_only:
+                    conn = sqlite3.connect(
+                        f"file:{quote(str(self.path.resolve()))}?immutable=1", uri=True,
+                        isolation_level=None, check_same_thread=False,
+                    )
+                    conn.row_factory = sqlite3.Row
+                    conn.execute("PRAGMA query_only=ON")
+                    self._local.conn = conn
+                    with self._connections_lock:
+                        self._connections.append(conn)
+                    return conn
                 conn = sqlite3.connect(
                     self.location, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
                 )
@@ -136,10 +187,18 @@ class SQLiteStore:
         try:
             yield
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.location}: {exc}", self.location) from exc
+            hint = ""
+            if str(exc).lower().startswith(_NO_ROOM):
+                hint = f" (is the disk full? free some space on the disk holding {self.path.parent} and try again)"
+            raise StoreError(f"{self.location}: {exc}{hint}", self.location) from exc
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self._snapshot_only:
+            raise StoreError(
+                f"{self.location}: the disk is full, so the store is open for reading only; "
+                "free some space and try again", self.location,
+            )
         conn = self._conn()
         with self._translate_errors():
             conn.execute("BEGIN IMMEDIATE")
