@@ -55,6 +55,11 @@ def unregister(run: "Run") -> None:
         _active.remove(run)
 
 
+def active_run(run_id: str) -> "Run | None":
+    """The run ``run_id`` if this process is recording it, else None."""
+    return next((run for run in _active if run.id == run_id), None)
+
+
 def uncaught_exception() -> tuple[type[BaseException], BaseException, TracebackType | None] | None:
     return _uncaught
 
