@@ -226,6 +226,22 @@ def test_a_logger_that_has_logged_survives_pickling_and_goes_on_into_the_same_ru
         assert store.read_metric(run.id, "acc").values.tolist() == [1.0, 2.0]
 
 
+def test_a_copy_elsewhere_while_the_run_is_recorded_says_what_to_do(root: Path) -> None:
+    from runpoint import _lifecycle
+    from runpoint.errors import RunpointError
+
+    logger = RunpointLogger(project="pl", root=root)
+    run = logger.experiment
+    copy = pickle.loads(pickle.dumps(logger))
+    _lifecycle.unregister(run)  # as in a ddp_spawn worker: the live run is another process's
+    try:
+        with pytest.raises(RunpointError, match="strategy='ddp_spawn'.*use strategy='ddp'"):
+            copy.log_metrics({"acc": 1.0}, step=0)
+    finally:
+        _lifecycle.register(run)
+        logger.finalize("success")
+
+
 def test_every_rank_gets_rank_zeros_resume_path_without_starting_a_run(
     tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

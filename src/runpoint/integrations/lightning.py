@@ -12,6 +12,10 @@ atomic, verified, retained by ``keep_last`` / ``keep_best``, never pickled, in t
 run's ``checkpoints/``. Lightning resumes from it as from its own files:
 ``trainer.fit(model, ckpt_path=checkpoint.resume_path(logger))``.
 
+Under DDP there is one run, rank zero's: only it records metrics and writes checkpoints,
+and ``resume_path`` gives every rank the same path (the other ranks read the checkpoints
+of the run that ``resume`` names). A pickled logger goes on recording into the same run.
+
 Example::
 
     import lightning as L
@@ -123,8 +127,7 @@ class RunpointLogger(_LoggerBase):
         from .._start import init
 
         if self._run is None and self._run_id is not None:  # an unpickled copy: the same run
-            self._run = active_run(self._run_id) or init(
-                project=self.project, root=self.root, resume=self._run_id, sinks=self.init_kwargs["sinks"])
+            self._run = active_run(self._run_id) or self._continue_in_this_process(self._run_id)
         if self._run is None and self.resume is not None:
             from ..errors import RunNotFoundError
 
@@ -138,6 +141,22 @@ class RunpointLogger(_LoggerBase):
             self._run = init(project=self.project, root=self.root, resume=self._run.id, sinks=self.init_kwargs["sinks"])
         self._run_id = self._run.id
         return self._run
+
+    def _continue_in_this_process(self, run_id: str) -> Run:
+        from .._start import init
+        from ..errors import RunpointError
+
+        try:
+            return init(project=self.project, root=self.root, resume=run_id, sinks=self.init_kwargs["sinks"])
+        except RunpointError as exc:
+            if "still running" not in str(exc):
+                raise
+            raise RunpointError(
+                f"RunpointLogger: a copy of this logger (pickled into process {os.getpid()}) cannot record into run "
+                f"{run_id}: {exc}. With strategy='ddp_spawn', the run was started before fit (by logger.experiment "
+                "or checkpoint.resume_path(logger)) in the launching process; use strategy='ddp', or leave the run "
+                "to the training processes"
+            ) from exc
 
     def rank_zero_run_dir(self) -> Path | None:
         """The directory of the run rank zero records into, as any rank can tell before ``fit``.
