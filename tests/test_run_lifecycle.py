@@ -118,6 +118,26 @@ def test_a_forked_child_that_starts_its_own_run_and_raises_fails_only_that_run(t
     assert store_at().read_metric("child", "y").values.tolist() == [1.0]
 
 
+def test_sigterm_in_a_forked_child_with_its_own_run_kills_that_run_once(tmp_path, root, store_at) -> None:
+    result = run_script(tmp_path, root, """
+        import os, signal, runpoint as rp
+        parent = rp.init(project="p", id="parent")
+        pid = os.fork()
+        if pid == 0:
+            child = rp.init(project="p", id="child")
+            child.add_signal_hook(lambda signum: print("hook", signum, flush=True))
+            os.kill(os.getpid(), signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+        print("child exit code", os.waitstatus_to_exitcode(status))
+        parent.log({"x": 1.0})
+    """)
+    assert result.returncode == 0, result.stderr
+    assert f"child exit code {128 + signal.SIGTERM}" in result.stdout
+    assert result.stdout.count(f"hook {int(signal.SIGTERM)}") == 1, result.stdout
+    assert _status(store_at, "child").status is RunStatus.KILLED
+    assert _status(store_at, "parent").status is RunStatus.COMPLETED
+
+
 def test_sys_exit_zero_completes_and_nonzero_fails(tmp_path, root, store_at) -> None:
     for code, expected in ((0, RunStatus.COMPLETED), (3, RunStatus.FAILED)):
         result = run_script(tmp_path, root, f"""
