@@ -288,3 +288,37 @@ def test_the_readme_example_under_ddp_records_once_and_resumes(tmp_path: Path, r
     checkpoints = root / run.dir / "checkpoints"
     assert f"Restored all states from the checkpoint at {checkpoints / 'step-000012'}" in second.stdout + second.stderr
     assert sorted(path.name for path in checkpoints.glob("step-*")) == ["step-000016", "step-000020"]
+
+
+@pytest.mark.slow
+def test_under_ddp_spawn_only_rank_zero_has_the_run(tmp_path: Path, root: Path) -> None:
+    # Lightning's test_logger_initialization: the logger is pickled into spawned workers
+    from .conftest import run_script
+
+    result = run_script(tmp_path, root, """
+        import lightning.pytorch as L
+        from lightning.pytorch.demos.boring_classes import BoringModel
+        from lightning.pytorch.loggers.logger import DummyExperiment
+        from runpoint.integrations.lightning import RunpointLogger
+
+        class Model(BoringModel):
+            def training_step(self, batch, batch_idx):
+                output = super().training_step(batch, batch_idx)
+                self.log("train_loss", output["loss"])
+                return output
+
+        class RankZeroLoggerCheck(L.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                assert isinstance(trainer.logger.experiment, DummyExperiment) is (not trainer.is_global_zero)
+
+        if __name__ == "__main__":
+            trainer = L.Trainer(logger=RunpointLogger(project="spawn"), strategy="ddp_spawn", accelerator="cpu",
+                                devices=2, max_steps=2, log_every_n_steps=1, callbacks=[RankZeroLoggerCheck()],
+                                enable_progress_bar=False)
+            trainer.fit(Model())
+    """, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with SQLiteStore(root / "runpoint.db") as store:
+        (run,) = store.list_runs()
+        assert run.status is rp.RunStatus.COMPLETED
+        assert list(store.read_metric(run.id, "train_loss").steps) == [0, 1]
