@@ -194,3 +194,131 @@ def test_without_a_runpoint_logger_checkpoints_go_to_the_root_dir(tmp_path: Path
     assert [info.step for info in checkpoint.manager.list()] == [8]
     assert (tmp_path / "checkpoints" / "step-000008" / "manifest.json").exists()
     assert not list(tmp_path.rglob("*.ckpt"))  # Lightning's own ModelCheckpoint was replaced
+
+
+# -- Lightning's contract for loggers, and distributed jobs ------------------------------
+
+import pickle  # noqa: E402
+
+from lightning.pytorch.loggers.logger import DummyExperiment  # noqa: E402
+from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
+
+
+def test_a_logger_that_has_logged_survives_pickling_and_goes_on_into_the_same_run(root: Path) -> None:
+    # what Lightning's own test suite asks of every built-in logger (loggers/test_all.py)
+    logger = RunpointLogger(project="pl", root=root)
+    run = logger.experiment
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.save()
+    pickled = pickle.dumps(logger)
+    copy = pickle.loads(pickle.dumps(L.Trainer(max_epochs=1, logger=logger, enable_progress_bar=False))).logger
+    copy.log_metrics({"acc": 1.0}, step=1)
+    assert copy.name == logger.name and copy.save_dir == logger.save_dir and copy.version == run.id
+    logger.finalize("success")
+    later = pickle.loads(pickled)  # the run has finished: the copy continues it
+    later.log_metrics({"acc": 2.0}, step=2)
+    later.finalize("success")
+    with SQLiteStore(root / "runpoint.db") as store:
+        assert store.count_runs() == 1
+        record = store.get_run(run.id)
+        assert record.status is rp.RunStatus.COMPLETED and record.resume_count == 1
+        assert store.read_metric(run.id, "a").values.tolist() == [1.0]
+        assert store.read_metric(run.id, "acc").values.tolist() == [1.0, 2.0]
+
+
+def test_a_copy_elsewhere_while_the_run_is_recorded_says_what_to_do(root: Path) -> None:
+    from runpoint import _lifecycle
+    from runpoint.errors import RunpointError
+
+    logger = RunpointLogger(project="pl", root=root)
+    run = logger.experiment
+    copy = pickle.loads(pickle.dumps(logger))
+    _lifecycle.unregister(run)  # as in a ddp_spawn worker: the live run is another process's
+    try:
+        with pytest.raises(RunpointError, match="strategy='ddp_spawn'.*use strategy='ddp'"):
+            copy.log_metrics({"acc": 1.0}, step=0)
+    finally:
+        _lifecycle.register(run)
+        logger.finalize("success")
+
+
+def test_every_rank_gets_rank_zeros_resume_path_without_starting_a_run(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, first, _ = _fit(root, tmp_path, 2, monitor="val/loss", keep_last=2)
+    monkeypatch.setattr(rank_zero_only, "rank", 1)  # as Lightning sets it in a DDP worker
+    answers = {}
+    for which in ("latest", "best"):
+        other = RunpointLogger(project="pl-ckpt", root=root, resume="latest")
+        answers[which] = RunpointCheckpoint(monitor="val/loss").resume_path(other, which)
+        assert isinstance(other.experiment, DummyExperiment)
+    fresh = RunpointLogger(project="pl-ckpt", root=root)  # rank zero starts a new run: nothing to resume
+    assert RunpointCheckpoint().resume_path(fresh) is None
+    with SQLiteStore(root / "runpoint.db") as store:
+        assert store.count_runs() == 1 and store.get_run(first._run.id).status is rp.RunStatus.COMPLETED
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    zero = RunpointLogger(project="pl-ckpt", root=root, resume="latest")
+    checkpoint = RunpointCheckpoint(monitor="val/loss")
+    assert answers == {which: checkpoint.resume_path(zero, which) for which in ("latest", "best")}
+    assert answers["latest"] == str(first._run.dir / "checkpoints" / "step-000008")
+    zero.finalize("success")
+
+
+DDP_TRAINER = 'strategy="ddp", devices=2, accelerator="cpu", enable_progress_bar=False)'
+
+
+@pytest.mark.slow
+def test_the_readme_example_under_ddp_records_once_and_resumes(tmp_path: Path, root: Path) -> None:
+    from .conftest import REPO, run_script
+
+    example = (REPO / "examples" / "lightning_logger.py").read_text()
+    script = example.replace("enable_progress_bar=False)", DDP_TRAINER).replace(
+        'RunpointLogger(project="lightning")', 'RunpointLogger(project="lightning", resume="latest")')
+    assert DDP_TRAINER in script and 'resume="latest"' in script
+    first = run_script(tmp_path, root, script, timeout=300)  # fresh start: nothing to resume on any rank
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_script(tmp_path, root, script.replace("max_epochs=3", "max_epochs=5"), timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    with SQLiteStore(root / "runpoint.db") as store:
+        (run,) = store.list_runs()  # rank zero's run only, continued by the second job
+        assert run.status is rp.RunStatus.COMPLETED and run.resume_count == 1
+        assert store.get_params(run.id) == {"lr": 0.05}
+        # 8 batches split over 2 ranks: 4 steps an epoch, every 4th step logged, once
+        assert list(store.read_metric(run.id, "train/loss").steps) == [3, 7, 11, 15, 19]
+    checkpoints = root / run.dir / "checkpoints"
+    assert f"Restored all states from the checkpoint at {checkpoints / 'step-000012'}" in second.stdout + second.stderr
+    assert sorted(path.name for path in checkpoints.glob("step-*")) == ["step-000016", "step-000020"]
+
+
+@pytest.mark.slow
+def test_under_ddp_spawn_only_rank_zero_has_the_run(tmp_path: Path, root: Path) -> None:
+    # Lightning's test_logger_initialization: the logger is pickled into spawned workers
+    from .conftest import run_script
+
+    result = run_script(tmp_path, root, """
+        import lightning.pytorch as L
+        from lightning.pytorch.demos.boring_classes import BoringModel
+        from lightning.pytorch.loggers.logger import DummyExperiment
+        from runpoint.integrations.lightning import RunpointLogger
+
+        class Model(BoringModel):
+            def training_step(self, batch, batch_idx):
+                output = super().training_step(batch, batch_idx)
+                self.log("train_loss", output["loss"])
+                return output
+
+        class RankZeroLoggerCheck(L.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                assert isinstance(trainer.logger.experiment, DummyExperiment) is (not trainer.is_global_zero)
+
+        if __name__ == "__main__":
+            trainer = L.Trainer(logger=RunpointLogger(project="spawn"), strategy="ddp_spawn", accelerator="cpu",
+                                devices=2, max_steps=2, log_every_n_steps=1, callbacks=[RankZeroLoggerCheck()],
+                                enable_progress_bar=False)
+            trainer.fit(Model())
+    """, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with SQLiteStore(root / "runpoint.db") as store:
+        (run,) = store.list_runs()
+        assert run.status is rp.RunStatus.COMPLETED
+        assert list(store.read_metric(run.id, "train_loss").steps) == [0, 1]

@@ -83,6 +83,61 @@ def test_uncaught_exception_without_with_block_fails(tmp_path, root, store_at) -
     assert run.status is RunStatus.FAILED and "ZeroDivisionError" in run.error
 
 
+def test_a_forked_child_that_starts_its_own_run_and_raises_fails_only_that_run(tmp_path, root, store_at) -> None:
+    result = run_script(tmp_path, root, """
+        import atexit, os, runpoint as rp
+        parent = rp.init(project="p", id="parent")
+        parent.log({"x": 1.0})
+        pid = os.fork()
+        if pid == 0:
+            os.dup2(os.open("child_stderr.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+            hooks_before = atexit._ncallbacks()
+            child = rp.init(project="p", id="child")
+            with open("child_hooks.txt", "w") as out:
+                out.write(f"{hooks_before} {atexit._ncallbacks()}")
+            child.log({"y": 1.0})
+            raise ValueError("boom in the child")
+        _, status = os.waitpid(pid, 0)
+        print("child exit code", os.waitstatus_to_exitcode(status))
+        parent.log({"x": 2.0})
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "child exit code 1" in result.stdout
+    child_stderr = (tmp_path / "child_stderr.txt").read_text()
+    assert "RecursionError" not in child_stderr and "maximum recursion" not in child_stderr
+    assert child_stderr.count("Traceback (most recent call last)") == 1, child_stderr
+    assert child_stderr.count("ValueError: boom in the child") == 1
+    before, after = (tmp_path / "child_hooks.txt").read_text().split()
+    assert before == after  # the exit hook the parent installed serves the child too; none added
+    child = _status(store_at, "child")
+    assert child.status is RunStatus.FAILED and "ValueError: boom in the child" in child.error
+    assert child.error.count("Traceback (most recent call last)") == 1
+    parent = _status(store_at, "parent")
+    assert parent.status is RunStatus.COMPLETED and not parent.error
+    assert store_at().read_metric("parent", "x").values.tolist() == [1.0, 2.0]
+    assert store_at().read_metric("child", "y").values.tolist() == [1.0]
+
+
+def test_sigterm_in_a_forked_child_with_its_own_run_kills_that_run_once(tmp_path, root, store_at) -> None:
+    result = run_script(tmp_path, root, """
+        import os, signal, runpoint as rp
+        parent = rp.init(project="p", id="parent")
+        pid = os.fork()
+        if pid == 0:
+            child = rp.init(project="p", id="child")
+            child.add_signal_hook(lambda signum: print("hook", signum, flush=True))
+            os.kill(os.getpid(), signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+        print("child exit code", os.waitstatus_to_exitcode(status))
+        parent.log({"x": 1.0})
+    """)
+    assert result.returncode == 0, result.stderr
+    assert f"child exit code {128 + signal.SIGTERM}" in result.stdout
+    assert result.stdout.count(f"hook {int(signal.SIGTERM)}") == 1, result.stdout
+    assert _status(store_at, "child").status is RunStatus.KILLED
+    assert _status(store_at, "parent").status is RunStatus.COMPLETED
+
+
 def test_sys_exit_zero_completes_and_nonzero_fails(tmp_path, root, store_at) -> None:
     for code, expected in ((0, RunStatus.COMPLETED), (3, RunStatus.FAILED)):
         result = run_script(tmp_path, root, f"""

@@ -55,6 +55,11 @@ def unregister(run: "Run") -> None:
         _active.remove(run)
 
 
+def active_run(run_id: str) -> "Run | None":
+    """The run ``run_id`` if this process is recording it, else None."""
+    return next((run for run in _active if run.id == run_id), None)
+
+
 def uncaught_exception() -> tuple[type[BaseException], BaseException, TracebackType | None] | None:
     return _uncaught
 
@@ -65,13 +70,7 @@ def handle_signal(signum: int) -> bool:
     Only the main thread can install handlers, and a signal the program ignores stays
     ignored.
     """
-    global _owner_pid
-    if os.getpid() != _owner_pid:
-        # first use, or a forked child: what the parent registered is not this process's
-        _previous_handlers.clear()
-        _active.clear()
-        _callbacks.clear()
-        _owner_pid = os.getpid()
+    _adopt_process()
     if signum in _previous_handlers and signal.getsignal(signum) is _on_signal:
         return True
     if threading.current_thread() is not threading.main_thread():
@@ -79,7 +78,8 @@ def handle_signal(signum: int) -> bool:
     current = signal.getsignal(signum)
     if current is signal.SIG_IGN:
         return False
-    _previous_handlers[signum] = current
+    if current is not _on_signal:  # ours already (inherited over fork): keep the handler it wraps
+        _previous_handlers[signum] = current
     signal.signal(signum, _on_signal)
     return True
 
@@ -96,16 +96,29 @@ def remove_signal_callback(callback: Callable[[int], Any]) -> None:
         _callbacks.remove(callback)
 
 
-def _install() -> None:
-    global _installed, _owner_pid, _previous_excepthook
-    if _installed and _owner_pid == os.getpid():
+def _adopt_process() -> None:
+    """Make this process the owner: on first use, or in a forked child, whose parent's runs are not its own."""
+    global _owner_pid, _uncaught
+    if os.getpid() == _owner_pid:
         return
-    _installed = True
-    atexit.register(_at_exit)
-    _previous_excepthook = sys.excepthook
-    sys.excepthook = _excepthook
-    handle_signal(signal.SIGTERM)
+    _active.clear()
+    _callbacks.clear()
+    _deferred.clear()
+    _uncaught = None
     _owner_pid = os.getpid()
+
+
+def _install() -> None:
+    global _installed, _previous_excepthook
+    _adopt_process()
+    if not _installed:
+        # once per interpreter: a forked child inherits the atexit hook and the excepthook
+        # wrapper; wrapping again would make the hook call itself, and _at_exit run twice
+        _installed = True
+        atexit.register(_at_exit)
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _excepthook
+    handle_signal(signal.SIGTERM)
 
 
 def _excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:

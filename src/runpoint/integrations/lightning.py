@@ -12,6 +12,10 @@ atomic, verified, retained by ``keep_last`` / ``keep_best``, never pickled, in t
 run's ``checkpoints/``. Lightning resumes from it as from its own files:
 ``trainer.fit(model, ckpt_path=checkpoint.resume_path(logger))``.
 
+Under DDP there is one run, rank zero's: only it records metrics and writes checkpoints,
+and ``resume_path`` gives every rank the same path (the other ranks read the checkpoints
+of the run that ``resume`` names). A pickled logger goes on recording into the same run.
+
 Example::
 
     import lightning as L
@@ -34,7 +38,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .._optional import is_installed, require
-from .._paths import resolve_root
+from .._paths import DB_NAME, RunPaths, resolve_root
 from ..run import Run
 from ..checkpoint.manifest import parse_step
 from ..config import to_plain
@@ -88,7 +92,15 @@ class RunpointLogger(_LoggerBase):
         self.init_kwargs: dict[str, Any] = dict(name=name, tags=tuple(tags), notes=notes, sinks=sinks)
         self.root = run.root if run is not None else resolve_root(root)
         self._run = run
+        self._run_id: str | None = run.id if run is not None else None
         self._owns_run = run is None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A run holds threads and a database connection: a copy keeps its id and, when
+        # next used, goes on recording into the same run (see ``experiment``).
+        state = dict(self.__dict__)
+        state["_run"] = None
+        return state
 
     @property
     def name(self) -> str:
@@ -111,8 +123,11 @@ class RunpointLogger(_LoggerBase):
     @_loggers.rank_zero_experiment
     def experiment(self) -> Run:
         """The runpoint run (continued with ``resume`` if ``fit`` already finished it)."""
+        from .._lifecycle import active_run
         from .._start import init
 
+        if self._run is None and self._run_id is not None:  # an unpickled copy: the same run
+            self._run = active_run(self._run_id) or self._continue_in_this_process(self._run_id)
         if self._run is None and self.resume is not None:
             from ..errors import RunNotFoundError
 
@@ -124,7 +139,52 @@ class RunpointLogger(_LoggerBase):
             self._run = init(project=self.project, config=self.config, root=self.root, **self.init_kwargs)
         elif self._run.status is not RunStatus.RUNNING and self._owns_run:
             self._run = init(project=self.project, root=self.root, resume=self._run.id, sinks=self.init_kwargs["sinks"])
+        self._run_id = self._run.id
         return self._run
+
+    def _continue_in_this_process(self, run_id: str) -> Run:
+        from .._start import init
+        from ..errors import RunpointError
+
+        try:
+            return init(project=self.project, root=self.root, resume=run_id, sinks=self.init_kwargs["sinks"])
+        except RunpointError as exc:
+            if "still running" not in str(exc):
+                raise
+            raise RunpointError(
+                f"RunpointLogger: a copy of this logger (pickled into process {os.getpid()}) cannot record into run "
+                f"{run_id}: {exc}. With strategy='ddp_spawn', the run was started before fit (by logger.experiment "
+                "or checkpoint.resume_path(logger)) in the launching process; use strategy='ddp', or leave the run "
+                "to the training processes"
+            ) from exc
+
+    def rank_zero_run_dir(self) -> Path | None:
+        """The directory of the run rank zero records into, as any rank can tell before ``fit``.
+
+        Ranks other than zero start no run; they need this to agree with rank zero on
+        ``ckpt_path`` before the processes are connected. It is the given ``run=``, the run
+        ``resume`` names (rank zero continues it), or None: rank zero starts a new run,
+        which has no checkpoints yet.
+        """
+        if rank_zero_only.rank == 0:
+            return Path(self.experiment.dir)
+        if self._run is not None:
+            return Path(self._run.dir)
+        wanted = self._run_id or self.resume
+        if wanted is None or not (self.root / DB_NAME).exists():
+            return None
+        from .._start import _find_for_resume
+        from ..errors import RunNotFoundError
+        from ..store import open_store
+
+        store = open_store(self.root, create=False)
+        try:
+            record = _find_for_resume(store, self.root, self.project, wanted)
+        except RunNotFoundError:
+            return None
+        finally:
+            store.close()
+        return RunPaths(self.root, record.project, record.id).dir
 
     @rank_zero_only
     def log_hyperparams(self, params: Mapping[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
@@ -213,8 +273,18 @@ class RunpointCheckpoint(_CheckpointCallback):
         self._saved_step: int | None = None
 
     def resume_path(self, logger: RunpointLogger, which: Any = "latest") -> str | None:
-        """The checkpoint of ``logger``'s run to pass as ``ckpt_path`` (``"latest"``, ``"best"`` or a step); None if none."""
-        manager = self._manager_for(logger.experiment)
+        """The checkpoint of ``logger``'s run to pass as ``ckpt_path`` (``"latest"``, ``"best"`` or a step); None if none.
+
+        Every rank of a distributed job gets the same answer: rank zero from the run it
+        starts or continues, the others by reading that run's checkpoints (they record nothing).
+        """
+        if rank_zero_only.rank == 0:
+            manager = self._manager_for(logger.experiment)
+        else:
+            run_dir = logger.rank_zero_run_dir()
+            if run_dir is None or not (run_dir / "checkpoints").is_dir():
+                return None
+            manager = self._reader_for(str(run_dir / "checkpoints"))
         info = manager.best if which == "best" else manager.latest if which == "latest" else next(
             (c for c in manager.list() if c.step == which), None)
         return None if info is None else str(info.path)
@@ -227,10 +297,8 @@ class RunpointCheckpoint(_CheckpointCallback):
         else:
             directory = None
         directory = trainer.strategy.broadcast(directory)
-        if self.manager is None:  # other ranks read checkpoints (to resume), never write them
-            from ..checkpoint import CheckpointManager
-
-            self.manager = CheckpointManager(directory, monitor=self.manager_options["monitor"], mode=self.manager_options["mode"])
+        if not trainer.is_global_zero:  # other ranks read checkpoints (to resume), never write them
+            self._reader_for(directory)
         if not isinstance(trainer.strategy.checkpoint_io, _RunpointCheckpointIO):
             trainer.strategy.checkpoint_io = _RunpointCheckpointIO(trainer.strategy.checkpoint_io, self)
 
@@ -259,6 +327,14 @@ class RunpointCheckpoint(_CheckpointCallback):
 
         if self.manager is None or (isinstance(target, Run) and self.manager.run is not target):
             self.manager = CheckpointManager(target, **self.manager_options)
+        return self.manager
+
+    def _reader_for(self, directory: str) -> Any:
+        """A manager over ``directory`` for a rank that only reads checkpoints."""
+        from ..checkpoint import CheckpointManager
+
+        if self.manager is None or Path(self.manager.directory) != Path(directory):
+            self.manager = CheckpointManager(directory, monitor=self.manager_options["monitor"], mode=self.manager_options["mode"])
         return self.manager
 
     def _save(self, trainer: Any) -> None:
