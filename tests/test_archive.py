@@ -159,6 +159,7 @@ def test_a_damaged_or_unsafe_archive_is_refused_and_leaves_nothing_behind(source
         if name == archive.MANIFEST:
             manifest = json.loads(data)
             manifest["files"]["run/../../evil.txt"] = manifest["files"].pop("run/config.yaml")
+            manifest["sizes"]["run/../../evil.txt"] = manifest["sizes"].pop("run/config.yaml")
             return json.dumps(manifest).encode()
         return ("run/../../evil.txt", data) if name == "run/config.yaml" else data
 

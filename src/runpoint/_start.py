@@ -12,8 +12,6 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import yaml
-
 from . import _metadata, system
 from ._console import ConsoleCapture
 from ._fs import write_atomic
@@ -21,7 +19,7 @@ from ._ids import is_valid_identifier, new_run_id, new_run_name
 from ._liveness import is_dead, reap_crashed
 from ._paths import RunPaths, resolve_root
 from .config import config_hash, flatten, mask_secrets, to_plain
-from .errors import InvalidArgumentError, RunExistsError, RunNotFoundError, RunpointError, StoreError
+from .errors import ConfigError, InvalidArgumentError, RunExistsError, RunNotFoundError, RunpointError, StoreError
 from .run import Run
 from .sinks._hub import SinkHub
 from .sinks._select import select_sinks
@@ -316,8 +314,10 @@ def _read_meta(paths: RunPaths) -> dict[str, Any]:
 
 
 def _read_config(paths: RunPaths) -> dict[str, Any]:
+    from .config._yaml import read_yaml_file
+
     try:
-        loaded = yaml.safe_load(paths.config.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        loaded = read_yaml_file(paths.config)
+    except ConfigError:
         return {}
     return loaded if isinstance(loaded, dict) else {}

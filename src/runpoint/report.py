@@ -34,7 +34,8 @@ from ._console import clean_console, console_logs
 from ._fs import write_atomic
 from ._nonfinite import SUMMARY_KEY, SUMMARY_STEP, SUMMARY_VALUE
 from ._paths import resolve_inside
-from .errors import InvalidArgumentError
+from .config._yaml import read_limited
+from .errors import ConfigError, InvalidArgumentError
 from .store import RunRecord, Store
 
 DIAGNOSTIC_KEYS = ("watch/grad_norm", "watch/param_norm", "watch/update_ratio", "watch/clip_events",
@@ -323,7 +324,12 @@ def _config(store: Store, run: RunRecord) -> Section:
         section.blocks.append(Note("The run has no config."))
     config_file = query.run_dir(store, run) / "config.yaml"
     if config_file.is_file():
-        section.blocks += [Note("config.yaml as the run saw it (secrets masked):"), Pre(config_file.read_text("utf-8"))]
+        try:
+            text = read_limited(config_file)
+        except ConfigError as exc:
+            section.blocks.append(Note(f"config.yaml is not shown: {exc}"))
+        else:
+            section.blocks += [Note("config.yaml as the run saw it (secrets masked):"), Pre(text)]
     return section
 
 

@@ -182,11 +182,10 @@ def show(
 
 def _side(ref: str, profile: str | None, root: Path | None, schema: type["BaseModel"]) -> tuple[str, dict[str, Any]]:
     """A config to diff: a file (resolved with defaults) or a run's recorded config.yaml."""
-    import yaml
-
     from .. import query
     from ..config import to_plain
     from ..config._files import SUFFIXES, display_path
+    from ..config._yaml import read_yaml_file
     from ..config.load import resolve_config
 
     path = Path(ref).expanduser()
@@ -205,8 +204,8 @@ def _side(ref: str, profile: str | None, root: Path | None, schema: type["BaseMo
         store.close()
     recorded = Path(store.location).parent / run.dir / "config.yaml"
     try:
-        tree = yaml.safe_load(recorded.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        tree = read_yaml_file(recorded) or {}
+    except ConfigError as exc:
         raise fail(f"cannot read the config of run {run.id}: {exc}") from None
     return f"run {run.id} ({run.name})", tree
 

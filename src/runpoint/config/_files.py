@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ConfigIssue
-from ._yaml import line_map, parse_yaml
+from ._yaml import MAX_CONFIG_DEPTH, line_map, parse_yaml, read_limited
 
 SUFFIXES = (".yaml", ".yml", ".json")
 PROFILE_DIR = "profiles"
@@ -49,10 +49,7 @@ def read_config_file(path: str | os.PathLike[str]) -> ConfigFile:
         raise ConfigError([ConfigIssue("", "file not found", label)], label)
     if file.is_dir():
         raise ConfigError([ConfigIssue("", "is a directory; give a YAML or JSON file", label)], label)
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigIssue("", f"cannot read it: {exc}", label)], label) from None
+    text = read_limited(file, label, encoding="utf-8-sig")
     if file.suffix.lower() == ".json":
         data, lines = _parse_json(text, label), line_map(text)
     else:
@@ -80,10 +77,30 @@ def _parse_json(text: str, label: str) -> Any:
         return seen
 
     try:
-        return json.loads(text, object_pairs_hook=no_duplicates) if text.strip() else None
+        data = json.loads(text, object_pairs_hook=no_duplicates) if text.strip() else None
     except json.JSONDecodeError as exc:
         issue = ConfigIssue("", f"malformed JSON at column {exc.colno}: {exc.msg}", f"{label}:{exc.lineno}")
         raise ConfigError([issue], label) from None
+    except RecursionError:
+        data = None
+        too_deep = True
+    else:
+        too_deep = _depth(data) > MAX_CONFIG_DEPTH
+    if too_deep:
+        issue = ConfigIssue("", f"refused: nested deeper than {MAX_CONFIG_DEPTH} levels (the limit)", label)
+        raise ConfigError([issue], label)
+    return data
+
+
+def _depth(data: Any) -> int:
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        deepest = max(deepest, level)
+        if level <= MAX_CONFIG_DEPTH:
+            children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def find_profile(base: Path | None, profile: str) -> Path:

@@ -10,11 +10,19 @@ Example::
 
     tree, lines = parse_yaml("training:\\n  learning_rate: 3e-4\\n", "base.yaml")
     tree == {"training": {"learning_rate": 0.0003}}; lines["training.learning_rate"] == 2
+
+Every YAML runpoint reads goes through a bounded loader: a file over
+:data:`MAX_CONFIG_BYTES`, nesting deeper than :data:`MAX_CONFIG_DEPTH`, more than
+:data:`MAX_CONFIG_NODES` values once aliases are expanded ("billion laughs") and an alias
+inside the node it names are refused with a :class:`ConfigError` naming the limit, before
+anything walks the tree.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -38,8 +46,102 @@ _FLOAT_12 = re.compile(
 )
 
 
-class ConfigLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core booleans, integers and floats."""
+MAX_CONFIG_BYTES = 512 * 1024
+"""Largest config file read (512 KiB): configs hold settings, not data."""
+MAX_CONFIG_DEPTH = 64
+"""Deepest nesting of mappings and lists, counted through aliases."""
+MAX_CONFIG_NODES = 20_000
+"""Most keys and values in one document, every alias counted as a full copy of what it names.
+
+The pure-Python parser reads some 10 000 values a second on a slow machine: this bounds a
+read to a second or two."""
+
+
+class YamlLimitError(yaml.YAMLError):
+    """A YAML document over one of the limits above; ``line`` is 1-based, when known."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        self.line = line
+        super().__init__(message)
+
+
+class _Bounded:
+    """Composes at most :data:`MAX_CONFIG_DEPTH` levels and checks the alias-expanded tree.
+
+    PyYAML composes recursively (2 000 levels end in RecursionError) and shares one node
+    per anchor, so a few hundred bytes of aliases can stand for billions of values; the
+    check counts them on the shared graph, in time linear in the file.
+    """
+
+    _depth = 0
+    _nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._nodes += 1
+        if self._depth >= MAX_CONFIG_DEPTH or self._nodes > MAX_CONFIG_NODES:
+            line = self.peek_event().start_mark.line + 1  # type: ignore[attr-defined]
+            if self._depth >= MAX_CONFIG_DEPTH:
+                raise YamlLimitError(f"nested deeper than {MAX_CONFIG_DEPTH} levels (the limit)", line)
+            raise YamlLimitError(f"more than {MAX_CONFIG_NODES:,} keys and values (the limit)", line)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)  # type: ignore[misc]
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()  # type: ignore[misc]
+        check_expanded(node)
+        return node
+
+
+def check_expanded(root: yaml.Node) -> None:
+    """Raise :class:`YamlLimitError` for a recursive alias, or a tree over the node or depth limit."""
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (values, depth) with aliases expanded
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if done:
+            open_nodes.discard(key)
+            counted = [sizes[id(child)] for child in children]
+            size = 1 + sum(count for count, _ in counted)
+            depth = 1 + max((level for _, level in counted), default=0)
+            if size > MAX_CONFIG_NODES:
+                raise YamlLimitError(
+                    f"more than {MAX_CONFIG_NODES:,} keys and values once its aliases (*name) are expanded "
+                    "(the limit)", node.start_mark.line + 1)
+            if depth > MAX_CONFIG_DEPTH:
+                raise YamlLimitError(
+                    f"nested deeper than {MAX_CONFIG_DEPTH} levels once its aliases (*name) are expanded (the limit)",
+                    node.start_mark.line + 1)
+            sizes[key] = (size, depth)
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise YamlLimitError("an alias (*name) refers to the mapping or list it is inside of", node.start_mark.line + 1)
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+class BoundedSafeLoader(_Bounded, yaml.SafeLoader):
+    """``yaml.SafeLoader`` (YAML 1.1 scalars) within the limits: for files runpoint wrote."""
+
+
+class ConfigLoader(_Bounded, yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core booleans, integers and floats, within the limits."""
 
 
 class ConfigDumper(yaml.SafeDumper):
@@ -94,6 +196,52 @@ def malformed(problem: yaml.YAMLError, name: str) -> ConfigIssue:
     return ConfigIssue("", f"malformed YAML at column {mark.column + 1}: {what}", f"{name}:{mark.line + 1}")
 
 
+def _limit_issue(exc: YamlLimitError, name: str) -> ConfigIssue:
+    return ConfigIssue("", f"refused: {exc}", f"{name}:{exc.line}" if exc.line is not None else name)
+
+
+def read_limited(path: str | os.PathLike[str], label: str | None = None, encoding: str = "utf-8") -> str:
+    """The text of a config file of at most :data:`MAX_CONFIG_BYTES`; :class:`ConfigError` otherwise.
+
+    Reads no more than one byte past the limit, so ``/dev/zero`` or a 50 MB file costs nothing.
+    """
+    file = Path(path)
+    label = label if label is not None else str(file)
+    try:
+        with open(file, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([ConfigIssue("", f"cannot read it: {exc}", label)], label) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        issue = ConfigIssue("", f"refused: larger than {MAX_CONFIG_BYTES:,} bytes (the limit for a config file); "
+                                "keep data out of configs and point to it with a path", label)
+        raise ConfigError([issue], label)
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigIssue("", f"cannot read it: {exc}", label)], label) from None
+
+
+def read_yaml_file(path: str | os.PathLike[str], label: str | None = None) -> Any:
+    """The data of a YAML file runpoint wrote (a run's ``config.yaml``), within the limits.
+
+    Read with ``yaml.safe_load``'s rules, so files written by any runpoint version read back
+    as they were. Raises :class:`ConfigError` when the file is missing, too large, malformed
+    or over a limit.
+    """
+    label = label if label is not None else str(path)
+    text = read_limited(path, label)
+    loader = BoundedSafeLoader(text)
+    try:
+        return loader.get_single_data()
+    except YamlLimitError as exc:
+        raise ConfigError([_limit_issue(exc, label)], label) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([malformed(exc, label)], label) from None
+    finally:
+        loader.dispose()
+
+
 def parse_yaml(text: str, name: str) -> tuple[Any, dict[str, int]]:
     """The data of one YAML document and the line (1-based) of each dotted key path.
 
@@ -116,6 +264,8 @@ def parse_yaml(text: str, name: str) -> tuple[Any, dict[str, int]]:
         issue = ConfigIssue("", f"malformed YAML: the character {exc.character!r} is not allowed in YAML "
                                 "(write it escaped inside double quotes)", f"{name}:{line}")
         raise ConfigError([issue], name) from None
+    except YamlLimitError as exc:
+        raise ConfigError([_limit_issue(exc, name)], name) from None
     except yaml.YAMLError as exc:
         raise ConfigError([malformed(exc, name)], name) from None
     finally:

@@ -108,12 +108,13 @@ def run_details(ctx: Ctx, ref: str) -> StrictJSONResponse:
 
 
 def _read_config(ctx: Dashboard, run: RunRecord) -> Any:
-    import yaml
+    """The run's config.yaml, or None when it is missing, malformed or over the config limits."""
+    from ..config._yaml import read_yaml_file
+    from ..errors import ConfigError
 
     try:
-        text = (ctx.run_dir(run) / "config.yaml").read_text(encoding="utf-8")
-        return yaml.safe_load(text) or {}
-    except (OSError, yaml.YAMLError):
+        return read_yaml_file(ctx.run_dir(run) / "config.yaml") or {}
+    except ConfigError:
         return None
 
 

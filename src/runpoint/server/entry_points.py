@@ -254,12 +254,12 @@ def _validate_with_model(spec: str, config: dict[str, Any]) -> dict[str, Any]:
 
 def load_entry_points(path: str | os.PathLike[str]) -> list[EntryPoint]:
     """The entry points a YAML file registers (format in the module docstring)."""
-    import yaml
+    from ..config._yaml import read_yaml_file
 
     file = Path(path).expanduser().resolve()
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        data = read_yaml_file(file) or {}
+    except ConfigError as exc:
         raise ConfigError(f"cannot read entry points: {exc}", file) from None
     section = data.get("entry_points") if isinstance(data, dict) else None
     if not isinstance(section, dict) or not section:
@@ -276,8 +276,8 @@ def load_entry_points(path: str | os.PathLike[str]) -> list[EntryPoint]:
         defaults = spec.get("defaults") or {}
         if "defaults_file" in spec:
             try:
-                defaults = yaml.safe_load((file.parent / spec["defaults_file"]).read_text(encoding="utf-8")) or {}
-            except (OSError, yaml.YAMLError) as exc:
+                defaults = read_yaml_file(file.parent / spec["defaults_file"]) or {}
+            except ConfigError as exc:
                 raise ConfigError(f"entry_points.{name}.defaults_file: {exc}", file) from None
         if not isinstance(defaults, dict):
             raise ConfigError(f"entry_points.{name}.defaults: expected a mapping", file)

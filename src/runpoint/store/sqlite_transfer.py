@@ -16,12 +16,14 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RunExistsError, RunNotFoundError, StoreError
+from ._encoding import to_json
 from ._schema import ensure_schema
 
 if TYPE_CHECKING:
@@ -55,6 +57,36 @@ def _copy(conn: sqlite3.Connection, source: str, target: str, run_id: str) -> di
             (run_id,),
         ).rowcount
     return counts
+
+
+IMPORTED_RUNNING = (
+    "imported from an archive that recorded it as running; its process belongs to another root, so it ended there"
+)
+
+
+def _end_imported(conn: sqlite3.Connection, run_id: str) -> None:
+    """An imported run is never live: ``running`` becomes ``crashed``, without host or pid.
+
+    Its pid named a process on the machine that exported it (or whatever an archive's
+    author wrote there): left in place, a Stop here could signal an unrelated local
+    process. The original status and liveness are kept in ``meta["imported"]``.
+    """
+    row = conn.execute("SELECT status, host, pid, heartbeat_at, meta FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None or row[0] != "running":
+        return
+    status, host, pid, heartbeat_at, meta_text = row
+    try:
+        meta = json.loads(meta_text) if meta_text else {}
+    except ValueError:
+        meta = {}
+    if not isinstance(meta, dict):
+        meta = {}
+    meta["imported"] = {"status": status, "host": host, "pid": pid, "heartbeat_at": heartbeat_at}
+    conn.execute(
+        "UPDATE runs SET status = 'crashed', host = NULL, pid = NULL, ended_at = COALESCE(ended_at, heartbeat_at),"
+        " error = ?, meta = ? WHERE id = ?",
+        (IMPORTED_RUNNING, to_json(meta), run_id),
+    )
 
 
 def table_rows(store: "SQLiteStore", table: str, run_id: str) -> list[dict[str, Any]]:
@@ -115,7 +147,8 @@ def import_run_db(
 ) -> dict[str, int]:
     """Insert the one run of the exported database ``source`` into ``store`` in one transaction.
 
-    ``project`` moves it to another project (its ``dir`` follows). Raises
+    ``project`` moves it to another project (its ``dir`` follows). A run the archive calls
+    ``running`` arrives ended (see :func:`_end_imported`). Raises
     :class:`~runpoint.errors.RunExistsError` if the store has the run already.
     """
     run_id, old_project = read_archived_run(source)
@@ -131,6 +164,7 @@ def import_run_db(
             conn.execute(
                 "UPDATE runs SET project = ?, dir = ? WHERE id = ?", (target_project, f"{target_project}/{run_id}", run_id)
             )
+            _end_imported(conn, run_id)
     finally:
         with store._translate_errors():
             conn.execute("DETACH DATABASE archive")
