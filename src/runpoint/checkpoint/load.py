@@ -37,25 +37,35 @@ def read_checkpoint(
         document = _state.decode(payload.structure)
     except ValueError as exc:
         raise CheckpointCorruptError(where, STATE_FILE, str(exc)) from None
-    missing = [ref.name for ref in _tensor_refs(document) if ref.name not in payload.tensors]
+    try:
+        refs = _tensor_refs(document)
+    except ValueError as exc:
+        raise CheckpointCorruptError(where, STATE_FILE, str(exc)) from None
+    missing = [ref.name for ref in refs if ref.name not in payload.tensors]
     if missing:
         raise CheckpointCorruptError(where, STATE_FILE, f"refers to tensors the file lacks: {', '.join(missing[:5])}")
     return manifest, document, payload.tensors
 
 
+MAX_STATE_DEPTH = 256  # restoring walks the state recursively; a crafted one must not exhaust the stack
+
+
 def _tensor_refs(value: Any) -> list[_state.TensorRef]:
+    """The tensor references in a decoded state; ValueError if it nests deeper than MAX_STATE_DEPTH."""
     found: list[_state.TensorRef] = []
-    stack = [value]
+    stack = [(value, 0)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
+        if depth > MAX_STATE_DEPTH:
+            raise ValueError(f"the state is nested more than {MAX_STATE_DEPTH} levels deep")
         if isinstance(item, _state.TensorRef):
             found.append(item)
         elif isinstance(item, _state.Stateful):
-            stack.append(item.state)
+            stack.append((item.state, depth + 1))
         elif isinstance(item, dict):
-            stack.extend(item.values())
+            stack.extend((inner, depth + 1) for inner in item.values())
         elif isinstance(item, (list, tuple)):
-            stack.extend(item)
+            stack.extend((inner, depth + 1) for inner in item)
     return found
 
 
