@@ -240,3 +240,12 @@ def test_the_cli_lists_and_verifies_crafted_checkpoints_without_tracebacks(tmp_p
         assert not lines[at + 1].startswith(("ok", "corrupt")) and (
             at + 2 >= len(lines) or lines[at + 2].startswith(("ok", "corrupt"))), lines
     assert f"{len(crafted)} of {len(crafted) + 1} checkpoint(s) are corrupt" in verified.stderr
+
+
+def test_verify_with_a_timeout_stops_and_says_so(tmp_path) -> None:
+    directory = tmp_path / "checkpoints"
+    _saved(directory, steps=(1,))
+    [result] = verify_checkpoint(directory, timeout=0)
+    assert not result.ok and result.problems == ["tensors.safetensors: not verified: the check ran out of time"]
+    [result] = verify_checkpoint(directory, timeout=30)
+    assert result.ok

@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -134,9 +135,14 @@ class VerifyResult:
 
 
 def verify_checkpoint(
-    path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+    path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
 ) -> list[VerifyResult]:
     """Re-hash one checkpoint, or every checkpoint of a directory; one result each.
+
+    Links and non-regular files below ``path`` are reported, never read. With ``timeout``
+    (seconds), checking stops when it runs out and the unchecked files are reported as
+    such (the dashboard's Verify button uses it).
 
     Example::
 
@@ -144,18 +150,19 @@ def verify_checkpoint(
     """
     storage = Storage(path, storage_options)
     io = SafetensorsIO()
+    deadline = None if timeout is None else time.monotonic() + timeout
     if storage.exists(MANIFEST_NAME):
         parent, _, name = storage.url.rstrip("/").rpartition("/")
-        return [_verify_one(Storage(parent or "/", storage_options), name, io)]
+        return [_verify_one(Storage(parent or "/", storage_options), name, io, deadline)]
     directory = CheckpointDirectory(storage)
     checkpoints = directory.refresh()
-    results = [_verify_one(storage, info.name, io) for info in checkpoints]
+    results = [_verify_one(storage, info.name, io, deadline) for info in checkpoints]
     for name, reason in directory.broken.items():
         results.append(VerifyResult(storage.display(name), None, [f"{MANIFEST_NAME}: {reason}"]))
     return sorted(results, key=lambda r: (r.step is None, r.step or 0))
 
 
-def _verify_one(storage: Storage, name: str, io: CheckpointIO) -> VerifyResult:
+def _verify_one(storage: Storage, name: str, io: SafetensorsIO, deadline: float | None) -> VerifyResult:
     where = storage.display(name)
     try:
         manifest = read_manifest(storage, name)
@@ -164,4 +171,4 @@ def _verify_one(storage: Storage, name: str, io: CheckpointIO) -> VerifyResult:
     with _atomic.reading(storage, name) as present:
         if not present:
             return VerifyResult(where, manifest.step, ["removed while being verified"])
-        return VerifyResult(where, manifest.step, io.verify(storage, name, manifest))
+        return VerifyResult(where, manifest.step, io.verify(storage, name, manifest, deadline=deadline))
