@@ -249,3 +249,13 @@ def test_verify_with_a_timeout_stops_and_says_so(tmp_path) -> None:
     assert not result.ok and result.problems == ["tensors.safetensors: not verified: the check ran out of time"]
     [result] = verify_checkpoint(directory, timeout=30)
     assert result.ok
+
+
+def test_a_link_the_caller_names_is_followed_links_below_it_are_not(tmp_path) -> None:
+    directory = tmp_path / "checkpoints"
+    _saved(directory, steps=(1,))
+    (tmp_path / "final").symlink_to(directory / "step-000001")
+    assert rp.load_checkpoint(tmp_path / "final")["step"] == 1
+    (directory / "step-000002").symlink_to(directory / "step-000001")  # inside: still refused
+    [_, linked] = verify_checkpoint(directory)
+    assert not linked.ok and "symbolic link" in linked.problems[0]

@@ -73,7 +73,12 @@ def _tensor_refs(value: Any) -> list[_state.TensorRef]:
 def locate(
     path: str | os.PathLike[str], which: Any = "latest", storage_options: Mapping[str, Any] | None = None
 ) -> tuple[Storage, str]:
-    """The storage and checkpoint name that ``path`` (and ``which``) designate."""
+    """The storage and checkpoint name that ``path`` (and ``which``) designate.
+
+    ``path`` itself may be a symbolic link (the caller named it); links below it are refused.
+    """
+    if isinstance(path, os.PathLike) or "://" not in str(path):
+        path = os.path.realpath(os.path.expanduser(os.fspath(path)))
     storage = Storage(path, storage_options)
     if storage.exists(MANIFEST_NAME):
         parent, _, name = storage.url.rstrip("/").rpartition("/")
