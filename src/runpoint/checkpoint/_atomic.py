@@ -43,14 +43,15 @@ from collections import Counter
 from typing import Callable, Iterator
 
 from .._liveness import process_alive
-from ._storage import Storage
+from ._storage import NotRegularFileError, Storage, open_regular
 from .manifest import MANIFEST_NAME, parse_step
 
 STAGING = ".tmp-"
 REPLACED = ".replaced-"
 DELETING = ".deleting-"
 WRITING_MARKER = ".writing"  # inside a prefix being written, on object stores
-STALE_AFTER_S = 24 * 3600  # a leftover of another host is removed after this long
+STALE_AFTER_S = 24 * 3600
+POINTER_LIMIT = 256  # bytes: a pointer holds one checkpoint name  # a leftover of another host is removed after this long
 
 _HOST = f"{zlib.crc32(socket.gethostname().encode()):08x}"
 _reading: Counter[tuple[str, str]] = Counter()  # (root, name) -> readers in this process
@@ -186,9 +187,12 @@ def reading(storage: Storage, name: str) -> Iterator[bool]:
     try:
         if storage.is_local:
             try:
-                fd = os.open(storage.path(name, MANIFEST_NAME), os.O_RDONLY)
-            except FileNotFoundError:
+                fd = open_regular(storage.root, name, MANIFEST_NAME)
+            except (FileNotFoundError, NotADirectoryError):
                 yield False
+                return
+            except NotRegularFileError:  # a crafted manifest: reading it reports the checkpoint corrupt
+                yield True
                 return
             with contextlib.suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_SH)
@@ -223,8 +227,8 @@ def remove(storage: Storage, name: str, remove_files: Callable[[Storage, str], N
         remove_files(storage, name)
         return True
     try:
-        fd = os.open(storage.path(name, MANIFEST_NAME), os.O_RDONLY)
-    except FileNotFoundError:
+        fd = open_regular(storage.root, name, MANIFEST_NAME)
+    except (FileNotFoundError, NotADirectoryError, NotRegularFileError):
         fd = -1
     try:
         if fd >= 0:
@@ -272,6 +276,7 @@ def write_pointer(storage: Storage, pointer: str, target: str | None) -> None:
 
 def read_pointer(storage: Storage, pointer: str) -> str | None:
     try:
-        return storage.read_bytes(pointer).decode("utf-8").strip() or None
-    except (FileNotFoundError, UnicodeDecodeError, IsADirectoryError):
+        target = storage.read_bytes(pointer, limit=POINTER_LIMIT).decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError, ValueError):  # missing, a link, a FIFO, too long: no pointer
         return None
+    return target if parse_step(target) is not None else None

@@ -20,8 +20,8 @@ from typing import Any
 
 from ..errors import CheckpointCorruptError, CheckpointNotFoundError, InvalidArgumentError
 from . import _atomic
-from ._storage import Storage
-from .manifest import MANIFEST_NAME, CheckpointInfo, Manifest, parse_step
+from ._storage import NotRegularFileError, Storage
+from .manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, CheckpointInfo, Manifest, parse_step
 from .policy import Mode, ranked
 
 logger = logging.getLogger("runpoint")
@@ -33,9 +33,14 @@ BEST_POINTER = "best"
 def read_manifest(storage: Storage, name: str) -> Manifest:
     """The manifest of checkpoint ``name``; CheckpointNotFoundError / CheckpointCorruptError."""
     try:
-        text = storage.read_bytes(name, MANIFEST_NAME)
+        text = storage.read_bytes(name, MANIFEST_NAME, limit=MAX_MANIFEST_BYTES)
     except (FileNotFoundError, NotADirectoryError):
         raise CheckpointNotFoundError(storage.display(name), parse_step(name)) from None
+    except NotRegularFileError as exc:
+        raise CheckpointCorruptError(storage.display(name), MANIFEST_NAME, f"{exc.strerror}, refused") from None
+    except ValueError:
+        raise CheckpointCorruptError(storage.display(name), MANIFEST_NAME,
+                                     f"larger than {MAX_MANIFEST_BYTES} bytes, refused") from None
     return Manifest.from_json(text, storage.display(name, MANIFEST_NAME))
 
 

@@ -121,7 +121,10 @@ def _parse_header(raw: Any) -> tuple[list[_Entry], dict[str, str], int]:
     Everything is checked before any tensor is allocated: a damaged header (a huge or
     negative shape, overlapping or missing bytes, an unknown dtype) raises ValueError.
     """
-    header = json.loads(bytes(raw))
+    try:
+        header = json.loads(bytes(raw))
+    except RecursionError:  # a crafted header: nested deeper than the parser goes
+        raise ValueError("the header is nested too deeply") from None
     if not isinstance(header, dict):
         raise ValueError("the header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -152,6 +155,35 @@ def _parse_header(raw: Any) -> tuple[list[_Entry], dict[str, str], int]:
     return entries, {str(k): str(v) for k, v in metadata.items()}, expected
 
 
+def check_header(stream: Any, size: int) -> None:
+    """Read the header at the start of ``stream`` and check it is a JSON object that fits
+    ``size`` bytes; ValueError if not. Needs no torch (``ckpt verify`` uses it)."""
+    prefix = _read_some(stream, 8)
+    if len(prefix) < 8:
+        raise ValueError("the file is too short for a safetensors header")
+    (length,) = struct.unpack("<Q", prefix)
+    if length > min(MAX_HEADER_BYTES, size - 8):
+        raise ValueError(f"header of {length} bytes does not fit the file")
+    raw = _read_some(stream, length)
+    try:
+        header = json.loads(raw)
+    except RecursionError:
+        raise ValueError("the header is nested too deeply") from None
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+
+
+def _read_some(stream: Any, count: int) -> bytes:
+    chunks, left = [], count
+    while left:
+        chunk = stream.read(left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 def read(stream: Any, size: int | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """Read a whole safetensors stream into new CPU tensors; returns (tensors, metadata).
 
@@ -176,7 +208,7 @@ def read(stream: Any, size: int | None = None) -> tuple[dict[str, Any], dict[str
             tensor = torch.empty(entry.shape, dtype=entry.dtype)
         except RuntimeError as exc:
             if size is not None:  # the header matches the file: a real shortage of memory
-                raise
+                raise MemoryError(f"tensor {entry.name!r} of shape {list(entry.shape)} cannot be allocated: {exc}") from None
             raise ValueError(f"tensor {entry.name!r} of shape {list(entry.shape)} cannot be allocated: {exc}") from None
         if entry.stop > entry.start:
             _read_exactly(stream, byte_view(tensor))

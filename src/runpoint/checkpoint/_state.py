@@ -249,6 +249,8 @@ def decode(structure: bytes) -> dict[str, Any]:
         document = _unpack(structure)
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise ValueError(f"unreadable state: {exc}") from None
+    except RecursionError:  # extension types nested inside each other, deeper than Python goes
+        raise ValueError("unreadable state: nested too deeply") from None
     if not isinstance(document, dict) or not isinstance(document.get("state"), dict):
         raise ValueError("unreadable state: not a runpoint state document")
     if int(document.get("version", 0)) > STRUCTURE_VERSION:

@@ -3,6 +3,10 @@
 Local directories are handled with ``os`` directly, because the commit protocol needs
 what only a local file system gives: ``fsync`` of files and directories, and atomic
 ``rename``. Everything else goes through fsspec, imported only when a URL is used.
+
+Local reads never follow a symbolic link below the root and accept only regular files
+(:func:`open_regular`): a checkpoint directory someone crafted cannot make a reader
+return ``/etc/passwd``, read ``/dev/zero`` forever or block on a FIFO.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 
@@ -19,6 +24,62 @@ from ..errors import RunpointError
 
 def is_url(location: str) -> bool:
     return "://" in location and not location.startswith("file://")
+
+
+class NotRegularFileError(OSError):
+    """A path under a checkpoint root is a symbolic link, a FIFO, a device or a directory."""
+
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | _CLOEXEC
+# O_NONBLOCK: opening a FIFO does not wait for a writer (it is then refused by fstat)
+_FILE_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | _CLOEXEC
+
+
+def _refuse_link(dir_fd: int, part: str, path: str) -> None:
+    try:
+        mode = os.lstat(part, dir_fd=dir_fd).st_mode
+    except OSError:
+        return
+    if stat.S_ISLNK(mode):
+        raise NotRegularFileError(errno.ELOOP, "a symbolic link (not followed)", path)
+
+
+def open_regular(root: str, *parts: str) -> int:
+    """A read-only descriptor of the regular file ``root/parts...``, following no link below ``root``.
+
+    Raises FileNotFoundError / NotADirectoryError as ``open`` would, and
+    :class:`NotRegularFileError` for a symbolic link or anything but a regular file.
+    """
+    names = [name for part in parts for name in part.split("/") if name]
+    path = "/".join((root, *names))
+    if not names or any(name == ".." for name in names):
+        raise NotRegularFileError(errno.EINVAL, "not a file inside the checkpoint root", path)
+    dir_fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
+    try:
+        for name in names[:-1]:
+            try:
+                inner = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                    _refuse_link(dir_fd, name, path)
+                raise
+            os.close(dir_fd)
+            dir_fd = inner
+        try:
+            fd = os.open(names[-1], _FILE_FLAGS, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise NotRegularFileError(errno.ELOOP, "a symbolic link (not followed)", path) from None
+            raise
+    finally:
+        os.close(dir_fd)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise NotRegularFileError(errno.EINVAL, kind, path)
+    return fd
 
 
 class Storage:
@@ -81,15 +142,26 @@ class Storage:
             return os.path.exists(self.path(*parts))
         return bool(self._fs.exists(self.path(*parts)))
 
-    def read_bytes(self, *parts: str) -> bytes:
+    def read_bytes(self, *parts: str, limit: int | None = None) -> bytes:
+        """The file's bytes; with ``limit``, ValueError for a file longer than that."""
         if self.is_local:
-            with open(self.path(*parts), "rb") as handle:
-                return handle.read()
-        return bytes(self._fs.cat_file(self.path(*parts)))
+            with os.fdopen(open_regular(self.root, *parts), "rb") as handle:
+                data = handle.read() if limit is None else handle.read(limit + 1)
+        else:
+            path = self.path(*parts)
+            if limit is None:
+                data = bytes(self._fs.cat_file(path))
+            else:
+                with self._fs.open(path, "rb") as handle:
+                    data = bytes(handle.read(limit + 1))
+        if limit is not None and len(data) > limit:
+            raise ValueError(f"{self.display(*parts)} is longer than {limit} bytes")
+        return data
 
     def open_read(self, *parts: str) -> BinaryIO:
+        """A raw binary stream; local files are regular files reached without links (see :func:`open_regular`)."""
         if self.is_local:
-            return open(self.path(*parts), "rb", buffering=0)
+            return os.fdopen(open_regular(self.root, *parts), "rb", buffering=0)
         return self._fs.open(self.path(*parts), "rb", block_size=16 * 2**20)
 
     def size(self, *parts: str) -> int:

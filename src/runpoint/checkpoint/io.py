@@ -16,23 +16,32 @@ fsynced once when complete. Loading maps a local file copy-on-write and views it
 as tensors (elsewhere: reads straight into new tensors), hashes the same bytes, and
 refuses the checkpoint if a size or hash differs from the manifest's, before any of it
 reaches the caller.
+
+A checkpoint directory may have been crafted, so reading trusts nothing beyond the
+manifest's sizes: a file's size is checked (one ``fstat``) before its bytes are used, no
+more bytes are read than the manifest lists, a zstd file may not claim more
+uncompressed bytes than zstd can produce from its size, and decompression stops at the
+uncompressed size the manifest gives.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from ..errors import CheckpointCorruptError, InvalidArgumentError, RunpointError
+from ..errors import CheckpointCorruptError, CheckpointError, InvalidArgumentError, RunpointError
 from . import _safetensors
-from ._storage import FileSink, Storage
+from ._storage import FileSink, NotRegularFileError, Storage
 from .manifest import FileEntry, Manifest
 
 TENSORS_FILE = "tensors.safetensors"
 STATE_FILE = "state.msgpack"
 COMPRESSIONS = ("zstd",)
+# zstd's densest block is RLE: 4 bytes for 128 KiB, so no frame inflates more than this
+ZSTD_MAX_RATIO = 32768
 
 
 @dataclass
@@ -95,25 +104,72 @@ class _CountingWriter:
 
 
 class _HashingReader:
-    """Counts and hashes bytes as they are read from storage."""
+    """Counts and hashes bytes as they are read from storage, up to ``limit`` + 1 of them.
 
-    def __init__(self, stream: Any) -> None:
+    One byte past the manifest's size is enough to know the file is too long; reading
+    stops there, so a file that never ends (a device, a growing file) is not read on.
+    """
+
+    def __init__(self, stream: Any, limit: int) -> None:
         self.stream = stream
         self.hash = _hasher()
         self.count = 0
+        self.limit = limit + 1
 
     def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
+        view = memoryview(buffer).cast("B")[:max(0, self.limit - self.count)]
+        if not len(view):
+            return 0
         count = self.stream.readinto(view) or 0
         self.hash.update(view[:count])
         self.count += count
         return count
 
     def read(self, size: int = -1) -> bytes:
-        data = self.stream.read(size)
+        left = max(0, self.limit - self.count)
+        data = self.stream.read(left if size < 0 else min(size, left)) if left else b""
         self.hash.update(data)
         self.count += len(data)
         return data
+
+
+class _Bounded:
+    """Decompressed bytes, refused (ValueError) past the uncompressed size the manifest gives."""
+
+    def __init__(self, stream: Any, limit: int) -> None:
+        self.stream = stream
+        self.left = limit
+        self.limit = limit
+
+    def _at_end(self) -> None:
+        if self.stream.read(1):
+            raise ValueError(f"decompresses to more than the {self.limit} bytes the manifest says")
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if not self.left:
+            self._at_end()
+            return 0
+        count = self.stream.readinto(view[:self.left]) or 0
+        self.left -= count
+        return count
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.left:
+            self._at_end()
+            return b""
+        data = self.stream.read(self.left if size < 0 else min(size, self.left))
+        self.left -= len(data)
+        return data
+
+
+def _stored_size(raw: Any) -> int | None:
+    """The size of an open file: ``fstat`` for a local one, what fsspec knows for a remote one."""
+    try:
+        return os.fstat(raw.fileno()).st_size
+    except (AttributeError, OSError, ValueError):
+        size = getattr(raw, "size", None)
+        return size if isinstance(size, int) else None
 
 
 def _to_host(tensor: Any) -> Any:
@@ -186,19 +242,27 @@ class SafetensorsIO:
         return FileEntry(bytes=hashing.count, hash=hashing.hash.hexdigest(), raw_bytes=raw_bytes)
 
     def _open(self, storage: Storage, directory: str, name: str, manifest: Manifest) -> tuple[Any, Any, _HashingReader]:
-        """(the raw file, the stream to decode from, the hashing reader between them)."""
-        if name not in manifest.files:
-            raise CheckpointCorruptError(storage.display(directory), name, "not listed in the manifest")
-        try:
-            raw = storage.open_read(directory, name)
-        except FileNotFoundError:
-            raise CheckpointCorruptError(storage.display(directory), name, "the file is missing") from None
-        hashing = _HashingReader(raw)
+        """(the raw file, the stream to decode from, the hashing reader between them).
+
+        The file's size and the uncompressed size it claims are checked against the
+        manifest before a byte is decoded.
+        """
+        where = storage.display(directory)
+        entry = manifest.files.get(name)
+        if entry is None:
+            raise CheckpointCorruptError(where, name, "not listed in the manifest")
+        uncompressed = _uncompressed_size(manifest, name, entry, where)
+        raw = _open_file(storage, directory, name, where)
+        size = _stored_size(raw)
+        if size is not None and size != entry.bytes:
+            raw.close()
+            raise CheckpointCorruptError(where, name, f"{size} bytes, the manifest says {entry.bytes}")
+        hashing = _HashingReader(raw, entry.bytes)
         if manifest.compression == "zstd":
             import zstandard
 
             decoder = zstandard.ZstdDecompressor().stream_reader(hashing, read_across_frames=True)  # type: ignore[arg-type]
-            return raw, decoder, hashing
+            return raw, _Bounded(decoder, uncompressed), hashing
         return raw, hashing, hashing
 
     def load(self, storage: Storage, directory: str, manifest: Manifest, *, verify: bool = True) -> Payload:
@@ -220,13 +284,9 @@ class SafetensorsIO:
         entry = manifest.files.get(name)
         if entry is None:
             raise CheckpointCorruptError(where, name, "not listed in the manifest")
-        try:
-            handle = open(storage.path(directory, name), "rb")
-        except FileNotFoundError:
-            raise CheckpointCorruptError(where, name, "the file is missing") from None
-        with handle:
+        with _open_file(storage, directory, name, where) as handle:
             size = os.fstat(handle.fileno()).st_size
-            if verify and size != entry.bytes:
+            if size != entry.bytes:
                 raise CheckpointCorruptError(where, name, f"{size} bytes, the manifest says {entry.bytes}")
             if size == 0:
                 raise CheckpointCorruptError(where, name, "the file is empty")
@@ -250,8 +310,10 @@ class SafetensorsIO:
                 value = consume(stream)
                 while hashing.read(1 << 20):  # a compressed file: hash any bytes after the frame
                     pass
-            except (ValueError, KeyError, TypeError, EOFError) as exc:
+            except (ValueError, KeyError, TypeError, EOFError, OSError) as exc:
                 raise CheckpointCorruptError(where, name, f"unreadable: {exc}") from None
+            except MemoryError as exc:  # a checkpoint too large for this machine: an older one may fit
+                raise CheckpointError(f"cannot read {where}/{name}: not enough memory ({exc})", where) from None
             except Exception as exc:
                 if type(exc).__module__.startswith("zstandard"):
                     raise CheckpointCorruptError(where, name, f"unreadable: {exc}") from None
@@ -266,28 +328,100 @@ class SafetensorsIO:
                 raise CheckpointCorruptError(where, name, "content hash differs from the manifest")
         return value
 
-    def verify(self, storage: Storage, directory: str, manifest: Manifest) -> list[str]:
+    def verify(self, storage: Storage, directory: str, manifest: Manifest, *, deadline: float | None = None) -> list[str]:
+        """One line per problem. ``deadline`` (a ``time.monotonic()`` value) stops a long check
+        with a problem saying so."""
         problems = []
+        where = storage.display(directory)
         for name, entry in manifest.files.items():
             try:
-                stream = storage.open_read(directory, name)
-            except FileNotFoundError:
-                problems.append(f"{name}: missing")
+                _uncompressed_size(manifest, name, entry, where)
+                stream = _open_file(storage, directory, name, where)
+            except CheckpointCorruptError as exc:
+                problems.append(f"{name}: {exc.reason}")
                 continue
-            hashing = _HashingReader(stream)
             try:
-                while hashing.read(16 << 20):
-                    pass
+                size = _stored_size(stream)
+                if size is not None and size != entry.bytes:
+                    problems.append(f"{name}: {size} bytes, the manifest says {entry.bytes}")
+                    continue
+                hashing = _HashingReader(stream, entry.bytes)
+                problem = _check_content(manifest, name, entry, hashing, deadline)
             finally:
                 stream.close()
+            if problem == _OUT_OF_TIME:
+                problems.append(f"{name}: {problem}")
+                return problems
             if hashing.count != entry.bytes:
-                problems.append(f"{name}: {hashing.count} bytes, the manifest says {entry.bytes}")
+                problems.append(f"{name}: {hashing.count}{'+' if hashing.count > entry.bytes else ''} bytes, "
+                                f"the manifest says {entry.bytes}")
             elif hashing.hash.hexdigest() != entry.hash:
                 problems.append(f"{name}: content hash differs from the manifest")
+            elif problem is not None:
+                problems.append(f"{name}: {problem}")
         return problems
 
     def remove(self, storage: Storage, directory: str) -> None:
         storage.remove_tree(directory)
+
+
+_OUT_OF_TIME = "not verified: the check ran out of time"
+
+
+def _check_content(manifest: Manifest, name: str, entry: FileEntry, hashing: _HashingReader,
+                   deadline: float | None) -> str | None:
+    """Read a file through ``hashing`` to its end; what is wrong with its content, or None.
+
+    Beyond the hash: a compressed file must inflate to exactly the size the manifest says
+    (never further), and a tensors file must start with a readable safetensors header.
+    """
+    decoded: Any = hashing
+    bounded = None
+    try:
+        if manifest.compression == "zstd":
+            import zstandard
+
+            reader = zstandard.ZstdDecompressor().stream_reader(hashing, read_across_frames=True)  # type: ignore[arg-type]
+            decoded = bounded = _Bounded(reader, _uncompressed_size(manifest, name, entry, ""))
+        if name.startswith(TENSORS_FILE):
+            _safetensors.check_header(decoded, entry.raw_bytes if bounded is not None else entry.bytes)  # type: ignore[arg-type]
+        while decoded.read(16 << 20):
+            if deadline is not None and time.monotonic() > deadline:
+                return _OUT_OF_TIME
+        while hashing.read(16 << 20):  # bytes after the last frame
+            pass
+    except (ValueError, OSError) as exc:
+        return f"unreadable: {exc}"
+    except Exception as exc:
+        if type(exc).__module__.startswith("zstandard"):
+            return f"unreadable: {exc}"
+        raise
+    if bounded is not None and bounded.left:
+        return f"decompresses to {bounded.limit - bounded.left} bytes, the manifest says {bounded.limit}"
+    return None
+
+
+def _open_file(storage: Storage, directory: str, name: str, where: str) -> Any:
+    try:
+        return storage.open_read(directory, name)
+    except (FileNotFoundError, NotADirectoryError):
+        raise CheckpointCorruptError(where, name, "the file is missing") from None
+    except NotRegularFileError as exc:
+        raise CheckpointCorruptError(where, name, f"{exc.strerror}, refused") from None
+
+
+def _uncompressed_size(manifest: Manifest, name: str, entry: FileEntry, where: str) -> int:
+    """The size the file's bytes decode to; CheckpointCorruptError if the manifest's claim is impossible."""
+    if manifest.compression is None:
+        return entry.bytes
+    if manifest.compression != "zstd":
+        raise CheckpointCorruptError(where, name, f"unknown compression {manifest.compression!r}")
+    if entry.raw_bytes is None:
+        raise CheckpointCorruptError(where, name, "compressed, but the manifest gives no uncompressed size")
+    if entry.raw_bytes > entry.bytes * ZSTD_MAX_RATIO:
+        raise CheckpointCorruptError(where, name, f"the manifest says {entry.raw_bytes} bytes uncompressed, "
+                                                  f"more than zstd can inflate {entry.bytes} bytes to")
+    return entry.raw_bytes
 
 
 def _names(manifest: Manifest) -> tuple[str, str]:

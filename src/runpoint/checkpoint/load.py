@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -37,32 +38,47 @@ def read_checkpoint(
         document = _state.decode(payload.structure)
     except ValueError as exc:
         raise CheckpointCorruptError(where, STATE_FILE, str(exc)) from None
-    missing = [ref.name for ref in _tensor_refs(document) if ref.name not in payload.tensors]
+    try:
+        refs = _tensor_refs(document)
+    except ValueError as exc:
+        raise CheckpointCorruptError(where, STATE_FILE, str(exc)) from None
+    missing = [ref.name for ref in refs if ref.name not in payload.tensors]
     if missing:
         raise CheckpointCorruptError(where, STATE_FILE, f"refers to tensors the file lacks: {', '.join(missing[:5])}")
     return manifest, document, payload.tensors
 
 
+MAX_STATE_DEPTH = 256  # restoring walks the state recursively; a crafted one must not exhaust the stack
+
+
 def _tensor_refs(value: Any) -> list[_state.TensorRef]:
+    """The tensor references in a decoded state; ValueError if it nests deeper than MAX_STATE_DEPTH."""
     found: list[_state.TensorRef] = []
-    stack = [value]
+    stack = [(value, 0)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
+        if depth > MAX_STATE_DEPTH:
+            raise ValueError(f"the state is nested more than {MAX_STATE_DEPTH} levels deep")
         if isinstance(item, _state.TensorRef):
             found.append(item)
         elif isinstance(item, _state.Stateful):
-            stack.append(item.state)
+            stack.append((item.state, depth + 1))
         elif isinstance(item, dict):
-            stack.extend(item.values())
+            stack.extend((inner, depth + 1) for inner in item.values())
         elif isinstance(item, (list, tuple)):
-            stack.extend(item)
+            stack.extend((inner, depth + 1) for inner in item)
     return found
 
 
 def locate(
     path: str | os.PathLike[str], which: Any = "latest", storage_options: Mapping[str, Any] | None = None
 ) -> tuple[Storage, str]:
-    """The storage and checkpoint name that ``path`` (and ``which``) designate."""
+    """The storage and checkpoint name that ``path`` (and ``which``) designate.
+
+    ``path`` itself may be a symbolic link (the caller named it); links below it are refused.
+    """
+    if isinstance(path, os.PathLike) or "://" not in str(path):
+        path = os.path.realpath(os.path.expanduser(os.fspath(path)))
     storage = Storage(path, storage_options)
     if storage.exists(MANIFEST_NAME):
         parent, _, name = storage.url.rstrip("/").rpartition("/")
@@ -124,9 +140,14 @@ class VerifyResult:
 
 
 def verify_checkpoint(
-    path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+    path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
 ) -> list[VerifyResult]:
     """Re-hash one checkpoint, or every checkpoint of a directory; one result each.
+
+    Links and non-regular files below ``path`` are reported, never read. With ``timeout``
+    (seconds), checking stops when it runs out and the unchecked files are reported as
+    such (the dashboard's Verify button uses it).
 
     Example::
 
@@ -134,18 +155,19 @@ def verify_checkpoint(
     """
     storage = Storage(path, storage_options)
     io = SafetensorsIO()
+    deadline = None if timeout is None else time.monotonic() + timeout
     if storage.exists(MANIFEST_NAME):
         parent, _, name = storage.url.rstrip("/").rpartition("/")
-        return [_verify_one(Storage(parent or "/", storage_options), name, io)]
+        return [_verify_one(Storage(parent or "/", storage_options), name, io, deadline)]
     directory = CheckpointDirectory(storage)
     checkpoints = directory.refresh()
-    results = [_verify_one(storage, info.name, io) for info in checkpoints]
+    results = [_verify_one(storage, info.name, io, deadline) for info in checkpoints]
     for name, reason in directory.broken.items():
         results.append(VerifyResult(storage.display(name), None, [f"{MANIFEST_NAME}: {reason}"]))
     return sorted(results, key=lambda r: (r.step is None, r.step or 0))
 
 
-def _verify_one(storage: Storage, name: str, io: CheckpointIO) -> VerifyResult:
+def _verify_one(storage: Storage, name: str, io: SafetensorsIO, deadline: float | None) -> VerifyResult:
     where = storage.display(name)
     try:
         manifest = read_manifest(storage, name)
@@ -154,4 +176,4 @@ def _verify_one(storage: Storage, name: str, io: CheckpointIO) -> VerifyResult:
     with _atomic.reading(storage, name) as present:
         if not present:
             return VerifyResult(where, manifest.step, ["removed while being verified"])
-        return VerifyResult(where, manifest.step, io.verify(storage, name, manifest))
+        return VerifyResult(where, manifest.step, io.verify(storage, name, manifest, deadline=deadline))

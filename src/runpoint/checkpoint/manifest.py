@@ -27,6 +27,7 @@ MANIFEST_NAME = "manifest.json"
 FORMAT = "runpoint-checkpoint"
 FORMAT_VERSION = 1
 HASH_NAME = "xxh3_128"
+MAX_MANIFEST_BYTES = 16 * 2**20  # a manifest lists a few files; anything larger is not one
 
 _NAME = re.compile(r"^step-(\d{6,})$")
 
@@ -54,6 +55,12 @@ class FileEntry:
 def _number(value: Any) -> float | str:
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+def _size(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise ValueError(f"a file size must be an integer >= 0, got {value!r}")
     return value
 
 
@@ -118,14 +125,17 @@ class Manifest:
                 raise ValueError(f"unknown hash {data['hash']!r}")
             files = {
                 str(name): FileEntry(
-                    bytes=int(entry["bytes"]), hash=str(entry["hash"]),
-                    raw_bytes=int(entry["raw_bytes"]) if entry.get("raw_bytes") is not None else None,
+                    bytes=_size(entry["bytes"]), hash=str(entry["hash"]),
+                    raw_bytes=_size(entry["raw_bytes"]) if entry.get("raw_bytes") is not None else None,
                 )
                 for name, entry in data["files"].items()
             }
             for name in files:
-                if "/" in name or "\\" in name or name.startswith("."):
+                if "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
                     raise ValueError(f"file name {name!r} leaves the checkpoint directory")
+            compression = data.get("compression")
+            if compression is not None and not isinstance(compression, str):
+                raise ValueError(f"compression {compression!r} is not a name")
             return cls(
                 step=int(data["step"]),
                 sequence=int(data.get("sequence", 0)),
@@ -134,12 +144,14 @@ class Manifest:
                 metrics={str(k): _from_number(v) for k, v in (data.get("metrics") or {}).items()},
                 keys={str(k): str(v) for k, v in (data.get("keys") or {}).items()},
                 rng=tuple(str(r) for r in data.get("rng") or ()),
-                compression=data.get("compression"),
+                compression=compression,
                 run_id=data.get("run_id"),
                 tensors=int(data.get("tensors", 0)),
                 versions={str(k): str(v) for k, v in (data.get("versions") or {}).items()},
             )
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except RecursionError:  # a crafted, deeply nested document
+            raise CheckpointCorruptError(path.rsplit("/", 1)[0], MANIFEST_NAME, "unreadable manifest: nested too deeply") from None
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise CheckpointCorruptError(path.rsplit("/", 1)[0], MANIFEST_NAME, f"unreadable manifest: {exc}") from None
 
 

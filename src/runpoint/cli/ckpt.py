@@ -7,6 +7,7 @@ directory, or an fsspec URL.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -32,6 +33,8 @@ class _Target:
     def __init__(self, target: str, root: Path | None) -> None:
         self.run: Any = None
         self.store: Any = None
+        self.outside_run = False  # a run's checkpoints that its registry places outside its directory
+        self.run_dir = Path()
         if "://" in target or Path(target).exists():
             self.location = target
             return
@@ -47,15 +50,33 @@ class _Target:
         self.location = self._run_directory()
 
     def _run_directory(self) -> str:
+        """The run's own ``checkpoints/`` when it has one; else where its registry says (``directory=``).
+
+        The registry's absolute paths are not trusted over the run's directory: an imported
+        run keeps the paths of the root it came from, which name another run's files.
+        """
         from ..store import checkpoint_registry
 
+        run_dir = self.run_dir = Path(self.store.location).parent / self.run.dir
+        own = run_dir / "checkpoints"
+        if own.is_dir() and not own.is_symlink():
+            return str(own)
         registry = checkpoint_registry(self.store)
         records = registry.list_checkpoints(self.run.id, include_deleted=True) if registry else []
-        run_dir = Path(self.store.location).parent / self.run.dir
         outside = [r.path for r in records if "://" in r.path or Path(r.path).is_absolute()]
         if outside:
+            self.outside_run = True
             return outside[-1].rstrip("/").rsplit("/", 1)[0]
-        return str(run_dir / "checkpoints")
+        return str(own)
+
+    def refuse_deleting_outside(self) -> None:
+        """gc by run deletes only in the run's own checkpoints directory; elsewhere the user names it."""
+        if self.outside_run:
+            raise fail(
+                f"run {self.run.id}'s registry places its checkpoints in {self.location}, outside its directory; "
+                f"nothing deleted (an imported run keeps the paths of its old root). If that directory is this "
+                f"run's, prune it by path: runpoint ckpt gc {self.location} ..."
+            )
 
     def registry(self) -> Any:
         from ..store import checkpoint_registry
@@ -105,6 +126,7 @@ def ls(target: TargetArgument, root: RootOption = None,
                 "metrics": record.metrics, "best": record.is_best, "deleted": record.deleted_at is not None,
                 "on_disk": record.step in on_disk,
             })
+        _reconcile(where, directory, rows, registry, show_all)
         known = {row["step"] for row in rows}
         rows += [_disk_row(info, best) for step, info in on_disk.items() if step not in known]
         rows.sort(key=lambda row: row["step"])
@@ -135,6 +157,38 @@ def ls(target: TargetArgument, root: RootOption = None,
     console.print(table)
     for name, reason in directory.broken.items():
         err_console.print(f"unreadable: {name}: {reason}", markup=False)
+
+
+def _reconcile(where: _Target, directory: Any, rows: list[dict[str, Any]], registry: Any, show_all: bool) -> None:
+    """Registry rows of checkpoints gone from their directory are deleted ones, as the run's next
+    start would record (a run killed during retention deleted the files, not yet the row).
+
+    Recorded too, best effort: a store that cannot be written (a full disk) still lists.
+    Rows stay "missing" when the directory itself is gone (an unmounted disk) or elsewhere.
+    """
+    import time
+
+    from ..checkpoint.manifest import checkpoint_name
+
+    location = Path(where.location)
+    if "://" in where.location or not location.is_dir():
+        return
+    for row in list(rows):
+        if row["on_disk"] or row["deleted"]:
+            continue
+        name = checkpoint_name(row["step"])
+        recorded = Path(row["path"]) if Path(row["path"]).is_absolute() else where.run_dir / row["path"]
+        if recorded.name != name or recorded.parent != location or name in directory.broken:
+            continue
+        if os.path.lexists(location / name):  # there, but not committed: a save or a replacement under way
+            continue
+        row["deleted"] = True
+        try:
+            registry.mark_checkpoint_deleted(where.run.id, row["step"], time.time())
+        except Exception:  # noqa: BLE001 - listing must not fail because the index cannot be written
+            pass
+        if not show_all:
+            rows.remove(row)
 
 
 def _disk_row(info: Any, best: Any) -> dict[str, Any]:
@@ -195,6 +249,7 @@ def gc(
     except InvalidArgumentError as exc:
         raise fail(str(exc), 2) from None
     where = _Target(target, root)
+    where.refuse_deleting_outside()
     if where.run is not None and not force:
         from .._liveness import is_dead
         from ..store import RunStatus

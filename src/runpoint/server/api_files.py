@@ -7,7 +7,6 @@ from a missing file).
 
 from __future__ import annotations
 
-import json
 import mimetypes
 import os
 from pathlib import Path
@@ -18,7 +17,7 @@ from fastapi.responses import FileResponse
 
 from .. import query
 from .._console import CONSOLE_LOG_NAME, clean_console, console_logs
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, RunpointError
 from ..store.base import RunRecord
 from .context import Dashboard, StrictJSONResponse, dashboard
 from .security import resolve_inside
@@ -67,11 +66,15 @@ def console(
     return StrictJSONResponse({"files": files, "file": name, "text": clean_console(text), "bytes": size, "truncated": size > max_bytes})
 
 
+VERIFY_TIMEOUT_S = 30.0  # a Verify click never keeps a worker thread longer than this
+
+
 def _pointer(directory: Path, name: str) -> str | None:
-    try:
-        return (directory / "checkpoints" / name).read_text(encoding="utf-8").strip() or None
-    except OSError:
-        return None
+    """The checkpoint a pointer names; None if it is missing, a link, or names no checkpoint."""
+    from ..checkpoint._atomic import read_pointer
+    from ..checkpoint._storage import Storage
+
+    return read_pointer(Storage(directory / "checkpoints"), name)
 
 
 def _checkpoint_state(directory: Path, row: dict[str, Any]) -> str:
@@ -100,6 +103,8 @@ def checkpoints(ctx: Ctx, ref: str) -> StrictJSONResponse:
 def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> StrictJSONResponse:
     """The same check as ``runpoint ckpt verify``: every file's size and hash against the manifest."""
     from ..checkpoint import verify_checkpoint as verify
+    from ..checkpoint._directory import read_manifest
+    from ..checkpoint._storage import Storage
     from ..checkpoint.manifest import MANIFEST_NAME
 
     run, directory = _run(ctx, ref)
@@ -109,15 +114,18 @@ def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> StrictJSONResponse:
     if "://" in row["path"]:
         problem = f"{row['path']} is remote: verify it with `runpoint ckpt verify {run.id}`"
         return StrictJSONResponse({"step": step, "ok": False, "files_checked": 0, "problems": [problem]})
+    relative = row["path"].rstrip("/")
     try:
-        manifest_path = resolve_inside(directory, f"{row['path'].rstrip('/')}/{MANIFEST_NAME}")
+        resolve_inside(directory, f"{relative}/{MANIFEST_NAME}")  # nothing outside the run
     except InvalidArgumentError:
         return StrictJSONResponse({"step": step, "ok": False, "files_checked": 0, "problems": ["the checkpoint's files are gone"]})
-    results = verify(manifest_path.parent)
+    # the path as the run names it, not resolved: links below the checkpoints folder are refused, not followed
+    results = verify(directory / relative, timeout=VERIFY_TIMEOUT_S)
     problems = [problem for result in results for problem in result.problems]
+    parent, _, name = (directory / relative).as_posix().rpartition("/")
     try:
-        checked = len(json.loads(manifest_path.read_text(encoding="utf-8")).get("files", {}))
-    except (OSError, ValueError):
+        checked = len(read_manifest(Storage(parent), name).files)
+    except RunpointError:
         checked = 0
     return StrictJSONResponse({"step": step, "ok": not problems, "files_checked": checked, "problems": problems})
 
