@@ -31,7 +31,7 @@ from typing import Any
 
 from . import analysis, query
 from ._console import clean_console, console_logs
-from ._fs import write_atomic
+from ._fs import require_parent_dir, write_atomic
 from ._nonfinite import SUMMARY_KEY, SUMMARY_STEP, SUMMARY_VALUE
 from ._paths import resolve_inside
 from .errors import InvalidArgumentError
@@ -423,8 +423,7 @@ def write_report(
     else:
         target.mkdir(parents=True, exist_ok=True)
         html_path = target / f"report-{run.id}.html"
-    if not html_path.parent.is_dir():
-        raise InvalidArgumentError("out", f"directory {html_path.parent} does not exist")
+    require_parent_dir(html_path)
     report = build_report(store, run, console_lines=console_lines, smoothing=smoothing)
     markdown_path = html_path.with_suffix(".md")
     files_dir = html_path.with_name(f"{html_path.stem}_files")

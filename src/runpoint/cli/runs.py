@@ -30,6 +30,7 @@ from ._output import (
     print_json,
     status_text,
 )
+from ._oserror import writing
 
 RunArgument = Annotated[str, typer.Argument(help="Run id, unique id prefix, run name, or 'latest'.", show_default=False)]
 
@@ -310,10 +311,12 @@ def export(
     if archive:
         from ..archive import export_archive
 
-        path = export_archive(store, run, out)
+        with writing(out or ".", "choose another --out"):
+            path = export_archive(store, run, out)
         err_console.print(f"wrote run {run.id} to {path} (runpoint import {path.name} restores it)", markup=False)
         return
-    where, count = export_module.export_run(store, run, fmt.lower(), out)
+    with writing(out or ".", "choose another --out"):
+        where, count = export_module.export_run(store, run, fmt.lower(), out)
     err_console.print(f"wrote {count} points of run {run.id} to {where}", markup=False)
 
 
