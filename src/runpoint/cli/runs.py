@@ -35,9 +35,9 @@ from ._oserror import writing
 RunArgument = Annotated[str, typer.Argument(help="Run id, unique id prefix, run name, or 'latest'.", show_default=False)]
 
 
-def _open(root: Path | None) -> Store:
+def _open(root: Path | None, allow_empty: bool = False) -> Store:
     store = query.open_root(root)
-    if store.count_runs() == 0:
+    if store.count_runs() == 0 and not allow_empty:
         store.close()
         raise fail(f"{store.location} holds no runs yet (try `runpoint demo`)")
     return store
@@ -80,7 +80,7 @@ def ls(
     """List runs, newest first."""
     if group_by is not None and group_by not in GROUP_KEYS:
         raise fail(f"--group-by {group_by!r}: use one of {', '.join(GROUP_KEYS)}", 2)
-    store = _open(root)
+    store = _open(root, allow_empty=as_json)  # a script reading --json gets [] from an empty root
     runs = query.list_runs(
         store, project=project, tags=tag or (), status=status, where=where or (), group=group,
         config_hash=config_hash, limit=limit + 1,
@@ -214,7 +214,11 @@ def metrics(
     run_ref: RunArgument,
     key: Annotated[Optional[str], typer.Argument(help="Metric key; omit to list the run's metrics.", show_default=False)] = None,
     root: RootOption = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the last N points.")] = 20,
+    limit: Annotated[
+        Optional[int],
+        typer.Option("--limit", "-n", min=1, help="Show the last N points. (default: 20 in the table, all with --json)",
+                     show_default=False),
+    ] = None,
     show_all: Annotated[bool, typer.Option("--all", help="Show every point.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -237,10 +241,13 @@ def metrics(
         console.print(table)
         return
     series = query.metric_history(store, run.id, key)
-    if as_json:
-        print_json({"run_id": run.id, "key": key, "steps": series.steps, "values": series.values, "times": series.times})
-        return
+    if limit is None:
+        limit = len(series) if as_json else 20
     start = 0 if show_all else max(0, len(series) - limit)
+    if as_json:
+        print_json({"run_id": run.id, "key": key, "steps": series.steps[start:], "values": series.values[start:],
+                    "times": series.times[start:]})
+        return
     table = Table(box=None, header_style="bold")
     for heading in ("STEP", "VALUE", "TIME"):
         table.add_column(heading, justify="right")
