@@ -13,6 +13,7 @@ from rich.table import Table
 
 from .. import export as export_module
 from .. import query
+from .._git import changes_note
 from .._liveness import is_dead
 from ..sinks._hub import read_external
 from ..store import RunRecord, RunStatus, Store
@@ -177,7 +178,8 @@ def show(run_ref: RunArgument, root: RootOption = None, as_json: JsonOption = Fa
         head.add_row("notes", escape(run.notes))
     head.add_row("host", escape(f"{run.host} (pid {run.pid})"))
     if git:
-        dirty = " + uncommitted changes (git.diff)" if git.get("dirty") else ""
+        changes = changes_note(git)
+        dirty = f" + {changes}" if changes else ""
         head.add_row("git", escape(f"{(git.get('commit') or '?')[:12]} on {git.get('branch') or '?'}{dirty}"))
     head.add_row("config hash", (run.config_hash or "-")[:12])
     head.add_row("directory", escape(str(Path(store.location).parent / run.dir)))
