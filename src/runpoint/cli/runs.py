@@ -32,6 +32,7 @@ from ._output import (
     status_text,
 )
 from ._oserror import writing
+from ._tables import natural_width, print_table, short_headers, value_column
 
 RunArgument = Annotated[str, typer.Argument(help="Run id, unique id prefix, run name, or 'latest'.", show_default=False)]
 
@@ -109,8 +110,12 @@ def ls(
         err_console.print("no runs match")
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for heading in ("ID", "PROJECT", "NAME", "STATUS", "CREATED", "DURATION", "TAGS", *extra):
-        table.add_column(heading, no_wrap=heading in {"ID", "STATUS"})
+    for heading in ("ID", "PROJECT", "NAME", "STATUS", "CREATED", "DURATION"):  # kept whole (see print_table)
+        table.add_column(heading, no_wrap=True)
+    table.add_column("TAGS", overflow="fold")
+    headers = short_headers(extra)
+    for column in extra:
+        value_column(table, headers[column])
     for key, members in groups:
         if group_by is not None:
             if table.row_count:
@@ -118,7 +123,7 @@ def ls(
             label = (key or "-")[:12] if group_by == "config" else (key or "-")
             table.add_row(f"[bold]{escape(group_by)} {escape(label)}[/]", f"[dim]{len(members)} run(s)[/]")
         _add_run_rows(table, store, members, extra, cache)
-    console.print(table)
+    print_table(console, table)
     if more:
         err_console.print(f"(showing the newest {limit}; --limit shows more)")
 
@@ -282,27 +287,52 @@ def compare(
     if as_json:
         print_json(result.to_dict())
         return
-    table = Table(box=None, header_style="bold")
-    table.add_column("")
-    for run in runs:
-        table.add_column(f"{run.id}\n{escape(run.name)}", justify="right")
-    table.add_row("[bold]status[/]", *(status_text(run.status.value) for run in runs))
     params = dict(result.params)
     if all_params:
         params.update({key: [value] * len(runs) for key, value in result.same_params.items()})
+    table = _compare_table(runs, params, result.metrics)
+    if natural_width(console, table) > console.width:
+        table = _compare_rows(runs, params, result.metrics)  # many runs: one row each, the keys as columns
+    print_table(console, table)
+    if not result.params:
+        err_console.print(f"(the configs are identical: {len(result.same_params)} values)")
+
+
+def _compare_table(runs: list[RunRecord], params: dict[str, list[Any]], metrics: dict[str, list[Any]]) -> Table:
+    """One column per run, one row per config value and metric."""
+    table = Table(box=None, header_style="bold")
+    table.add_column("")
+    for run in runs:
+        table.add_column(f"{run.id}\n{escape(run.name)}", justify="right", no_wrap=True)
+    table.add_row("[bold]status[/]", *(status_text(run.status.value) for run in runs))
     if params:
         table.add_section()
         table.add_row("[bold]config[/]", *([""] * len(runs)))
         for key in sorted(params):
             table.add_row(escape(key), *(escape(fmt_number(v)) for v in params[key]))
-    if result.metrics:
+    if metrics:
         table.add_section()
         table.add_row("[bold]final metrics[/]", *([""] * len(runs)))
-        for key, values in result.metrics.items():
+        for key, values in metrics.items():
             table.add_row(escape(key), *(fmt_number(v) for v in values))
-    console.print(table)
-    if not result.params:
-        err_console.print(f"(the configs are identical: {len(result.same_params)} values)")
+    return table
+
+
+def _compare_rows(runs: list[RunRecord], params: dict[str, list[Any]], metrics: dict[str, list[Any]]) -> Table:
+    """One row per run; columns: the config values, then the final metrics (headers shortened, unambiguous)."""
+    columns = [(f"config.{key}", params[key]) for key in sorted(params)]
+    columns += [(f"metrics.{key}", values) for key, values in metrics.items()]
+    headers = short_headers(name for name, _ in columns)
+    table = Table(box=None, header_style="bold")
+    table.add_column("ID", no_wrap=True)
+    table.add_column("NAME", no_wrap=True)
+    table.add_column("STATUS", no_wrap=True)
+    for name, _ in columns:
+        value_column(table, headers[name], justify="right")
+    for index, run in enumerate(runs):
+        table.add_row(run.id, escape(run.name), status_text(run.status.value),
+                      *(escape(fmt_number(values[index])) for _, values in columns))
+    return table
 
 
 def export(
