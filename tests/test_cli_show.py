@@ -58,3 +58,29 @@ def test_a_clean_tree_claims_nothing(repo: Path, root: Path) -> None:
         pass
     line = _git_line(root, "clean1")
     assert "uncommitted" not in line and "untracked" not in line and "+" not in line
+
+
+def test_a_typed_config_shows_what_differs_from_the_defaults_first(root: Path) -> None:
+    from runpoint.config.schema import ProjectConfig
+
+    config = ProjectConfig.model_validate({"training": {"learning_rate": 0.01, "batch_size": 128}})
+    with rp.init(project="p", id="typed1", root=root, console=False, config=config) as run:
+        run.summary["best/acc"] = 0.5
+    shown = cli(root, "show", "typed1")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "training.learning_rate" in shown.stdout and "training.batch_size" in shown.stdout
+    assert "training.optimizer" not in shown.stdout and "model.activation" not in shown.stdout
+    assert len(lines) < 30, shown.stdout
+    assert "config values at the schema's defaults not shown; --all shows them" in shown.stderr
+    everything = cli(root, "show", "typed1", "--all").stdout
+    assert "training.optimizer" in everything and "model.activation" in everything
+    # the values set come before the summary; the defaults after it
+    assert everything.index("training.learning_rate") < everything.index("best/acc") < everything.index("training.optimizer")
+
+
+def test_a_plain_dict_config_is_shown_whole(root: Path) -> None:
+    with rp.init(project="p", id="plain1", root=root, console=False, config={"lr": 0.1, "opt": "adam"}):
+        pass
+    shown = cli(root, "show", "plain1")
+    assert "lr" in shown.stdout and "adam" in shown.stdout and "not shown" not in shown.stderr

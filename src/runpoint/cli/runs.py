@@ -31,6 +31,7 @@ from ._output import (
     print_json,
     status_text,
 )
+from ._config_defaults import split_defaults
 from ._oserror import writing
 from ._tables import natural_width, print_table, short_headers, value_column
 
@@ -155,8 +156,19 @@ def _add_run_rows(table: Table, store: Store, runs: list[RunRecord], extra: list
         )
 
 
-def show(run_ref: RunArgument, root: RootOption = None, as_json: JsonOption = False) -> None:
-    """Everything about one run: status, config, summary, metrics, where it ran."""
+def show(
+    run_ref: RunArgument,
+    root: RootOption = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also list the config values left at the schema's defaults.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Everything about one run: status, config, summary, metrics, where it ran.
+
+    With a typed config (rp.ProjectConfig), the values that differ from the schema's
+    defaults come first; --all lists the defaults too.
+    """
     store = _open(root)
     run = query.resolve_run(store, run_ref)
     details = query.run_details(store, run)
@@ -199,8 +211,9 @@ def show(run_ref: RunArgument, root: RootOption = None, as_json: JsonOption = Fa
             status = str(record.get("status", "?")) + (f": {record['error']}" if record.get("error") else "")
             table.add_row(escape(sink), escape(status), escape(str(where)))
         console.print(table)
-    if details["params"]:
-        console.print(_key_value_table("config", details["params"]))
+    changed, defaults = split_defaults(details["params"])
+    if changed:
+        console.print(_key_value_table("config" if not defaults else "config (non-default)", changed))
     if details["summary"]:
         console.print(_key_value_table("summary", details["summary"]))
     if details["metrics"]:
@@ -213,6 +226,10 @@ def show(run_ref: RunArgument, root: RootOption = None, as_json: JsonOption = Fa
                 fmt_number(m["min"]), fmt_number(m["max"]),
             )
         console.print(table)
+    if defaults and show_all:
+        console.print(_key_value_table("config (schema defaults)", defaults))
+    elif defaults:
+        err_console.print(f"({len(defaults)} config values at the schema's defaults not shown; --all shows them)")
     if run.error:
         console.print(Panel(escape(run.error.rstrip()), title="error", border_style="red", expand=False))
 
