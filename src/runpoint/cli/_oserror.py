@@ -46,6 +46,7 @@ def describe(
     where = Path(os.fspath(target)) if target is not None else (Path(os.fsdecode(exc.filename)) if exc.filename else None)
     if where is None:
         return f"{exc.strerror or exc}; {fix}"
+    where = where.absolute()  # "cannot write aaa1.csv" does not say where that is
     probe = Path(os.fsdecode(exc.filename)) if exc.filename else where
     code = exc.errno
     if code == errno.ENOTDIR:

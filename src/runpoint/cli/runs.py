@@ -367,11 +367,11 @@ def export(
     if archive:
         from ..archive import export_archive
 
-        with writing(out or ".", "choose another --out"):
+        with writing(out or f"{run.id}.tar.gz", "choose another --out"):
             path = export_archive(store, run, out)
         err_console.print(f"wrote run {run.id} to {path} (runpoint import {path.name} restores it)", markup=False)
         return
-    with writing(out or ".", "choose another --out"):
+    with writing(out or f"{run.id}.{fmt.lower()}", "choose another --out"):
         where, count = export_module.export_run(store, run, fmt.lower(), out)
     err_console.print(f"wrote {count} points of run {run.id} to {where}", markup=False)
 
