@@ -67,6 +67,14 @@ def test_metrics_prints_history_and_keys(two_runs) -> None:
     assert sorted(keys) == ["train/loss", "val/acc", "weird"]
 
 
+def test_metrics_json_honours_limit_and_all(two_runs) -> None:
+    last_two = json.loads(cli(two_runs, "metrics", "aaa1", "train/loss", "--json", "--limit", "2").stdout)
+    assert last_two["steps"] == [28, 29] and last_two["values"] == [pytest.approx(1 / 29), pytest.approx(1 / 30)]
+    assert len(last_two["times"]) == 2
+    every = json.loads(cli(two_runs, "metrics", "aaa1", "train/loss", "--json", "--limit", "2", "--all").stdout)
+    assert every["steps"] == list(range(30))
+
+
 def test_compare_shows_differences_and_final_metrics(two_runs) -> None:
     result = json.loads(cli(two_runs, "compare", "aaa1", "bbb2", "--json").stdout)
     assert result["params_differing"] == {"training.lr": [0.1, 0.01]}
@@ -137,6 +145,8 @@ def test_an_empty_or_missing_root_is_an_error(tmp_path) -> None:
     rp.store.open_store(tmp_path / "empty").close()
     empty = cli(tmp_path / "empty", "ls")
     assert empty.returncode == 1 and "holds no runs yet" in empty.stderr
+    empty_json = cli(tmp_path / "empty", "ls", "--json")
+    assert empty_json.returncode == 0 and json.loads(empty_json.stdout) == [], empty_json.stderr
 
 
 @pytest.mark.parametrize("command", ["demo", "ls", "show", "metrics", "compare", "export", "rm"])

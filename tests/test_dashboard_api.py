@@ -242,7 +242,12 @@ def test_launch_validates_the_config_against_the_schema(client: httpx.Client, ro
 def test_the_openapi_description_documents_the_api(client: httpx.Client) -> None:
     spec = client.get("/api/openapi.json").json()
     assert {"/api/runs", "/api/runs/{ref}/series", "/api/compare", "/api/launches"} <= set(spec["paths"])
-    assert client.get("/api/docs").status_code == 200
+    docs = client.get("/api/docs")
+    assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
+    page = docs.text
+    assert "/api/runs/{ref}/series" in page and "/api/openapi.json" in page
+    # readable offline: the page loads no script, stylesheet or font from anywhere
+    assert "<script" not in page and "http://" not in page and "https://" not in page and "cdn" not in page.lower()
 
 
 TRAIN_SCRIPT = """

@@ -113,6 +113,25 @@ def test_keys_must_be_non_empty_strings(root, key) -> None:
             run.log({key: 1.0})
 
 
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({1: 0.5}, "cannot log the key 1: it is of type int"),
+        ({"opt": {2: 0.5}}, "cannot log the key 2 (under 'opt'): it is of type int"),
+        ({"": 0.5}, "cannot log an empty key"),
+    ],
+)
+def test_a_bad_key_is_blamed_not_its_value(root, data, expected) -> None:
+    from runpoint.errors import InvalidKeyError
+
+    with rp.init(project="p", root=root, console=False) as run:
+        with pytest.raises(InvalidKeyError) as caught:
+            run.log(data)
+    message = str(caught.value)
+    assert message.startswith(expected) and "value of type" not in message
+    assert isinstance(caught.value, rp.InvalidValueError) and isinstance(caught.value, TypeError)
+
+
 def test_step_auto_increments_and_follows_explicit_steps(root) -> None:
     with rp.init(project="p", root=root, console=False) as run:
         run.log({"a": 1.0})

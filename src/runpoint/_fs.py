@@ -43,3 +43,26 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o
             raise OSError(exc.errno, exc.strerror, str(target)) from exc
         raise
     fsync_dir(target.parent)
+
+
+def require_parent_dir(path: str | os.PathLike[str], argument: str = "out") -> None:
+    """Raise InvalidArgumentError unless the directory ``path`` goes into exists.
+
+    Names the real obstacle: the highest missing directory, or a file where a directory
+    should be.
+    """
+    from .errors import InvalidArgumentError
+
+    parent = Path(path).parent
+    if parent.is_dir():
+        return
+    missing = parent
+    for above in (parent, *parent.parents):
+        if above.exists():
+            if not above.is_dir():
+                raise InvalidArgumentError(argument, f"cannot write {path}: {above} is a file, not a directory")
+            break
+        missing = above
+    raise InvalidArgumentError(
+        argument, f"cannot write {path}: directory {missing} does not exist; create it first or choose another path"
+    )

@@ -61,3 +61,19 @@ def git_state(cwd: Path) -> tuple[dict[str, Any] | None, bytes]:
         "diff_truncated": truncated,
     }
     return info, diff
+
+
+def changes_note(info: dict[str, Any]) -> str:
+    """What differed from the commit, for a one-line summary: ``"uncommitted changes (git.diff)"``,
+    ``"3 untracked files"``, both, or ``""`` for a clean tree."""
+    parts = []
+    if info.get("diff_file"):
+        parts.append(f"uncommitted changes ({info['diff_file']})")
+    elif info.get("dirty") and info.get("diff_bytes"):  # dirty with a diff that was not kept
+        parts.append("uncommitted changes")
+    untracked = info.get("untracked") or []
+    if untracked:
+        parts.append(f"{len(untracked)} untracked file{'s' if len(untracked) != 1 else ''}")
+    if not parts and info.get("dirty"):
+        parts.append("uncommitted changes")
+    return ", ".join(parts)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
 
-from .errors import InvalidValueError
+from .errors import InvalidKeyError, InvalidValueError
 
 if TYPE_CHECKING:
     from .store.base import MediaRecord
@@ -166,7 +166,7 @@ def prepare(data: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, Any], 
     deferred = False
     for key, value in data.items():
         if type(key) is not str or not key:
-            raise InvalidValueError(f"{prefix}{key!r}", key, "metric keys must be non-empty strings")
+            raise InvalidKeyError(key, prefix)
         kind = type(value)
         if kind is float or kind is int:
             flat[prefix + key if prefix else key] = value

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import __version__
+from ._fs import require_parent_dir
 from ._liveness import is_dead
 from ._paths import RunPaths
 from .errors import ArchiveError, InvalidArgumentError, RunExistsError
@@ -111,8 +112,7 @@ def export_archive(store: Store, run: RunRecord, out: str | os.PathLike[str] | N
         path = path / f"{run.id}.tar.gz"
     if not path.name.endswith(SUFFIXES):
         raise InvalidArgumentError("out", f"{path.name!r}: an archive's name ends in {', '.join(SUFFIXES)}")
-    if not path.parent.exists():
-        raise InvalidArgumentError("out", f"directory {path.parent} does not exist")
+    require_parent_dir(path)
     run_dir = Path(store.location).parent / run.dir
     hashes: dict[str, str] = {}
     sizes: dict[str, int] = {}

@@ -14,6 +14,7 @@ for code that does not know runpoint::
     ├── RunExistsError               (FileExistsError)   .run_id, .path
     ├── RunNotFoundError             (LookupError)       .ref, .root
     ├── InvalidValueError            (TypeError)         .key, .value_type
+    │   └── InvalidKeyError          (a key, not a value, is wrong)
     ├── InvalidArgumentError         (ValueError)        .argument
     ├── ArchiveError                 (ValueError)        .path, .reason
     └── MissingDependencyError       (ImportError)       .package, .extra, .feature
@@ -163,6 +164,21 @@ class InvalidValueError(RunpointError, TypeError):
             "(log int, float, bool, numpy scalars, 0-d tensors or runpoint media)"
         )
         super().__init__(message + (f"; {hint}" if hint else ""))
+
+
+class InvalidKeyError(InvalidValueError):
+    """A logged key is not a non-empty string (``run.log({1: 0.5})``); the key is to blame, not the value."""
+
+    def __init__(self, key: Any, prefix: str = "") -> None:
+        self.key = f"{prefix}{key!r}"
+        self.value_type = type(key).__qualname__
+        where = f" (under {prefix.rstrip('/')!r})" if prefix else ""
+        if isinstance(key, str):
+            message = f"cannot log an empty key{where}: metric keys must be non-empty strings such as 'train/loss'"
+        else:
+            message = (f"cannot log the key {key!r}{where}: it is of type {self.value_type}, and metric keys must be "
+                       f"non-empty strings; use {str(key)!r} or a name such as 'train/loss'")
+        TypeError.__init__(self, message)
 
 
 class InvalidArgumentError(RunpointError, ValueError):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Iterator, Literal
 
 from ._jsonable import dumps
+from ._fs import require_parent_dir
 from .errors import InvalidArgumentError, RunpointError
 from .query import run_details
 from .store import RunRecord, Store
@@ -113,8 +114,7 @@ def export_run(store: Store, run: RunRecord, fmt: str, out: str | os.PathLike[st
     path = Path(target)
     if path.is_dir():
         path = path / f"{run.id}.{fmt}"
-    if not path.parent.exists():
-        raise InvalidArgumentError("out", f"directory {path.parent} does not exist")
+    require_parent_dir(path)
     # unique: two exports to one file never write into each other's temp file
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from . import analysis
 from ._nonfinite import SUMMARY_KEY, SUMMARY_STEP
+from ._fs import require_parent_dir
 from .errors import InvalidArgumentError, RunpointError
 from .store import MetricSeries, RunRecord, Store
 
@@ -71,8 +72,7 @@ def save(figure: "Figure", out: str | os.PathLike[str]) -> Path:
     path = Path(out)
     if path.suffix.lower() not in FORMATS:
         raise InvalidArgumentError("out", f"{path.name!r}: the file must end in {', '.join(FORMATS)}")
-    if not path.parent.exists():
-        raise InvalidArgumentError("out", f"directory {path.parent} does not exist")
+    require_parent_dir(path)
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
     try:
         figure.savefig(tmp, format=path.suffix[1:].lower())

@@ -51,6 +51,8 @@ def open_root(root: str | os.PathLike[str] | None = None) -> Store:
     if location is not None and "://" in location:
         return open_store(location, create=False)
     path = resolve_root(root)
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"{path} is a file, not a runpoint root; point --root or $RUNPOINT_ROOT at a directory", path)
     if not (path / DB_NAME).exists():
         raise StoreError(
             f"no runpoint store at {path} (run `runpoint demo`, or rp.init() in a script, to create one; "

@@ -31,7 +31,8 @@ from typing import Any
 
 from . import analysis, query
 from ._console import clean_console, console_logs
-from ._fs import write_atomic
+from ._fs import require_parent_dir, write_atomic
+from ._git import changes_note
 from ._nonfinite import SUMMARY_KEY, SUMMARY_STEP, SUMMARY_VALUE
 from ._paths import resolve_inside
 from .config._yaml import read_limited
@@ -345,7 +346,7 @@ def _metadata(store: Store, run: RunRecord) -> Section:
         ("torch", torch.get("version")), ("cuda", torch.get("cuda")),
         ("gpus", ", ".join(g.get("name", "?") for g in meta.get("gpus") or []) or None),
         ("git", f"{(git.get('commit') or '?')[:12]} on {git.get('branch') or '?'}"
-                + (" (uncommitted changes in git.diff)" if git.get("dirty") else "") if git else None),
+                + (f" ({changes_note(git)})" if changes_note(git) else "") if git else None),
         ("command", " ".join(meta.get("argv") or []) or None), ("working directory", meta.get("cwd")),
         ("seeds", fmt(meta.get("seeds")) if meta.get("seeds") else None),
     ):
@@ -429,8 +430,7 @@ def write_report(
     else:
         target.mkdir(parents=True, exist_ok=True)
         html_path = target / f"report-{run.id}.html"
-    if not html_path.parent.is_dir():
-        raise InvalidArgumentError("out", f"directory {html_path.parent} does not exist")
+    require_parent_dir(html_path)
     report = build_report(store, run, console_lines=console_lines, smoothing=smoothing)
     markdown_path = html_path.with_suffix(".md")
     files_dir = html_path.with_name(f"{html_path.stem}_files")

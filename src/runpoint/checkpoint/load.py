@@ -1,7 +1,8 @@
 """Reading checkpoints outside a training loop: ``load_checkpoint`` and ``verify_checkpoint``.
 
 Both take a checkpoint directory (``.../checkpoints/step-000500``), a directory of
-checkpoints (``.../checkpoints``, then ``which`` picks one), or an fsspec URL of either.
+checkpoints (``.../checkpoints``, then ``which`` picks one), a ``latest`` or ``best``
+pointer file (``.../checkpoints/latest``: the checkpoint it names), or an fsspec URL of any.
 
 Example::
 
@@ -18,7 +19,7 @@ from typing import Any, Mapping
 
 from ..errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 from . import _atomic, _state
-from ._directory import CheckpointDirectory, read_manifest
+from ._directory import BEST_POINTER, LATEST_POINTER, CheckpointDirectory, read_manifest
 from ._storage import Storage
 from .io import STATE_FILE, CheckpointIO, SafetensorsIO
 from .manifest import MANIFEST_NAME, Manifest
@@ -70,6 +71,18 @@ def _tensor_refs(value: Any) -> list[_state.TensorRef]:
     return found
 
 
+def _through_pointer(storage: Storage, storage_options: Mapping[str, Any] | None) -> tuple[Storage, str] | None:
+    """(directory, checkpoint name) when ``storage`` is a ``latest`` or ``best`` pointer file."""
+    parent, _, pointer = storage.url.rstrip("/").rpartition("/")
+    if pointer not in (LATEST_POINTER, BEST_POINTER):
+        return None
+    directory = Storage(parent or "/", storage_options)
+    target = _atomic.read_pointer(directory, pointer)  # None for a directory of that name
+    if target is None or not directory.exists(target, MANIFEST_NAME):
+        return None
+    return directory, target
+
+
 def locate(
     path: str | os.PathLike[str], which: Any = "latest", storage_options: Mapping[str, Any] | None = None
 ) -> tuple[Storage, str]:
@@ -83,6 +96,9 @@ def locate(
     if storage.exists(MANIFEST_NAME):
         parent, _, name = storage.url.rstrip("/").rpartition("/")
         return Storage(parent or "/", storage_options), name
+    pointed = _through_pointer(storage, storage_options)
+    if pointed is not None:
+        return pointed
     directory = CheckpointDirectory(storage)
     directory.refresh()
     info = directory.pick(which)
@@ -106,7 +122,8 @@ def load_checkpoint(
     files are verified against the manifest first (``verify=False`` skips the hashes).
 
     Args:
-        path: a checkpoint directory, a directory of checkpoints, or a URL of either.
+        path: a checkpoint directory, a directory of checkpoints, a ``latest`` or ``best``
+            pointer file in one (``which`` is then not needed), or a URL of any.
         which: with a directory of checkpoints: ``"latest"``, ``"best"`` or a step.
         map_location: device for the tensors (default: where they were saved, if it
             exists here, else the CPU).
@@ -159,6 +176,9 @@ def verify_checkpoint(
     if storage.exists(MANIFEST_NAME):
         parent, _, name = storage.url.rstrip("/").rpartition("/")
         return [_verify_one(Storage(parent or "/", storage_options), name, io, deadline)]
+    pointed = _through_pointer(storage, storage_options)
+    if pointed is not None:
+        return [_verify_one(*pointed, io, deadline)]
     directory = CheckpointDirectory(storage)
     checkpoints = directory.refresh()
     results = [_verify_one(storage, info.name, io, deadline) for info in checkpoints]

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from .._jsonable import dumps
 from ..errors import ConfigError, RunpointError
+from ._oserror import describe
 
 console = Console(highlight=False, soft_wrap=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -43,7 +44,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def friendly_errors(command: F) -> F:
-    """Turn runpoint's errors into one line on stderr and exit status 1."""
+    """Turn runpoint's errors, and OSErrors about paths, into one line on stderr and exit status 1."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -57,6 +58,10 @@ def friendly_errors(command: F) -> F:
         except (BrokenPipeError, KeyboardInterrupt):
             sys.stderr.close()  # `runpoint ... | head` and Ctrl-C end quietly
             raise typer.Exit(130) from None
+        except OSError as exc:  # a path that cannot be written or read: one line, not a traceback
+            if exc.errno is None:
+                raise
+            raise fail(describe(exc, verb="use")) from None
 
     return wrapper  # type: ignore[return-value]
 

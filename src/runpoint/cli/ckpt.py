@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ._output import JsonOption, RootOption, console, err_console, fail, fmt_number, fmt_time, friendly_errors, print_json
+from ._oserror import writing
 
 TargetArgument = Annotated[
     str, typer.Argument(help="A run (id, prefix, name or 'latest') or a checkpoints path / URL.", show_default=False)
@@ -316,8 +317,9 @@ def export(
     storage, name = locate(where.location, _which(which))
     manifest, document, tensors = read_checkpoint(storage, name, SafetensorsIO())
     weights = _export.weights_of(document["state"], tensors, manifest, key, storage.display(name))
-    written = _export.write_weights(out, weights, {"format": "pt", "step": str(manifest.step),
-                                                   "source": storage.display(name)})
+    with writing(out, "choose another output file"):
+        written = _export.write_weights(out, weights, {"format": "pt", "step": str(manifest.step),
+                                                       "source": storage.display(name)})
     err_console.print(f"wrote {len(weights)} tensors of step {manifest.step} to {written}", markup=False)
 
 

@@ -15,6 +15,7 @@ from rich.markup import escape
 from .._fs import write_atomic
 from ..errors import ConfigError, ConfigIssue, RunNotFoundError
 from ._output import JsonOption, RootOption, console, err_console, fail, friendly_errors, print_json
+from ._oserror import writing
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -265,9 +266,10 @@ def init(
     existing = [path for path in files if path.exists()]
     if existing and not force:
         raise fail(f"{display_path(existing[0])} exists; pass --force to overwrite, or pick another directory")
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, text)
+    with writing(target, "choose another directory"):
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, text)
     for name in ("dev", "prod", "test"):
         resolve_config(target / "base.yaml", name, (), model)  # what we wrote must load
     console.print(f"wrote {escape(base_label)} and profiles dev, prod, test in {escape(display_path(target / 'profiles'))}")

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from .. import query
 from ._output import JsonOption, RootOption, console, err_console, fail, fmt_number, friendly_errors, print_json
+from ._oserror import writing
 from .runs import RunArgument, _open
 
 SmoothingOption = Annotated[
@@ -58,7 +59,8 @@ def plot(
                 raise fail(f"run {runs[0].id} logged no metrics to plot")
             figure = plots.training_panel(store, runs[0], smoothing=smoothing, axis=axis)
         default_name = f"{runs[0].id}.png"
-    path = plots.save(figure, out if out is not None else Path(default_name))
+    with writing(out or default_name, "choose another --out"):
+        path = plots.save(figure, out if out is not None else Path(default_name))
     if as_json:
         print_json({"out": str(path), "runs": [run.id for run in runs], "keys": keys})
     else:
@@ -80,7 +82,8 @@ def report(
 
     store = _open(root)
     run = query.resolve_run(store, run_ref)
-    files = write_report(store, run, out, console_lines=lines, smoothing=smoothing)
+    with writing(out or ".", "choose another --out"):
+        files = write_report(store, run, out, console_lines=lines, smoothing=smoothing)
     if as_json:
         print_json({"html": str(files.html), "markdown": str(files.markdown), "images": [str(p) for p in files.images]})
     else:

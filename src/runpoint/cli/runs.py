@@ -13,6 +13,7 @@ from rich.table import Table
 
 from .. import export as export_module
 from .. import query
+from .._git import changes_note
 from .._liveness import is_dead
 from ..sinks._hub import read_external
 from ..store import RunRecord, RunStatus, Store
@@ -30,13 +31,16 @@ from ._output import (
     print_json,
     status_text,
 )
+from ._config_defaults import split_defaults
+from ._oserror import writing
+from ._tables import natural_width, print_table, short_headers, value_column
 
 RunArgument = Annotated[str, typer.Argument(help="Run id, unique id prefix, run name, or 'latest'.", show_default=False)]
 
 
-def _open(root: Path | None) -> Store:
+def _open(root: Path | None, allow_empty: bool = False) -> Store:
     store = query.open_root(root)
-    if store.count_runs() == 0:
+    if store.count_runs() == 0 and not allow_empty:
         store.close()
         raise fail(f"{store.location} holds no runs yet (try `runpoint demo`)")
     return store
@@ -79,7 +83,7 @@ def ls(
     """List runs, newest first."""
     if group_by is not None and group_by not in GROUP_KEYS:
         raise fail(f"--group-by {group_by!r}: use one of {', '.join(GROUP_KEYS)}", 2)
-    store = _open(root)
+    store = _open(root, allow_empty=as_json)  # a script reading --json gets [] from an empty root
     runs = query.list_runs(
         store, project=project, tags=tag or (), status=status, where=where or (), group=group,
         config_hash=config_hash, limit=limit + 1,
@@ -107,8 +111,12 @@ def ls(
         err_console.print("no runs match")
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for heading in ("ID", "PROJECT", "NAME", "STATUS", "CREATED", "DURATION", "TAGS", *extra):
-        table.add_column(heading, no_wrap=heading in {"ID", "STATUS"})
+    for heading in ("ID", "PROJECT", "NAME", "STATUS", "CREATED", "DURATION"):  # kept whole (see print_table)
+        table.add_column(heading, no_wrap=True)
+    table.add_column("TAGS", overflow="fold")
+    headers = short_headers(extra)
+    for column in extra:
+        value_column(table, headers[column])
     for key, members in groups:
         if group_by is not None:
             if table.row_count:
@@ -116,7 +124,7 @@ def ls(
             label = (key or "-")[:12] if group_by == "config" else (key or "-")
             table.add_row(f"[bold]{escape(group_by)} {escape(label)}[/]", f"[dim]{len(members)} run(s)[/]")
         _add_run_rows(table, store, members, extra, cache)
-    console.print(table)
+    print_table(console, table)
     if more:
         err_console.print(f"(showing the newest {limit}; --limit shows more)")
 
@@ -148,8 +156,19 @@ def _add_run_rows(table: Table, store: Store, runs: list[RunRecord], extra: list
         )
 
 
-def show(run_ref: RunArgument, root: RootOption = None, as_json: JsonOption = False) -> None:
-    """Everything about one run: status, config, summary, metrics, where it ran."""
+def show(
+    run_ref: RunArgument,
+    root: RootOption = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also list the config values left at the schema's defaults.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Everything about one run: status, config, summary, metrics, where it ran.
+
+    With a typed config (rp.ProjectConfig), the values that differ from the schema's
+    defaults come first; --all lists the defaults too.
+    """
     store = _open(root)
     run = query.resolve_run(store, run_ref)
     details = query.run_details(store, run)
@@ -176,7 +195,8 @@ def show(run_ref: RunArgument, root: RootOption = None, as_json: JsonOption = Fa
         head.add_row("notes", escape(run.notes))
     head.add_row("host", escape(f"{run.host} (pid {run.pid})"))
     if git:
-        dirty = " + uncommitted changes (git.diff)" if git.get("dirty") else ""
+        changes = changes_note(git)
+        dirty = f" + {changes}" if changes else ""
         head.add_row("git", escape(f"{(git.get('commit') or '?')[:12]} on {git.get('branch') or '?'}{dirty}"))
     head.add_row("config hash", (run.config_hash or "-")[:12])
     head.add_row("directory", escape(str(Path(store.location).parent / run.dir)))
@@ -191,8 +211,9 @@ def show(run_ref: RunArgument, root: RootOption = None, as_json: JsonOption = Fa
             status = str(record.get("status", "?")) + (f": {record['error']}" if record.get("error") else "")
             table.add_row(escape(sink), escape(status), escape(str(where)))
         console.print(table)
-    if details["params"]:
-        console.print(_key_value_table("config", details["params"]))
+    changed, defaults = split_defaults(details["params"])
+    if changed:
+        console.print(_key_value_table("config" if not defaults else "config (non-default)", changed))
     if details["summary"]:
         console.print(_key_value_table("summary", details["summary"]))
     if details["metrics"]:
@@ -205,6 +226,10 @@ def show(run_ref: RunArgument, root: RootOption = None, as_json: JsonOption = Fa
                 fmt_number(m["min"]), fmt_number(m["max"]),
             )
         console.print(table)
+    if defaults and show_all:
+        console.print(_key_value_table("config (schema defaults)", defaults))
+    elif defaults:
+        err_console.print(f"({len(defaults)} config values at the schema's defaults not shown; --all shows them)")
     if run.error:
         console.print(Panel(escape(run.error.rstrip()), title="error", border_style="red", expand=False))
 
@@ -213,7 +238,11 @@ def metrics(
     run_ref: RunArgument,
     key: Annotated[Optional[str], typer.Argument(help="Metric key; omit to list the run's metrics.", show_default=False)] = None,
     root: RootOption = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the last N points.")] = 20,
+    limit: Annotated[
+        Optional[int],
+        typer.Option("--limit", "-n", min=1, help="Show the last N points. (default: 20 in the table, all with --json)",
+                     show_default=False),
+    ] = None,
     show_all: Annotated[bool, typer.Option("--all", help="Show every point.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -236,10 +265,13 @@ def metrics(
         console.print(table)
         return
     series = query.metric_history(store, run.id, key)
-    if as_json:
-        print_json({"run_id": run.id, "key": key, "steps": series.steps, "values": series.values, "times": series.times})
-        return
+    if limit is None:
+        limit = len(series) if as_json else 20
     start = 0 if show_all else max(0, len(series) - limit)
+    if as_json:
+        print_json({"run_id": run.id, "key": key, "steps": series.steps[start:], "values": series.values[start:],
+                    "times": series.times[start:]})
+        return
     table = Table(box=None, header_style="bold")
     for heading in ("STEP", "VALUE", "TIME"):
         table.add_column(heading, justify="right")
@@ -272,27 +304,52 @@ def compare(
     if as_json:
         print_json(result.to_dict())
         return
-    table = Table(box=None, header_style="bold")
-    table.add_column("")
-    for run in runs:
-        table.add_column(f"{run.id}\n{escape(run.name)}", justify="right")
-    table.add_row("[bold]status[/]", *(status_text(run.status.value) for run in runs))
     params = dict(result.params)
     if all_params:
         params.update({key: [value] * len(runs) for key, value in result.same_params.items()})
+    table = _compare_table(runs, params, result.metrics)
+    if natural_width(console, table) > console.width:
+        table = _compare_rows(runs, params, result.metrics)  # many runs: one row each, the keys as columns
+    print_table(console, table)
+    if not result.params:
+        err_console.print(f"(the configs are identical: {len(result.same_params)} values)")
+
+
+def _compare_table(runs: list[RunRecord], params: dict[str, list[Any]], metrics: dict[str, list[Any]]) -> Table:
+    """One column per run, one row per config value and metric."""
+    table = Table(box=None, header_style="bold")
+    table.add_column("")
+    for run in runs:
+        table.add_column(f"{run.id}\n{escape(run.name)}", justify="right", no_wrap=True)
+    table.add_row("[bold]status[/]", *(status_text(run.status.value) for run in runs))
     if params:
         table.add_section()
         table.add_row("[bold]config[/]", *([""] * len(runs)))
         for key in sorted(params):
             table.add_row(escape(key), *(escape(fmt_number(v)) for v in params[key]))
-    if result.metrics:
+    if metrics:
         table.add_section()
         table.add_row("[bold]final metrics[/]", *([""] * len(runs)))
-        for key, values in result.metrics.items():
+        for key, values in metrics.items():
             table.add_row(escape(key), *(fmt_number(v) for v in values))
-    console.print(table)
-    if not result.params:
-        err_console.print(f"(the configs are identical: {len(result.same_params)} values)")
+    return table
+
+
+def _compare_rows(runs: list[RunRecord], params: dict[str, list[Any]], metrics: dict[str, list[Any]]) -> Table:
+    """One row per run; columns: the config values, then the final metrics (headers shortened, unambiguous)."""
+    columns = [(f"config.{key}", params[key]) for key in sorted(params)]
+    columns += [(f"metrics.{key}", values) for key, values in metrics.items()]
+    headers = short_headers(name for name, _ in columns)
+    table = Table(box=None, header_style="bold")
+    table.add_column("ID", no_wrap=True)
+    table.add_column("NAME", no_wrap=True)
+    table.add_column("STATUS", no_wrap=True)
+    for name, _ in columns:
+        value_column(table, headers[name], justify="right")
+    for index, run in enumerate(runs):
+        table.add_row(run.id, escape(run.name), status_text(run.status.value),
+                      *(escape(fmt_number(values[index])) for _, values in columns))
+    return table
 
 
 def export(
@@ -310,10 +367,12 @@ def export(
     if archive:
         from ..archive import export_archive
 
-        path = export_archive(store, run, out)
+        with writing(out or f"{run.id}.tar.gz", "choose another --out"):
+            path = export_archive(store, run, out)
         err_console.print(f"wrote run {run.id} to {path} (runpoint import {path.name} restores it)", markup=False)
         return
-    where, count = export_module.export_run(store, run, fmt.lower(), out)
+    with writing(out or f"{run.id}.{fmt.lower()}", "choose another --out"):
+        where, count = export_module.export_run(store, run, fmt.lower(), out)
     err_console.print(f"wrote {count} points of run {run.id} to {where}", markup=False)
 
 

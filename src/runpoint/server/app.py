@@ -19,7 +19,7 @@ from typing import Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__, query
@@ -27,6 +27,7 @@ from .._paths import resolve_root
 from ..errors import ConfigError, InvalidArgumentError, RunNotFoundError, RunpointError, StoreError
 from ..store.bulk import bulk_reader
 from . import api, api_files, api_launch
+from .api_docs import docs_html
 from .context import Dashboard, StrictJSONResponse
 from .entry_points import EntryPoint, demo_entry_point
 from .launch import Launcher
@@ -57,7 +58,7 @@ def create_app(
         title="runpoint dashboard",
         version=__version__,
         description="Runs, metrics, checkpoints and launches of one runpoint root.",
-        docs_url="/api/docs",
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN: blank offline; ours loads nothing
         redoc_url=None,
         openapi_url="/api/openapi.json",
         default_response_class=StrictJSONResponse,
@@ -68,6 +69,10 @@ def create_app(
     for router in (api.router, api_files.router, api_launch.router):
         app.include_router(router)
     _add_error_handlers(app)
+
+    @app.get("/api/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(docs_html(app.openapi(), "/api/openapi.json"))
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
