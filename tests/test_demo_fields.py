@@ -79,3 +79,12 @@ def test_a_setting_the_demo_cannot_honour_is_refused(root: Path, override: str, 
     assert result.returncode == 1
     assert result.stderr.strip() == line
     assert not (root / "demo").exists()  # nothing recorded
+
+
+def test_the_dashboard_launch_form_refuses_it_too() -> None:
+    from runpoint.server.entry_points import demo_entry_point
+
+    validator = demo_entry_point().validator
+    validator({"training": {"epochs": 3}})
+    with pytest.raises(rp.ConfigError, match="optimization.compile: got true, the demo does not compile the model"):
+        validator({"optimization": {"compile": True}})

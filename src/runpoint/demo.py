@@ -54,6 +54,15 @@ def demo_config(values: Mapping[str, Any] | None = None) -> "ProjectConfig":
     return load_config(defaults=deep_merge(deep_merge(_FIXED, DEFAULT_CONFIG), values or {}), env={})
 
 
+def checked_demo_config(values: Mapping[str, Any] | None = None) -> "ProjectConfig":
+    """:func:`demo_config`, refusing (:class:`~runpoint.ConfigError`) a setting the demo cannot honour."""
+    from ._demo_fields import check_demo_config
+
+    config = demo_config(values)
+    check_demo_config(config, demo_config())
+    return config
+
+
 def _require_extras() -> tuple[Any, Any]:
     try:
         import torch
