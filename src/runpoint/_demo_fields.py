@@ -10,7 +10,7 @@ setting the demo cannot honour.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 from .config._normalize import flatten, to_plain
 from .errors import ConfigError, ConfigIssue
@@ -106,10 +106,10 @@ FIXED.update({
 })
 
 
-def check_demo_config(config: Any, defaults: Mapping[str, Any]) -> None:
+def check_demo_config(config: Any, defaults: Any) -> None:
     """Raise :class:`~runpoint.ConfigError` naming the first field the demo would record but ignore.
 
-    ``defaults`` is the demo's own config (flattened or not); a :data:`FIXED` field is
+    ``defaults`` is the demo's own config (a model or a mapping); a :data:`FIXED` field is
     accepted only at its value there.
     """
     own = flatten(to_plain(defaults))
