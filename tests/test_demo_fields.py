@@ -29,6 +29,7 @@ def test_every_field_of_the_demo_config_acts_or_is_refused() -> None:
     assert fields == set(ACTS) | set(FIXED), fields ^ (set(ACTS) | set(FIXED))
 
 
+@pytest.mark.slow  # a one-epoch demo in a subprocess
 def test_optimizer_keep_last_and_save_steps_act(root: Path, store_at) -> None:
     result = cli(root, "demo", "--epochs", "1", "training.optimizer=sgd", "training.checkpoint.keep_last=5",
                  "training.checkpoint.save_steps=5", "training.checkpoint.keep_best=null")

@@ -18,6 +18,7 @@ pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 
+@pytest.mark.slow  # two demo processes
 def test_a_finished_demo_resumed_by_name_has_nothing_left(root: Path, store_at) -> None:
     first = cli(root, "demo", "--epochs", "1", "--name", "digits-a")
     assert first.returncode == 0, first.stderr
@@ -29,6 +30,7 @@ def test_a_finished_demo_resumed_by_name_has_nothing_left(root: Path, store_at) 
     assert run.name == "digits-a" and run.resume_count == 1 and run.status.value == "completed"
 
 
+@pytest.mark.slow  # a demo process
 def test_resume_of_an_unknown_name_says_so(root: Path) -> None:
     assert cli(root, "demo", "--epochs", "1", "--name", "digits-a").returncode == 0
     result = cli(root, "demo", "--resume", "digits-b")

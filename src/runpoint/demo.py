@@ -203,10 +203,8 @@ def train(
     config it started with, exactly as if it had never stopped; a SIGTERM saves before the
     process exits.
     """
-    torch, load_digits = _require_extras()
     import runpoint as rp
     from ._demo_fields import check_demo_config
-    from .checkpoint import ResumableSampler
 
     if resume is None:
         cfg = config.model_copy(deep=True) if hasattr(config, "model_copy") else demo_config(config)  # type: ignore[union-attr]
@@ -220,7 +218,11 @@ def train(
             cfg.experiment.name = name
         if root is not None:
             cfg.experiment.root = os.fspath(root)
-        check_demo_config(cfg, demo_config())
+        check_demo_config(cfg, demo_config())  # before importing torch: a refusal is quick
+    torch, load_digits = _require_extras()
+    from .checkpoint import ResumableSampler
+
+    if resume is None:
         run = rp.init(config=cfg)  # project, name, tags, notes, sinks and root come from cfg.experiment
     else:
         if config is not None or epochs is not None or seed is not None:
