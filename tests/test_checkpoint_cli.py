@@ -129,7 +129,7 @@ def _interrupt_a_demo_and_resume(tmp_path, epochs: int, when: str, signum: int) 
 
 def test_a_killed_demo_resumes_exactly(tmp_path) -> None:
     _, resumed = _interrupt_a_demo_and_resume(tmp_path, epochs=3, when="epoch  2/3", signum=signal.SIGKILL)
-    assert "resumed from the checkpoint of step 45 (epoch 3)" in resumed
+    assert "resumed from the checkpoint of step 45 (epoch 3/3)" in resumed
 
 
 def test_a_demo_stopped_with_sigterm_mid_epoch_resumes_exactly(tmp_path) -> None:

@@ -52,10 +52,9 @@ def test_the_checkpoint_policy_maps_onto_checkpoint_manager_keywords() -> None:
                               save_steps=250)
     assert policy.manager_kwargs() == {
         "keep_last": 2, "keep_best": 1, "monitor": "val/acc", "mode": "max", "keep_every_n_steps": 1000,
-        "async_save": False,
+        "save_every_n_steps": 250, "async_save": False,
     }
-    assert [step for step in range(0, 1001, 50) if policy.should_save(step)] == [250, 500, 750, 1000]
-    assert not CheckpointPolicy().should_save(500)
+    assert [step for step in range(0, 1001, 50) if policy.should_save(step)] == [0, 250, 500, 750, 1000]
 
 
 @pytest.mark.parametrize(

@@ -57,7 +57,7 @@ def test_the_python_example_prints_what_the_readme_says(workdir: Path) -> None:
     assert lines[0] == "0.01 2 [256, 128]"
     assert lines[1] == "64"
     assert lines[2] == ("{'keep_last': 3, 'keep_best': 1, 'monitor': 'val/loss', 'mode': 'min', "
-                        "'keep_every_n_steps': None, 'async_save': False}")
+                        "'keep_every_n_steps': None, 'save_every_n_steps': None, 'async_save': False}")
     store = query.open_root(workdir / "runpoint")
     try:
         (run,) = store.list_runs(RunQuery())

@@ -25,3 +25,20 @@ def test_quickstart_then_read_runs(tmp_path) -> None:
     assert second.returncode == 0, second.stderr
     line = second.stdout.strip().splitlines()[-1]
     assert " completed 1000 points, last " in line
+
+
+def test_the_install_line_installs_what_the_readme_then_uses() -> None:
+    """`export --format parquet`, `plot`, `report` and `ui` each need an extra: the first command installs them."""
+    import tomllib
+
+    readme = (REPO / "README.md").read_text()
+    first_block = re.search(r"```bash\n(.*?)```", readme, flags=re.S).group(1)
+    extras = re.search(r"pip install -e '\.\[([a-z,]+)\]'", first_block).group(1).split(",")
+    optional = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    installed = {re.match(r"[A-Za-z0-9_.-]+", requirement).group(0) for extra in extras for requirement in optional[extra]}
+    used = {"runpoint demo": "torch", "--format parquet": "pyarrow", "runpoint plot": "matplotlib",
+            "runpoint report": "matplotlib", "runpoint ui": "fastapi", "rp.Image": "pillow"}
+    for command, package in used.items():
+        assert command in readme, command
+        assert package in installed, f"{command} needs {package}, which {extras} does not install"
+    assert "source .venv/bin/activate" in first_block and "playwright install chromium" in first_block

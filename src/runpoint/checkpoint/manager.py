@@ -34,10 +34,10 @@ from .manifest import CheckpointInfo, Manifest, checkpoint_name, parse_step
 from .policy import (
     Mode,
     RetentionPolicy,
-    SaveEveryNSeconds,
-    SaveEveryNSteps,
     SaveTrigger,
+    due,
     retention_from_keywords,
+    save_triggers,
 )
 
 if TYPE_CHECKING:
@@ -149,11 +149,7 @@ class CheckpointManager:
         self.monitor = monitor
         self.mode: Mode = mode
         self._needs_monitor = ranking is not None
-        self._triggers: list[SaveTrigger] = []
-        if save_every_n_steps is not None:
-            self._triggers.append(SaveEveryNSteps(save_every_n_steps))
-        if save_every_seconds is not None:
-            self._triggers.append(SaveEveryNSeconds(save_every_seconds))
+        self._triggers: tuple[SaveTrigger, ...] = save_triggers(save_every_n_steps, save_every_seconds)
         if io is not None and compress is not None:
             raise InvalidArgumentError("compress", "give it to your io object, not beside io=")
         self.io: CheckpointIO = io if io is not None else SafetensorsIO(compress)
@@ -220,14 +216,10 @@ class CheckpointManager:
             return True
         if not self._triggers and self._preemption.at_boundary:
             return False
-        if not self._triggers:
-            raise InvalidArgumentError(
-                "should_save", "the manager has no trigger: pass save_every_n_steps= or save_every_seconds="
-            )
-        if step == self._last_save_step:
+        if self._triggers and step == self._last_save_step:
             return False
         since = time.monotonic() - (self._last_save_time if self._last_save_time is not None else self._started)
-        return any(trigger.should_save(step, self._last_save_step, since) for trigger in self._triggers)
+        return due(self._triggers, step, self._last_save_step, since)
 
     # -- saving ----------------------------------------------------------------------
 

@@ -7,7 +7,9 @@ and the best checkpoint on top of what the policy says, and never deletes one be
 read. :func:`retention_from_keywords` builds the policy behind
 ``CheckpointManager(keep_last=, keep_best=, keep_every_n_steps=)``.
 
-Save triggers answer "should step N be saved?" for ``CheckpointManager.should_save``.
+Save triggers answer "should step N be saved?". :func:`save_triggers` and :func:`due` are the
+one definition behind both ``CheckpointManager.should_save`` and the config's
+``training.checkpoint.should_save``: with ``every N steps`` the steps 0, N, 2N, ... are due.
 
 Example::
 
@@ -158,7 +160,7 @@ class SaveTrigger(Protocol):
 
 @dataclass(frozen=True)
 class SaveEveryNSteps:
-    """Save at every step that is a multiple of ``n``."""
+    """Save at every step that is a multiple of ``n``: 0, n, 2n, ..."""
 
     n: int
 
@@ -181,3 +183,28 @@ class SaveEveryNSeconds:
 
     def should_save(self, step: int, last_step: int | None, seconds_since_last: float | None) -> bool:
         return seconds_since_last is not None and seconds_since_last >= self.seconds
+
+
+def save_triggers(save_every_n_steps: int | None = None, save_every_seconds: float | None = None) -> tuple[SaveTrigger, ...]:
+    """The triggers of the manager's ``save_every_n_steps`` / ``save_every_seconds`` keywords."""
+    triggers: list[SaveTrigger] = []
+    if save_every_n_steps is not None:
+        triggers.append(SaveEveryNSteps(save_every_n_steps))
+    if save_every_seconds is not None:
+        triggers.append(SaveEveryNSeconds(save_every_seconds))
+    return tuple(triggers)
+
+
+def due(triggers: Sequence[SaveTrigger], step: int, last_step: int | None = None,
+        seconds_since_last: float | None = None) -> bool:
+    """Whether any of ``triggers`` asks to save ``step``; asking without a trigger is an error.
+
+    Without a trigger no step is ever due, so a loop asking ``should_save`` would silently
+    never save: that raises instead.
+    """
+    if not triggers:
+        raise InvalidArgumentError(
+            "should_save", "no trigger is set: pass save_every_n_steps= or save_every_seconds= "
+            "(training.checkpoint.save_steps in a config), or call save() yourself"
+        )
+    return any(trigger.should_save(step, last_step, seconds_since_last) for trigger in triggers)

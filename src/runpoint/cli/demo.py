@@ -33,7 +33,7 @@ def demo(
     profile: Annotated[Optional[str], typer.Option("--profile", help="Profile merged over --config.", show_default=False)] = None,
     resume: Annotated[
         Optional[str],
-        typer.Option("--resume", help="Continue a stopped demo run ('latest' or a run id) from its latest checkpoint.",
+        typer.Option("--resume", help="Continue a stopped demo run ('latest', a run id or a run name) from its latest checkpoint.",
                      show_default=False),
     ] = None,
 ) -> None:

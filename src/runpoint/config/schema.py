@@ -15,7 +15,7 @@ Example::
     cfg = rp.load_config("configs/base.yaml", profile="dev")
     cfg.training.learning_rate          # 0.003
     cfg.training.checkpoint.manager_kwargs()
-    # {'keep_last': 3, 'keep_best': 1, 'monitor': 'val/loss', 'mode': 'min', ...}
+    # {'keep_last': 3, 'keep_best': 1, 'monitor': 'val/loss', 'mode': 'min', 'save_every_n_steps': 500, ...}
 
     class MyModel(rp.config.schema.ModelConfig):
         num_heads: int = 4
@@ -143,7 +143,8 @@ class CheckpointPolicy(BaseModel):
 
     save_steps: PositiveInt | None = Field(
         default=None,
-        description="Save every N optimizer steps (see should_save); null saves only when your code calls save()."
+        description="Save at steps 0, N, 2N, ... (should_save; the manager's save_every_n_steps); "
+        "null saves only when your code calls save()."
     )
     keep_last: PositiveInt | None = Field(
         default=3, description="Keep the newest N checkpoints; null keeps all of them."
@@ -181,12 +182,19 @@ class CheckpointPolicy(BaseModel):
             "monitor": self.monitor,
             "mode": self.mode,
             "keep_every_n_steps": self.keep_every_n_steps,
+            "save_every_n_steps": self.save_steps,
             "async_save": self.async_save,
         }
 
     def should_save(self, step: int) -> bool:
-        """True when ``step`` is a positive multiple of ``save_steps``."""
-        return self.save_steps is not None and step > 0 and step % self.save_steps == 0
+        """True when ``step`` is a multiple of ``save_steps`` (0, N, 2N, ...), as the manager answers.
+
+        Raises :class:`~runpoint.InvalidArgumentError` when ``save_steps`` is null, like a
+        manager without a trigger: no step would ever be due.
+        """
+        from ..checkpoint.policy import due, save_triggers
+
+        return due(save_triggers(self.save_steps), step)
 
 
 class TrainingConfig(BaseModel):

@@ -101,7 +101,7 @@ class EntryPoint:
 
 def demo_entry_point() -> EntryPoint:
     """``python -m runpoint demo`` with the demo's config and a few presets."""
-    from ..demo import DEFAULT_CONFIG, demo_config
+    from ..demo import DEFAULT_CONFIG, checked_demo_config
 
     return EntryPoint(
         name="demo",
@@ -110,7 +110,7 @@ def demo_entry_point() -> EntryPoint:
                  "--name", "{name}", "--config", "{config}"),
         defaults=copy.deepcopy(DEFAULT_CONFIG),
         schema=demo_schema(),
-        validator=demo_config,
+        validator=checked_demo_config,  # also refuses what the demo would record but ignore
         presets={
             "quick": {"training": {"epochs": 3}},
             "wide": {"model": {"hidden_sizes": [256, 128], "dropout_rate": 0.2}},
