@@ -325,6 +325,11 @@ class Run:
             if self._console is not None:
                 self._console.stop()
             _lifecycle.unregister(self)
+            # The writer thread is gone: give back the connections (file descriptors); a
+            # later read (run.summary, run.store) opens one again.
+            release = getattr(self._store, "_release_connections", None)
+            if release is not None:
+                release()
 
     def _write_end_of_meta(self, ended: float, status: RunStatus) -> None:
         self.meta["ended_at"] = ended
