@@ -72,7 +72,8 @@ def init(
             ``resume="allow"``).
         group: groups runs of one sweep or study.
         console: capture stdout/stderr to ``logs/``; default on (``RUNPOINT_CONSOLE=0`` turns it off).
-        flush_interval: seconds between the writer's flushes; a SIGKILL loses at most this much.
+        flush_interval: seconds between the writer's flushes; a SIGKILL loses at most this
+            much plus the time one write takes (the writer holds back a faster caller).
         system_metrics: seconds between samples of CPU, memory, disk, network and GPU use
             (:mod:`runpoint.system`), or False for none; default: the config's
             ``experiment.log_system_metrics`` / ``system_metrics_interval`` where it sets

@@ -168,6 +168,10 @@ class Writer:
         self._run_gone: StoreError | None = None  # set when the run was deleted from the store
         self._last_heartbeat = 0.0
         self._collected_at = time.time()  # when the thread last took entries off the queue
+        self._batch_span = 0.0  # seconds between the first and last call of the batch being written
+        # How far behind (seconds of logging) the caller may get before ``put`` waits for the
+        # thread: at most an interval, less when writes are slow (see ``_pace_caller``).
+        self._max_lag = flush_interval
         self._retrying = False  # the store is failing: only max_pending holds the caller back
         self._last_steps: dict[str, int] = dict(last_steps or {})  # per key, its last step stored or queued
         self._warned_steps: set[str] = set()
@@ -176,6 +180,7 @@ class Writer:
         self.listeners: list[BatchListener] = list(listeners or [])
         self.on_tick: list[Callable[[], None]] = []  # called after every flush cycle
         self.points_written = 0
+        self.longest_write_s = 0.0  # the longest time from taking entries off the queue to their commit
         self._thread = threading.Thread(target=self._loop, name=f"runpoint-writer-{run_id}", daemon=True)
         self._thread.start()
         call_after_fork(self._disable_in_forked_child)
@@ -192,7 +197,7 @@ class Writer:
         pending = len(queue)
         if pending >= self._wake_at and not self._wake.is_set():  # set() takes a lock: ~6 µs
             self._wake.set()
-        if not pending & 1023 and wall - self._collected_at > self._flush_interval and not self._retrying:
+        if not pending & 1023 and wall - self._collected_at > self._max_lag and not self._retrying:
             self._wait_for_collect()
 
     def set_summary(self, key: str, value: Any) -> None:
@@ -312,6 +317,7 @@ class Writer:
                 error = self._write(batch)
                 if error is None:
                     self.points_written += count
+                    self._pace_caller(time.time() - self._collected_at)
             for marker in markers:
                 if type(marker) is _Rewind and error is None:
                     error = self._rewind(marker)
@@ -323,6 +329,7 @@ class Writer:
     def _collect(self, queue: deque[Any], limit: int = 250_000) -> tuple[WriteBatch, list[_Marker], int]:
         """Pop up to ``limit`` entries; pack their points column-wise per key."""
         self._collected_at = time.time()
+        self._batch_span = 0.0
         batch = WriteBatch()
         media = batch.media
         markers: list[_Marker] = []
@@ -341,10 +348,25 @@ class Writer:
                 break  # write what came before the marker now, so the flush returns promptly
             else:
                 entry.apply(batch)
+        if len(entries) > 1:
+            self._batch_span = entries[-1][1] - entries[0][1]
         batch.metrics, count = _to_columns(entries)
         if batch.metrics:
             self._check_steps(batch.metrics)
         return batch, markers, count
+
+    def _pace_caller(self, took: float) -> None:
+        """Set how far the caller may get ahead so that the next commit lands within an interval.
+
+        When the thread drains without pause, a kill loses this write's duration plus the
+        next one's; the next one stores what the caller logs while it may run ahead, at the
+        cost per second of logging this write measured (``took`` / its batch's span).
+        """
+        self.longest_write_s = max(self.longest_write_s, took)
+        interval, span = self._flush_interval, self._batch_span
+        if span <= 0.0 or took <= 0.0:
+            return
+        self._max_lag = min(interval, max(0.1 * interval, (interval - took) * span / took))
 
     def _check_steps(self, columns: dict[str, MetricSeries]) -> None:
         """Warn once per key whose steps do not increase; remember each key's last step."""
