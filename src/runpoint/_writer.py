@@ -4,14 +4,15 @@
 thread drains the deque, packs the points column-wise per key, and hands one
 :class:`WriteBatch` to the store, which commits it as one transaction.
 
-The crash bound: a SIGKILL loses the points logged since the start of the last committed
-write's collection. Writes start ``flush_interval`` apart, measured start to start and
+The crash bound: a SIGKILL loses the points logged since the last committed write began
+to collect them. Writes start ``flush_interval`` apart, measured start to start and
 shortened by the previous write's duration, so that a commit lands about every
 ``flush_interval``; when a write takes longer than that the thread drains again at once.
-When the writer falls more than ``flush_interval`` behind (the caller out-logs it), ``put``
-waits for it to catch up, so one write never holds more than about an interval of points.
-What a SIGKILL loses is therefore at most ``flush_interval`` plus the difference between
-two successive writes' durations, plus however late the OS schedules the thread.
+A caller that out-logs the writer is paced: ``put`` (every 1024 entries, O(1)) waits for
+the next collect once the caller is further ahead than the next write can commit in time,
+as estimated from the last write's cost per second of logging. A kill so loses at most
+``flush_interval`` plus one write's duration, plus however late the OS runs the thread. A
+write stuck on a lock or the disk for longer than an interval releases the caller.
 
 Backpressure: when ``max_pending`` entries wait, the caller blocks until the thread has
 drained them. Nothing is dropped. If the store fails (disk full, a lock held too long),
@@ -173,6 +174,7 @@ class Writer:
         # thread: at most an interval, less when writes are slow (see ``_pace_caller``).
         self._max_lag = flush_interval
         self._retrying = False  # the store is failing: only max_pending holds the caller back
+        self._stuck = False  # a write outlasted the caller's wait: only max_pending holds it back until the next collect
         self._last_steps: dict[str, int] = dict(last_steps or {})  # per key, its last step stored or queued
         self._warned_steps: set[str] = set()
         self._failure: BaseException | None = None
@@ -197,7 +199,7 @@ class Writer:
         pending = len(queue)
         if pending >= self._wake_at and not self._wake.is_set():  # set() takes a lock: ~6 µs
             self._wake.set()
-        if not pending & 1023 and wall - self._collected_at > self._max_lag and not self._retrying:
+        if not pending & 1023 and wall - self._collected_at > self._max_lag and not (self._retrying or self._stuck):
             self._wait_for_collect()
 
     def set_summary(self, key: str, value: Any) -> None:
@@ -233,12 +235,22 @@ class Writer:
         return op.dropped
 
     def _wait_for_collect(self) -> None:
-        """Wait until the thread next takes entries off the queue: it is an interval behind."""
+        """Wait until the thread next takes entries off the queue: the caller got too far ahead.
+
+        A write that takes longer than an interval is waiting on the disk or on another
+        process's lock, not on the CPU this caller competes for: holding the caller longer
+        would not help the bound, so it goes on (the count limit still applies).
+        """
         seen = self._collected_at
+        deadline = time.monotonic() + self._flush_interval
         self._wake.set()
         with self._room:
             while self._collected_at == seen and not self._retrying and self._thread.is_alive():
-                self._room.wait(0.5)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._stuck = True
+                    return
+                self._room.wait(left)
 
     def _wait_for_room(self) -> None:
         self._wake.set()
@@ -330,6 +342,7 @@ class Writer:
         """Pop up to ``limit`` entries; pack their points column-wise per key."""
         self._collected_at = time.time()
         self._batch_span = 0.0
+        self._stuck = False
         batch = WriteBatch()
         media = batch.media
         markers: list[_Marker] = []

@@ -52,7 +52,11 @@ class _FinishedWriter:
     def put(self, *_: Any) -> None:
         raise RunpointError(f"run {self._run_id} is finished; start or resume a run to log more")
 
-    set_summary = delete_summary = add_params = rewind = put
+    set_summary = delete_summary = add_params = put
+
+    def rewind(self, after_step: int, *, wait: bool = True) -> int:
+        self.put()
+        return 0
 
     def flush(self, timeout: float | None = None) -> bool:
         return True
