@@ -111,3 +111,15 @@ def test_resume_allow_resumes_a_run_or_starts_one(root) -> None:
         assert named_again.id == "mine" and named_again.resume_count == 1
     with pytest.raises(InvalidArgumentError, match="id"):
         _init(root, resume="allow", id="not valid!")
+
+
+def test_what_runpoint_logs_at_steps_it_picks_is_not_warned_about(root, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="runpoint")
+    with _init(root) as run:
+        run.log({"loss": 1.0}, step=0)
+        timer = run.step_timer()
+        timer.tick()
+        timer.tick()  # the same step again: the run's step did not move
+        run.flush()
+        assert len(run.store.read_metric(run.id, "perf/step_time_s").steps) == 2
+    assert _backward_warnings(caplog) == []

@@ -177,6 +177,7 @@ class Writer:
         self._stuck = False  # a write outlasted the caller's wait: only max_pending holds it back until the next collect
         self._last_steps: dict[str, int] = dict(last_steps or {})  # per key, its last step stored or queued
         self._warned_steps: set[str] = set()
+        self._unchecked_keys: set[str] = set()  # system metrics, step timer, watch: runpoint picks their steps
         self._failure: BaseException | None = None
         self._fatal: BaseException | None = None
         self.listeners: list[BatchListener] = list(listeners or [])
@@ -190,8 +191,8 @@ class Writer:
     # -- caller side -----------------------------------------------------------------
 
     def put(self, step: int, wall: float, values: dict[str, Any], deferred: bool) -> None:
-        """Queue one logged dict. Blocks while ``max_pending`` entries wait, or while the
-        thread is more than ``flush_interval`` behind (checked every 1024 entries)."""
+        """Queue one logged dict. Blocks while ``max_pending`` entries wait, or (checked every
+        1024 entries) while the caller is further ahead than the thread can commit in time."""
         queue = self._queue
         if len(queue) >= self._max_pending:
             self._wait_for_room()
@@ -201,6 +202,11 @@ class Writer:
             self._wake.set()
         if not pending & 1023 and wall - self._collected_at > self._max_lag and not (self._retrying or self._stuck):
             self._wait_for_collect()
+
+    def put_internal(self, step: int, wall: float, values: dict[str, Any]) -> None:
+        """Queue values runpoint made itself at a step it chose; their steps are not checked."""
+        self._unchecked_keys.update(values)
+        self.put(step, wall, values, True)
 
     def set_summary(self, key: str, value: Any) -> None:
         self._queue.append(_SummaryOp(key, value))
@@ -383,9 +389,11 @@ class Writer:
 
     def _check_steps(self, columns: dict[str, MetricSeries]) -> None:
         """Warn once per key whose steps do not increase; remember each key's last step."""
-        last = self._last_steps
+        last, unchecked = self._last_steps, self._unchecked_keys
         increasing: dict[int, bool] = {}  # keys logged together share one steps array: check it once
         for key, series in columns.items():
+            if key in unchecked:
+                continue
             steps = series.steps
             ok = increasing.get(id(steps))
             if ok is None:
@@ -521,5 +529,6 @@ class Writer:
         # Everything that would queue a write, and flush (which would drain the queue inline
         # through a connection of the child's own), does nothing in the child.
         self.put = self.set_summary = self.delete_summary = self.add_params = ignored_in_child  # type: ignore[method-assign]
+        self.put_internal = ignored_in_child  # type: ignore[method-assign]
         self.flush = nothing_to_flush  # type: ignore[method-assign]
         self.rewind = nothing_to_rewind  # type: ignore[method-assign]

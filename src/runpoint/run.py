@@ -52,7 +52,7 @@ class _FinishedWriter:
     def put(self, *_: Any) -> None:
         raise RunpointError(f"run {self._run_id} is finished; start or resume a run to log more")
 
-    set_summary = delete_summary = add_params = put
+    set_summary = delete_summary = add_params = put_internal = put
 
     def rewind(self, after_step: int, *, wait: bool = True) -> int:
         self.put()
@@ -196,7 +196,7 @@ class Run:
 
     def _log_internal(self, values: dict[str, Any], step: int) -> None:
         """Queue values that runpoint made itself (already flat and valid) without moving ``step``."""
-        self._writer.put(step, time.time(), values, True)
+        self._writer.put_internal(step, time.time(), values)
 
     def _add_params(self, params: dict[str, Any]) -> None:
         self._writer.add_params(params)
