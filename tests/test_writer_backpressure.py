@@ -136,7 +136,7 @@ def test_a_write_stuck_on_another_process_lock_does_not_hold_the_caller_for_long
     import sqlite3
 
     inner = _store(tmp_path)
-    writer = Writer(inner, "r", flush_interval=0.2)
+    writer = Writer(inner, "r", flush_interval=0.2, max_pending=10_000_000)  # only the pacing can hold it
     other = sqlite3.connect(inner.location, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")  # another process's long write: ours waits in SQLite's busy handler
     released = threading.Timer(1.5, lambda: other.execute("COMMIT"))
