@@ -4,14 +4,22 @@ Each tracker runs in a fresh interpreter on the same disk, logging 5 scalars per
 Measured: the caller's time per step (mean, p99 and worst single call: a tracker that
 stalls now and then hurts as much as a slow one), the time from the last log call until
 the data is durable (finish / close / flush), the time to read one metric back, bytes on
-disk, and import time. Then runpoint alone: sustained ingest and reading a million points.
+disk, and import time. Then runpoint alone: sustained ingest, reading a million points,
+and what a SIGKILL loses when a script logs as fast as it can (the crash bound).
 """
 
 from __future__ import annotations
 
 import json
+import mmap
+import os
+import random
+import statistics
+import struct
+import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from ._harness import Context, Section, Table, dir_bytes, measure_each, package_version, python_in_subprocess
@@ -157,6 +165,72 @@ t0 = time.perf_counter(); steps, values, times = series.to_numpy(); numpy_s = ti
 print(json.dumps({{"points": POINTS, "read_s": best, "bytes_per_point": None}}))
 """
 
+_KILLED = """
+import mmap, struct, time, runpoint as rp
+run = rp.init(project="kill", id="victim", root={out!r}, console=False, system_metrics=False,
+              flush_interval={interval})
+with open({shared!r}, "r+b") as f:
+    shared = mmap.mmap(f.fileno(), 16)
+writer = run._writer
+if not hasattr(writer, "longest_write_s"):  # an older runpoint, measured for comparison
+    writer.longest_write_s = float("nan")
+pack, clock = struct.pack_into, time.time
+print("ready", flush=True)
+step = 0
+while True:  # as fast as Python can: 5 scalars per call, the wall time of each finished call shared
+    run.log({{"loss": 1.0 / (step + 1), "acc": 0.5, "lr": 3e-4, "grad_norm": 1.0, "step_time": 0.01}}, step=step)
+    pack("dd", shared, 0, clock(), writer.longest_write_s)
+    step += 1
+"""
+
+
+def measure_kill_loss(workdir: Path, kills: int, interval: float = 0.5, seed: int = 0) -> dict:
+    """SIGKILL a process logging at full speed ``kills`` times; what each kill lost, in seconds.
+
+    The loss window of one kill is the wall time of the last log call that returned minus
+    the time of the last point in the store. The kill comes at a random moment 1-2 s after
+    logging started. Returns the p50/p99/max of the windows, how many exceeded
+    ``interval``, and the longest single write the writers reported.
+    """
+    from runpoint.store.sqlite import SQLiteStore
+
+    rng = random.Random(seed)
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p)}
+    losses, writes = [], []
+    for attempt in range(kills):
+        out = workdir / f"kill-{attempt}"
+        out.mkdir(parents=True)
+        shared = out / "shared.bin"
+        shared.write_bytes(bytes(16))
+        code = _KILLED.format(out=str(out / "root"), shared=str(shared), interval=interval)
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=out, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"the logging child did not start: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+            time.sleep(rng.uniform(1.0, 2.0))
+        finally:
+            proc.kill()
+            proc.wait(30)
+        with open(shared, "rb") as f:
+            last_call, longest = struct.unpack("dd", mmap.mmap(f.fileno(), 16, access=mmap.ACCESS_READ)[:16])
+        with SQLiteStore(out / "root" / "runpoint.db", create=False) as store:
+            times = store.read_metric("victim", "loss").times
+        losses.append(last_call - (times[-1] if len(times) else last_call))
+        writes.append(longest)
+    ordered = sorted(losses)
+    return {
+        "kills": kills, "flush_interval": interval,
+        "p50_s": statistics.median(ordered),
+        "p99_s": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        "max_s": ordered[-1],
+        "over_interval": sum(loss > interval for loss in losses),
+        "longest_write_s": max(writes),
+    }
+
+
 _IMPORT = """
 import time, json
 t0 = time.perf_counter()
@@ -238,6 +312,15 @@ def run(ctx: Context) -> Section:
     out = ctx.scratch("read")
     read = json.loads(python_in_subprocess(_READ.format(out=str(out), points=points)).strip())
     imports = [json.loads(python_in_subprocess(_IMPORT).strip())["import_s"] for _ in range(ctx.size(5, 5, 1))]
+    crash = measure_kill_loss(ctx.scratch("kill"), kills=ctx.size(100, 5, 2))
+    crash_table = Table(
+        ["kills", "flush_interval", "lost p50", "lost p99", "lost max", "kills losing > interval", "longest write"],
+        [[crash["kills"], f"{crash['flush_interval']} s", f"{crash['p50_s']:.3f} s", f"{crash['p99_s']:.3f} s",
+          f"{crash['max_s']:.3f} s", crash["over_interval"], f"{crash['longest_write_s']:.3f} s"]],
+        title="The crash bound: SIGKILL while logging 5 scalars per call as fast as possible",
+        note="Lost: the wall time of the last log call that returned minus that of the last stored point. "
+             "The documented bound is flush_interval plus one write's duration.",
+    )
     read_table = Table(
         ["measure", "value", "target", "met"],
         [
@@ -253,8 +336,8 @@ def run(ctx: Context) -> Section:
     return Section(
         TITLE,
         intro=__doc__.split("\n", 1)[1] if __doc__ else "",
-        tables=[caller, total, ingest, read_table],
+        tables=[caller, total, ingest, read_table, crash_table],
         numbers={"steps": steps, "trackers": results, "ingest_points_per_s": ingest_numbers,
-                 "read_points": points, "read_s": read["read_s"], "import_s": min(imports),
+                 "read_points": points, "read_s": read["read_s"], "import_s": min(imports), "crash_loss": crash,
                  "python": sys.version.split()[0]},
     )

@@ -253,3 +253,36 @@ def test_a_hung_process_is_crashed_by_stale_heartbeat_and_recovers_when_it_resum
     run = query.resolve_run(store_at(), "r2")
     assert run.status is RunStatus.COMPLETED  # alive after all: its own finish wins
     assert store_at().read_metric("r2", "x").steps.tolist() == [0, 1, 2, 3, 4]
+
+
+def _open_store_files(root) -> list[str]:
+    """Paths of this process's open file descriptors onto the root's runpoint.db* files."""
+    import os
+
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(root / "runpoint.db")):
+            found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+def test_finished_runs_hold_no_store_file_descriptors(root) -> None:
+    import runpoint as rp
+
+    runs = []
+    for i in range(30):
+        run = rp.init(project="p", root=root, console=False, system_metrics=False)
+        run.log({"x": float(i)})
+        run.summary["note"] = f"run {i}"
+        run.finish()
+        runs.append(run)
+    assert _open_store_files(root) == []
+    # reads after finish open a connection again and see everything
+    assert runs[0].summary["x"] == 0.0 and runs[29].summary["note"] == "run 29"
+    assert runs[5].store.read_metric(runs[5].id, "x").values.tolist() == [5.0]
+    assert runs[29].store.get_run(runs[29].id).status is RunStatus.COMPLETED

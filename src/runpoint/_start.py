@@ -64,11 +64,15 @@ def init(
             secret, api_key ..., pydantic ``SecretStr``) are masked.
         tags, notes: free-form labels and text.
         root: where runs live; ``$RUNPOINT_ROOT`` or ``./runpoint`` when None.
-        resume: ``"<run id>"`` or ``"latest"`` (of ``project``) to append to that run.
-        id: a run id of your choosing; an existing one raises ``RunExistsError``.
+        resume: ``"<run id>"`` or ``"latest"`` (of ``project``) to append to that run;
+            ``"allow"`` resumes the run ``id`` (or, without ``id``, the latest of
+            ``project``) if there is one, else starts a new run, as W&B's ``resume="allow"``.
+        id: a run id of your choosing; an existing one raises ``RunExistsError`` (unless
+            ``resume="allow"``).
         group: groups runs of one sweep or study.
         console: capture stdout/stderr to ``logs/``; default on (``RUNPOINT_CONSOLE=0`` turns it off).
-        flush_interval: seconds between the writer's flushes; a SIGKILL loses at most this much.
+        flush_interval: seconds between the writer's flushes; a SIGKILL loses at most this
+            much plus the time one write takes (the writer holds back a faster caller).
         system_metrics: seconds between samples of CPU, memory, disk, network and GPU use
             (:mod:`runpoint.system`), or False for none; default: the config's
             ``experiment.log_system_metrics`` / ``system_metrics_interval`` where it sets
@@ -114,6 +118,8 @@ def init(
     chosen_sinks = select_sinks(sinks, masked)
     root_path = resolve_root(root)
     store = open_store(root_path)
+    if resume == "allow":
+        resume = _resumable(store, project, id)
     if resume is not None:
         if id is not None and id != resume:
             raise InvalidArgumentError("id", f"conflicts with resume={resume!r}; give one of them")
@@ -245,6 +251,19 @@ def _create(
     )
 
 
+def _resumable(store: Store, project: str, run_id: str | None) -> str | None:
+    """For ``resume="allow"``: the id of the run to resume, or None to start one."""
+    if run_id is None:
+        runs = store.list_runs(RunQuery(project=project, limit=1))
+        return runs[0].id if runs else None
+    _check_identifier("id", run_id)
+    try:
+        store.get_run(run_id)
+    except RunNotFoundError:
+        return None
+    return run_id
+
+
 def _find_for_resume(store: Store, root: Path, project: str, resume: str) -> RunRecord:
     if resume == "latest":
         runs = store.list_runs(RunQuery(project=project, limit=1))
@@ -298,6 +317,7 @@ def _resume(
         group=record.group, resume_count=record.resume_count, next_step=next_step,
         summary=store.get_summary(record.id), meta=meta,
         console=_start_console(paths, record.resume_count, console), flush_interval=flush_interval,
+        stored_steps={key: s.last_step for key, s in stats.items()},
     )
     new_tags = tuple(tag for tag in tags if tag not in record.tags)
     if new_tags:

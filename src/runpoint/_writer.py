@@ -1,15 +1,28 @@
 """The background writer: moves logged points from the training loop into the store.
 
 ``run.log`` appends one tuple to a deque and returns; it never touches the disk. A daemon
-thread wakes every ``flush_interval`` seconds (or sooner when much is pending), drains
-the deque, packs the points column-wise per key, and hands one :class:`WriteBatch` to the
-store, which commits it as one transaction. A process killed with SIGKILL therefore loses
-at most the points of the last interval.
+thread drains the deque, packs the points column-wise per key, and hands one
+:class:`WriteBatch` to the store, which commits it as one transaction.
+
+The crash bound: a SIGKILL loses the points logged since the last committed write began
+to collect them. Writes start ``flush_interval`` apart, measured start to start and
+shortened by the previous write's duration, so that a commit lands about every
+``flush_interval``; when a write takes longer than that the thread drains again at once.
+A caller that out-logs the writer is paced: ``put`` (every 1024 entries, O(1)) waits for
+the next collect once the caller is further ahead than the next write can commit in time,
+as estimated from the last write's cost per second of logging. A kill so loses at most
+``flush_interval`` plus one write's duration, plus however late the OS runs the thread. A
+write stuck on a lock or the disk for longer than an interval releases the caller.
 
 Backpressure: when ``max_pending`` entries wait, the caller blocks until the thread has
 drained them. Nothing is dropped. If the store fails (disk full, a lock held too long),
-the batch is kept and retried with backoff, and a warning says so; if it keeps failing,
-the caller ends up waiting rather than losing data.
+the batch is kept and retried with backoff, and a warning says so; while it retries only
+``max_pending`` holds the caller back, and if it keeps failing, the caller ends up waiting
+rather than losing data.
+
+Steps: each key's steps should increase. The writer (not the caller) checks each batch and
+warns once per key when a key is logged at a step at or below its previous one; both points
+are kept. :meth:`Writer.rewind` drops stored points after a step, in queue order.
 """
 
 from __future__ import annotations
@@ -19,6 +32,8 @@ import threading
 import time
 from array import array
 from collections import deque
+from itertools import islice
+from operator import lt
 from typing import Any, Callable
 
 from ._forksafe import call_after_fork
@@ -39,6 +54,16 @@ class _Marker:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.error: BaseException | None = None
+
+
+class _Rewind(_Marker):
+    """Queued by :meth:`Writer.rewind`: once what came before is stored, drop points after a step."""
+
+    __slots__ = ("after_step", "dropped", "announce")
+
+    def __init__(self, after_step: int, announce: bool) -> None:
+        super().__init__()
+        self.after_step, self.dropped, self.announce = after_step, 0, announce
 
 
 class _SummaryOp:
@@ -129,6 +154,7 @@ class Writer:
         heartbeat_interval: float = 5.0,
         max_pending: int = 100_000,
         listeners: list[BatchListener] | None = None,
+        last_steps: dict[str, int] | None = None,
     ) -> None:
         self._store = store
         self._run_id = run_id
@@ -142,11 +168,22 @@ class Writer:
         self._stopping = False
         self._run_gone: StoreError | None = None  # set when the run was deleted from the store
         self._last_heartbeat = 0.0
+        self._collected_at = time.time()  # when the thread last took entries off the queue
+        self._batch_span = 0.0  # seconds between the first and last call of the batch being written
+        # How far behind (seconds of logging) the caller may get before ``put`` waits for the
+        # thread: at most an interval, less when writes are slow (see ``_pace_caller``).
+        self._max_lag = flush_interval
+        self._retrying = False  # the store is failing: only max_pending holds the caller back
+        self._stuck = False  # a write outlasted the caller's wait: only max_pending holds it back until the next collect
+        self._last_steps: dict[str, int] = dict(last_steps or {})  # per key, its last step stored or queued
+        self._warned_steps: set[str] = set()
+        self._unchecked_keys: set[str] = set()  # system metrics, step timer, watch: runpoint picks their steps
         self._failure: BaseException | None = None
         self._fatal: BaseException | None = None
         self.listeners: list[BatchListener] = list(listeners or [])
         self.on_tick: list[Callable[[], None]] = []  # called after every flush cycle
         self.points_written = 0
+        self.longest_write_s = 0.0  # the longest time from taking entries off the queue to their commit
         self._thread = threading.Thread(target=self._loop, name=f"runpoint-writer-{run_id}", daemon=True)
         self._thread.start()
         call_after_fork(self._disable_in_forked_child)
@@ -154,13 +191,22 @@ class Writer:
     # -- caller side -----------------------------------------------------------------
 
     def put(self, step: int, wall: float, values: dict[str, Any], deferred: bool) -> None:
-        """Queue one logged dict. Blocks only while ``max_pending`` entries wait."""
+        """Queue one logged dict. Blocks while ``max_pending`` entries wait, or (checked every
+        1024 entries) while the caller is further ahead than the thread can commit in time."""
         queue = self._queue
         if len(queue) >= self._max_pending:
             self._wait_for_room()
         queue.append((step, wall, values, deferred))
-        if len(queue) >= self._wake_at and not self._wake.is_set():  # set() takes a lock: ~6 µs
+        pending = len(queue)
+        if pending >= self._wake_at and not self._wake.is_set():  # set() takes a lock: ~6 µs
             self._wake.set()
+        if not pending & 1023 and wall - self._collected_at > self._max_lag and not (self._retrying or self._stuck):
+            self._wait_for_collect()
+
+    def put_internal(self, step: int, wall: float, values: dict[str, Any]) -> None:
+        """Queue values runpoint made itself at a step it chose; their steps are not checked."""
+        self._unchecked_keys.update(values)
+        self.put(step, wall, values, True)
 
     def set_summary(self, key: str, value: Any) -> None:
         self._queue.append(_SummaryOp(key, value))
@@ -174,6 +220,43 @@ class Writer:
     @property
     def pending(self) -> int:
         return len(self._queue)
+
+    def rewind(self, after_step: int, *, wait: bool = True) -> int:
+        """Drop the stored points with a step above ``after_step`` once what is queued is stored.
+
+        With ``wait`` it blocks until done and returns how many points went (a store error
+        raises :class:`~runpoint.errors.StoreError`); without, it returns 0 at once and the
+        writer logs what it dropped.
+        """
+        op = _Rewind(after_step, announce=not wait)
+        self._queue.append(op)
+        self._wake.set()
+        if not wait:
+            return 0
+        if not self._thread.is_alive():
+            self._drain_once()
+        op.done.wait()
+        if op.error is not None:
+            raise StoreError(f"could not drop points after step {after_step}: {op.error}") from op.error
+        return op.dropped
+
+    def _wait_for_collect(self) -> None:
+        """Wait until the thread next takes entries off the queue: the caller got too far ahead.
+
+        A write that takes longer than an interval is waiting on the disk or on another
+        process's lock, not on the CPU this caller competes for: holding the caller longer
+        would not help the bound, so it goes on (the count limit still applies).
+        """
+        seen = self._collected_at
+        deadline = time.monotonic() + self._flush_interval
+        self._wake.set()
+        with self._room:
+            while self._collected_at == seen and not self._retrying and self._thread.is_alive():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._stuck = True
+                    return
+                self._room.wait(left)
 
     def _wait_for_room(self) -> None:
         self._wake.set()
@@ -210,14 +293,20 @@ class Writer:
     # -- writer thread ---------------------------------------------------------------
 
     def _loop(self) -> None:
+        interval = self._flush_interval
         try:
             while True:
-                self._wake.wait(self._flush_interval)
-                self._wake.clear()
+                started = time.monotonic()
                 stopping = self._stopping
                 self._drain_once()
                 if stopping and not self._queue:
                     return
+                # the next write starts an interval after this one started, less this one's
+                # duration so that the next commit lands on time; at once when behind
+                delay = interval - 2 * (time.monotonic() - started)
+                if delay > 0:
+                    self._wake.wait(delay)
+                self._wake.clear()
         except BaseException as exc:  # a bug in runpoint: make it visible, never silent
             self._fatal = exc
             logger.exception("runpoint's writer thread stopped; logged points are no longer stored")
@@ -237,6 +326,8 @@ class Writer:
         queue = self._queue
         while True:
             batch, markers, count = self._collect(queue)
+            with self._room:  # entries left the queue: callers waiting for room or for a collect go on
+                self._room.notify_all()
             error: BaseException | None = None
             now = time.time()
             if not batch.is_empty() or now - self._last_heartbeat >= self._heartbeat_interval:
@@ -244,16 +335,20 @@ class Writer:
                 error = self._write(batch)
                 if error is None:
                     self.points_written += count
+                    self._pace_caller(time.time() - self._collected_at)
             for marker in markers:
+                if type(marker) is _Rewind and error is None:
+                    error = self._rewind(marker)
                 marker.error = error
                 marker.done.set()
-            with self._room:
-                self._room.notify_all()
             if not queue:
                 return
 
     def _collect(self, queue: deque[Any], limit: int = 250_000) -> tuple[WriteBatch, list[_Marker], int]:
         """Pop up to ``limit`` entries; pack their points column-wise per key."""
+        self._collected_at = time.time()
+        self._batch_span = 0.0
+        self._stuck = False
         batch = WriteBatch()
         media = batch.media
         markers: list[_Marker] = []
@@ -267,13 +362,76 @@ class Writer:
                     step, wall, values, _ = entry
                     entry = (step, wall, self._resolve(values, step, wall, media), False)
                 append(entry)
-            elif type(entry) is _Marker:
+            elif type(entry) is _Marker or type(entry) is _Rewind:
                 markers.append(entry)
                 break  # write what came before the marker now, so the flush returns promptly
             else:
                 entry.apply(batch)
+        if len(entries) > 1:
+            self._batch_span = entries[-1][1] - entries[0][1]
         batch.metrics, count = _to_columns(entries)
+        if batch.metrics:
+            self._check_steps(batch.metrics)
         return batch, markers, count
+
+    def _pace_caller(self, took: float) -> None:
+        """Set how far the caller may get ahead so that the next commit lands within an interval.
+
+        When the thread drains without pause, a kill loses this write's duration plus the
+        next one's; the next one stores what the caller logs while it may run ahead, at the
+        cost per second of logging this write measured (``took`` / its batch's span).
+        """
+        self.longest_write_s = max(self.longest_write_s, took)
+        interval, span = self._flush_interval, self._batch_span
+        if span <= 0.0 or took <= 0.0:
+            return
+        self._max_lag = min(interval, max(0.1 * interval, (interval - took) * span / took))
+
+    def _check_steps(self, columns: dict[str, MetricSeries]) -> None:
+        """Warn once per key whose steps do not increase; remember each key's last step."""
+        last, unchecked = self._last_steps, self._unchecked_keys
+        increasing: dict[int, bool] = {}  # keys logged together share one steps array: check it once
+        for key, series in columns.items():
+            if key in unchecked:
+                continue
+            steps = series.steps
+            ok = increasing.get(id(steps))
+            if ok is None:
+                ok = increasing[id(steps)] = all(map(lt, steps, islice(steps, 1, None)))
+            before = last.get(key)
+            if (not ok or (before is not None and steps[0] <= before)) and key not in self._warned_steps:
+                self._warn_step(key, before, steps)
+            last[key] = steps[-1]
+
+    def _warn_step(self, key: str, before: int | None, steps: array) -> None:
+        for step in steps:
+            if before is not None and step <= before:
+                self._warned_steps.add(key)
+                logger.warning(
+                    "runpoint: run %s logged %r at step %d after step %d; both points are kept. A metric's "
+                    "steps should increase: to log earlier steps again, resume the run (rp.init(resume=...)) "
+                    "or restore a checkpoint, which drops the later points. (Said once per key.)",
+                    self._run_id, key, step, before,
+                )
+                return
+            before = step
+
+    def _rewind(self, op: _Rewind) -> BaseException | None:
+        try:
+            op.dropped = self._store.truncate_metrics(self._run_id, op.after_step)
+            self._last_steps = {key: s.last_step for key, s in self._store.metric_stats(self._run_id).items()}
+        except Exception as exc:
+            if op.announce:
+                logger.error("runpoint: run %s: could not drop the points after step %d: %s",
+                             self._run_id, op.after_step, exc)
+            return exc
+        if op.announce and op.dropped:
+            logger.warning(
+                "runpoint: run %s resumed at step %d, at or below steps it had stored: dropped the %d points "
+                "logged at step %d and after, as a checkpoint restore does",
+                self._run_id, op.after_step + 1, op.dropped, op.after_step + 1,
+            )
+        return None
 
     def _resolve(self, values: dict[str, Any], step: int, wall: float, media: list[MediaRecord]) -> dict[str, float]:
         """Read deferred scalars and encode media (into ``media``); scalars are returned."""
@@ -322,6 +480,9 @@ class Writer:
                         logger.error("runpoint: %s; what it logs from now on is not stored", self._run_gone)
                         return self._run_gone
                     first_failure = now
+                    self._retrying = True
+                    with self._room:  # a caller waiting for the next collect: let it go on
+                        self._room.notify_all()
                     logger.warning(
                         "runpoint: writing to %s failed (%s); keeping the points and retrying",
                         getattr(self._store, "location", "the store"), exc,
@@ -336,6 +497,7 @@ class Writer:
                 delay = min(delay * 2, 2.0)
                 continue
             if first_failure is not None:
+                self._retrying = False
                 logger.warning("runpoint: writing to the store works again; nothing was lost")
             self._last_heartbeat = batch.heartbeat_at or self._last_heartbeat
             for listener in self.listeners:
@@ -360,7 +522,13 @@ class Writer:
         def nothing_to_flush(timeout: float | None = None) -> bool:
             return True
 
+        def nothing_to_rewind(after_step: int, *, wait: bool = True) -> int:
+            ignored_in_child()
+            return 0
+
         # Everything that would queue a write, and flush (which would drain the queue inline
         # through a connection of the child's own), does nothing in the child.
         self.put = self.set_summary = self.delete_summary = self.add_params = ignored_in_child  # type: ignore[method-assign]
+        self.put_internal = ignored_in_child  # type: ignore[method-assign]
         self.flush = nothing_to_flush  # type: ignore[method-assign]
+        self.rewind = nothing_to_rewind  # type: ignore[method-assign]

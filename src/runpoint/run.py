@@ -52,7 +52,11 @@ class _FinishedWriter:
     def put(self, *_: Any) -> None:
         raise RunpointError(f"run {self._run_id} is finished; start or resume a run to log more")
 
-    set_summary = delete_summary = add_params = put
+    set_summary = delete_summary = add_params = put_internal = put
+
+    def rewind(self, after_step: int, *, wait: bool = True) -> int:
+        self.put()
+        return 0
 
     def flush(self, timeout: float | None = None) -> bool:
         return True
@@ -85,6 +89,7 @@ class Run:
         meta: dict[str, Any],
         console: ConsoleCapture | None,
         flush_interval: float,
+        stored_steps: dict[str, int] | None = None,
     ) -> None:
         self.id = paths.run_id
         self.project = paths.project
@@ -99,12 +104,14 @@ class Run:
         self._store = store
         self._console = console
         self._next_step = next_step
+        # A resumed run's first log at a step below this rewinds it there (see ``log``).
+        self._resume_frontier: int | None = next_step if resume_count > 0 and next_step > 0 else None
         self._status = RunStatus.RUNNING
         self._signal_received: int | None = None
         self._signal_hooks: list[SignalHook] = []
         self._finish_hooks: list[Callable[["Run"], None]] = []
         self._sinks: SinkHub | None = None
-        writer = Writer(store, self.id, flush_interval=flush_interval)
+        writer = Writer(store, self.id, flush_interval=flush_interval, last_steps=stored_steps)
         self._writer: Writer | _FinishedWriter = writer
         if console is not None:
             writer.on_tick.append(console.flush)
@@ -152,7 +159,14 @@ class Run:
         ``data`` maps names to int, float, bool, numpy scalars or 0-d tensors; nested dicts
         flatten with ``/``. Without ``step`` the step after the last one is used. A value
         of an unsupported type raises :class:`~runpoint.errors.InvalidValueError` (a
-        ``TypeError``) naming the key, and nothing of that call is recorded.
+        ``TypeError``) naming the key, and a negative ``step`` raises
+        :class:`~runpoint.errors.InvalidArgumentError` (a ``ValueError``); nothing of that
+        call is recorded.
+
+        A key's steps should increase. Logging a key at a step at or below its last one
+        keeps both points and warns once per key. In a resumed run, the first ``log`` at a
+        step at or below the last stored step drops the stored points from that step on
+        (as restoring a checkpoint does), so a script restarted from step 0 records one line.
 
         Example::
 
@@ -163,11 +177,18 @@ class Run:
         values, deferred = prepare(data)
         if step is None:
             step = self._next_step
-        elif type(step) is not int:
+        elif type(step) is not int or step < 0:
             step = _as_step(step)
+        if self._resume_frontier is not None:
+            self._first_log_after_resume(step)
         self._next_step = step + 1
         if values:
             self._writer.put(step, time.time(), values, deferred)
+
+    def _first_log_after_resume(self, step: int) -> None:
+        frontier, self._resume_frontier = self._resume_frontier, None
+        if frontier is not None and step < frontier:
+            self._writer.rewind(step - 1, wait=False)  # in queue order, on the writer thread
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything logged so far is in the store. False on timeout."""
@@ -175,7 +196,7 @@ class Run:
 
     def _log_internal(self, values: dict[str, Any], step: int) -> None:
         """Queue values that runpoint made itself (already flat and valid) without moving ``step``."""
-        self._writer.put(step, time.time(), values, True)
+        self._writer.put_internal(step, time.time(), values)
 
     def _add_params(self, params: dict[str, Any]) -> None:
         self._writer.add_params(params)
@@ -282,10 +303,13 @@ class Run:
         Returns how many points were dropped. :meth:`CheckpointManager.restore
         <runpoint.CheckpointManager.restore>` calls it in a resumed run.
         """
-        step = _as_step(step) if type(step) is not int else step
-        self.flush()
-        dropped = self._store.truncate_metrics(self.id, step)
+        step = _as_step(step, allow_negative=True) if type(step) is not int else step
+        if isinstance(self._writer, Writer):
+            dropped = self._writer.rewind(step)  # after what is queued; resets the step checks
+        else:
+            dropped = self._store.truncate_metrics(self.id, step)
         self._next_step = step + 1
+        self._resume_frontier = None
         return dropped
 
     # -- ending ----------------------------------------------------------------------
@@ -325,6 +349,11 @@ class Run:
             if self._console is not None:
                 self._console.stop()
             _lifecycle.unregister(self)
+            # The writer thread is gone: give back the connections (file descriptors); a
+            # later read (run.summary, run.store) opens one again.
+            release = getattr(self._store, "_release_connections", None)
+            if release is not None:
+                release()
 
     def _write_end_of_meta(self, ended: float, status: RunStatus) -> None:
         self.meta["ended_at"] = ended
@@ -368,7 +397,10 @@ class Run:
             self.finish(RunStatus.FAILED, error="".join(traceback.format_exception(kind, value, tb)))
 
 
-def _as_step(step: Any) -> int:
+def _as_step(step: Any, allow_negative: bool = False) -> int:
     if isinstance(step, bool) or not hasattr(step, "__index__"):
         raise InvalidArgumentError("step", f"must be an int, got {type(step).__qualname__}")
-    return int(step.__index__())
+    value = int(step.__index__())
+    if value < 0 and not allow_negative:
+        raise InvalidArgumentError("step", f"must be 0 or more, got {value}; steps count up from 0")
+    return value

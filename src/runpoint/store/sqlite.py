@@ -214,14 +214,23 @@ class SQLiteStore:
 
     def close(self) -> None:
         self._closed = True
+        self._release_connections()
+
+    def _release_connections(self) -> None:
+        """Close every connection this store opened; the next read or write opens a new one.
+
+        A finished :class:`~runpoint.Run` calls it: its writer thread is gone, and holding
+        two connections (four file descriptors) per finished run adds up in a sweep.
+        Only for a moment when no other thread is using the store.
+        """
         with self._connections_lock:
             connections, self._connections = self._connections, []
+            self._local = threading.local()
         for conn in connections:
             try:
                 conn.close()
             except sqlite3.Error:
                 pass
-        self._local = threading.local()
 
     def __enter__(self) -> "SQLiteStore":
         return self
