@@ -183,6 +183,11 @@ class Writer:
         self.listeners: list[BatchListener] = list(listeners or [])
         self.on_tick: list[Callable[[], None]] = []  # called after every flush cycle
         self.points_written = 0
+        # batches given up on at close (the store kept failing for 30 s): the run spills them
+        self.unstored: list[WriteBatch] = []
+        self.points_unstored = 0
+        self._gave_up: BaseException | None = None
+        self.give_up_after_s = 30.0  # how long close() retries a failing store before spilling
         self.longest_write_s = 0.0  # the longest time from taking entries off the queue to their commit
         self._thread = threading.Thread(target=self._loop, name=f"runpoint-writer-{run_id}", daemon=True)
         self._thread.start()
@@ -336,6 +341,9 @@ class Writer:
                 if error is None:
                     self.points_written += count
                     self._pace_caller(time.time() - self._collected_at)
+                elif error is self._gave_up:
+                    self.unstored.append(batch)
+                    self.points_unstored += count
             for marker in markers:
                 if type(marker) is _Rewind and error is None:
                     error = self._rewind(marker)
@@ -466,6 +474,8 @@ class Writer:
         """Write with retries; returns the last error if it gave up while stopping."""
         if self._run_gone is not None:
             return self._run_gone
+        if self._gave_up is not None and self._stopping:  # one 30 s wait at close, not one per batch
+            return self._gave_up
         delay = 0.05
         first_failure: float | None = None
         while True:
@@ -487,11 +497,12 @@ class Writer:
                         "runpoint: writing to %s failed (%s); keeping the points and retrying",
                         getattr(self._store, "location", "the store"), exc,
                     )
-                if self._stopping and now - first_failure > 30:
+                if self._stopping and now - first_failure > self.give_up_after_s:
                     logger.error(
-                        "runpoint: gave up writing %d points of run %s after 30 s: %s",
-                        sum(len(s) for s in batch.metrics.values()), self._run_id, exc,
+                        "runpoint: gave up writing %d points of run %s after %g s: %s",
+                        sum(len(s) for s in batch.metrics.values()), self._run_id, self.give_up_after_s, exc,
                     )
+                    self._gave_up = exc
                     return exc
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -339,6 +339,9 @@ class Run:
         try:
             if isinstance(writer, Writer) and not writer.close(timeout=120):
                 logger.error("runpoint: run %s finished with %d points not yet stored", self.id, writer.pending)
+            if isinstance(writer, Writer) and writer.unstored:  # the store gave up: not "completed"
+                final, error = RunStatus.FAILED, self._spill(writer)
+                self._status = final
             self.summary._writer = self._writer  # type: ignore[assignment]  # setting a value now raises
             ended = time.time()
             self._store.set_status(self.id, final, error=error, ended_at=ended)
@@ -354,6 +357,20 @@ class Run:
             release = getattr(self._store, "_release_connections", None)
             if release is not None:
                 release()
+
+    def _spill(self, writer: Writer) -> str:
+        """Save the points the store did not take; returns the reason the run failed."""
+        from ._spill import write_spill
+
+        count = writer.points_unstored
+        spilled = write_spill(writer.unstored, self._paths.dir, self.id)
+        if spilled is None:
+            reason = f"{count} logged points could not be stored, nor saved to a file: they are lost"
+        else:
+            reason = (f"{count} logged points could not be stored; they were saved to {spilled}: "
+                      f"free some space, then `runpoint recover {self.id}` stores them")
+        logger.error("runpoint: run %s: %s", self.id, reason)
+        return reason
 
     def _write_end_of_meta(self, ended: float, status: RunStatus) -> None:
         self.meta["ended_at"] = ended

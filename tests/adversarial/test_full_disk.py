@@ -79,3 +79,43 @@ def test_writing_on_a_full_disk_names_the_path_and_the_fix(full_root) -> None:
     message = str(caught.value)
     assert str(root) in message and "free some space" in message
     assert os.listdir(root / "p") == [run_id]  # nothing half-made left behind
+
+
+def test_a_run_that_fills_the_disk_is_not_completed_and_keeps_its_points(small_disk, tmp_path) -> None:
+    """The disk fills while a run logs: finish says failed, how many points and where they went;
+    `runpoint recover` stores them once there is room, each exactly once."""
+    root = small_disk / "runpoint"
+    child = run_script(tmp_path, root, f"""
+        import os, runpoint as rp
+        run = rp.init(project="p", console=False, system_metrics=False)
+        run._writer.give_up_after_s = 2.0  # the default 30 s, shortened for the test
+        for step in range(2000):
+            run.log({{"loss": float(step)}}, step=step)
+        run.flush()
+        with open({str(small_disk / "filler")!r}, "wb", buffering=0) as handle:  # the disk fills up
+            try:
+                while handle.write(b"\\0" * 4096):
+                    pass
+            except OSError:
+                pass
+        for step in range(2000, 50_000):  # under the writer's 100 000-call queue: log does not wait
+            run.log({{"loss": float(step)}}, step=step)
+        try:
+            run.finish()
+        except rp.RunpointError as exc:
+            print("finish:", exc)
+        print("status", run.status.value)
+        print("id", run.id)
+    """, timeout=240)
+    out = child.stdout
+    assert "status failed" in out, child.stdout + child.stderr
+    run_id = out.split("id ", 1)[1].split()[0]
+    assert "could not be stored; they were saved to" in child.stderr
+    (small_disk / "filler").unlink()  # room again
+    recovered = _cli(root, "recover", run_id)
+    assert recovered.returncode == 0, recovered.stderr
+    again = _cli(root, "recover", run_id)  # nothing left: said so, nothing stored twice
+    assert again.returncode == 1 and "no unstored points" in again.stderr
+    metrics = _cli(root, "metrics", run_id, "loss", "--json")
+    steps = json.loads(metrics.stdout)["steps"]
+    assert steps == list(range(50_000))

@@ -81,6 +81,39 @@ def import_(
         )
 
 
+def recover(
+    run: Annotated[str, typer.Argument(help="The run (id, name or 'latest') whose unstored points to store.", show_default=False)],
+    root: RootOption = None,
+) -> None:
+    """Store the points a run could not store when it finished (a full disk): its unstored.jsonl."""
+    from .._fs import write_atomic
+    from .._spill import read_spill_line, spill_candidates
+
+    store = query.open_root(root)
+    try:
+        record = query.resolve_run(store, run)
+        files = spill_candidates(query.run_dir(store, record), record.id)
+        if not files:
+            raise fail(f"run {record.id} has no unstored points (no {query.run_dir(store, record) / 'unstored.jsonl'})")
+        points = 0
+        for path in files:
+            lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            for index, line in enumerate(lines):
+                try:
+                    batch = read_spill_line(line, f"{path}:{index + 1}")
+                except ValueError as exc:
+                    raise fail(str(exc)) from None
+                store.write(record.id, batch)  # one transaction
+                points += sum(len(series) for series in batch.metrics.values())
+                # what is stored leaves the file, so a recover that fails midway can be run again
+                write_atomic(path, "".join(rest + "\n" for rest in lines[index + 1:]))
+            path.unlink()
+    finally:
+        store.close()
+    err_console.print(f"stored {points} point(s) of run {record.id} from {', '.join(map(str, files))}", markup=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("import")(friendly_errors(import_))
+    app.command("recover")(friendly_errors(recover))
 
