@@ -22,6 +22,7 @@ from ..errors import InvalidArgumentError
 from ..store.base import RunRecord
 from .context import Dashboard, StrictJSONResponse, dashboard
 from .security import resolve_inside
+from .verify import verify_in_child
 
 router = APIRouter(prefix="/api/runs/{ref}", tags=["run files"])
 Ctx = Annotated[Dashboard, Depends(dashboard)]
@@ -98,8 +99,10 @@ def checkpoints(ctx: Ctx, ref: str) -> StrictJSONResponse:
 
 @router.post("/checkpoints/{step}/verify", response_model=None, summary="Re-hash a checkpoint's files against its manifest")
 def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> StrictJSONResponse:
-    """The same check as ``runpoint ckpt verify``: every file's size and hash against the manifest."""
-    from ..checkpoint import verify_checkpoint as verify
+    """The same check as ``runpoint ckpt verify``: every file's size and hash against the manifest.
+
+    It runs in a child process with a time limit (:mod:`runpoint.server.verify`): 504 when it is up.
+    """
     from ..checkpoint.manifest import MANIFEST_NAME
 
     run, directory = _run(ctx, ref)
@@ -113,8 +116,7 @@ def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> StrictJSONResponse:
         manifest_path = resolve_inside(directory, f"{row['path'].rstrip('/')}/{MANIFEST_NAME}")
     except InvalidArgumentError:
         return StrictJSONResponse({"step": step, "ok": False, "files_checked": 0, "problems": ["the checkpoint's files are gone"]})
-    results = verify(manifest_path.parent)
-    problems = [problem for result in results for problem in result.problems]
+    problems = verify_in_child(manifest_path.parent)
     try:
         checked = len(json.loads(manifest_path.read_text(encoding="utf-8")).get("files", {}))
     except (OSError, ValueError):
