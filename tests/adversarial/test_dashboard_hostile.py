@@ -242,3 +242,32 @@ def test_verify_of_a_checkpoint_that_never_ends_answers_within_its_time_limit(se
     verifying = [child for child in psutil.Process(server.process.pid).children(recursive=True)
                  if "verify_checkpoint" in " ".join(child.cmdline())]
     assert verifying == []  # the verification was stopped, not left waiting
+
+
+# -- 13.8: malformed bodies to every operation that takes one --------------------------------
+
+HOSTILE_BODIES = [
+    b'{"entry_point": "demo", "config": ' + b'{"a": ' * 900 + b"1" + b"}" * 900 + b"}",
+    b'{"entry_point": "demo", "config": {"a": ' + b"[" * 900 + b"]" * 900 + b"}}",
+    b"[" * 20_000 + b"]" * 20_000,
+    b'{"entry_point": "demo", "config": {"training": {"epochs": 1' + b"0" * 5000 + b"}}}",
+    b'{"entry_point": "demo", "config": {"training": {"learning_rate": NaN}}}',
+    b'{"force": Infinity}',
+    b'{"entry_point": "\xff\xfe"}',
+    b"",
+    b"null",
+    b'"text"',
+]
+
+
+def test_every_operation_answers_hostile_bodies_with_a_4xx(server: Server, client: httpx.Client) -> None:
+    spec = client.get("/api/openapi.json").json()
+    operations = [(method.upper(), path) for path, methods in spec["paths"].items()
+                  for method, operation in methods.items() if "requestBody" in operation]
+    assert ("POST", "/api/launches") in operations
+    for method, path in operations:
+        url = path.replace("{ref}", "nope").replace("{launch_id}", "nope").replace("{step}", "1")
+        for body in HOSTILE_BODIES:
+            response = client.request(method, url, content=body, headers={"content-type": "application/json"})
+            assert 400 <= response.status_code < 500, (method, path, body[:60], response.status_code, response.text[:200])
+    assert _launches(server) == []
