@@ -56,7 +56,7 @@ def demo_config(values: Mapping[str, Any] | None = None) -> "ProjectConfig":
     """
     from .config.load import load_config
 
-    cfg = load_config(defaults=deep_merge(deep_merge(_FIXED, DEFAULT_CONFIG), values or {}), env={})
+    cfg: ProjectConfig = load_config(defaults=deep_merge(deep_merge(_FIXED, DEFAULT_CONFIG), values or {}), env={})
     check_limits(cfg)
     return cfg
 
