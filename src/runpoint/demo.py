@@ -44,14 +44,43 @@ _FIXED: dict[str, Any] = {
 }
 
 
+
+# How big a demo may get: it is a CPU demo, and the dashboard launches it from a form.
+MAX_EPOCHS = 1000
+MAX_STEPS = 1_000_000
+MAX_HIDDEN_LAYERS = 16
+MAX_HIDDEN_SIZE = 16_384
+
+
 def demo_config(values: Mapping[str, Any] | None = None) -> "ProjectConfig":
     """The demo's config (:data:`DEFAULT_CONFIG` and what the code fixes), ``values`` merged over it.
 
-    A bad value raises :class:`~runpoint.ConfigError` naming the field.
+    A bad value, or one over the demo's limits (:func:`check_limits`), raises
+    :class:`~runpoint.ConfigError` naming the field.
     """
     from .config.load import load_config
 
-    return load_config(defaults=deep_merge(deep_merge(_FIXED, DEFAULT_CONFIG), values or {}), env={})
+    cfg: ProjectConfig = load_config(defaults=deep_merge(deep_merge(_FIXED, DEFAULT_CONFIG), values or {}), env={})
+    check_limits(cfg)
+    return cfg
+
+
+def check_limits(cfg: "ProjectConfig") -> None:
+    """Raise :class:`~runpoint.ConfigError` when ``cfg`` would train longer or wider than the demo allows."""
+    from .errors import ConfigError
+
+    training, hidden = cfg.training, cfg.model.hidden_sizes
+    problems = []
+    if training.epochs is not None and training.epochs > MAX_EPOCHS:
+        problems.append(f"training.epochs: the demo trains at most {MAX_EPOCHS} epochs, got {training.epochs}")
+    if training.max_steps is not None and training.max_steps > MAX_STEPS:
+        problems.append(f"training.max_steps: the demo trains at most {MAX_STEPS} steps, got {training.max_steps}")
+    if len(hidden) > MAX_HIDDEN_LAYERS:
+        problems.append(f"model.hidden_sizes: the demo has at most {MAX_HIDDEN_LAYERS} hidden layers, got {len(hidden)}")
+    if any(size > MAX_HIDDEN_SIZE for size in hidden):
+        problems.append(f"model.hidden_sizes: each layer is at most {MAX_HIDDEN_SIZE} wide, got {max(hidden)}")
+    if problems:
+        raise ConfigError(problems)
 
 
 def checked_demo_config(values: Mapping[str, Any] | None = None) -> "ProjectConfig":
@@ -218,12 +247,8 @@ def train(
             cfg.experiment.name = name
         if root is not None:
             cfg.experiment.root = os.fspath(root)
-        check_demo_config(cfg, demo_config())  # before importing torch: a refusal is quick
-    torch, load_digits = _require_extras()
-    from .checkpoint import ResumableSampler
-
-    if resume is None:
-        run = rp.init(config=cfg)  # project, name, tags, notes, sinks and root come from cfg.experiment
+        check_limits(cfg)
+        run = rp.init(config=cfg)  # project, name, tags, notes and root come from cfg.experiment
     else:
         if config is not None or epochs is not None or seed is not None:
             print("runpoint demo: a resumed run keeps the config it started with")

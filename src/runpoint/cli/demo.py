@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from ..demo import MAX_EPOCHS
 from ._output import RootOption, console, fail, friendly_errors
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ def demo(
     project: Annotated[Optional[str], typer.Option("--project", "-p", help="Project to record the run in. (default: demo)",
                                                    show_default=False)] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (made up when omitted).")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", min=1, max=1000,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", min=1, max=MAX_EPOCHS,
                                                   help="Training epochs. (default: 12)", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed. (default: 0)", show_default=False)] = None,
     config_file: Annotated[
@@ -39,7 +40,7 @@ def demo(
 ) -> None:
     """Train an MLP on scikit-learn's digits (CPU, under a minute), record the run and checkpoint it."""
     from ..config.load import load_config
-    from ..demo import demo_config, train
+    from ..demo import check_limits, demo_config, train
 
     if profile is not None and config_file is None:
         raise fail("--profile needs --config FILE", 2)
@@ -50,6 +51,7 @@ def demo(
     else:
         # the file, profile, RUNPOINT__ variables and overrides all sit on top of the demo's own config
         config: ProjectConfig = load_config(config_file, profile, overrides or (), defaults=demo_config())
+        check_limits(config)  # before train() imports torch: a config over the limits fails fast
         run = train(config, epochs=epochs, project=project, name=name or None, root=root, seed=seed)
     summary = run.summary
     console.print(

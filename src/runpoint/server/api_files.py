@@ -21,6 +21,7 @@ from ..errors import InvalidArgumentError, RunpointError
 from ..store.base import RunRecord
 from .context import Dashboard, StrictJSONResponse, dashboard
 from .security import resolve_inside
+from .verify import verify_in_child
 
 router = APIRouter(prefix="/api/runs/{ref}", tags=["run files"])
 Ctx = Annotated[Dashboard, Depends(dashboard)]
@@ -66,7 +67,6 @@ def console(
     return StrictJSONResponse({"files": files, "file": name, "text": clean_console(text), "bytes": size, "truncated": size > max_bytes})
 
 
-VERIFY_TIMEOUT_S = 30.0  # a Verify click never keeps a worker thread longer than this
 
 
 def _pointer(directory: Path, name: str) -> str | None:
@@ -101,8 +101,10 @@ def checkpoints(ctx: Ctx, ref: str) -> StrictJSONResponse:
 
 @router.post("/checkpoints/{step}/verify", response_model=None, summary="Re-hash a checkpoint's files against its manifest")
 def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> StrictJSONResponse:
-    """The same check as ``runpoint ckpt verify``: every file's size and hash against the manifest."""
-    from ..checkpoint import verify_checkpoint as verify
+    """The same check as ``runpoint ckpt verify``: every file's size and hash against the manifest.
+
+    It runs in a child process with a time limit (:mod:`runpoint.server.verify`): 504 when it is up.
+    """
     from ..checkpoint._directory import read_manifest
     from ..checkpoint._storage import Storage
     from ..checkpoint.manifest import MANIFEST_NAME
@@ -120,8 +122,7 @@ def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> StrictJSONResponse:
     except InvalidArgumentError:
         return StrictJSONResponse({"step": step, "ok": False, "files_checked": 0, "problems": ["the checkpoint's files are gone"]})
     # the path as the run names it, not resolved: links below the checkpoints folder are refused, not followed
-    results = verify(directory / relative, timeout=VERIFY_TIMEOUT_S)
-    problems = [problem for result in results for problem in result.problems]
+    problems = verify_in_child(directory / relative)
     parent, _, name = (directory / relative).as_posix().rpartition("/")
     try:
         checked = len(read_manifest(Storage(parent), name).files)

@@ -7,13 +7,15 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from .. import query
+from ..errors import ConfigError, InvalidArgumentError
 from ..store.base import RunQuery
 from .context import Dashboard, dashboard
 from .entry_points import deep_merge
 from .launch import Launch
+from .launch_limits import MAX_CONFIG_DEPTH, config_depth, launch_cwd, path_problems
 
 router = APIRouter(prefix="/api", tags=["launch"])
 Ctx = Annotated[Dashboard, Depends(dashboard)]
@@ -28,6 +30,13 @@ class LaunchRequest(BaseModel):
     )
     project: str | None = Field(default=None, description="Project to record the run in (default: the entry point's).")
     name: str = Field(default="", description="Run name; made up when empty.")
+
+    @field_validator("config")
+    @classmethod
+    def _not_too_deep(cls, config: dict[str, Any]) -> dict[str, Any]:
+        if config_depth(config) > MAX_CONFIG_DEPTH:
+            raise ValueError(f"nests deeper than {MAX_CONFIG_DEPTH} levels; a config is a few sections of values")
+        return config
 
 
 class StopRequest(BaseModel):
@@ -56,13 +65,17 @@ def entry_points(ctx: Ctx) -> list[dict[str, Any]]:
 
 @router.post("/launches", response_model=None, summary="Start a training process", status_code=201)
 def launch(ctx: Ctx, request: LaunchRequest) -> dict[str, Any]:
-    """Validate the config against the entry point's schema and start the process; 422 lists every problem."""
+    """Validate the config against the entry point's schema and start the process; 422 lists every problem.
+
+    The run records into the dashboard's root: a config whose paths lead elsewhere is refused.
+    """
     entry = ctx.launcher.entry_points.get(request.entry_point)
     if entry is None:
-        from ..errors import InvalidArgumentError
-
         raise InvalidArgumentError("entry_point", f"no entry point {request.entry_point!r}")
     config = entry.validate(deep_merge(entry.defaults, request.config))
+    problems = path_problems(config, ctx.root, launch_cwd(entry.cwd))
+    if problems:
+        raise ConfigError(problems)
     started = ctx.launcher.launch(
         entry.name, config, project=request.project or entry.project, name=request.name.strip()
     )

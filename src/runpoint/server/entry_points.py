@@ -145,7 +145,27 @@ def demo_schema() -> dict[str, Any]:
             "properties": {key: definition["properties"][key] for key in values if key in definition.get("properties", {})},
             "additionalProperties": False,
         }
+    _demo_bounds(properties)
     return {"type": "object", "title": "demo", "properties": properties, "$defs": definitions}
+
+
+def _demo_bounds(properties: dict[str, Any]) -> None:
+    """The demo's own limits (:func:`runpoint.demo.check_limits`) in its form's schema."""
+    from .. import demo
+
+    def cap(field: dict[str, Any], maximum: int) -> None:
+        for option in [field, *field.get("anyOf", [])]:
+            if option.get("type") == "integer":
+                option["maximum"] = maximum
+
+    training = properties.get("training", {}).get("properties", {})
+    for key, maximum in (("epochs", demo.MAX_EPOCHS), ("max_steps", demo.MAX_STEPS)):
+        if key in training:
+            cap(training[key], maximum)
+    hidden = properties.get("model", {}).get("properties", {}).get("hidden_sizes")
+    if hidden is not None:
+        hidden["maxItems"] = demo.MAX_HIDDEN_LAYERS
+        cap(hidden.get("items", {}), demo.MAX_HIDDEN_SIZE)
 
 
 

@@ -13,7 +13,7 @@ A pid is signalled only while it still belongs to the process it was recorded fo
 kernel hands the pids of ended processes to new ones. ``launch.json`` keeps the start time
 of the launched process beside its pid; a launch whose pid now names a process started at
 another time has ended, and is never signalled. A run's pid must name a process that
-started before the run's last heartbeat.
+started before the run's last heartbeat, and that heartbeat may not lie in the future.
 
 Processes outlive the dashboard: closing the UI does not stop training.
 """
@@ -35,9 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from .._fs import write_atomic
+from .._liveness import heartbeat_in_future
 from ..errors import InvalidArgumentError, RunpointError
 from ..store.base import RunRecord, RunStatus
 from .entry_points import PLACEHOLDERS, EntryPoint
+from .launch_limits import launch_cwd
 
 LAUNCH_DIR = ".launches"
 
@@ -147,7 +149,7 @@ class Launcher:
             "project": project, "name": name, "launch_id": launch_id,
         }
         command = [self._fill(part, values) for part in entry.command]
-        cwd = entry.cwd or os.getcwd()
+        cwd = str(launch_cwd(entry.cwd))
         env = {**os.environ, "RUNPOINT_ROOT": str(self.root), "RUNPOINT_LAUNCH_CONFIG": str(config_path),
                "RUNPOINT_LAUNCH_ID": launch_id, "PYTHONUNBUFFERED": "1"}
         with open(folder / "output.log", "wb") as output:
@@ -276,6 +278,11 @@ class Launcher:
             return "SIGKILL" if force else "SIGTERM"
         if run.host != socket.gethostname() or run.pid is None:
             raise InvalidArgumentError("run", f"run {run.id} runs on {run.host}; stop it there")
+        if heartbeat_in_future(run):
+            raise InvalidArgumentError(
+                "run", f"run {run.id} records a heartbeat in the future ({run.heartbeat_at:.0f}); its pid "
+                f"{run.pid} is not trusted: stop the process yourself if it is the run's"
+            )
         started = _process_start_time(run.pid)
         # the run's process started before the run's last heartbeat (a resume writes one too);
         # a process started after it got the pid once the run's process had ended

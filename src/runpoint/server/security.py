@@ -18,8 +18,9 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import re
 from typing import Any, Awaitable, Callable
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from .._paths import resolve_inside as resolve_inside  # re-exported: the path check the server uses
 
@@ -55,10 +56,22 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
 
-def _host_name(host_header: str) -> str:
-    if host_header.startswith("["):
-        return host_header[: host_header.find("]") + 1]
-    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+# A Host header is a name or an address, then an optional port: nothing else (no user@, no path).
+_HOST_HEADER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
+# What a redirect's path may keep as it is; anything else (a backslash, which browsers read as
+# '/', spaces, controls) is percent-encoded so that the Location stays a path of this server.
+_PATH_SAFE = "/-._~!$&'()*+,;=:@"
+
+
+def _host_name(host_header: str) -> str | None:
+    """The host part of a Host header; None when the header is not ``name[:port]``."""
+    match = _HOST_HEADER.fullmatch(host_header)
+    return match.group(1) if match else None
+
+
+def _local_location(path: str, query: dict[str, str]) -> str:
+    """A Location header that can only name a path of this server (never ``//host`` or ``/\\host``)."""
+    return "/" + quote(path.lstrip("/\\"), safe=_PATH_SAFE) + (f"?{urlencode(query)}" if query else "")
 
 
 def _cookie(headers: dict[str, str], name: str) -> str | None:
@@ -96,7 +109,8 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
-        if self.loopback_only and not is_loopback(_host_name(headers.get("host", ""))):
+        host = _host_name(headers.get("host", ""))
+        if self.loopback_only and (host is None or not is_loopback(host)):
             await _reply(send, 403, {"detail": "this dashboard answers only to localhost / 127.0.0.1"})
             return
         method = scope["method"]
@@ -111,7 +125,7 @@ class Guard:
             supplied = bearer[7:] if bearer.lower().startswith("bearer ") else None
             if self._token_ok(query.get("token")) and method == "GET" and not scope["path"].startswith("/api/"):
                 query.pop("token")
-                location = "/" + scope["path"].lstrip("/") + (f"?{urlencode(query)}" if query else "")  # never //host
+                location = _local_location(scope["path"], query)
                 cookie = f"{TOKEN_COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
                 await send({"type": "http.response.start", "status": 303,
                             "headers": [(b"location", location.encode()), (b"set-cookie", cookie.encode()),
