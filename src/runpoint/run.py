@@ -286,6 +286,8 @@ class Run:
         self.flush()
         dropped = self._store.truncate_metrics(self.id, step)
         self._next_step = step + 1
+        if self._sinks is not None:  # after the flush: the sinks hear of it after the points before it
+            self._sinks.rewind(step)
         return dropped
 
     # -- ending ----------------------------------------------------------------------
