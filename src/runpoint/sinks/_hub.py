@@ -102,8 +102,9 @@ class SinkHub:
             sink.request_finish(status)
         for sink in self.sinks:
             sink.wait(started + sink.options.finish_timeout)
+        abort_deadline = time.monotonic() + ABORT_WAIT_S
         for sink in self.sinks:  # a sink given up on may be ending its external run
-            sink.wait_aborted(min(started + sink.options.finish_timeout, time.monotonic() + ABORT_WAIT_S))
+            sink.wait_aborted(abort_deadline)
         self._write()
 
     def _report(self, sink: IsolatedSink) -> None:
