@@ -8,6 +8,11 @@ markdown table) to Text. By default the files go to ``<run dir>/tensorboard``, s
 --logdir runpoint`` shows every run of a root. Written with TensorBoard's own event
 writer and protos: neither TensorFlow nor torch is needed.
 
+When a resumed run rewinds to its checkpoint's step, the sink writes TensorBoard's own
+restart marker (a ``SessionLog(START)`` event at the next step, what
+``SummaryWriter(purge_step=...)`` writes): TensorBoard then hides what the stopped
+attempt logged after the checkpoint, so each step shows once.
+
 TensorBoard stores scalars as 32-bit floats (as every TensorBoard writer does);
 runpoint's store keeps the exact 64-bit values.
 
@@ -94,6 +99,17 @@ class TensorBoardSink:
         if batch.params:
             self._hparams.update(batch.params)
             self._write_hparams()
+        self._writer.flush()
+
+    def rewind(self, step: int) -> None:
+        """The run forgot its points after ``step``: TensorBoard purges the events from ``step + 1`` on."""
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+        # twice: TensorBoard's dashboard loader takes the first START of a logdir for the
+        # session's own beginning and purges only at a later one (the other loader at each)
+        for _ in range(2):
+            start = SessionLog(status=SessionLog.START)
+            self._writer.add_event(Event(wall_time=time.time(), step=step + 1, session_log=start))
         self._writer.flush()
 
     def finish(self, status: str) -> None:
