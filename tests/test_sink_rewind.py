@@ -19,6 +19,8 @@ from .conftest import start_script, wait_for_line
 def _tensorboard_steps(logdir: str, key: str) -> list[int]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    if not Path(logdir).is_dir():  # the sink has not started yet
+        return []
     accumulator = EventAccumulator(logdir, size_guidance={"scalars": 0})
     accumulator.Reload()
     if key not in accumulator.Tags()["scalars"]:
