@@ -449,3 +449,29 @@ def test_a_media_only_backlog_is_capped(tmp_path: Path) -> None:
     counts = sink.record()
     assert counts["media_sent"] == blocked.media <= 51  # the cap, plus the one in the first call
     assert counts["media_sent"] + counts["media_dropped"] == 500
+
+
+def test_a_rewind_reaches_a_sink_in_order_with_the_points(root: Path) -> None:
+    class Rewinding(RecordingSink):
+        name = "rewinding"
+
+        def rewind(self, step: int) -> dict[str, Any]:
+            self.points = [point for point in self.points if point[1] <= step]
+            return {"id": "after-rewind"}
+
+    with rp.init(project="iso", id="r1", root=root, console=False) as run:
+        ckpt = rp.CheckpointManager(run)
+        for step in range(10):
+            run.log({"loss": float(step)}, step=step)
+            if step == 4:
+                ckpt.save(step, {"step": step})
+    sink = Rewinding()
+    sink.points = [("loss", step, float(step)) for step in range(10)]  # what the killed attempt had sent
+    with rp.init(project="iso", resume="r1", root=root, console=False, sinks=[sink]) as run:
+        run.log({"loss": 100.0}, step=10)  # before the restore: rewound away with the rest
+        assert rp.CheckpointManager(run).restore({"step": None}) == 5
+        for step in range(5, 8):
+            run.log({"loss": step + 0.5}, step=step)
+    assert sink.points == [("loss", s, float(s)) for s in range(5)] + [("loss", s, s + 0.5) for s in range(5, 8)]
+    record = read_external(run.dir)["rewinding"]
+    assert record["external"] == {"id": "after-rewind"} and record["status"] == "finished"

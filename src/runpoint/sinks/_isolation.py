@@ -82,7 +82,9 @@ class IsolatedSink:
         self._pending_media = 0
         self._inflight_points = 0
         self._inflight_media = 0
-        self._abandoned = (0, 0)  # (points, media) of the call in flight when given up on
+        self._writing = (0, 0)  # (points, media) of the write() call running now
+        self._abandoned = (0, 0)  # (points, media) of the write() call running when given up on
+        self._aborter: threading.Thread | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()  # set when the sink is given up on: ends backoff waits
         self._done = threading.Event()
@@ -222,7 +224,10 @@ class IsolatedSink:
 
     def _send(self, batch: SinkBatch) -> bool:
         """Write one batch and count it; False when the sink was given up on meanwhile."""
+        points, media = batch.points, len(batch.media)
+        self._writing = (points, media)
         written = self._call("write", self.sink.write, batch)
+        self._writing = (0, 0)
         # counted under the lock: submit() and _give_up() count from other threads
         with self._lock:
             if not self.active:  # given up on while the call ran: its points are in flight
@@ -237,13 +242,14 @@ class IsolatedSink:
                 late = abandoned_points or abandoned_media
             else:
                 late = False
-                self._inflight_points = self._inflight_media = 0
+                self._inflight_points -= points
+                self._inflight_media -= media
                 if written is _FAILED:
-                    self.points_dropped += batch.points
-                    self.media_dropped += len(batch.media)
+                    self.points_dropped += points
+                    self.media_dropped += media
                 else:
-                    self.points_sent += batch.points
-                    self.media_sent += len(batch.media)
+                    self.points_sent += points
+                    self.media_sent += media
         if late:
             self._report(self)
         return self.active
@@ -343,10 +349,10 @@ class IsolatedSink:
             self.points_dropped += self._pending_points
             self.media_dropped += self._pending_media
             if self._busy is not None and self._busy[0] == "write":  # handed over, not yet confirmed
-                self._abandoned = (self._inflight_points, self._inflight_media)
-            else:
-                self.points_dropped += self._inflight_points
-                self.media_dropped += self._inflight_media
+                self._abandoned = self._writing
+            points, media = self._abandoned
+            self.points_dropped += self._inflight_points - points
+            self.media_dropped += self._inflight_media - media
             self._pending, self._pending_points, self._pending_media = [], 0, 0
             self._inflight_points = self._inflight_media = 0
         if state == "disabled":
@@ -374,12 +380,13 @@ class IsolatedSink:
             except Exception:
                 logger.debug("runpoint: abort() of the %s sink failed", self.name, exc_info=True)
 
-        self._aborter = threading.Thread(target=run, name=f"runpoint-sink-{self.name}-abort", daemon=True)
-        self._aborter.start()
+        aborter = threading.Thread(target=run, name=f"runpoint-sink-{self.name}-abort", daemon=True)
+        aborter.start()
+        self._aborter = aborter
 
     def wait_aborted(self, deadline: float) -> None:
         """Wait, at most until ``deadline``, for ``abort`` to return (when it was called)."""
-        aborter = getattr(self, "_aborter", None)
+        aborter = self._aborter
         if aborter is not None:
             aborter.join(max(0.0, deadline - time.monotonic()))
 

@@ -31,7 +31,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .._optional import require
 from .._uri import without_credentials
@@ -262,7 +262,7 @@ class MLflowSink:
                 )
         return name
 
-    def _log_batch(self, metrics: list[Any] = (), tags: list[Any] = ()) -> None:  # type: ignore[assignment]
+    def _log_batch(self, metrics: Sequence[Any] = (), tags: Sequence[Any] = ()) -> None:
         """Send in as few requests as MLflow's limits allow; stop when the sink was given up on."""
         for start in range(0, len(metrics), MAX_METRICS_PER_CALL):
             if self._aborted:
