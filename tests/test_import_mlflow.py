@@ -30,7 +30,7 @@ def populate(uri: str, experiment: str) -> dict[str, str]:
     run = client.create_run(experiment_id, run_name="baseline", start_time=T0_MS,
                             tags={"mlflow.note.content": "first try", "team": "vision", "cnn": ""})
     params = [Param("lr", "0.001"), Param("model.layers", "[64, 32]"), Param("model.name", "resnet"),
-              Param("amp", "True"), Param("api_token", "abc123")]
+              Param("amp", "True"), Param("api_token", "abc123"), Param("warmup", "1e3"), Param("seed", "007")]
     metrics = [Metric("train/loss", 1.0 / (s + 1), T0_MS + 1000 * s + 7, s) for s in range(1500)]  # > one page
     metrics.append(Metric("val/acc", math.nan, T0_MS + 5, 0))
     for start in range(0, len(metrics), 1000):
@@ -76,6 +76,7 @@ def test_runs_come_in_with_params_history_times_and_status(tracking: str, root: 
     with SQLiteStore(root / "runpoint.db") as store:
         assert store.get_params(baseline.id) == {
             "lr": 0.001, "model.layers": [64, 32], "model.name": "resnet", "amp": True, "api_token": "********",
+            "warmup": "1e3", "seed": "007",  # strings that look like numbers stay strings
         }
         loss = store.read_metric(baseline.id, "train/loss")
         assert list(loss.steps) == list(range(1500))

@@ -18,6 +18,7 @@ import pytest
 
 import runpoint as rp
 from runpoint.sinks import SinkBatch, SinkOptions, SinkRun, read_external
+from runpoint.sinks._isolation import IsolatedSink
 from runpoint.store.sqlite import SQLiteStore
 
 from .conftest import free_port, run_script
@@ -126,7 +127,10 @@ def test_sink_hanging_forever_is_disabled_and_training_finishes(root: Path, hang
     record = read_external(run.dir)["hanging"]
     assert record["status"] == "disabled"
     assert record["error"] == f"{hang_in}() did not return within 0.5 s"
-    assert record["points_sent"] == 0 and record["points_dropped"] == 2 * STEPS
+    # the hung write() holds the points it was given: in flight, neither sent nor dropped
+    assert record["points_sent"] == 0
+    assert record["points_dropped"] + record.get("points_in_flight", 0) == 2 * STEPS
+    assert (record.get("points_in_flight", 0) > 0) == (hang_in == "write")
     assert len(_sink_warnings(caplog, "hanging")) == 1
     assert len(neighbour.points) == 2 * STEPS and neighbour.status == "completed"
 
@@ -211,7 +215,7 @@ def test_mlflow_sink_pointing_at_a_dead_server_never_blocks_training(root: Path,
     assert _stored_points(root, run.id) == 1000
     record = read_external(run.dir)["mlflow"]
     assert record["status"] in {"disabled", "timed_out"}, record
-    assert record["points_sent"] == 0 and record["points_dropped"] == 1000
+    assert record["points_sent"] == 0 and record["points_dropped"] + record.get("points_in_flight", 0) == 1000
 
 
 def test_script_with_a_hanging_sink_exits_and_keeps_its_data(tmp_path: Path, root: Path) -> None:
@@ -339,3 +343,135 @@ def test_sink_counts_are_updated_under_the_lock_and_add_up(tmp_path: Path) -> No
     assert unlocked == []
     assert record["points_sent"] + record["points_dropped"] == total
     assert record["points_sent"] > 0 and record["points_dropped"] > 0
+
+
+def test_finish_does_not_wait_for_a_sink_already_disabled_as_hung(root: Path) -> None:
+    hanging = HangingSink("write", SinkOptions(call_timeout=0.3, finish_timeout=20, backoff=0.01))
+    run = rp.init(project="iso", root=root, sinks=[hanging], flush_interval=0.05)
+    run.log({"loss": 1.0}, step=0)
+    assert hanging.entered.wait(10)
+    deadline = time.monotonic() + 10
+    while read_external(run.dir).get("hanging", {}).get("status") != "disabled":  # the writer's heartbeat checks
+        assert time.monotonic() < deadline, read_external(run.dir)
+        time.sleep(0.05)
+    began = time.monotonic()
+    run.finish()
+    assert time.monotonic() - began < 5  # not the 20 s finish_timeout
+
+
+def test_slow_sink_that_timed_out_is_counted_as_sent_when_its_call_returns(root: Path) -> None:
+    class SlowSink(RecordingSink):
+        name = "slow"
+
+        def write(self, batch: SinkBatch) -> None:
+            time.sleep(1.5)
+            super().write(batch)
+
+    slow = SlowSink(SinkOptions(call_timeout=30, finish_timeout=0.5))
+    with rp.init(project="iso", root=root, sinks=[slow], flush_interval=10) as run:
+        for step in range(100):
+            run.log({"loss": 1.0 / (step + 1)}, step=step)
+    record = read_external(run.dir)["slow"]
+    assert record["status"] == "timed_out"
+    assert record["points_sent"] + record["points_dropped"] + record.get("points_in_flight", 0) == 100
+    assert record.get("points_in_flight") == 100, record  # handed over, the call not back yet
+    deadline = time.monotonic() + 10
+    while read_external(run.dir)["slow"].get("points_in_flight"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    record = read_external(run.dir)["slow"]
+    assert record["points_sent"] == len(slow.points) == 100 and record["points_dropped"] == 0
+
+
+def test_external_json_shows_progress_while_a_sink_works(root: Path) -> None:
+    class SlowSink(RecordingSink):
+        name = "slow"
+
+        def write(self, batch: SinkBatch) -> None:
+            time.sleep(0.05)
+            super().write(batch)
+
+    slow = SlowSink(SinkOptions(progress_interval=0.1))
+    with rp.init(project="iso", root=root, sinks=[slow], flush_interval=0.02) as run:
+        seen = []
+        for step in range(40):
+            run.log({"loss": 1.0}, step=step)
+            time.sleep(0.03)
+            seen.append(read_external(run.dir).get("slow", {}).get("points_sent", 0))
+    assert any(0 < sent < 40 for sent in seen), seen  # updated before the run finished
+    assert read_external(run.dir)["slow"]["points_sent"] == 40
+
+
+def _series(first: int, count: int) -> Any:
+    from array import array
+
+    from runpoint.store.base import MetricSeries
+
+    steps = range(first, first + count)
+    return MetricSeries(array("q", steps), array("d", map(float, steps)), array("d", (1.0,) * count))
+
+
+def test_a_backlog_merges_in_linear_time_and_in_order() -> None:
+    batches = [SinkBatch(metrics={"x": _series(i * 100, 100)}) for i in range(20_000)]  # the 2 M-point cap
+    began = time.process_time()
+    merged = SinkBatch.concat(batches)
+    assert time.process_time() - began < 3  # generous: quadratic copying took 12.5 s of CPU
+    assert list(merged.metrics["x"].steps) == list(range(2_000_000))
+    assert len(batches[0].metrics["x"]) == 100  # the batches (shared with other sinks) are not modified
+
+    a = SinkBatch(tags=("t1",), summary={"s": 1, "d": 2})
+    b = SinkBatch(tags=("t1", "t2"), summary_deleted=("d",), summary={"e": 3})
+    c = SinkBatch(summary={"d": 4}, summary_deleted=("e",))
+    merged = SinkBatch.concat([a, b, c])
+    assert merged.tags == ("t1", "t2") and merged.summary == {"s": 1, "d": 4} and merged.summary_deleted == ("e",)
+
+
+def test_a_media_only_backlog_is_capped(tmp_path: Path) -> None:
+    from runpoint.store.base import MediaRecord
+
+    release = threading.Event()
+
+    class Blocked(RecordingSink):
+        media = 0
+
+        def write(self, batch: SinkBatch) -> None:
+            release.wait(10)
+            self.media += len(batch.media)
+
+    blocked = Blocked(SinkOptions(max_pending_media=50))
+    sink = IsolatedSink(blocked, SinkRun(id="r", project="p", name="n", dir=tmp_path, config={}), lambda _: None)
+    record = MediaRecord(key="img", step=0, kind="text", time=1.0, data={"text": "x"})
+    for _ in range(500):
+        sink.submit(SinkBatch(media=[record]))
+    release.set()
+    sink.request_finish("completed")
+    assert sink.wait(time.monotonic() + 10)
+    counts = sink.record()
+    assert counts["media_sent"] == blocked.media <= 51  # the cap, plus the one in the first call
+    assert counts["media_sent"] + counts["media_dropped"] == 500
+
+
+def test_a_rewind_reaches_a_sink_in_order_with_the_points(root: Path) -> None:
+    class Rewinding(RecordingSink):
+        name = "rewinding"
+
+        def rewind(self, step: int) -> dict[str, Any]:
+            self.points = [point for point in self.points if point[1] <= step]
+            return {"id": "after-rewind"}
+
+    with rp.init(project="iso", id="r1", root=root, console=False) as run:
+        ckpt = rp.CheckpointManager(run)
+        for step in range(10):
+            run.log({"loss": float(step)}, step=step)
+            if step == 4:
+                ckpt.save(step, {"step": step})
+    sink = Rewinding()
+    sink.points = [("loss", step, float(step)) for step in range(10)]  # what the killed attempt had sent
+    with rp.init(project="iso", resume="r1", root=root, console=False, sinks=[sink]) as run:
+        run.log({"loss": 100.0}, step=10)  # before the restore: rewound away with the rest
+        assert rp.CheckpointManager(run).restore({"step": None}) == 5
+        for step in range(5, 8):
+            run.log({"loss": step + 0.5}, step=step)
+    assert sink.points == [("loss", s, float(s)) for s in range(5)] + [("loss", s, s + 0.5) for s in range(5, 8)]
+    record = read_external(run.dir)["rewinding"]
+    assert record["external"] == {"id": "after-rewind"} and record["status"] == "finished"

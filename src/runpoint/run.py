@@ -310,6 +310,8 @@ class Run:
             dropped = self._store.truncate_metrics(self.id, step)
         self._next_step = step + 1
         self._resume_frontier = None
+        if self._sinks is not None:  # after the flush: the sinks hear of it after the points before it
+            self._sinks.rewind(step)
         return dropped
 
     # -- ending ----------------------------------------------------------------------

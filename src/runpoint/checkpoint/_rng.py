@@ -14,6 +14,7 @@ without pickle.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import random
 import sys
@@ -24,13 +25,24 @@ logger = logging.getLogger("runpoint")
 _BIT_GENERATORS = frozenset({"MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"})
 
 
+def _loaded(name: str) -> Any:
+    """The module ``name`` if this process imported it, else None (never imports it first).
+
+    Another thread may be importing it right now (a sink importing TensorBoard imports
+    numpy): importing it again waits until it is complete instead of seeing half a module.
+    """
+    if name not in sys.modules:
+        return None
+    return importlib.import_module(name)
+
+
 def capture() -> dict[str, Any]:
     """The states of the global generators this process uses."""
     states: dict[str, Any] = {"python": random.getstate()}
-    np = sys.modules.get("numpy")
+    np = _loaded("numpy")
     if np is not None:
         states["numpy"] = np.random.get_state()
-    torch = sys.modules.get("torch")
+    torch = _loaded("torch")
     if torch is not None:
         states["torch"] = bytes(torch.get_rng_state().numpy())
         if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -82,10 +94,10 @@ def generator_kind(value: Any) -> str | None:
     """``generator:<kind>`` for generator objects, None for anything else."""
     if isinstance(value, random.Random):
         return "generator:python"
-    torch = sys.modules.get("torch")
+    torch = _loaded("torch")
     if torch is not None and isinstance(value, torch.Generator):
         return "generator:torch"
-    np = sys.modules.get("numpy")
+    np = _loaded("numpy")
     if np is not None:
         if isinstance(value, np.random.Generator):
             return "generator:numpy"

@@ -168,11 +168,18 @@ def _history(client: Any, run_id: str, key: str) -> MetricSeries:
 
 
 def _param_value(text: str) -> Any:
-    """MLflow keeps params as text: give back numbers, booleans and lists where the text is JSON."""
+    """MLflow keeps params as text: give back numbers, booleans and lists written as JSON, strings as strings.
+
+    A text is read as a value only when writing that value back gives the same text
+    (``0.001``, ``[1, 2]``), so ``"1e3"`` or ``"007"`` stay strings.
+    """
     if text in {"True", "False"}:
         return text == "True"
     try:
         value = json.loads(text)
     except ValueError:
         return text
-    return value if isinstance(value, (int, float, bool, list)) or value is None else text
+    if not (isinstance(value, (int, float, bool, list)) or value is None):
+        return text
+    canonical = {json.dumps(value), json.dumps(value, separators=(",", ":")), str(value)}
+    return value if text in canonical else text

@@ -7,7 +7,10 @@
                 "points_sent": 3000, "points_dropped": 0, "failures": 0, "error": null}}
 
 ``external`` is what the sink's ``start`` returned (ids, links); the rest is runpoint's
-account of how mirroring went, including why a sink was disabled. Entries of sinks not
+account of how mirroring went, including why a sink was disabled. While the run goes on
+the file is updated every ``progress_interval`` (``points_pending``: waiting for the sink);
+``points_in_flight`` are points handed to a call that had not returned when runpoint gave
+up on the sink. Entries of sinks not
 used by a later attempt of the run are kept.
 """
 
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("runpoint")
 
 EXTERNAL_FILE = "external.json"
+ABORT_WAIT_S = 5.0  # at most this long for a sink given up on to end its external run
 
 
 def read_external(run_dir: Path) -> dict[str, Any]:
@@ -83,6 +87,11 @@ class SinkHub:
             else:
                 sink.submit(sink_batch)
 
+    def rewind(self, step: int) -> None:
+        """Tell every sink that the run forgot its points after ``step`` (in order with the batches)."""
+        for sink in self.sinks:
+            sink.submit_rewind(step)
+
     def close(self, status: str) -> None:
         """Let every sink send what is queued and finish, waiting at most each one's ``finish_timeout``."""
         if self._closed:
@@ -93,6 +102,9 @@ class SinkHub:
             sink.request_finish(status)
         for sink in self.sinks:
             sink.wait(started + sink.options.finish_timeout)
+        abort_deadline = time.monotonic() + ABORT_WAIT_S
+        for sink in self.sinks:  # a sink given up on may be ending its external run
+            sink.wait_aborted(abort_deadline)
         self._write()
 
     def _report(self, sink: IsolatedSink) -> None:

@@ -13,6 +13,13 @@ sink never sees the training loop and a slow or broken one cannot stall it):
   their steps and wall times, new params and tags, summary values.
 - ``finish(status)`` once, with the run's final status.
 
+Two optional calls: ``rewind(step)`` when the run resumes from a checkpoint of ``step``
+and forgets the points its stopped attempt logged after it (the sink hides them in the
+tool, as runpoint's store does; it may return new ids for ``external.json``), and
+``abort(status)`` when runpoint gives up on the sink (hung, failing, or not done within
+``finish_timeout``): end the external run as best it can and send nothing more. ``abort``
+may run on another thread while a call into the sink hangs.
+
 Calls may be retried after an exception, so ``start`` and ``write`` should tolerate
 being called again with the same arguments. A sink object serves one run; one that
 carries per-run state and may be passed to several runs (a sweep) defines
@@ -39,7 +46,6 @@ Example, a sink that prints::
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, runtime_checkable
@@ -62,6 +68,9 @@ class SinkOptions:
         max_failures: failures in a row after which the sink is disabled.
         max_pending_points: points that may wait for a slow sink; beyond that new points
             are dropped for that sink (never for runpoint's store) and counted.
+        max_pending_media: media values (images...) that may wait for a slow sink; beyond
+            that new ones are dropped for that sink and counted.
+        progress_interval: seconds between updates of ``external.json`` while the sink works.
     """
 
     call_timeout: float = 60.0
@@ -70,13 +79,17 @@ class SinkOptions:
     backoff: float = 0.5
     max_failures: int = 3
     max_pending_points: int = 2_000_000
+    max_pending_media: int = 10_000
+    progress_interval: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("call_timeout", "finish_timeout", "backoff"):
+        for name in ("call_timeout", "finish_timeout", "backoff", "progress_interval"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"SinkOptions.{name} must be >= 0")
-        if self.retries < 0 or self.max_failures < 1 or self.max_pending_points < 1:
-            raise ValueError("SinkOptions: retries >= 0, max_failures >= 1 and max_pending_points >= 1")
+        if self.retries < 0 or self.max_failures < 1 or self.max_pending_points < 1 or self.max_pending_media < 0:
+            raise ValueError(
+                "SinkOptions: retries >= 0, max_failures >= 1, max_pending_points >= 1 and max_pending_media >= 0"
+            )
 
 
 @dataclass(frozen=True)
@@ -144,24 +157,43 @@ class SinkBatch:
 
     def merge(self, other: "SinkBatch") -> None:
         """Append ``other`` (recorded later) to this batch, in place."""
-        for key, series in other.metrics.items():
-            mine = self.metrics.get(key)
-            if mine is None:
-                self.metrics[key] = series
+        merged = SinkBatch.concat([self, other])
+        self.__dict__.update(merged.__dict__)
+
+    @classmethod
+    def concat(cls, batches: "list[SinkBatch]") -> "SinkBatch":
+        """One batch holding ``batches`` in order; linear in their size (each point is copied once).
+
+        The series of the batches are not modified: they may be shared with other sinks.
+        """
+        if len(batches) == 1:
+            return batches[0]
+        parts: dict[str, list[MetricSeries]] = {}
+        merged = cls()
+        tags: dict[str, None] = {}
+        deleted: dict[str, None] = {}
+        for batch in batches:
+            for key, series in batch.metrics.items():
+                parts.setdefault(key, []).append(series)
+            merged.params.update(batch.params)
+            merged.media.extend(batch.media)
+            tags.update(dict.fromkeys(batch.tags))
+            for key in batch.summary_deleted:
+                merged.summary.pop(key, None)
+                deleted[key] = None
+            for key in batch.summary:
+                deleted.pop(key, None)
+            merged.summary.update(batch.summary)
+        for key, series_list in parts.items():
+            if len(series_list) == 1:
+                merged.metrics[key] = series_list[0]
                 continue
-            combined = MetricSeries(array("q", mine.steps), array("d", mine.values), array("d", mine.times))
-            combined.extend(series)  # copies: the series may be shared with other sinks
-            self.metrics[key] = combined
-        self.params.update(other.params)
-        self.media = [*self.media, *other.media]
-        self.tags = (*self.tags, *(tag for tag in other.tags if tag not in self.tags))
-        for key in other.summary_deleted:
-            self.summary.pop(key, None)
-        self.summary.update(other.summary)
-        self.summary_deleted = (
-            *(key for key in self.summary_deleted if key not in other.summary),
-            *(key for key in other.summary_deleted if key not in self.summary_deleted),
-        )
+            combined = MetricSeries()
+            for series in series_list:
+                combined.extend(series)
+            merged.metrics[key] = combined
+        merged.tags, merged.summary_deleted = tuple(tags), tuple(deleted)
+        return merged
 
     def rows(self) -> list[tuple[int, float, dict[str, float]]]:
         """The points regrouped as logged: ``(step, wall time, {key: value})`` per ``run.log`` call.

@@ -8,6 +8,11 @@ markdown table) to Text. By default the files go to ``<run dir>/tensorboard``, s
 --logdir runpoint`` shows every run of a root. Written with TensorBoard's own event
 writer and protos: neither TensorFlow nor torch is needed.
 
+When a resumed run rewinds to its checkpoint's step, the sink writes TensorBoard's own
+restart marker (a ``SessionLog(START)`` event at the next step, what
+``SummaryWriter(purge_step=...)`` writes): TensorBoard then hides what the stopped
+attempt logged after the checkpoint, so each step shows once.
+
 TensorBoard stores scalars as 32-bit floats (as every TensorBoard writer does);
 runpoint's store keeps the exact 64-bit values.
 
@@ -69,6 +74,7 @@ class TensorBoardSink:
             directory = self.logdir / run.project / re.sub(r"[^A-Za-z0-9._-]+", "_", f"{run.name}-{run.id}")
         if self._writer is None:  # a retried start reuses the writer it opened
             directory.mkdir(parents=True, exist_ok=True)
+            _after_existing_files(directory)
             self._writer = EventFileWriter(str(directory), max_queue_size=1000, flush_secs=5)
         logdir = str(directory.absolute())
         self._hparams = flatten(dict(run.config))
@@ -94,6 +100,17 @@ class TensorBoardSink:
         if batch.params:
             self._hparams.update(batch.params)
             self._write_hparams()
+        self._writer.flush()
+
+    def rewind(self, step: int) -> None:
+        """The run forgot its points after ``step``: TensorBoard purges the events from ``step + 1`` on."""
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+        # twice: TensorBoard's dashboard loader takes the first START of a logdir for the
+        # session's own beginning and purges only at a later one (the other loader at each)
+        for _ in range(2):
+            start = SessionLog(status=SessionLog.START)
+            self._writer.add_event(Event(wall_time=time.time(), step=step + 1, session_log=start))
         self._writer.flush()
 
     def finish(self, status: str) -> None:
@@ -175,6 +192,23 @@ class TensorBoardSink:
 
         meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name=plugin, content=content))
         self._writer.add_event(Event(wall_time=time.time(), step=0, summary=Summary(value=[Summary.Value(tag=tag, metadata=meta)])))
+
+
+def _after_existing_files(directory: Path) -> None:
+    """Wait (at most ~1 s) until a new event file sorts after those in ``directory``.
+
+    TensorBoard reads a directory's event files in name order, and a name starts with
+    the second it was created in: an attempt resumed within the second its killed
+    predecessor started must not be read before it (its restart marker would come first).
+    """
+    latest = 0
+    for path in directory.glob("events.out.tfevents.*"):
+        stamp = path.name.split(".")[3]
+        if stamp.isdigit():
+            latest = max(latest, int(stamp))
+    deadline = time.monotonic() + 1.5
+    while int(time.time()) <= latest and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _as_markdown(config: Mapping[str, Any]) -> str:
