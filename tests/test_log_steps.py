@@ -123,3 +123,14 @@ def test_what_runpoint_logs_at_steps_it_picks_is_not_warned_about(root, caplog) 
         run.flush()
         assert len(run.store.read_metric(run.id, "perf/step_time_s").steps) == 2
     assert _backward_warnings(caplog) == []
+
+
+def test_a_resumed_run_logging_only_new_keys_at_an_old_step_drops_nothing(root) -> None:
+    with rp.init(project="p", console=False) as run:
+        for step in range(10):
+            run.log({"loss": float(step)}, step=step)
+    with rp.init(project="p", resume=run.id, console=False) as resumed:
+        resumed.log({"eval/sample": 1.0}, step=3)  # a new key at an old step: supersedes nothing
+        resumed.log({"loss": 10.0}, step=10)
+    assert list(resumed.store.read_metric(run.id, "loss").steps) == list(range(11))
+    assert list(resumed.store.read_metric(run.id, "eval/sample").steps) == [3]

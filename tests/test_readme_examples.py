@@ -41,4 +41,4 @@ def test_the_install_line_installs_what_the_readme_then_uses() -> None:
     for command, package in used.items():
         assert command in readme, command
         assert package in installed, f"{command} needs {package}, which {extras} does not install"
-    assert "source .venv/bin/activate" in first_block and "playwright install chromium" in first_block
+    assert "source .venv/bin/activate" in first_block and "apt-get install chromium" in first_block

@@ -44,7 +44,6 @@ _FIXED: dict[str, Any] = {
 }
 
 
-
 # How big a demo may get: it is a CPU demo, and the dashboard launches it from a form.
 MAX_EPOCHS = 1000
 MAX_STEPS = 1_000_000
@@ -248,7 +247,12 @@ def train(
         if root is not None:
             cfg.experiment.root = os.fspath(root)
         check_limits(cfg)
-        run = rp.init(config=cfg)  # project, name, tags, notes and root come from cfg.experiment
+        check_demo_config(cfg, demo_config())  # before importing torch: a refusal is quick
+    torch, load_digits = _require_extras()
+    from .checkpoint import ResumableSampler
+
+    if resume is None:
+        run = rp.init(config=cfg)  # project, name, tags, notes, sinks and root come from cfg.experiment
     else:
         if config is not None or epochs is not None or seed is not None:
             print("runpoint demo: a resumed run keeps the config it started with")

@@ -104,8 +104,10 @@ class Run:
         self._store = store
         self._console = console
         self._next_step = next_step
-        # A resumed run's first log at a step below this rewinds it there (see ``log``).
+        # In a resumed run, logging a metric at a step where it has stored points rewinds
+        # the run there (see ``log``); checked until the run logs at or past this step.
         self._resume_frontier: int | None = next_step if resume_count > 0 and next_step > 0 else None
+        self._resume_stored: dict[str, int] = dict(stored_steps or {})
         self._status = RunStatus.RUNNING
         self._signal_received: int | None = None
         self._signal_hooks: list[SignalHook] = []
@@ -180,15 +182,20 @@ class Run:
         elif type(step) is not int or step < 0:
             step = _as_step(step)
         if self._resume_frontier is not None:
-            self._first_log_after_resume(step)
+            self._first_log_after_resume(step, values)
         self._next_step = step + 1
         if values:
             self._writer.put(step, time.time(), values, deferred)
 
-    def _first_log_after_resume(self, step: int) -> None:
-        frontier, self._resume_frontier = self._resume_frontier, None
-        if frontier is not None and step < frontier:
+    def _first_log_after_resume(self, step: int, values: Mapping[str, Any]) -> None:
+        frontier, stored = self._resume_frontier, self._resume_stored
+        if frontier is None or step >= frontier:
+            self._resume_frontier = None  # going on from where it stopped
+            return
+        if any(stored.get(key, -1) >= step for key in values):  # a metric logged again: start over there
+            self._resume_frontier = None
             self._writer.rewind(step - 1, wait=False)  # in queue order, on the writer thread
+        # else: only keys without points at this step (an image for an old step): nothing to supersede
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything logged so far is in the store. False on timeout."""
