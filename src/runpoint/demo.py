@@ -339,10 +339,13 @@ def train(
                     train_loss = f"{float(loss.detach()):.4f}"
                     if bar is not None and task is not None:
                         bar.update(task, advance=1, loss=train_loss)
-                    if ckpt.should_save(step):  # every save_steps steps, and after a preemption signal
-                        ckpt.save(step, state, metrics=validate())
+                    end_of_epoch = progress["step"] - epoch * steps_per_epoch >= steps_per_epoch
                     if progress["step"] >= total_steps:
-                        break
+                        break  # the end-of-epoch block below validates, logs and saves this step
+                    # every save_steps steps, and after a preemption signal; an epoch's last step
+                    # is saved below, after its val metrics are logged (a preemption there too)
+                    if not end_of_epoch and ckpt.should_save(step):
+                        ckpt.save(step, state, metrics=validate())
                 metrics = validate()
                 last = progress["step"] - 1
                 run.log(metrics, step=last)
