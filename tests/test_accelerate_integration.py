@@ -66,6 +66,7 @@ def test_the_tracker_starts_a_run_with_the_config_and_finishes_it(root: Path) ->
     _check_run(root, run.id)
 
 
+@pytest.mark.slow  # two processes importing accelerate, ~11 s
 def test_two_processes_record_one_run_from_the_main_process(tmp_path: Path, root: Path) -> None:
     script = write_script(tmp_path, TRAIN)
     env = child_env(root, OMP_NUM_THREADS="1")

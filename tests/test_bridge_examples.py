@@ -36,6 +36,7 @@ def test_readme_excerpts_are_lines_of_their_example_files() -> None:
         assert [line for line in lines if line.strip() not in source] == [], first
 
 
+@pytest.mark.slow  # three real bridges, ~12 s
 def test_mirror_then_import(tmp_path: Path, _mlflow_db_template: Path) -> None:
     pytest.importorskip("wandb")
     pytest.importorskip("tensorboard")

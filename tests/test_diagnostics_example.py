@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from runpoint import query
 from runpoint.store.sqlite import SQLiteStore
 
@@ -17,6 +19,7 @@ def test_the_readme_shows_the_example_verbatim() -> None:
     assert EXAMPLE.read_text() in blocks
 
 
+@pytest.mark.slow  # the whole example plus a report, ~10 s
 def test_the_example_records_diagnostics_media_and_reports(tmp_path) -> None:
     root = tmp_path / "runpoint"
     result = run_script(tmp_path, root, EXAMPLE.read_text())

@@ -49,7 +49,7 @@ def populate(uri: str, experiment: str) -> dict[str, str]:
     return ids
 
 
-@pytest.fixture(params=["sqlite", "server"])
+@pytest.fixture(params=["sqlite", pytest.param("server", marks=pytest.mark.slow)])  # a real server: ~28 s
 def tracking(request: pytest.FixtureRequest) -> str:
     if request.param == "server":
         return request.getfixturevalue("mlflow_server")
@@ -126,6 +126,7 @@ def test_bad_locations_fail_fast_with_a_reason(root: Path, location: str) -> Non
     assert not (root / "runpoint.db").exists()
 
 
+@pytest.mark.slow  # the CLI importing mlflow in a child, ~17 s
 def test_runpoint_import_mlflow_on_the_command_line(root: Path, mlflow_sqlite: str) -> None:
     import json
 

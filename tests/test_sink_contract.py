@@ -163,7 +163,7 @@ def read_wandb(external: dict[str, Any]) -> Mirrored:
     return Mirrored(config=config, params={}, scalars=scalars, summary=data["summary"], status=status, media=media)
 
 
-@pytest.fixture(params=["tensorboard", "mlflow-server", "mlflow-sqlite", "wandb-offline"])
+@pytest.fixture(params=["tensorboard", pytest.param("mlflow-server", marks=pytest.mark.slow), "mlflow-sqlite", "wandb-offline"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
     kind = request.param
     if kind == "tensorboard":

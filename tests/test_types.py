@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import REPO
 
 
+@pytest.mark.slow  # ~25 s of mypy; CI runs it
 def test_mypy_finds_no_errors() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--no-incremental", str(REPO / "src" / "runpoint")],
