@@ -260,27 +260,36 @@ def _bench_async(ctx: Context, mib: int, repeats: int, device: str) -> tuple[Tab
 
 
 _PEAK_RSS = """
-import json, os, resource, sys, time
+import json, os, sys, time
 import torch
 sys.path.insert(0, {bench_root!r})
 from benchmarks.bench_checkpoint import _state, _fsync
 from pathlib import Path
 state = _state({mib})
 target = Path({target!r})
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+{setup}
+
+def status(field):
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) / 1024 for line in handle if line.startswith(field + ":"))
+
+with open("/proc/self/clear_refs", "w") as handle:  # reset the peak (VmHWM) to what is resident now
+    handle.write("5")
+base = status("VmRSS")
 t0 = time.perf_counter()
 {save}
 elapsed = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"extra_mib": peak - base, "seconds": elapsed}}))
+print(json.dumps({{"extra_mib": status("VmHWM") - base, "seconds": elapsed}}))
 """
 
+# (imports and setup, done before the peak is reset; the save measured)
 _PEAK_SAVERS = {
-    "runpoint save": "import runpoint as rp\nrp.CheckpointManager(target / 'rp', rng=False).save(1, state)",
-    "safetensors.save_file + fsync": ("import safetensors.torch\ntarget.mkdir(parents=True, exist_ok=True)\n"
+    "runpoint save": ("import runpoint as rp\nmanager = rp.CheckpointManager(target / 'rp', rng=False)",
+                      "manager.save(1, state)"),
+    "safetensors.save_file + fsync": ("import safetensors.torch\ntarget.mkdir(parents=True, exist_ok=True)",
                                       "safetensors.torch.save_file(state, target / 's.safetensors')\n"
                                       "_fsync(target / 's.safetensors')"),
-    "torch.save + fsync": ("target.mkdir(parents=True, exist_ok=True)\n"
+    "torch.save + fsync": ("target.mkdir(parents=True, exist_ok=True)",
                            "with open(target / 's.pt', 'wb') as h:\n"
                            "    torch.save(state, h); h.flush(); os.fsync(h.fileno())"),
 }
@@ -292,9 +301,9 @@ def _bench_peak_memory(ctx: Context, mib: int) -> tuple[Table, dict[str, Any]]:
 
     rows, numbers = [], {}
     bench_root = str(Path(__file__).resolve().parents[1])
-    for name, save in _PEAK_SAVERS.items():
+    for name, (setup, save) in _PEAK_SAVERS.items():
         target = ctx.scratch(f"peak-{name.split()[0]}")
-        code = _PEAK_RSS.format(bench_root=bench_root, mib=mib, target=str(target), save=save)
+        code = _PEAK_RSS.format(bench_root=bench_root, mib=mib, target=str(target), setup=setup, save=save)
         import json
 
         r = json.loads(python_in_subprocess(code).strip().splitlines()[-1])
@@ -304,7 +313,9 @@ def _bench_peak_memory(ctx: Context, mib: int) -> tuple[Table, dict[str, Any]]:
         shutil.rmtree(target, ignore_errors=True)
     return Table(["size", "writer", "peak RSS added (MiB)", "vs the state's size", "seconds"], rows,
                  title="Memory: peak resident memory a save adds above the state (fresh process each)",
-                 note="ru_maxrss after the save minus before it; the state itself is already resident."), numbers
+                 note="The peak resident memory during the save (VmHWM, reset just before it through "
+                      "/proc/self/clear_refs) minus the resident memory before it: the state itself is "
+                      "already resident."), numbers
 
 
 def _bench_zstd(ctx: Context, mib: int) -> tuple[Table, dict[str, Any]]:
