@@ -16,4 +16,4 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
     .venv/bin/python -m pip install --quiet -e '.[dev]'
     echo "$wanted" > "$stamp"
 fi
-exec .venv/bin/python -m pytest -n 2 -m "not slow" "$@"
+exec .venv/bin/python -m pytest -n 2 -m "not slow" --durations=15 "$@"

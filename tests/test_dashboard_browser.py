@@ -166,6 +166,7 @@ def test_two_runs_are_compared_from_the_table(page, server, made) -> None:  # no
     screenshot(page, "compare")
 
 
+@pytest.mark.slow  # a whole demo launched and stopped from the browser, ~15 s
 def test_the_demo_is_launched_watched_live_and_stopped(page, server, made) -> None:  # noqa: ANN001
     root = made[0]
     page.goto(server.url + "#/launch")

@@ -63,6 +63,7 @@ def test_train_stops_at_max_steps(root: Path, store_at) -> None:
     assert store.get_params(run.id) == flatten(mask_secrets(to_plain(cfg)))
 
 
+@pytest.mark.slow  # a demo process, ~8 s
 def test_demo_config_file_is_merged_over_the_demo_config(root: Path, store_at, tmp_path: Path) -> None:
     """What the dashboard's launch form does: a partial file shaped like DEFAULT_CONFIG."""
     from runpoint.demo import DEFAULT_CONFIG

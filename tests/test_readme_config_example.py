@@ -80,6 +80,7 @@ def test_the_console_example_is_what_validate_prints(workdir: Path) -> None:
     assert result.stderr.splitlines() == expected
 
 
+@pytest.mark.slow  # trains the demo from the README shell lines, ~11 s
 def test_the_shell_examples_run(workdir: Path) -> None:
     (code,) = blocks("python")
     env = env_for(workdir)

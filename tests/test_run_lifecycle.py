@@ -227,6 +227,7 @@ def test_a_hung_process_is_crashed_by_stale_heartbeat_and_recovers_when_it_resum
     script = write_script(tmp_path, """
         import sys, time, runpoint as rp
         run = rp.init(project="p", id="r2")
+        run.flush()  # its first write (a heartbeat) is done: SIGSTOP will not freeze it holding the lock
         print("ready", flush=True)
         sys.stdin.readline()
         for step in range(5):

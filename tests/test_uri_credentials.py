@@ -63,6 +63,7 @@ def test_any_user_and_password_disappear(scheme: str, user: str, password: str, 
     assert without_credentials(uri) == f"{scheme}://{host}/mlflow"
 
 
+@pytest.mark.slow  # starts a real mlflow server, ~17 s
 def test_the_mlflow_sink_keeps_the_password_out_of_external_json(mlflow_server: str, root: Path) -> None:
     from runpoint.sinks import MLflowSink, read_external
 
