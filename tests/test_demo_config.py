@@ -28,6 +28,7 @@ def test_the_demo_config_keeps_the_demo_values() -> None:
     assert (cfg.experiment.project, cfg.experiment.tags) == ("demo", ["demo", "mlp"])
 
 
+@pytest.mark.slow  # a demo process, ~10 s (test_demo covers the command in the default run)
 def test_demo_command_records_the_config_and_takes_overrides(root: Path, store_at) -> None:
     result = cli(root, "demo", "--epochs", "1", "model.hidden_sizes=[32]", "training.learning_rate=1e-2")
     assert result.returncode == 0, result.stderr

@@ -110,6 +110,7 @@ def test_training_and_validation_keys_are_found_by_name(keys, loss_key, expected
     assert plots.find_pair(keys, loss_key) == expected
 
 
+@pytest.mark.slow  # the CLI importing matplotlib and torch in a child, ~9 s
 def test_the_plot_command_writes_images_that_open(trained, tmp_path) -> None:
     out = tmp_path / "panel.png"
     result = cli(trained, "plot", "r1", "--out", str(out))
