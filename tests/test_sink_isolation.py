@@ -359,15 +359,22 @@ def test_finish_does_not_wait_for_a_sink_already_disabled_as_hung(root: Path) ->
     assert time.monotonic() - began < 5  # not the 20 s finish_timeout
 
 
+class _SlowSink(RecordingSink):
+    """Records what it gets, ``delay`` seconds into every write."""
+
+    name = "slow"
+
+    def __init__(self, options: SinkOptions, delay: float) -> None:
+        super().__init__(options)
+        self.delay = delay
+
+    def write(self, batch: SinkBatch) -> None:
+        time.sleep(self.delay)
+        super().write(batch)
+
+
 def test_slow_sink_that_timed_out_is_counted_as_sent_when_its_call_returns(root: Path) -> None:
-    class SlowSink(RecordingSink):
-        name = "slow"
-
-        def write(self, batch: SinkBatch) -> None:
-            time.sleep(1.5)
-            super().write(batch)
-
-    slow = SlowSink(SinkOptions(call_timeout=30, finish_timeout=0.5))
+    slow = _SlowSink(SinkOptions(call_timeout=30, finish_timeout=0.5), delay=1.5)
     with rp.init(project="iso", root=root, sinks=[slow], flush_interval=10) as run:
         for step in range(100):
             run.log({"loss": 1.0 / (step + 1)}, step=step)
@@ -384,14 +391,7 @@ def test_slow_sink_that_timed_out_is_counted_as_sent_when_its_call_returns(root:
 
 
 def test_external_json_shows_progress_while_a_sink_works(root: Path) -> None:
-    class SlowSink(RecordingSink):
-        name = "slow"
-
-        def write(self, batch: SinkBatch) -> None:
-            time.sleep(0.05)
-            super().write(batch)
-
-    slow = SlowSink(SinkOptions(progress_interval=0.1))
+    slow = _SlowSink(SinkOptions(progress_interval=0.1), delay=0.05)
     with rp.init(project="iso", root=root, sinks=[slow], flush_interval=0.02) as run:
         seen = []
         for step in range(40):
