@@ -121,7 +121,7 @@ def run(ctx: Context) -> Section:
     big = _fill_root(root, points, runs)
 
     from runpoint import query
-    from runpoint._jsonable import dumps
+    from runpoint._util.jsonable import dumps
     from runpoint.server.downsample import downsample_metric
     from runpoint.store.bulk import bulk_reader
 

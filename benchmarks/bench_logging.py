@@ -22,7 +22,15 @@ import textwrap
 import time
 from pathlib import Path
 
-from ._harness import Context, Section, Table, dir_bytes, measure_each, package_version, python_in_subprocess
+from ._harness import (
+    Context,
+    Section,
+    Table,
+    dir_bytes,
+    measure_each,
+    package_version,
+    python_in_subprocess,
+)
 
 INGEST_TARGET = 1_000_000  # points/s, DESIGN.md
 

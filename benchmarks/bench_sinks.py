@@ -15,7 +15,14 @@ import json
 import sys
 from pathlib import Path
 
-from ._harness import Context, Section, Table, measure_each, package_version, python_in_subprocess
+from ._harness import (
+    Context,
+    Section,
+    Table,
+    measure_each,
+    package_version,
+    python_in_subprocess,
+)
 
 TITLE = "Sinks: caller cost of mirroring to TensorBoard, MLflow and W&B (runpoint sinks vs the tools called directly)"
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import runpoint as rp
-from runpoint import analysis
+from runpoint.query import analysis
 from runpoint.store import MetricSeries
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)

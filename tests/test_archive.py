@@ -17,9 +17,10 @@ import pytest
 from typer.testing import CliRunner
 
 import runpoint as rp
-from runpoint import archive, query
+from runpoint import query
+from runpoint.query import archive
 from runpoint.store.sqlite import SQLiteStore
-from runpoint.store.sqlite_transfer import RUN_TABLES
+from runpoint.store.sqlite.transfer import RUN_TABLES
 
 from .conftest import cli, run_script
 

@@ -7,9 +7,9 @@ import logging
 import os
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import torch
 
 import runpoint as rp
 from runpoint.checkpoint import verify_checkpoint

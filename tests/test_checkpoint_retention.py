@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import runpoint as rp
-from runpoint.checkpoint import AnyOf, BestN, EveryNSteps, LatestN, _atomic
-from runpoint.checkpoint._storage import Storage
+from runpoint.artifacts.storage import open_artifacts
+from runpoint.checkpoint import AnyOf, BestN, EveryNSteps, LatestN
+from runpoint.checkpoint import atomic as _atomic
 
 
 def _on_disk(directory) -> list[int]:
@@ -140,7 +141,7 @@ def test_a_checkpoint_being_read_by_another_process_is_not_deleted(tmp_path) -> 
 def test_a_checkpoint_being_restored_in_this_process_is_not_deleted(tmp_path) -> None:
     ckpt = rp.CheckpointManager(tmp_path, keep_last=1, rng=False)
     ckpt.save(1, {"x": 1})
-    with _atomic.reading(Storage(tmp_path), "step-000001") as present:
+    with _atomic.reading(open_artifacts(tmp_path), "step-000001") as present:
         assert present
         ckpt.save(2, {"x": 2})
         assert _on_disk(tmp_path) == [1, 2]

@@ -257,20 +257,20 @@ def test_no_restored_tensor_keeps_the_checkpoint_file_mapped(tmp_path) -> None:
 def test_a_resave_whose_final_rename_fails_keeps_the_old_checkpoint(tmp_path, monkeypatch) -> None:
     import errno
 
-    from runpoint.checkpoint import _atomic
-    from runpoint.checkpoint._storage import Storage
+    from runpoint.artifacts.storage import LocalArtifacts
+    from runpoint.checkpoint import atomic as _atomic
 
     ckpt = rp.CheckpointManager(tmp_path, rng=False)
     ckpt.save(1, {"w": torch.full((8,), 1.0), "step": 1})
     ckpt.save(2, {"w": torch.full((8,), 2.0), "step": 2})
-    rename = Storage.rename
+    rename = LocalArtifacts.rename
 
     def failing_rename(self, source: str, target: str) -> None:
         if source.startswith(_atomic.STAGING):  # moving the new checkpoint in, after the old one went aside
             raise OSError(errno.EIO, "injected I/O error", source)
         rename(self, source, target)
 
-    monkeypatch.setattr(Storage, "rename", failing_rename)
+    monkeypatch.setattr(LocalArtifacts, "rename", failing_rename)
     with pytest.raises(rp.CheckpointError, match="step 2.*untouched"):
         ckpt.save(2, {"w": torch.full((8,), 20.0), "step": 20})
     monkeypatch.undo()

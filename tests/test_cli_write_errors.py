@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,9 +20,6 @@ import runpoint as rp
 from runpoint.cli._oserror import describe
 
 from .conftest import child_env, cli
-
-import subprocess
-import sys
 
 
 @pytest.fixture

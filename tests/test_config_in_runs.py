@@ -12,7 +12,6 @@ import yaml
 
 import runpoint as rp
 from runpoint.config import MASK, config_hash
-
 from runpoint.store.sqlite import SQLiteStore
 
 from .conftest import child_env, write_script

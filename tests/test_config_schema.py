@@ -9,7 +9,11 @@ import pytest
 
 import runpoint as rp
 from runpoint.config.presets import EXPERIMENT_PRESETS, PRESET_DESCRIPTIONS
-from runpoint.config.schema import CheckpointPolicy, ExperimentConfig, OptimizationConfig
+from runpoint.config.schema import (
+    CheckpointPolicy,
+    ExperimentConfig,
+    OptimizationConfig,
+)
 
 
 def _properties(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

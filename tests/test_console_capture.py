@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from runpoint import query
 
 from .conftest import run_script

@@ -6,7 +6,6 @@ Screenshots land in test-artifacts/ (git-ignored) for a person to look at.
 from __future__ import annotations
 
 import re
-
 import time
 from pathlib import Path
 

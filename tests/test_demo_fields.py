@@ -21,8 +21,8 @@ def _kept_steps(checkpoints: Path) -> list[int]:
 
 
 def test_every_field_of_the_demo_config_acts_or_is_refused() -> None:
-    from runpoint._demo_fields import ACTS, FIXED
     from runpoint.demo import demo_config
+    from runpoint.demo.fields import ACTS, FIXED
 
     fields = set(flatten(to_plain(demo_config())))
     assert not set(ACTS) & set(FIXED)

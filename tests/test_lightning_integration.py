@@ -227,8 +227,8 @@ def test_a_logger_that_has_logged_survives_pickling_and_goes_on_into_the_same_ru
 
 
 def test_a_copy_elsewhere_while_the_run_is_recorded_says_what_to_do(root: Path) -> None:
-    from runpoint import _lifecycle
     from runpoint.errors import RunpointError
+    from runpoint.run import lifecycle as _lifecycle
 
     logger = RunpointLogger(project="pl", root=root)
     run = logger.experiment

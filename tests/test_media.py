@@ -76,7 +76,7 @@ def test_torch_tensors_are_channels_first_and_numpy_arrays_channels_last(root) -
     [((8, 4, 4, 1), "NHWC"), ((8, 1, 4, 4), "NCHW"), ((3, 5, 5), "CHW"), ((5, 5, 3), "HWC"), ((4, 7, 3), "HWC")],
 )
 def test_the_smaller_end_of_an_ambiguous_shape_is_read_as_channels(shape, layout) -> None:
-    from runpoint.media import _layout
+    from runpoint.media.types import _layout
 
     assert _layout(shape, channels_first=True) == layout
 
@@ -152,7 +152,7 @@ def test_histograms_of_tensors_lists_and_counts(root) -> None:
 
 
 def test_histogram_bins_are_counted_on_the_writer_thread(root, monkeypatch) -> None:
-    from runpoint import _media_encode
+    from runpoint.media import encode as _media_encode
 
     threads: list[str] = []
     original = _media_encode.histogram_data

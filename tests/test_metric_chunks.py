@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runpoint.store import MetricSeries, RunRecord, RunStatus, WriteBatch
-from runpoint.store._chunks import CHUNK_POINTS, MERGE_AFTER
+from runpoint.store.chunks import CHUNK_POINTS, MERGE_AFTER
 from runpoint.store.sqlite import SQLiteStore
 
 values = st.one_of(
@@ -81,7 +81,7 @@ def test_a_numpy_still_being_imported_by_another_thread_is_not_used(monkeypatch)
     import sys
     import types
 
-    from runpoint.store._chunks import to_rows
+    from runpoint.store.chunks import to_rows
 
     half_imported = types.ModuleType("numpy")  # what sys.modules holds while numpy's __init__ runs
     half_imported.__spec__ = importlib.machinery.ModuleSpec("numpy", None)

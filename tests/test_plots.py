@@ -9,7 +9,9 @@ import pytest
 from PIL import Image as PILImage
 
 import runpoint as rp
-from runpoint import analysis, plots, query
+from runpoint import query
+from runpoint.query import analysis
+from runpoint.reports import plots
 
 from .conftest import cli
 

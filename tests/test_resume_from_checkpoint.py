@@ -89,7 +89,7 @@ def test_restore_in_a_resumed_run_rewinds_its_metrics_and_next_step(root, store_
     loss = store_at().read_metric("r1", "loss")
     assert loss.steps.tolist() == [0, 1, 2, 3, 4, 5, 6]
     assert loss.values.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 60.0]
-    from runpoint.store.sqlite_media import SQLiteMediaStore
+    from runpoint.store.sqlite.media import SQLiteMediaStore
 
     assert [r.step for r in SQLiteMediaStore(store_at()).read_media("r1", "note")] == [0, 1, 2, 3, 4, 5]
 

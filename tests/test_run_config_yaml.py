@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 import runpoint as rp
-from runpoint.config._yaml import parse_yaml
+from runpoint._util.yaml import parse_yaml
 from runpoint.importers._common import ImportedRun, write_run
 from runpoint.store import RunStatus
 from runpoint.store.sqlite import SQLiteStore

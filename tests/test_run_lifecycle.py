@@ -13,7 +13,14 @@ import pytest
 from runpoint import query
 from runpoint.store import RunStatus
 
-from .conftest import child_env, cli, run_script, start_script, wait_for_line, write_script
+from .conftest import (
+    child_env,
+    cli,
+    run_script,
+    start_script,
+    wait_for_line,
+    write_script,
+)
 
 LOOP = """
 import time, runpoint as rp

@@ -64,7 +64,10 @@ def test_tensorboard_shows_each_step_once_after_sigkill_and_resume(tmp_path: Pat
     assert _tensorboard_steps(logdir, "loss") == list(range(150))  # not 50..99 twice
 
     from tensorboard import context
-    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.backend.event_processing import (
+        data_provider,
+        plugin_event_multiplexer,
+    )
 
     multiplexer = plugin_event_multiplexer.EventMultiplexer()
     multiplexer.AddRunsFromDirectory(logdir)

@@ -113,7 +113,7 @@ def test_monitor_keeps_the_best_value_and_its_step_in_the_summary(root, store_at
 
 
 def query_best(store, run_id):
-    from runpoint import analysis
+    from runpoint.query import analysis
 
     return analysis.best_metrics(store, run_id)
 

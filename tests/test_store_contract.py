@@ -11,7 +11,13 @@ from typing import Callable
 
 import pytest
 
-from runpoint.errors import RunExistsError, RunNotFoundError, RunpointError, SchemaVersionError, StoreError
+from runpoint.errors import (
+    RunExistsError,
+    RunNotFoundError,
+    RunpointError,
+    SchemaVersionError,
+    StoreError,
+)
 from runpoint.store import (
     Condition,
     MetricSeries,
@@ -22,8 +28,8 @@ from runpoint.store import (
     WriteBatch,
     open_store,
 )
-from runpoint.store._schema import SCHEMA_VERSION
 from runpoint.store.sqlite import SQLiteStore
+from runpoint.store.sqlite.schema import SCHEMA_VERSION
 
 
 def _sqlite_root(tmp_path: Path) -> Store:

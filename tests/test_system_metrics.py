@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 import runpoint as rp
-from runpoint import system
+from runpoint.diagnostics import system
 
 
 def _wait_for(condition, timeout: float = 20.0) -> None:

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import runpoint as rp
-from runpoint._uri import without_credentials
+from runpoint._util.uri import without_credentials
 from runpoint.errors import InvalidArgumentError
 
 from .conftest import free_port

@@ -166,7 +166,7 @@ def test_hooks_come_off_when_the_run_ends_and_with_remove(root) -> None:
 
 
 def test_a_failing_hook_warns_once_switches_off_and_training_goes_on(root, caplog, monkeypatch) -> None:
-    from runpoint.watch import Watcher
+    from runpoint.diagnostics.watch import Watcher
 
     def broken(self) -> None:
         raise RuntimeError("statistics exploded")

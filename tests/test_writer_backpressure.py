@@ -7,8 +7,8 @@ import threading
 import time
 
 import runpoint as rp
-from runpoint._writer import Writer
 from runpoint.errors import StoreError
+from runpoint.run.writer import Writer
 from runpoint.store import RunRecord, RunStatus, WriteBatch
 from runpoint.store.sqlite import SQLiteStore
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._lazy import lazy_attributes
-
+from ._util.lazy import lazy_attributes
+from ._version import __version__
 from .errors import (
     ArchiveError,
     CheckpointCorruptError,
@@ -35,21 +35,19 @@ from .errors import (
     StoreError,
 )
 
-__version__ = "0.1.0"
-
 # name -> module that defines it, imported on first attribute access
 _LAZY = {
     "CheckpointManager": ".checkpoint.manager",
     "load_checkpoint": ".checkpoint.load",
-    "init": "._start",
+    "init": ".run.start",
     "load_config": ".config.load",
     "ProjectConfig": ".config.schema",
-    "Run": ".run",
+    "Run": ".run.run",
     "RunStatus": ".store.base",
-    "Histogram": ".media",
-    "Image": ".media",
-    "Table": ".media",
-    "Text": ".media",
+    "Histogram": ".media.types",
+    "Image": ".media.types",
+    "Table": ".media.types",
+    "Text": ".media.types",
 }
 
 # subpackages reachable as attributes without importing them first (rp.config.from_argv)
@@ -88,11 +86,11 @@ __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, _SUBPACKAGES, __all__)
 
 if TYPE_CHECKING:
     from . import config
-    from ._start import init
     from .checkpoint.load import load_checkpoint
     from .checkpoint.manager import CheckpointManager
     from .config.load import load_config
     from .config.schema import ProjectConfig
-    from .media import Histogram, Image, Table, Text
-    from .run import Run
+    from .media.types import Histogram, Image, Table, Text
+    from .run.run import Run
+    from .run.start import init
     from .store.base import RunStatus

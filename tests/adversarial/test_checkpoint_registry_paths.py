@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import runpoint as rp
-from runpoint import archive
+from runpoint.query import archive
 from runpoint.store.sqlite import SQLiteStore
 
 from ..conftest import cli, run_script

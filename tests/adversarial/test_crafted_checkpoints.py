@@ -199,10 +199,10 @@ def test_a_linked_latest_pointer_is_not_followed(tmp_path) -> None:
     secret.write_text("step-000001\n")
     (directory / "latest").unlink()
     (directory / "latest").symlink_to(secret)
-    from runpoint.checkpoint import _atomic
-    from runpoint.checkpoint._storage import Storage
+    from runpoint.artifacts.storage import open_artifacts
+    from runpoint.checkpoint import atomic as _atomic
 
-    assert _atomic.read_pointer(Storage(directory), "latest") is None
+    assert _atomic.read_pointer(open_artifacts(directory), "latest") is None
     # a new manager replaces the link by a real pointer (and leaves the linked file alone)
     rp.CheckpointManager(directory, rng=False)
     assert not (directory / "latest").is_symlink()

@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 import runpoint as rp
-from runpoint import archive
 from runpoint.errors import ArchiveError
+from runpoint.query import archive
 from runpoint.store import RunStatus
 from runpoint.store.sqlite import SQLiteStore
 

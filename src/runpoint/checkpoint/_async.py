@@ -12,10 +12,33 @@ or the end of the run.
 
 from __future__ import annotations
 
+import atexit
+import logging
 import threading
+import weakref
 from typing import Any, Callable
 
 from ..errors import CheckpointError
+
+logger = logging.getLogger("runpoint")
+
+# Async managers without a run: their save in flight is committed before the interpreter
+# exits (the writer thread is a daemon), and a failure is reported rather than lost.
+_WITHOUT_RUN: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def wait_at_exit(manager: Any) -> None:
+    """Wait for ``manager``'s save in flight when the interpreter exits (no run would)."""
+    _WITHOUT_RUN.add(manager)
+
+
+@atexit.register
+def _commit_saves_in_flight() -> None:
+    for manager in list(_WITHOUT_RUN):
+        try:
+            manager.wait()
+        except CheckpointError as exc:
+            logger.error("runpoint: the last checkpoint save in %s failed: %s", manager.directory, exc)
 
 
 class HostBuffers:

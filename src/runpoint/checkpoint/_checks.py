@@ -6,7 +6,7 @@ import platform
 import sys
 from typing import Any, Mapping
 
-from ..errors import InvalidArgumentError
+from ..errors import CheckpointError, InvalidArgumentError
 from .policy import BestN
 
 
@@ -48,7 +48,7 @@ def best_policy(policy: Any) -> BestN | None:
 
 def versions() -> dict[str, str]:
     """Versions recorded in each manifest."""
-    from .. import __version__
+    from .._version import __version__
 
     found = {"runpoint": __version__, "python": platform.python_version()}
     for name in ("torch", "numpy"):
@@ -71,3 +71,18 @@ def rng_names(enabled: bool) -> tuple[str, ...]:
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             names.append("cuda")
     return tuple(names)
+
+
+_ERRNO_REASONS = {
+    28: "the disk is full", 122: "the disk quota is exceeded", 13: "permission denied",
+    1: "operation not permitted", 30: "the file system is read-only",
+}
+
+
+def save_error(step: int, exc: OSError, directory: str) -> CheckpointError:
+    """The error a failed save raises: what went wrong, in words, and that nothing older changed."""
+    reason = _ERRNO_REASONS.get(exc.errno or 0, exc.strerror or str(exc))
+    return CheckpointError(
+        f"could not save the checkpoint of step {step} in {directory}: {reason} ({exc}); "
+        "the checkpoints saved before are untouched", directory,
+    )

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
+from ..artifacts.storage import Artifacts, open_artifacts
 from ..errors import InvalidArgumentError
 from . import _safetensors
 from ._state import Stateful, TensorRef
-from ._storage import Storage
 from .manifest import Manifest
+
+if TYPE_CHECKING:
+    from .directory import CheckpointDirectory
+    from .io import CheckpointIO
 
 logger = logging.getLogger("runpoint")
 
@@ -51,7 +55,7 @@ def write_weights(path: str | os.PathLike[str], weights: dict[str, Any], metadat
         parent, _, name = target.rstrip("/").rpartition("/")
     else:
         parent, name = os.path.split(os.path.abspath(target))
-    storage = Storage(parent, storage_options)
+    storage = open_artifacts(parent, storage_options)
     temporary = f".{name}.{os.getpid()}.tmp" if storage.is_local else name
     sink = storage.open_write(temporary)
     try:
@@ -65,3 +69,22 @@ def write_weights(path: str | os.PathLike[str], weights: dict[str, Any], metadat
         storage.remove_file(temporary)
         raise
     return storage.display(name)
+
+
+def export_checkpoint(storage: Artifacts, directory: "CheckpointDirectory", io: "CheckpointIO", which: Any,
+                      monitor: str | None, mode: Any, path: str | os.PathLike[str], key: str | None,
+                      storage_options: Mapping[str, Any] | None) -> str:
+    """``CheckpointManager.export``: the weights of the checkpoint ``which`` picks, written to ``path``."""
+    from ..errors import CheckpointNotFoundError
+    from .load import read_checkpoint
+
+    if which == "best" and monitor is None:
+        raise InvalidArgumentError("which", "the manager has no monitor, so no best checkpoint; pass which='latest'")
+    directory.refresh()
+    info = directory.pick(which, monitor, mode)
+    if info is None:
+        raise CheckpointNotFoundError(storage.display())
+    manifest, document, tensors = read_checkpoint(storage, info.name, io)
+    weights = weights_of(document["state"], tensors, manifest, key, info.path)
+    metadata = {"format": "pt", "step": str(info.step), "source": info.path}
+    return write_weights(path, weights, metadata, storage_options)

@@ -27,8 +27,8 @@ import signal
 import threading
 from typing import Any, Callable, Mapping
 
-from .. import _lifecycle
 from ..errors import CheckpointError, InvalidArgumentError
+from ..run import lifecycle
 
 logger = logging.getLogger("runpoint")
 
@@ -60,17 +60,27 @@ class PreemptionHook:
         self._installed = True
         if run is not None:
             run.add_signal_hook(self)
-            handled = all(_lifecycle.handle_signal(s) for s in SIGNALS)
+            handled = all(lifecycle.handle_signal(s) for s in SIGNALS)
         else:
-            _lifecycle.add_signal_callback(self, SIGNALS)
+            lifecycle.add_signal_callback(self, SIGNALS)
             handled = threading.current_thread() is threading.main_thread()
         if not handled:
             logger.warning("runpoint: preemption saves need save_on_preemption() to be called from the main thread")
 
     def uninstall(self) -> None:
-        _lifecycle.remove_signal_callback(self)
+        lifecycle.remove_signal_callback(self)
         self.getter = None
         self.at_boundary = False
+
+    def exit_if_pending(self, saved_step: int | None) -> None:
+        """After the step-boundary save a signal asked for: wait for it to commit, then exit."""
+        signum = self.pending
+        if signum is None:
+            return
+        self.pending = None
+        self._wait_pending()  # an async save must be committed before the process goes
+        logger.warning("runpoint: signal %d: saved step %s; exiting", signum, saved_step)
+        lifecycle.exit_for_signal(signum)
 
     def __call__(self, signum: int) -> bool | None:
         if self.at_boundary:

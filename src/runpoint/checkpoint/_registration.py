@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..artifacts.storage import Artifacts
 from ..store import CheckpointRecord, checkpoint_registry
-from ._storage import Storage
 from .manifest import CheckpointInfo, Manifest, checkpoint_name
 
 if TYPE_CHECKING:
-    from ..run import Run
+    from ..handle import RunHandle
 
 logger = logging.getLogger("runpoint")
 
@@ -32,7 +32,7 @@ def manifest_digest(manifest: Manifest) -> str:
 class RegistrySync:
     """Records the checkpoints of ``run`` stored in ``storage``."""
 
-    def __init__(self, run: "Run", storage: Storage) -> None:
+    def __init__(self, run: "RunHandle", storage: Artifacts) -> None:
         self.run = run
         self.storage = storage
         self.registry = checkpoint_registry(run.store)

@@ -16,9 +16,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-from . import _atomic
-from ._directory import CheckpointDirectory
-from ._storage import Storage
+from ..artifacts.storage import open_artifacts
+from . import atomic
+from .directory import CheckpointDirectory
 from .manifest import CheckpointInfo
 from .policy import Mode, RetentionPolicy
 
@@ -50,7 +50,7 @@ def apply_retention(
     confirmed): the plan is made again, and a checkpoint it would delete that ``only`` does
     not name (the same step saved the same time) is kept and listed in ``unconfirmed``.
     """
-    storage = Storage(path, storage_options)
+    storage = open_artifacts(path, storage_options)
     directory = CheckpointDirectory(storage)
     checkpoints = directory.refresh()
     keep = policy.keep(checkpoints)
@@ -69,9 +69,9 @@ def apply_retention(
             result.to_delete.append(info)
     if dry_run:
         return result
-    result.leftovers = _atomic.cleanup_leftovers(storage)
+    result.leftovers = atomic.cleanup_leftovers(storage)
     for info in sorted(result.to_delete, key=lambda c: c.sequence):
-        if _atomic.remove(storage, info.name):
+        if atomic.remove(storage, info.name):
             result.deleted.append(info)
             if on_deleted is not None:
                 on_deleted(info)

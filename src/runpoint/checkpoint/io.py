@@ -30,11 +30,16 @@ import mmap
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Mapping, Protocol, runtime_checkable
 
-from ..errors import CheckpointCorruptError, CheckpointError, InvalidArgumentError, RunpointError
+from ..artifacts.storage import Artifacts, FileSink, NotRegularFileError
+from ..errors import (
+    CheckpointCorruptError,
+    CheckpointError,
+    InvalidArgumentError,
+    RunpointError,
+)
 from . import _safetensors
-from ._storage import FileSink, NotRegularFileError, Storage
 from .manifest import FileEntry, Manifest
 
 TENSORS_FILE = "tensors.safetensors"
@@ -46,26 +51,33 @@ ZSTD_MAX_RATIO = 32768
 
 @dataclass
 class Payload:
-    """What one checkpoint holds: tensors by name, and the msgpack structure."""
+    """What one checkpoint holds.
+
+    ``tensors`` (by name) and ``structure`` (msgpack, naming the tensors) are the state
+    flattened for a file format. ``state`` is the state as the caller gave it (modules,
+    optimizers, DTensors...), for an IO that writes structure-aware formats itself, such
+    as a sharded writer built on ``torch.distributed.checkpoint``; None when loaded back.
+    """
 
     tensors: dict[str, Any]
     structure: bytes
+    state: Mapping[str, Any] | None = None
 
 
 @runtime_checkable
 class CheckpointIO(Protocol):
     """Writes and reads the files of one checkpoint directory."""
 
-    def save(self, storage: Storage, directory: str, payload: Payload) -> dict[str, FileEntry]:
+    def save(self, storage: Artifacts, directory: str, payload: Payload) -> dict[str, FileEntry]:
         """Write ``payload`` into ``directory``, durable on return; the entries for the manifest."""
 
-    def load(self, storage: Storage, directory: str, manifest: Manifest, *, verify: bool = True) -> Payload:
+    def load(self, storage: Artifacts, directory: str, manifest: Manifest, *, verify: bool = True) -> Payload:
         """Read a checkpoint back; :class:`CheckpointCorruptError` if it does not match ``manifest``."""
 
-    def verify(self, storage: Storage, directory: str, manifest: Manifest) -> list[str]:
+    def verify(self, storage: Artifacts, directory: str, manifest: Manifest) -> list[str]:
         """Re-hash the files; one line per problem, [] if the checkpoint is intact."""
 
-    def remove(self, storage: Storage, directory: str) -> None:
+    def remove(self, storage: Artifacts, directory: str) -> None:
         """Delete the files of ``directory``."""
 
 
@@ -207,7 +219,7 @@ class SafetensorsIO:
         suffix = ".zst" if self.compress else ""
         return TENSORS_FILE + suffix, STATE_FILE + suffix
 
-    def save(self, storage: Storage, directory: str, payload: Payload) -> dict[str, FileEntry]:
+    def save(self, storage: Artifacts, directory: str, payload: Payload) -> dict[str, FileEntry]:
         tensors_name, state_name = self.file_names()
         entries = {
             tensors_name: self._write(
@@ -217,7 +229,7 @@ class SafetensorsIO:
         }
         return entries
 
-    def _write(self, storage: Storage, directory: str, name: str, produce: Any) -> FileEntry:
+    def _write(self, storage: Artifacts, directory: str, name: str, produce: Any) -> FileEntry:
         sink = storage.open_write(directory, name)
         try:
             hashing = _HashingSink(sink)
@@ -241,7 +253,7 @@ class SafetensorsIO:
             raise
         return FileEntry(bytes=hashing.count, hash=hashing.hash.hexdigest(), raw_bytes=raw_bytes)
 
-    def _open(self, storage: Storage, directory: str, name: str, manifest: Manifest) -> tuple[Any, Any, _HashingReader]:
+    def _open(self, storage: Artifacts, directory: str, name: str, manifest: Manifest) -> tuple[Any, Any, _HashingReader]:
         """(the raw file, the stream to decode from, the hashing reader between them).
 
         The file's size and the uncompressed size it claims are checked against the
@@ -265,7 +277,7 @@ class SafetensorsIO:
             return raw, _Bounded(decoder, uncompressed), hashing
         return raw, hashing, hashing
 
-    def load(self, storage: Storage, directory: str, manifest: Manifest, *, verify: bool = True) -> Payload:
+    def load(self, storage: Artifacts, directory: str, manifest: Manifest, *, verify: bool = True) -> Payload:
         tensors_name, state_name = _names(manifest)
         where = storage.display(directory)
         if storage.is_local and not manifest.compression:
@@ -278,7 +290,7 @@ class SafetensorsIO:
         structure = self._read(storage, directory, state_name, manifest, verify, _read_all, where)
         return Payload(tensors=tensors, structure=structure)
 
-    def _map_tensors(self, storage: Storage, directory: str, name: str, manifest: Manifest, verify: bool,
+    def _map_tensors(self, storage: Artifacts, directory: str, name: str, manifest: Manifest, verify: bool,
                      where: str) -> dict[str, Any]:
         """Local, uncompressed: map the file copy-on-write, hash the pages, view them as tensors."""
         entry = manifest.files.get(name)
@@ -302,7 +314,7 @@ class SafetensorsIO:
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointCorruptError(where, name, f"unreadable: {exc}") from None
 
-    def _read(self, storage: Storage, directory: str, name: str, manifest: Manifest, verify: bool,
+    def _read(self, storage: Artifacts, directory: str, name: str, manifest: Manifest, verify: bool,
               consume: Any, where: str) -> Any:
         raw, stream, hashing = self._open(storage, directory, name, manifest)
         try:
@@ -328,7 +340,7 @@ class SafetensorsIO:
                 raise CheckpointCorruptError(where, name, "content hash differs from the manifest")
         return value
 
-    def verify(self, storage: Storage, directory: str, manifest: Manifest, *, deadline: float | None = None) -> list[str]:
+    def verify(self, storage: Artifacts, directory: str, manifest: Manifest, *, deadline: float | None = None) -> list[str]:
         """One line per problem. ``deadline`` (a ``time.monotonic()`` value) stops a long check
         with a problem saying so."""
         problems = []
@@ -361,7 +373,7 @@ class SafetensorsIO:
                 problems.append(f"{name}: {problem}")
         return problems
 
-    def remove(self, storage: Storage, directory: str) -> None:
+    def remove(self, storage: Artifacts, directory: str) -> None:
         storage.remove_tree(directory)
 
 
@@ -401,7 +413,7 @@ def _check_content(manifest: Manifest, name: str, entry: FileEntry, hashing: _Ha
     return None
 
 
-def _open_file(storage: Storage, directory: str, name: str, where: str) -> Any:
+def _open_file(storage: Artifacts, directory: str, name: str, where: str) -> Any:
     try:
         return storage.open_read(directory, name)
     except (FileNotFoundError, NotADirectoryError):

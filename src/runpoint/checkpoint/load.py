@@ -17,20 +17,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..artifacts.storage import Artifacts, open_artifacts
 from ..errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
-from . import _atomic, _state
-from ._directory import BEST_POINTER, LATEST_POINTER, CheckpointDirectory, read_manifest
-from ._storage import Storage
+from . import _state, atomic
+from .directory import BEST_POINTER, LATEST_POINTER, CheckpointDirectory, read_manifest
 from .io import STATE_FILE, CheckpointIO, SafetensorsIO
 from .manifest import MANIFEST_NAME, Manifest
 
 
 def read_checkpoint(
-    storage: Storage, name: str, io: CheckpointIO, *, verify: bool = True
+    storage: Artifacts, name: str, io: CheckpointIO, *, verify: bool = True
 ) -> tuple[Manifest, dict[str, Any], dict[str, Any]]:
     """(manifest, decoded structure, tensors) of one checkpoint, verified against its manifest."""
     where = storage.display(name)
-    with _atomic.reading(storage, name) as present:
+    with atomic.reading(storage, name) as present:
         if not present:
             raise CheckpointNotFoundError(where)
         manifest = read_manifest(storage, name)
@@ -71,13 +71,13 @@ def _tensor_refs(value: Any) -> list[_state.TensorRef]:
     return found
 
 
-def _through_pointer(storage: Storage, storage_options: Mapping[str, Any] | None) -> tuple[Storage, str] | None:
+def _through_pointer(storage: Artifacts, storage_options: Mapping[str, Any] | None) -> tuple[Artifacts, str] | None:
     """(directory, checkpoint name) when ``storage`` is a ``latest`` or ``best`` pointer file."""
     parent, _, pointer = storage.url.rstrip("/").rpartition("/")
     if pointer not in (LATEST_POINTER, BEST_POINTER):
         return None
-    directory = Storage(parent or "/", storage_options)
-    target = _atomic.read_pointer(directory, pointer)  # None for a directory of that name
+    directory = open_artifacts(parent or "/", storage_options)
+    target = atomic.read_pointer(directory, pointer)  # None for a directory of that name
     if target is None or not directory.exists(target, MANIFEST_NAME):
         return None
     return directory, target
@@ -85,17 +85,17 @@ def _through_pointer(storage: Storage, storage_options: Mapping[str, Any] | None
 
 def locate(
     path: str | os.PathLike[str], which: Any = "latest", storage_options: Mapping[str, Any] | None = None
-) -> tuple[Storage, str]:
+) -> tuple[Artifacts, str]:
     """The storage and checkpoint name that ``path`` (and ``which``) designate.
 
     ``path`` itself may be a symbolic link (the caller named it); links below it are refused.
     """
     if isinstance(path, os.PathLike) or "://" not in str(path):
         path = os.path.realpath(os.path.expanduser(os.fspath(path)))
-    storage = Storage(path, storage_options)
+    storage = open_artifacts(path, storage_options)
     if storage.exists(MANIFEST_NAME):
         parent, _, name = storage.url.rstrip("/").rpartition("/")
-        return Storage(parent or "/", storage_options), name
+        return open_artifacts(parent or "/", storage_options), name
     pointed = _through_pointer(storage, storage_options)
     if pointed is not None:
         return pointed
@@ -170,12 +170,12 @@ def verify_checkpoint(
 
         bad = [r for r in rp.checkpoint.verify_checkpoint("runs/x/checkpoints") if not r.ok]
     """
-    storage = Storage(path, storage_options)
+    storage = open_artifacts(path, storage_options)
     io = SafetensorsIO()
     deadline = None if timeout is None else time.monotonic() + timeout
     if storage.exists(MANIFEST_NAME):
         parent, _, name = storage.url.rstrip("/").rpartition("/")
-        return [_verify_one(Storage(parent or "/", storage_options), name, io, deadline)]
+        return [_verify_one(open_artifacts(parent or "/", storage_options), name, io, deadline)]
     pointed = _through_pointer(storage, storage_options)
     if pointed is not None:
         return [_verify_one(*pointed, io, deadline)]
@@ -187,13 +187,13 @@ def verify_checkpoint(
     return sorted(results, key=lambda r: (r.step is None, r.step or 0))
 
 
-def _verify_one(storage: Storage, name: str, io: SafetensorsIO, deadline: float | None) -> VerifyResult:
+def _verify_one(storage: Artifacts, name: str, io: SafetensorsIO, deadline: float | None) -> VerifyResult:
     where = storage.display(name)
     try:
         manifest = read_manifest(storage, name)
     except CheckpointCorruptError as exc:
         return VerifyResult(where, None, [f"{MANIFEST_NAME}: {exc.reason}"])
-    with _atomic.reading(storage, name) as present:
+    with atomic.reading(storage, name) as present:
         if not present:
             return VerifyResult(where, manifest.step, ["removed while being verified"])
         return VerifyResult(where, manifest.step, io.verify(storage, name, manifest, deadline=deadline))

@@ -8,7 +8,7 @@ from typing import Any
 
 @functools.lru_cache(maxsize=1)
 def _project_defaults() -> dict[str, Any]:
-    from ..config._normalize import flatten, to_plain
+    from ..config.normalize import flatten, to_plain
     from ..config.schema import ProjectConfig
 
     return flatten(to_plain(ProjectConfig()))

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Callable, TypeVar
 import typer
 from rich.console import Console
 
-from .._jsonable import dumps
+from .._util.jsonable import dumps
 from ..errors import ConfigError, RunpointError
 from ._oserror import describe
 

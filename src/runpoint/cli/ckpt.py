@@ -15,8 +15,19 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._output import JsonOption, RootOption, console, err_console, fail, fmt_number, fmt_time, friendly_errors, print_json
+from .. import query
 from ._oserror import writing
+from ._output import (
+    JsonOption,
+    RootOption,
+    console,
+    err_console,
+    fail,
+    fmt_number,
+    fmt_time,
+    friendly_errors,
+    print_json,
+)
 
 TargetArgument = Annotated[
     str, typer.Argument(help="A run (id, prefix, name or 'latest') or a checkpoints path / URL.", show_default=False)
@@ -58,7 +69,7 @@ class _Target:
         """
         from ..store import checkpoint_registry
 
-        run_dir = self.run_dir = Path(self.store.location).parent / self.run.dir
+        run_dir = self.run_dir = query.run_dir(self.store, self.run)
         own = run_dir / "checkpoints"
         if own.is_dir() and not own.is_symlink():
             return str(own)
@@ -111,11 +122,11 @@ def ls(target: TargetArgument, root: RootOption = None,
        show_all: Annotated[bool, typer.Option("--all", help="Also list checkpoints that retention deleted.")] = False,
        as_json: JsonOption = False) -> None:
     """List the checkpoints of a run or a directory, oldest step first."""
-    from ..checkpoint._directory import CheckpointDirectory
-    from ..checkpoint._storage import Storage
+    from ..artifacts.storage import open_artifacts
+    from ..checkpoint.directory import CheckpointDirectory
 
     where = _Target(target, root)
-    directory = CheckpointDirectory(Storage(where.location))
+    directory = CheckpointDirectory(open_artifacts(where.location))
     on_disk = {info.step: info for info in directory.refresh()}
     latest, best = directory.latest(), directory.best(None, "min")
     rows: list[dict[str, Any]] = []
@@ -252,7 +263,7 @@ def gc(
     where = _Target(target, root)
     where.refuse_deleting_outside()
     if where.run is not None and not force:
-        from .._liveness import is_dead
+        from ..run.liveness import is_dead
         from ..store import RunStatus
 
         if where.run.status is RunStatus.RUNNING and not is_dead(where.run):

@@ -12,10 +12,18 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, Sequence
 import typer
 from rich.markup import escape
 
-from .._fs import write_atomic
+from .._util.fs import write_atomic
 from ..errors import ConfigError, ConfigIssue, RunNotFoundError
-from ._output import JsonOption, RootOption, console, err_console, fail, friendly_errors, print_json
 from ._oserror import writing
+from ._output import (
+    JsonOption,
+    RootOption,
+    console,
+    err_console,
+    fail,
+    friendly_errors,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -87,7 +95,7 @@ def _problems_json(exc: ConfigError) -> list[dict[str, Any]]:
 
 
 def _files_text(resolved: Any) -> str:
-    from ..config._files import display_path
+    from ..config.files import display_path
 
     return " + ".join(display_path(path) for path in resolved.files) or "defaults"
 
@@ -184,9 +192,9 @@ def show(
 def _side(ref: str, profile: str | None, root: Path | None, schema: type["BaseModel"]) -> tuple[str, dict[str, Any]]:
     """A config to diff: a file (resolved with defaults) or a run's recorded config.yaml."""
     from .. import query
+    from .._util.yaml import read_yaml_file
     from ..config import to_plain
-    from ..config._files import SUFFIXES, display_path
-    from ..config._yaml import read_yaml_file
+    from ..config.files import SUFFIXES, display_path
     from ..config.load import resolve_config
 
     path = Path(ref).expanduser()
@@ -203,7 +211,7 @@ def _side(ref: str, profile: str | None, root: Path | None, schema: type["BaseMo
         raise fail(f"{ref!r} is neither a config file nor a run (`runpoint ls` lists runs)") from None
     finally:
         store.close()
-    recorded = Path(store.location).parent / run.dir / "config.yaml"
+    recorded = query.run_dir(store, run) / "config.yaml"
     try:
         tree = read_yaml_file(recorded) or {}
     except ConfigError as exc:
@@ -253,9 +261,9 @@ def init(
     schema: SchemaOption = None,
 ) -> None:
     """Write a documented base.yaml (every field, its default and meaning) and dev, prod, test profiles."""
-    from ..config._files import display_path
-    from ..config._starter import starter_files
+    from ..config.files import display_path
     from ..config.load import resolve_config
+    from ..config.starter import starter_files
 
     model = _schema(schema)
     target = Path(directory).expanduser()

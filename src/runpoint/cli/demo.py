@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ..demo import MAX_EPOCHS
+from ..demo.digits import MAX_EPOCHS
 from ._output import RootOption, console, fail, friendly_errors
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def demo(
 ) -> None:
     """Train an MLP on scikit-learn's digits (CPU, under a minute), record the run and checkpoint it."""
     from ..config.load import load_config
-    from ..demo import check_limits, demo_config, train
+    from ..demo.digits import check_limits, demo_config, train
 
     if profile is not None and config_file is None:
         raise fail("--profile needs --config FILE", 2)

@@ -11,8 +11,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import query
-from ._output import JsonOption, RootOption, console, err_console, fail, fmt_number, friendly_errors, print_json
+from ..store.base import MediaRecord
 from ._oserror import writing
+from ._output import (
+    JsonOption,
+    RootOption,
+    console,
+    err_console,
+    fail,
+    fmt_number,
+    friendly_errors,
+    print_json,
+)
 from .runs import RunArgument, _open
 
 SmoothingOption = Annotated[
@@ -38,7 +48,7 @@ def plot(
     Examples: `runpoint plot latest`, `runpoint plot latest train/loss train/lr`,
     `runpoint plot run1 run2 run3 --key val/loss`.
     """
-    from .. import plots
+    from ..reports import plots
 
     store = _open(root)
     if key is not None:
@@ -78,7 +88,7 @@ def report(
     as_json: JsonOption = False,
 ) -> None:
     """Write an HTML page (self-contained) and a Markdown file describing one run."""
-    from ..report import write_report
+    from ..reports.report import write_report
 
     store = _open(root)
     run = query.resolve_run(store, run_ref)
@@ -135,7 +145,7 @@ def media(
     console.print(table)
 
 
-def _describe(record: "query.MediaRecord", run_dir: Path) -> str:
+def _describe(record: "MediaRecord", run_dir: Path) -> str:
     data = record.data
     if record.kind == "image":
         return f"{data.get('width')}x{data.get('height')}  {run_dir / record.path if record.path else ''}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .. import __version__
+from .._version import __version__
 from . import ckpt, config, demo, diagnostics, runs, transfer, ui
 
 app = typer.Typer(

@@ -11,12 +11,15 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from .. import export as export_module
 from .. import query
-from .._git import changes_note
-from .._liveness import is_dead
-from ..sinks._hub import read_external
+from .._util.git import changes_note
+from ..errors import StoreError
+from ..query import export as export_module
+from ..run.liveness import is_dead
+from ..sinks.hub import read_external
 from ..store import RunRecord, RunStatus, Store
+from ._config_defaults import split_defaults
+from ._oserror import writing
 from ._output import (
     JsonOption,
     RootOption,
@@ -31,8 +34,6 @@ from ._output import (
     print_json,
     status_text,
 )
-from ._config_defaults import split_defaults
-from ._oserror import writing
 from ._tables import natural_width, print_table, short_headers, value_column
 
 RunArgument = Annotated[str, typer.Argument(help="Run id, unique id prefix, run name, or 'latest'.", show_default=False)]
@@ -172,7 +173,7 @@ def show(
     store = _open(root)
     run = query.resolve_run(store, run_ref)
     details = query.run_details(store, run)
-    external = read_external(Path(store.location).parent / run.dir)
+    external = read_external(query.run_dir(store, run))
     if external:
         details["external"] = external
     if as_json:
@@ -199,7 +200,7 @@ def show(
         dirty = f" + {changes}" if changes else ""
         head.add_row("git", escape(f"{(git.get('commit') or '?')[:12]} on {git.get('branch') or '?'}{dirty}"))
     head.add_row("config hash", (run.config_hash or "-")[:12])
-    head.add_row("directory", escape(str(Path(store.location).parent / run.dir)))
+    head.add_row("directory", escape(str(query.run_dir(store, run))))
     console.print(Panel(head, title=f"run {run.id}", expand=False))
     if external:
         table = Table(title="mirrored to", box=None, title_justify="left", title_style="bold")
@@ -365,7 +366,7 @@ def export(
     store = _open(root)
     run = query.resolve_run(store, run_ref)
     if archive:
-        from ..archive import export_archive
+        from ..query.archive import export_archive
 
         with writing(out or f"{run.id}.tar.gz", "choose another --out"):
             path = export_archive(store, run, out)
@@ -389,10 +390,12 @@ def rm(
     if live and not force:
         raise fail(f"run {live[0].id} is still running (pid {live[0].pid}); stop it first or pass --force")
     root_dir = Path(store.location).parent.resolve()
-    directories = {run.id: (root_dir / run.dir).resolve() for run in runs}
+    directories = {}
     for run in runs:  # every check before anything is deleted
-        if root_dir not in directories[run.id].parents:
-            raise fail(f"refusing to delete {directories[run.id]}: it is outside the root {root_dir}")
+        try:
+            directories[run.id] = query.run_dir(store, run)
+        except StoreError:
+            raise fail(f"refusing to delete {(root_dir / run.dir).resolve()}: it is outside the root {root_dir}") from None
     for run in runs:
         console.print(f"  {run.id}  {escape(run.name)}  ({run.project}, {run.status.value})")
     if not yes:

@@ -18,10 +18,18 @@ import typer
 from rich.markup import escape
 
 from .. import query
-from ..store import open_store
-from .._paths import resolve_root
+from ..artifacts.paths import resolve_root
 from ..errors import RunExistsError
-from ._output import JsonOption, RootOption, console, err_console, fail, friendly_errors, print_json
+from ..store import open_store
+from ._output import (
+    JsonOption,
+    RootOption,
+    console,
+    err_console,
+    fail,
+    friendly_errors,
+    print_json,
+)
 
 TOOLS = ("tensorboard", "mlflow")
 
@@ -63,7 +71,7 @@ def import_(
     path = Path(source)
     if not path.is_file():
         raise fail(f"no such archive: {source} (or give {' / '.join(TOOLS)} and a location)")
-    from ..archive import import_archive
+    from ..query.archive import import_archive
 
     store = open_store(root_path)
     try:
@@ -86,8 +94,8 @@ def recover(
     root: RootOption = None,
 ) -> None:
     """Store the points a run could not store when it finished (a full disk): its unstored.jsonl."""
-    from .._fs import write_atomic
-    from .._spill import read_spill_line, spill_candidates
+    from .._util.fs import write_atomic
+    from ..run.spill import read_spill_line, spill_candidates
 
     store = query.open_root(root)
     try:

@@ -63,7 +63,7 @@ def ui(
         from ..server.security import is_loopback
     except ImportError as exc:
         raise fail(f"the dashboard needs the ui extra ({exc.name} is missing): pip install 'runpoint[ui]'") from None
-    from .._paths import resolve_root
+    from ..artifacts.paths import resolve_root
     from ..store import open_store
 
     if create and "://" not in str(root or ""):

@@ -22,10 +22,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._lazy import lazy_attributes
-
-from ._normalize import config_hash, flatten, to_plain
-from ._secrets import MASK, is_secret_key, mask_argv, mask_secrets
+from .._util.lazy import lazy_attributes
+from .._util.secrets import MASK, is_secret_key, mask_argv, mask_secrets
+from .normalize import config_hash, flatten, to_plain
 
 _LAZY = {
     "ProjectConfig": ".schema",
@@ -72,5 +71,11 @@ __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, _SUBMODULES, __all__)
 if TYPE_CHECKING:
     from .argv import ArgvConfig, from_argv, parse_argv
     from .diff import ConfigDiff, diff_configs
-    from .load import ResolvedConfig, dump_config, load_config, resolve_config, with_overrides
+    from .load import (
+        ResolvedConfig,
+        dump_config,
+        load_config,
+        resolve_config,
+        with_overrides,
+    )
     from .schema import ProjectConfig

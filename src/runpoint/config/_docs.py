@@ -15,10 +15,10 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from .._util.yaml import dump_yaml
 from ._dotted import child
 from ._fields import model_class, unwrap
-from ._normalize import _plain
-from ._yaml import dump_yaml
+from .normalize import _plain
 from .presets import PRESET_DESCRIPTIONS
 
 _BOUNDS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", ">="),

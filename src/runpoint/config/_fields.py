@@ -20,9 +20,9 @@ import yaml
 from pydantic import BaseModel, SecretBytes, SecretStr
 from pydantic_core import PydanticUndefined
 
+from .._util.yaml import ConfigLoader
 from ._dotted import Segment, child
-from ._normalize import _plain
-from ._yaml import ConfigLoader
+from .normalize import _plain
 
 _NULLS = {"null", "Null", "NULL", "~"}
 

@@ -14,12 +14,12 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
+from .._util.secrets import MASK, is_secret_key
 from ..errors import ConfigIssue
 from ._dotted import child, is_under, is_valid_path, split_path
 from ._fields import annotation_at, is_secret_type
 from ._interpolate import show
 from ._layers import ENV_PREFIX, SourceMap
-from ._secrets import MASK, is_secret_key
 
 _SECTION_TYPES = {"model_type", "model_attributes_type", "dict_type", "mapping_type", "model_class"}
 

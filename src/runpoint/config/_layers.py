@@ -15,11 +15,19 @@ from typing import Any, Iterable, Literal, Mapping
 
 from pydantic import BaseModel
 
+from .._util.secrets import MASK, is_secret_key
 from ..errors import ConfigIssue
-from ._dotted import Segment, child, is_under, is_valid_path, leaves, set_path, split_path
+from ._dotted import (
+    Segment,
+    child,
+    is_under,
+    is_valid_path,
+    leaves,
+    set_path,
+    split_path,
+)
 from ._fields import annotation_at, is_secret_type, parse_text, schema_key
-from ._secrets import MASK, is_secret_key
-from ._files import ConfigFile
+from .files import ConfigFile
 
 ENV_PREFIX = "RUNPOINT__"
 ENV_SEPARATOR = "__"

@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from ..errors import ConfigError, InvalidArgumentError
 from ._dotted import is_valid_path
-from ._files import available_profiles
+from .files import available_profiles
 from .load import dump_config, find_base_file, load_config, schema_or_default
 
 M = TypeVar("M", bound=BaseModel)

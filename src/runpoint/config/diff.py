@@ -19,8 +19,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._normalize import _canonical, flatten, to_plain
-from ._secrets import mask_secrets
+from .._util.secrets import mask_secrets
+from .normalize import _canonical, flatten, to_plain
 
 
 @dataclass(frozen=True)

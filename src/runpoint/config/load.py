@@ -30,17 +30,32 @@ from typing import Any, Generic, Iterable, Mapping, TypeVar, cast
 
 from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
-from .._fs import write_atomic
+from .._util.fs import write_atomic
+from .._util.secrets import mask_secrets
+from .._util.yaml import dump_yaml
 from ..errors import ConfigError, ConfigIssue, InvalidArgumentError
 from ._dotted import MISSING, child, delete_path, get_path, leaves, split_path
-from ._fields import annotation_at, defaults_tree, model_class, null_sections_to_empty, parse_text, unknown_keys
-from ._files import SUFFIXES, ConfigFile, display_path, find_profile, read_config_file
+from ._fields import (
+    annotation_at,
+    defaults_tree,
+    model_class,
+    null_sections_to_empty,
+    parse_text,
+    unknown_keys,
+)
 from ._interpolate import Interpolator, escape
 from ._issues import shown_value, validation_issues
-from ._layers import Layer, Source, SourceMap, env_layer, file_layer, merge_layer, override_layer
-from ._normalize import to_plain
-from ._secrets import mask_secrets
-from ._yaml import dump_yaml
+from ._layers import (
+    Layer,
+    Source,
+    SourceMap,
+    env_layer,
+    file_layer,
+    merge_layer,
+    override_layer,
+)
+from .files import SUFFIXES, ConfigFile, display_path, find_profile, read_config_file
+from .normalize import to_plain
 
 M = TypeVar("M", bound=BaseModel)
 

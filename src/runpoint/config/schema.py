@@ -70,7 +70,7 @@ def _check_sink_entry(entry: Any) -> Any:
     import importlib
     import inspect
 
-    from ..sinks._select import BUILTIN
+    from ..sinks.select import BUILTIN
 
     names = ", ".join(BUILTIN)
     if isinstance(entry, str) or (isinstance(entry, Mapping) and len(entry) == 1):

@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-
-from .._fs import write_atomic
-from .._ids import is_valid_identifier, run_id_for
-from .._paths import RunPaths
+from .._util.fs import write_atomic
+from .._util.ids import is_valid_identifier, run_id_for
+from .._util.yaml import run_config_text
+from ..artifacts.paths import RunPaths
 from ..config import config_hash, flatten, mask_secrets
-from ..config._yaml import run_config_text
 from ..errors import InvalidArgumentError, RunNotFoundError
 from ..store import MetricSeries, RunRecord, RunStatus, Store, WriteBatch
 from ..store.base import MediaRecord

@@ -16,7 +16,7 @@ import math
 import struct
 from typing import Any
 
-from ..media import media_path
+from ..media.types import media_path
 from ..store.base import MediaRecord
 
 _PNG = b"\x89PNG\r\n\x1a\n"

@@ -27,9 +27,9 @@ from array import array
 from pathlib import Path
 from typing import Any, Iterator
 
-from .._optional import require
-from .._paths import resolve_root
-from .._uri import without_credentials
+from .._util.optional import require
+from .._util.uri import without_credentials
+from ..artifacts.paths import resolve_root
 from ..errors import InvalidArgumentError, RunNotFoundError, StoreError
 from ..store import MetricSeries, RunStatus, Store, open_store
 from ._common import ImportedRun, as_project, check_project, unflatten, write_run

@@ -24,8 +24,8 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from .._optional import require
-from .._paths import resolve_root
+from .._util.optional import require
+from ..artifacts.paths import resolve_root
 from ..errors import InvalidArgumentError
 from ..store import MetricSeries, RunStatus, open_store
 from ._common import ImportedRun, as_project, check_project, unflatten, write_run

@@ -4,29 +4,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
 
-from .._writer import Writer
 from ..config import flatten, mask_secrets, to_plain
 
 if TYPE_CHECKING:
-    from ..run import Run
+    from ..handle import RunHandle
 
 
-def add_params(run: "Run", config: Any) -> None:
+def add_params(run: "RunHandle", config: Any) -> None:
     """Merge ``config`` (dict, Namespace, dataclass...) into a running run's params and config.
 
     The params are stored (searchable, shown by ``show`` and ``compare``) and mirrored
     to the run's sinks, and ``config.yaml`` is rewritten with the merged config. The
     run's config hash stays the one it started with.
     """
-    from .._start import _write_config
+    from ..run.start import _write_config
 
     plain = mask_secrets(to_plain(config))
     if not plain:
         return
     _deep_update(run.config, plain)
-    writer = run._writer
-    if isinstance(writer, Writer):
-        writer.add_params(flatten(plain))
+    run.add_params(flatten(plain))
     _write_config(run.dir / "config.yaml", run.id, run.config)
 
 

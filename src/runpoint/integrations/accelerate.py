@@ -24,8 +24,8 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, Sequence
 
-from .._optional import require
-from ..run import Run
+from .._util.optional import require
+from ..run.run import Run
 from ..store.base import RunStatus
 from ._common import add_params, split_values
 
@@ -93,7 +93,7 @@ class RunpointTracker(_TrackerBase):
 
     def _ensure_run(self, config: dict[str, Any] | None = None) -> Run:
         if self._run is None:
-            from .._start import init
+            from ..run.start import init
 
             self._run = init(project=self.project, config=config, **self.init_kwargs)
         return self._run

@@ -32,8 +32,8 @@ import json
 import os
 from typing import Any, Iterable, Sequence
 
-from .._optional import require
-from ..run import Run
+from .._util.optional import require
+from ..run.run import Run
 from ..store.base import RunStatus
 from ._common import add_params, split_values
 
@@ -143,7 +143,7 @@ class RunpointCallback(_CallbackBase):
     # -- helpers -----------------------------------------------------------------------
 
     def _start(self, config: dict[str, Any] | None, name: str | None = None, resume: str | None = None) -> Run:
-        from .._start import init
+        from ..run.start import init
 
         self.run = init(project=self.project, name=name, config=config, resume=resume, **self.init_kwargs)
         return self.run

@@ -37,11 +37,11 @@ from argparse import Namespace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .._optional import is_installed, require
-from .._paths import DB_NAME, RunPaths, resolve_root
-from ..run import Run
+from .._util.optional import is_installed, require
+from ..artifacts.paths import DB_NAME, RunPaths, resolve_root
 from ..checkpoint.manifest import parse_step
 from ..config import to_plain
+from ..run.run import Run
 from ..store.base import RunStatus
 from ._common import add_params
 
@@ -123,11 +123,12 @@ class RunpointLogger(_LoggerBase):
     @_loggers.rank_zero_experiment
     def experiment(self) -> Run:
         """The runpoint run (continued with ``resume`` if ``fit`` already finished it)."""
-        from .._lifecycle import active_run
-        from .._start import init
+        from ..run.lifecycle import active_run
+        from ..run.start import init
 
         if self._run is None and self._run_id is not None:  # an unpickled copy: the same run
-            self._run = active_run(self._run_id) or self._continue_in_this_process(self._run_id)
+            active = active_run(self._run_id)
+            self._run = active if isinstance(active, Run) else self._continue_in_this_process(self._run_id)
         if self._run is None and self.resume is not None:
             from ..errors import RunNotFoundError
 
@@ -143,8 +144,8 @@ class RunpointLogger(_LoggerBase):
         return self._run
 
     def _continue_in_this_process(self, run_id: str) -> Run:
-        from .._start import init
         from ..errors import RunpointError
+        from ..run.start import init
 
         try:
             return init(project=self.project, root=self.root, resume=run_id, sinks=self.init_kwargs["sinks"])
@@ -173,8 +174,8 @@ class RunpointLogger(_LoggerBase):
         wanted = self._run_id or self.resume
         if wanted is None or not (self.root / DB_NAME).exists():
             return None
-        from .._start import _find_for_resume
         from ..errors import RunNotFoundError
+        from ..run.start import _find_for_resume
         from ..store import open_store
 
         store = open_store(self.root, create=False)

@@ -34,8 +34,8 @@ import os
 import threading
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .._optional import require
-from ..run import Run
+from .._util.optional import require
+from ..run.run import Run
 from ..store.base import RunStatus
 from ._common import add_params
 
@@ -140,7 +140,7 @@ class RunpointCallback:
         if trial.duration is not None:
             run.summary["optuna/duration_s"] = trial.duration.total_seconds()
         if state == "PRUNED":
-            run._writer.add_params({}, ("pruned",))  # type: ignore[union-attr]
+            run.add_params({}, ("pruned",))
         if state == "FAIL":
             run.finish(RunStatus.FAILED, error="the Optuna trial failed (track_in_runpoint() records the exception)")
         else:
@@ -158,7 +158,7 @@ class RunpointCallback:
         return self.metric_names
 
     def _start(self, study_name: str, number: int, params: Mapping[str, Any]) -> Run:
-        from .._start import init
+        from ..run.start import init
 
         return init(
             project=self.project, name=f"{study_name}-trial-{number}", group=study_name,

@@ -12,9 +12,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from .. import __version__, query
+from .. import query
+from .._version import __version__
 from ..errors import InvalidArgumentError
-from ..store.base import RunRecord
+from ..store.base import RunQuery, RunRecord
 from ..store.bulk import split_column
 from .context import Dashboard, StrictJSONResponse, dashboard
 from .downsample import DEFAULT_BUCKETS, MAX_BUCKETS, downsample_metric, epoch_knots
@@ -91,7 +92,7 @@ def list_runs(
 @router.get("/columns", response_model=None, summary="Keys the runs table can show as columns")
 def columns(ctx: Ctx, project: str | None = None) -> StrictJSONResponse:
     """Every param, metric and summary key of the runs (of ``project``)."""
-    runs = ctx.store.list_runs(query.RunQuery(project=project or None))
+    runs = ctx.store.list_runs(RunQuery(project=project or None))
     return StrictJSONResponse(ctx.reader.column_keys([run.id for run in runs]))
 
 
@@ -109,7 +110,7 @@ def run_details(ctx: Ctx, ref: str) -> StrictJSONResponse:
 
 def _read_config(ctx: Dashboard, run: RunRecord) -> Any:
     """The run's config.yaml, or None when it is missing, malformed or over the config limits."""
-    from ..config._yaml import read_yaml_file
+    from .._util.yaml import read_yaml_file
     from ..errors import ConfigError
 
     try:

@@ -16,8 +16,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse
 
 from .. import query
-from .._console import CONSOLE_LOG_NAME, clean_console, console_logs
 from ..errors import InvalidArgumentError, RunpointError
+from ..run.console import CONSOLE_LOG_NAME, clean_console, console_logs
 from ..store.base import RunRecord
 from .context import Dashboard, StrictJSONResponse, dashboard
 from .security import resolve_inside
@@ -71,10 +71,10 @@ def console(
 
 def _pointer(directory: Path, name: str) -> str | None:
     """The checkpoint a pointer names; None if it is missing, a link, or names no checkpoint."""
-    from ..checkpoint._atomic import read_pointer
-    from ..checkpoint._storage import Storage
+    from ..artifacts.storage import open_artifacts
+    from ..checkpoint.atomic import read_pointer
 
-    return read_pointer(Storage(directory / "checkpoints"), name)
+    return read_pointer(open_artifacts(directory / "checkpoints"), name)
 
 
 def _checkpoint_state(directory: Path, row: dict[str, Any]) -> str:
@@ -105,8 +105,8 @@ def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> StrictJSONResponse:
 
     It runs in a child process with a time limit (:mod:`runpoint.server.verify`): 504 when it is up.
     """
-    from ..checkpoint._directory import read_manifest
-    from ..checkpoint._storage import Storage
+    from ..artifacts.storage import open_artifacts
+    from ..checkpoint.directory import read_manifest
     from ..checkpoint.manifest import MANIFEST_NAME
 
     run, directory = _run(ctx, ref)
@@ -125,7 +125,7 @@ def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> StrictJSONResponse:
     problems = verify_in_child(directory / relative)
     parent, _, name = (directory / relative).as_posix().rpartition("/")
     try:
-        checked = len(read_manifest(Storage(parent), name).files)
+        checked = len(read_manifest(open_artifacts(parent), name).files)
     except RunpointError:
         checked = 0
     return StrictJSONResponse({"step": step, "ok": not problems, "files_checked": checked, "problems": problems})

@@ -22,9 +22,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from .. import __version__, query
-from .._paths import resolve_root
-from ..errors import ConfigError, InvalidArgumentError, RunNotFoundError, RunpointError, StoreError
+from .. import query
+from .._version import __version__
+from ..artifacts.paths import resolve_root
+from ..errors import (
+    ConfigError,
+    InvalidArgumentError,
+    RunNotFoundError,
+    RunpointError,
+    StoreError,
+)
 from ..store.bulk import bulk_reader
 from . import api, api_files, api_launch
 from .api_docs import docs_html

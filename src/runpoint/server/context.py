@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from .._jsonable import jsonable
+from .._util.jsonable import jsonable
 from ..store.base import RunRecord, Store
 from ..store.bulk import BulkReader
 
@@ -28,13 +28,9 @@ class Dashboard:
 
     def run_dir(self, run: RunRecord) -> Path:
         """The run's directory; refuses a recorded ``dir`` that points outside the root."""
-        from ..errors import StoreError
+        from ..artifacts.paths import run_directory
 
-        root = self.root.resolve()
-        directory = (root / run.dir).resolve()
-        if root not in directory.parents:
-            raise StoreError(f"run {run.id} records a directory outside the root: {run.dir!r}", str(root))
-        return directory
+        return run_directory(self.root, run.dir, run.id)
 
 
 def dashboard(request: Request) -> Dashboard:

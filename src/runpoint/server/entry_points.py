@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..config._normalize import deep_merge
+from ..config.normalize import deep_merge
 from ..errors import ConfigError
 
 PLACEHOLDERS = ("python", "config", "root", "project", "name", "launch_id")
@@ -101,7 +101,7 @@ class EntryPoint:
 
 def demo_entry_point() -> EntryPoint:
     """``python -m runpoint demo`` with the demo's config and a few presets."""
-    from ..demo import DEFAULT_CONFIG, checked_demo_config
+    from ..demo.digits import DEFAULT_CONFIG, checked_demo_config
 
     return EntryPoint(
         name="demo",
@@ -127,7 +127,7 @@ def demo_schema() -> dict[str, Any]:
     reads are shown, so the form stays short.
     """
     from ..config.schema import ProjectConfig
-    from ..demo import DEFAULT_CONFIG
+    from ..demo.digits import DEFAULT_CONFIG
 
     full = ProjectConfig.model_json_schema()
     definitions = full.get("$defs", {})
@@ -151,7 +151,7 @@ def demo_schema() -> dict[str, Any]:
 
 def _demo_bounds(properties: dict[str, Any]) -> None:
     """The demo's own limits (:func:`runpoint.demo.check_limits`) in its form's schema."""
-    from .. import demo
+    from ..demo import digits as demo
 
     def cap(field: dict[str, Any], maximum: int) -> None:
         for option in [field, *field.get("anyOf", [])]:
@@ -274,7 +274,7 @@ def _validate_with_model(spec: str, config: dict[str, Any]) -> dict[str, Any]:
 
 def load_entry_points(path: str | os.PathLike[str]) -> list[EntryPoint]:
     """The entry points a YAML file registers (format in the module docstring)."""
-    from ..config._yaml import read_yaml_file
+    from .._util.yaml import read_yaml_file
 
     file = Path(path).expanduser().resolve()
     try:

@@ -34,9 +34,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .._fs import write_atomic
-from .._liveness import heartbeat_in_future
+from .._util.fs import write_atomic
 from ..errors import InvalidArgumentError, RunpointError
+from ..run.liveness import heartbeat_in_future
 from ..store.base import RunRecord, RunStatus
 from .entry_points import PLACEHOLDERS, EntryPoint
 from .launch_limits import launch_cwd
@@ -127,7 +127,7 @@ class Launcher:
 
     def launch(self, entry_name: str, config: dict[str, Any], *, project: str, name: str = "") -> Launch:
         """Start ``entry_name`` with ``config`` (validated by the caller); returns the record."""
-        from .._ids import is_valid_identifier
+        from .._util.ids import is_valid_identifier
 
         entry = self.entry_points.get(entry_name)
         if entry is None:
@@ -137,7 +137,7 @@ class Launcher:
             raise InvalidArgumentError("project", f"{project!r} is not valid: letters, digits, '.', '_' or '-'")
         if name and (len(name) > 128 or any(ord(c) < 32 for c in name)):
             raise InvalidArgumentError("name", "must be at most 128 printable characters")
-        from ..config._yaml import dump_yaml
+        from .._util.yaml import dump_yaml
 
         launch_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         folder = self.dir / launch_id

@@ -22,7 +22,9 @@ import re
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
-from .._paths import resolve_inside as resolve_inside  # re-exported: the path check the server uses
+from ..artifacts.paths import (
+    resolve_inside as resolve_inside,  # re-exported: the path check the server uses
+)
 
 TOKEN_COOKIE = "runpoint_token"
 TOKEN_ENV = "RUNPOINT_UI_TOKEN"

@@ -17,8 +17,8 @@ Importing this package imports none of TensorBoard, MLflow or W&B; a sink import
 package on its own thread when the run starts.
 """
 
-from ._hub import EXTERNAL_FILE, read_external
 from .base import Sink, SinkBatch, SinkOptions, SinkRun
+from .hub import EXTERNAL_FILE, read_external
 from .mlflow import MLflowSink
 from .tensorboard import TensorBoardSink
 from .wandb import WandbSink

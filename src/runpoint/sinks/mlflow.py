@@ -33,8 +33,8 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .._optional import require
-from .._uri import without_credentials
+from .._util.optional import require
+from .._util.uri import without_credentials
 from ..config import flatten
 from . import _mlflow_http
 from .base import SinkBatch, SinkOptions, SinkRun, media_file
@@ -310,7 +310,9 @@ class MLflowSink:
         if record.kind == "image":
             png = media_file(record, self._run_dir)
             if png is not None:
-                from PIL import Image  # the media extra installed pillow to make the PNG
+                from PIL import (
+                    Image,  # the media extra installed pillow to make the PNG
+                )
 
                 with Image.open(io.BytesIO(png)) as image:
                     self._client.log_image(self._run_id, image.copy(), key=name, step=record.step,

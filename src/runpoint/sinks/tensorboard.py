@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from .._optional import require
+from .._util.optional import require
 from ..config import flatten
 from .base import SinkBatch, SinkOptions, SinkRun, as_markdown_table, media_file
 
@@ -212,7 +212,7 @@ def _after_existing_files(directory: Path) -> None:
 
 
 def _as_markdown(config: Mapping[str, Any]) -> str:
-    from ..config._yaml import run_config_text
+    from .._util.yaml import run_config_text
 
     body = run_config_text(dict(config))
     return "\n".join("    " + line for line in body.splitlines())  # a markdown code block

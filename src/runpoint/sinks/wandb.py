@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from .._optional import require
+from .._util.optional import require
 from .base import SinkBatch, SinkOptions, SinkRun, media_file
 
 STEP_KEY = "runpoint/step"

@@ -143,10 +143,10 @@ class GenericBulkReader:
 
 def bulk_reader(store: Store) -> BulkReader:
     """The fastest :class:`BulkReader` for ``store``."""
-    from .sqlite import SQLiteStore
+    from .sqlite.store import SQLiteStore
 
     if isinstance(store, SQLiteStore):
-        from .sqlite_bulk import SQLiteBulkReader
+        from .sqlite.bulk import SQLiteBulkReader
 
         return SQLiteBulkReader(store)
     return GenericBulkReader(store)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .._paths import DB_NAME
+from ..artifacts.paths import DB_NAME
 from ..errors import StoreError
 from .base import CheckpointRegistry, Store
 
@@ -26,7 +26,7 @@ def register_backend(scheme: str, factory: Callable[[str, bool], Store]) -> None
 
 
 def _sqlite(uri: str, create: bool) -> Store:
-    from .sqlite import SQLiteStore
+    from .sqlite.store import SQLiteStore
 
     # SQLAlchemy's convention: sqlite:///relative.db and sqlite:////absolute/path.db
     path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else uri[len("sqlite://"):]
@@ -46,7 +46,7 @@ def open_store(location: str | os.PathLike[str], *, create: bool = True) -> Stor
             known = ", ".join(sorted(_BACKENDS))
             raise StoreError(f"no store backend for {scheme}:// (known: {known})", text)
         return factory(text, create)
-    from .sqlite import SQLiteStore
+    from .sqlite.store import SQLiteStore
 
     root = Path(text)
     if not create and not (root / DB_NAME).exists():
@@ -58,10 +58,10 @@ def checkpoint_registry(store: Store) -> CheckpointRegistry | None:
     """The checkpoint registry that goes with ``store``, or None if its backend has none."""
     if isinstance(store, CheckpointRegistry):
         return store
-    from .sqlite import SQLiteStore
+    from .sqlite.store import SQLiteStore
 
     if isinstance(store, SQLiteStore):
-        from .sqlite_checkpoints import SQLiteCheckpointRegistry
+        from .sqlite.checkpoints import SQLiteCheckpointRegistry
 
         return SQLiteCheckpointRegistry(store)
     return None

@@ -1,0 +1,1 @@
+"""What a person looks at: matplotlib plots of runs and the one-page HTML report."""

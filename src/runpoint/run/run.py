@@ -1,0 +1,440 @@
+"""A run: one execution of a training script, and the handle that records it.
+
+:class:`Run` coordinates; the work is done elsewhere: the writer thread
+(:mod:`runpoint._writer`) stores points, the store (:mod:`runpoint.store`) indexes them,
+:mod:`runpoint._console` captures output, :mod:`runpoint._metadata` describes the machine
+and :mod:`runpoint._lifecycle` ends the run however the process ends. Diagnostics have
+modules of their own: :mod:`runpoint.watch`, :mod:`runpoint.model_summary`,
+:mod:`runpoint.step_timer`, :mod:`runpoint.system`, and the writer listeners
+:mod:`runpoint._nonfinite` and :mod:`runpoint._best`. Creating or
+resuming a run is :func:`runpoint.init` in :mod:`runpoint._start`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from .._util.fs import write_atomic
+from ..artifacts.paths import RunPaths
+from ..errors import CheckpointError, InvalidArgumentError, RunpointError
+from ..store.base import RunStatus, Store
+from . import lifecycle
+from .best import BestTracker
+from .console import ConsoleCapture
+from .nonfinite import NonFiniteGuard
+from .summary import Summary
+from .values import prepare
+from .writer import Writer
+
+if TYPE_CHECKING:
+    from ..diagnostics.model_summary import ModelSummary
+    from ..diagnostics.step_timer import StepTimer
+    from ..diagnostics.watch import Watcher
+    from ..sinks.hub import SinkHub
+
+logger = logging.getLogger("runpoint")
+
+SignalHook = Callable[[int], Any]  # returns True to defer the exit to a step boundary
+
+
+class _FinishedWriter:
+    """Stands in for the writer once a run is finished, so that ``log`` fails clearly."""
+
+    def __init__(self, run_id: str) -> None:
+        self._run_id = run_id
+
+    def put(self, *_: Any) -> None:
+        raise RunpointError(f"run {self._run_id} is finished; start or resume a run to log more")
+
+    set_summary = delete_summary = add_params = put_internal = put
+
+    def rewind(self, after_step: int, *, wait: bool = True) -> int:
+        self.put()
+        return 0
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+
+class Run:
+    """A tracked run. Create it with :func:`runpoint.init`, not directly.
+
+    Example::
+
+        with rp.init(project="digits", config={"lr": 3e-4}) as run:
+            for step in range(100):
+                run.log({"train/loss": 1 / (step + 1)})
+            run.summary["best/val_acc"] = 0.97
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        paths: RunPaths,
+        name: str,
+        config: dict[str, Any],
+        tags: tuple[str, ...],
+        notes: str,
+        group: str | None,
+        resume_count: int,
+        next_step: int,
+        summary: dict[str, Any],
+        meta: dict[str, Any],
+        console: ConsoleCapture | None,
+        flush_interval: float,
+        stored_steps: dict[str, int] | None = None,
+    ) -> None:
+        self.id = paths.run_id
+        self.project = paths.project
+        self.name = name
+        self.config = config
+        self.tags = tags
+        self.notes = notes
+        self.group = group
+        self.resume_count = resume_count
+        self.meta = meta
+        self._paths = paths
+        self._store = store
+        self._console = console
+        self._next_step = next_step
+        # In a resumed run, logging a metric at a step where it has stored points rewinds
+        # the run there (see ``log``); checked until the run logs at or past this step.
+        self._resume_frontier: int | None = next_step if resume_count > 0 and next_step > 0 else None
+        self._resume_stored: dict[str, int] = dict(stored_steps or {})
+        self._status = RunStatus.RUNNING
+        self._signal_received: int | None = None
+        self._signal_hooks: list[SignalHook] = []
+        self._finish_hooks: list[Callable[["Run"], None]] = []
+        self._sinks: SinkHub | None = None
+        writer = Writer(store, self.id, flush_interval=flush_interval, last_steps=stored_steps)
+        self._writer: Writer | _FinishedWriter = writer
+        if console is not None:
+            writer.on_tick.append(console.flush)
+        self.summary = Summary(self.id, store, writer, summary)
+        self._best = BestTracker(self.summary.__setitem__, summary)
+        writer.listeners += [NonFiniteGuard(self.summary.__setitem__, summary), self._best]
+        lifecycle.register(self)
+
+    # -- what users read -------------------------------------------------------------
+
+    @property
+    def dir(self) -> Path:
+        """This run's directory: config.yaml, meta.json, logs/, media/, checkpoints/."""
+        return self._paths.dir
+
+    @property
+    def root(self) -> Path:
+        return self._paths.root
+
+    @property
+    def status(self) -> RunStatus:
+        return self._status
+
+    @property
+    def step(self) -> int:
+        """The step the next ``log`` without ``step=`` will use."""
+        return self._next_step
+
+    @property
+    def resumed(self) -> bool:
+        return self.resume_count > 0
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, project={self.project!r}, name={self.name!r}, status={self._status.value!r})"
+
+    # -- logging ---------------------------------------------------------------------
+
+    def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
+        """Record metrics for one step; returns at once, the writer thread stores them.
+
+        ``data`` maps names to int, float, bool, numpy scalars or 0-d tensors; nested dicts
+        flatten with ``/``. Without ``step`` the step after the last one is used. A value
+        of an unsupported type raises :class:`~runpoint.errors.InvalidValueError` (a
+        ``TypeError``) naming the key, and a negative ``step`` raises
+        :class:`~runpoint.errors.InvalidArgumentError` (a ``ValueError``); nothing of that
+        call is recorded.
+
+        A key's steps should increase. Logging a key at a step at or below its last one
+        keeps both points and warns once per key. In a resumed run, the first ``log`` at a
+        step at or below the last stored step drops the stored points from that step on
+        (as restoring a checkpoint does), so a script restarted from step 0 records one line.
+
+        Example::
+
+            run.log({"train/loss": loss, "train/lr": sched.get_last_lr()[0]}, step=step)
+        """
+        if type(data) is not dict and not isinstance(data, Mapping):
+            raise InvalidArgumentError("data", f"run.log takes a dict of metrics, not {type(data).__qualname__}")
+        values, deferred = prepare(data)
+        if step is None:
+            step = self._next_step
+        elif type(step) is not int or step < 0:
+            step = _as_step(step)
+        if self._resume_frontier is not None:
+            self._first_log_after_resume(step, values)
+        self._next_step = step + 1
+        if values:
+            self._writer.put(step, time.time(), values, deferred)
+
+    def _first_log_after_resume(self, step: int, values: Mapping[str, Any]) -> None:
+        frontier, stored = self._resume_frontier, self._resume_stored
+        if frontier is None or step >= frontier:
+            self._resume_frontier = None  # going on from where it stopped
+            return
+        if any(stored.get(key, -1) >= step for key in values):  # a metric logged again: start over there
+            self._resume_frontier = None
+            self._writer.rewind(step - 1, wait=False)  # in queue order, on the writer thread
+        # else: only keys without points at this step (an image for an old step): nothing to supersede
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything logged so far is in the store. False on timeout."""
+        return self._writer.flush(timeout)
+
+    def log_internal(self, values: dict[str, Any], step: int) -> None:
+        """Queue values that runpoint made itself (already flat and valid) without moving ``step``.
+
+        For diagnostics and integrations (see :class:`~runpoint.handle.RunHandle`)."""
+        self._writer.put_internal(step, time.time(), values)
+
+    def add_params(self, params: dict[str, Any], tags: Sequence[str] = ()) -> None:
+        """Add searchable params (flat, dotted keys) and tags; stored by the writer thread."""
+        if isinstance(self._writer, Writer):
+            self._writer.add_params(dict(params), tuple(tags))
+
+    def add_batch_listener(self, listener: Callable[[str, Any], None]) -> None:
+        """Call ``listener`` on the writer thread with each batch the store committed."""
+        if isinstance(self._writer, Writer):
+            self._writer.listeners.append(listener)
+
+    # -- diagnostics (each lives in its own module) -----------------------------------
+
+    def watch(
+        self, model: Any, every: int = 100, grads: bool = True, params: bool = True, histograms: bool = False,
+        max_grad_norm: float | None = None, *, activations: bool = True,
+    ) -> "Watcher":
+        """Log gradient, parameter, update and NaN/Inf statistics of ``model`` every ``every`` backward passes.
+
+        See :mod:`runpoint.watch` for what is logged. The hooks come off when the run ends
+        or with ``.remove()`` on the returned watcher.
+
+        Example::
+
+            run.watch(model, every=100, max_grad_norm=1.0)
+        """
+        from ..diagnostics.watch import Watcher
+
+        watcher = Watcher(self, model, every=every, grads=grads, params=params, histograms=histograms,
+                          max_grad_norm=max_grad_norm, activations=activations)
+        self.add_finish_hook(lambda _: watcher.remove())
+        return watcher
+
+    def log_model(self, model: Any, example_input: Any = None, name: str = "model") -> "ModelSummary":
+        """Write ``<name>_summary.txt`` (layers, shapes, parameter counts) and store the totals as params.
+
+        Example::
+
+            run.log_model(model, example_input=torch.zeros(1, 64))
+        """
+        from ..diagnostics.model_summary import log_model
+
+        return log_model(self, model, example_input, name)
+
+    def step_timer(self, every: int = 1) -> "StepTimer":
+        """A timer whose ``tick(samples=...)`` logs step time, throughput and peak memory.
+
+        Example::
+
+            timer = run.step_timer()
+            for step in range(n):
+                train_step()
+                run.log({"train/loss": loss}, step=step)
+                timer.tick(samples=batch_size)
+        """
+        from ..diagnostics.step_timer import StepTimer
+
+        return StepTimer(self, every=every)
+
+    def monitor(self, key: str, mode: str = "min") -> None:
+        """Keep the best value of metric ``key`` and its step in the summary (``best/<key>``, ``best/<key>.step``).
+
+        Example::
+
+            run.monitor("val/loss", "min")
+            run.monitor("val/acc", "max")
+        """
+        self._writer.flush()
+        stats = self._store.metric_stats(self.id, [key]).get(key) if isinstance(key, str) else None
+        self._best.add(key, mode, stats)
+
+    # -- hooks for checkpointing and integrations -------------------------------------
+
+    def add_signal_hook(self, hook: SignalHook) -> None:
+        """Call ``hook(signum)`` when SIGTERM arrives, before the process exits.
+
+        The checkpoint manager uses this to save on preemption (it also asks for SIGUSR1,
+        through :func:`runpoint.lifecycle.handle_signal`). A hook that returns True defers
+        the exit: the process goes on until that hook calls
+        :func:`runpoint.lifecycle.exit_for_signal` (after a save at a step boundary).
+        """
+        self._signal_hooks.append(hook)
+
+    def add_finish_hook(self, hook: Callable[["Run"], None]) -> None:
+        """Call ``hook(run)`` while the run finishes, before its status is final."""
+        self._finish_hooks.append(hook)
+
+    def _attach_sinks(self, hub: "SinkHub") -> None:
+        """Mirror everything the writer commits from now on to ``hub``'s sinks."""
+        self._sinks = hub
+        self.add_batch_listener(hub.on_batch)
+
+    def _on_signal(self, signum: int) -> bool:
+        """Run the hooks; True when one of them defers the exit to a later step boundary."""
+        self._signal_received = signum
+        defer = False
+        for hook in self._signal_hooks:
+            try:
+                defer = bool(hook(signum)) or defer
+            except Exception:
+                logger.exception("runpoint: a signal hook of run %s failed", self.id)
+        return defer
+
+    def rewind(self, step: int) -> int:
+        """Forget what was logged after ``step``: for a resume from a checkpoint of ``step``.
+
+        Waits for the points logged so far to be stored, drops those with a larger step
+        (a killed attempt logged them; the resumed one logs them again, so charts show one
+        line), and makes ``step + 1`` the step of the next ``log`` without ``step=``.
+        Returns how many points were dropped. :meth:`CheckpointManager.restore
+        <runpoint.CheckpointManager.restore>` calls it in a resumed run.
+        """
+        step = _as_step(step, allow_negative=True) if type(step) is not int else step
+        if isinstance(self._writer, Writer):
+            dropped = self._writer.rewind(step)  # after what is queued; resets the step checks
+        else:
+            dropped = self._store.truncate_metrics(self.id, step)
+        self._next_step = step + 1
+        self._resume_frontier = None
+        if self._sinks is not None:  # after the flush: the sinks hear of it after the points before it
+            self._sinks.rewind(step)
+        return dropped
+
+    # -- ending ----------------------------------------------------------------------
+
+    def finish(self, status: RunStatus | str = RunStatus.COMPLETED, error: str | None = None) -> None:
+        """Flush everything and mark the run ``status`` (``completed`` by default).
+
+        Called for you when the ``with`` block ends or the process exits. Idempotent.
+        """
+        if self._status is not RunStatus.RUNNING:
+            return
+        final = RunStatus(status)
+        if final is RunStatus.RUNNING:
+            raise InvalidArgumentError("status", "a run cannot finish as 'running'")
+        for hook in self._finish_hooks:
+            try:
+                hook(self)
+            except CheckpointError as exc:  # e.g. the last async save failed: not "completed"
+                logger.error("runpoint: run %s: %s", self.id, exc)
+                if final is RunStatus.COMPLETED:
+                    final, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
+            except Exception:
+                logger.exception("runpoint: a finish hook of run %s failed", self.id)
+        self._status = final
+        writer = self._writer
+        self._writer = _FinishedWriter(self.id)
+        try:
+            if isinstance(writer, Writer) and not writer.close(timeout=120):
+                logger.error("runpoint: run %s finished with %d points not yet stored", self.id, writer.pending)
+            if isinstance(writer, Writer) and writer.unstored:  # the store gave up: not "completed"
+                final, error = RunStatus.FAILED, self._spill(writer)
+                self._status = final
+            self.summary._writer = self._writer  # type: ignore[assignment]  # setting a value now raises
+            ended = time.time()
+            self._store.set_status(self.id, final, error=error, ended_at=ended)
+            self._write_end_of_meta(ended, final)
+            if self._sinks is not None:
+                self._sinks.close(final.value)  # bounded by each sink's finish_timeout
+        finally:  # even when the store fails: give the terminal back, forget the run at exit
+            if self._console is not None:
+                self._console.stop()
+            lifecycle.unregister(self)
+            # The writer thread is gone: give back the connections (file descriptors); a
+            # later read (run.summary, run.store) opens one again.
+            release = getattr(self._store, "_release_connections", None)
+            if release is not None:
+                release()
+
+    def _spill(self, writer: Writer) -> str:
+        """Save the points the store did not take; returns the reason the run failed."""
+        from .spill import write_spill
+
+        count = writer.points_unstored
+        spilled = write_spill(writer.unstored, self._paths.dir, self.id)
+        if spilled is None:
+            reason = f"{count} logged points could not be stored, nor saved to a file: they are lost"
+        else:
+            reason = (f"{count} logged points could not be stored; they were saved to {spilled}: "
+                      f"free some space, then `runpoint recover {self.id}` stores them")
+        logger.error("runpoint: run %s: %s", self.id, reason)
+        return reason
+
+    def _write_end_of_meta(self, ended: float, status: RunStatus) -> None:
+        self.meta["ended_at"] = ended
+        self.meta["status"] = status.value
+        try:
+            write_atomic(self._paths.meta, json.dumps(self.meta, indent=2, default=str))
+        except OSError as exc:
+            logger.warning("runpoint: could not update %s: %s", self._paths.meta, exc)
+
+    def _finish_at_exit(self) -> None:
+        uncaught = lifecycle.uncaught_exception()
+        if uncaught is not None:
+            kind, value, tb = uncaught
+            if issubclass(kind, KeyboardInterrupt):
+                self.finish(RunStatus.KILLED, error="KeyboardInterrupt")
+            else:
+                self.finish(RunStatus.FAILED, error="".join(traceback.format_exception(kind, value, tb)))
+        elif self._signal_received is not None:
+            self.finish(RunStatus.KILLED, error=f"signal {self._signal_received}")
+        else:
+            self.finish(RunStatus.COMPLETED)
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if kind is None:
+            if self._signal_received is not None:
+                self.finish(RunStatus.KILLED, error=f"signal {self._signal_received}")
+            else:
+                self.finish(RunStatus.COMPLETED)
+        elif issubclass(kind, KeyboardInterrupt):
+            self.finish(RunStatus.KILLED, error="KeyboardInterrupt")
+        elif issubclass(kind, SystemExit) and self._signal_received is not None:
+            self.finish(RunStatus.KILLED, error=f"signal {self._signal_received}")
+        elif issubclass(kind, SystemExit) and isinstance(value, SystemExit) and value.code in (0, None):
+            self.finish(RunStatus.COMPLETED)
+        else:
+            self.finish(RunStatus.FAILED, error="".join(traceback.format_exception(kind, value, tb)))
+
+
+def _as_step(step: Any, allow_negative: bool = False) -> int:
+    if isinstance(step, bool) or not hasattr(step, "__index__"):
+        raise InvalidArgumentError("step", f"must be an int, got {type(step).__qualname__}")
+    value = int(step.__index__())
+    if value < 0 and not allow_negative:
+        raise InvalidArgumentError("step", f"must be 0 or more, got {value}; steps count up from 0")
+    return value

@@ -1,0 +1,164 @@
+"""The SQLite schema of a root's ``runpoint.db`` and its migrations.
+
+The version lives in ``PRAGMA user_version``. :func:`ensure_schema` creates a new
+database at :data:`SCHEMA_VERSION`, applies the migrations an older one needs, and
+refuses one written by a newer runpoint. Migration ``n`` takes a database from version
+``n - 1`` to ``n``; add new ones at the end and never edit a released one.
+
+Metric points are not one row each: each row of ``metric_chunks`` packs up to a few
+thousand points of one (run, key) as little-endian int64 steps, float64 values and
+float64 wall times, with the chunk's count, step range and value range beside the blobs
+so that charts can be downsampled without a full scan.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Callable
+
+from ...errors import SchemaVersionError
+
+SCHEMA_VERSION = 1
+
+_V1 = """
+CREATE TABLE runs (
+    id            TEXT PRIMARY KEY,
+    project       TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    notes         TEXT NOT NULL DEFAULT '',
+    grp           TEXT,
+    config_hash   TEXT,
+    dir           TEXT NOT NULL,
+    host          TEXT,
+    pid           INTEGER,
+    created_at    REAL NOT NULL,
+    heartbeat_at  REAL NOT NULL,
+    ended_at      REAL,
+    resume_count  INTEGER NOT NULL DEFAULT 0,
+    error         TEXT,
+    meta          TEXT
+);
+CREATE INDEX runs_by_project ON runs(project, created_at);
+CREATE INDEX runs_by_status ON runs(status);
+CREATE INDEX runs_by_config_hash ON runs(config_hash);
+
+CREATE TABLE tags (
+    run_id  TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    tag     TEXT NOT NULL,
+    PRIMARY KEY (run_id, tag)
+) WITHOUT ROWID;
+CREATE INDEX tags_by_tag ON tags(tag);
+
+CREATE TABLE params (
+    run_id  TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key     TEXT NOT NULL,
+    value   TEXT NOT NULL,   -- JSON
+    num     REAL,            -- the value as a number, when it is one
+    PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+CREATE INDEX params_by_key ON params(key, num);
+
+CREATE TABLE summary (
+    run_id  TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key     TEXT NOT NULL,
+    value   TEXT NOT NULL,   -- JSON
+    PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+
+CREATE TABLE metric_chunks (
+    run_id    TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key       TEXT NOT NULL,
+    seq       INTEGER NOT NULL,
+    n         INTEGER NOT NULL,
+    step_min  INTEGER NOT NULL,
+    step_max  INTEGER NOT NULL,
+    vmin      REAL,            -- NULL when every value in the chunk is NaN
+    vmax      REAL,
+    t_min     REAL NOT NULL,   -- wall time of the first and last point
+    t_max     REAL NOT NULL,
+    steps     BLOB NOT NULL,   -- n little-endian int64
+    vals      BLOB NOT NULL,   -- n little-endian float64
+    times     BLOB NOT NULL    -- n little-endian float64, Unix seconds
+);
+CREATE UNIQUE INDEX metric_chunks_by_key ON metric_chunks(run_id, key, seq);
+
+CREATE TABLE metric_stats (
+    run_id     TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key        TEXT NOT NULL,
+    count      INTEGER NOT NULL,
+    vlast      REAL,           -- NULL stands for NaN (SQLite stores NaN as NULL)
+    last_step  INTEGER NOT NULL,
+    last_time  REAL NOT NULL,
+    vmin       REAL,
+    min_step   INTEGER,
+    vmax       REAL,
+    max_step   INTEGER,
+    PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+CREATE INDEX metric_stats_by_key ON metric_stats(key, vlast);
+
+-- the checkpoint registry (a protocol of its own beside Store)
+CREATE TABLE checkpoints (
+    run_id      TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step        INTEGER NOT NULL,
+    path        TEXT NOT NULL,   -- relative to the run directory, or a URL for remote storage
+    bytes       INTEGER NOT NULL,
+    metrics     TEXT,            -- JSON
+    is_best     INTEGER NOT NULL DEFAULT 0,
+    hash        TEXT,            -- digest of the manifest
+    created_at  REAL NOT NULL,
+    deleted_at  REAL,            -- set when retention removed the files
+    PRIMARY KEY (run_id, step)
+) WITHOUT ROWID;
+
+-- logged media: images, histograms, text, tables
+CREATE TABLE media (
+    run_id  TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key     TEXT NOT NULL,
+    step    INTEGER NOT NULL,
+    kind    TEXT NOT NULL,       -- image | histogram | text | table
+    path    TEXT,                -- file relative to the run directory, when there is one
+    data    TEXT,                -- JSON: bins and counts, text, rows, image size
+    time    REAL NOT NULL,
+    PRIMARY KEY (run_id, key, step)
+) WITHOUT ROWID;
+"""
+
+
+def _execute_all(conn: sqlite3.Connection, script: str) -> None:
+    """Run a script statement by statement (``executescript`` would COMMIT first)."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    for statement in "\n".join(lines).split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+# MIGRATIONS[n] turns version n - 1 into version n, inside the caller's transaction.
+# Version 1 is the first release.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: lambda conn: _execute_all(conn, _V1),
+}
+
+
+def ensure_schema(conn: sqlite3.Connection, location: str) -> None:
+    """Bring the database behind ``conn`` to :data:`SCHEMA_VERSION`, or refuse a newer one."""
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found == SCHEMA_VERSION:
+        return
+    if found > SCHEMA_VERSION:
+        raise SchemaVersionError(location, found, SCHEMA_VERSION)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # another process may have migrated while this one waited for the write lock
+        found = conn.execute("PRAGMA user_version").fetchone()[0]
+        if found > SCHEMA_VERSION:
+            raise SchemaVersionError(location, found, SCHEMA_VERSION)
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[version](conn)
+            conn.execute(f"PRAGMA user_version = {version}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # SQLite may have rolled back already; report the original error
+            conn.execute("ROLLBACK")
+        raise

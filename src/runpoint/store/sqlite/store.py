@@ -1,0 +1,476 @@
+"""The embedded store: one SQLite database in WAL mode per root.
+
+Several processes may log into one database at once. Each write is one short
+``BEGIN IMMEDIATE`` transaction (a writer's flush), SQLite's busy handler waits for the
+lock rather than failing, and WAL lets readers proceed while a writer commits. With
+``synchronous=NORMAL`` a committed flush survives the death of the process (SIGKILL); a
+power loss may take the last commits, never the database's consistency.
+
+Connections are per thread: the writer thread, the caller's thread and a web server's
+worker threads each get their own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+from urllib.parse import quote
+
+from ..._util.forksafe import call_after_fork
+from ...errors import RunExistsError, RunNotFoundError, RunpointError, StoreError
+from ..base import (
+    MetricSeries,
+    MetricStats,
+    RunQuery,
+    RunRecord,
+    RunStatus,
+    WriteBatch,
+)
+from . import _truncate
+from . import media as sqlite_media
+from ._encoding import as_number, to_json
+from ._filters import run_filter_sql
+from ._metrics import ChunkedMetrics
+from .schema import ensure_schema
+
+BUSY_TIMEOUT_S = 120.0
+
+logger = logging.getLogger("runpoint")
+
+# What SQLite says when it cannot create or grow the WAL index (-shm) or the log: a full disk
+_NO_ROOM = ("disk i/o error", "database or disk is full")
+
+
+_RUN_COLUMNS = (
+    "id, project, name, status, notes, grp, config_hash, dir, host, pid, created_at, "
+    "heartbeat_at, ended_at, resume_count, error, "
+    "(SELECT group_concat(tag, char(31)) FROM tags WHERE tags.run_id = runs.id) AS tag_list"
+)
+
+
+def _null_to_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    tags = tuple(sorted(row["tag_list"].split("\x1f"))) if row["tag_list"] else ()
+    return RunRecord(
+        id=row["id"],
+        project=row["project"],
+        name=row["name"],
+        status=RunStatus(row["status"]),
+        created_at=row["created_at"],
+        heartbeat_at=row["heartbeat_at"],
+        dir=row["dir"],
+        ended_at=row["ended_at"],
+        notes=row["notes"],
+        tags=tags,
+        group=row["grp"],
+        config_hash=row["config_hash"],
+        host=row["host"],
+        pid=row["pid"],
+        resume_count=row["resume_count"],
+        error=row["error"],
+    )
+
+
+class SQLiteStore:
+    """A :class:`~runpoint.store.base.Store` over one SQLite file.
+
+    Example::
+
+        store = SQLiteStore("runpoint/runpoint.db")
+        for run in store.list_runs(RunQuery(project="digits")):
+            print(run.id, run.status)
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.path = Path(path)
+        self.location = str(self.path)
+        if not self.path.exists():
+            if not create:
+                raise StoreError(f"no runpoint store at {self.path}", self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._metrics = ChunkedMetrics()
+        self._closed = False
+        self._snapshot_only = False
+        try:
+            conn = self._conn()
+            with self._translate_errors():
+                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                ensure_schema(conn, self.location)
+        except StoreError as exc:
+            if create or not str(exc.__cause__).lower().startswith(_NO_ROOM):
+                raise
+            self._open_snapshot(exc)
+        call_after_fork(self._forget_connections_after_fork)  # a connection must not cross fork()
+
+    def _open_snapshot(self, why: StoreError) -> None:
+        """Read the database file alone, without the WAL, when there is no room to open it normally.
+
+        A reader in WAL mode must create or grow ``runpoint.db-shm``; on a full disk it
+        cannot, and every read fails with "disk I/O error". SQLite's ``immutable`` mode
+        reads the database file without the WAL index: everything up to the last WAL
+        checkpoint (all of it once the writers have closed), nothing a live writer has
+        committed since. Writes are refused.
+        """
+        self.close()
+        self._closed = False
+        self._snapshot_only = True
+        wal = self.path.with_name(self.path.name + "-wal")
+        pending = wal.exists() and wal.stat().st_size > 0
+        logger.warning(
+            "runpoint: %s: the disk is full (%s), so the store is read as of its last checkpoint%s; "
+            "free some space to see everything and to write again",
+            self.location, why.__cause__, ", without what running writers committed since" if pending else "",
+        )
+        with self._translate_errors():
+            ensure_schema(self._conn(), self.location)  # refuses a newer or older schema: no migration here
+
+    @property
+    def read_only(self) -> bool:
+        """True when the store could only be opened for reading (see :meth:`_open_snapshot`)."""
+        return self._snapshot_only
+
+    # -- connections -----------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError("the store was closed", self.location)
+            with self._translate_errors():
+                if self._snapshot_only:
+                    conn = sqlite3.connect(
+                        f"file:{quote(str(self.path.resolve()))}?immutable=1", uri=True,
+                        isolation_level=None, check_same_thread=False,
+                    )
+                    conn.row_factory = sqlite3.Row
+                    conn.execute("PRAGMA query_only=ON")
+                    self._local.conn = conn
+                    with self._connections_lock:
+                        self._connections.append(conn)
+                    return conn
+                conn = sqlite3.connect(
+                    self.location, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                )
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA synchronous=NORMAL")
+                # checkpoint the WAL into the database every ~16 MiB instead of every 4 MiB:
+                # fewer fsyncs on the writer's path, the same bytes in the end
+                conn.execute("PRAGMA wal_autocheckpoint=4000")
+                conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    def _forget_connections_after_fork(self) -> None:
+        # A connection must not cross fork(); the child opens its own when it needs one.
+        self._local = threading.local()
+        self._connections = []
+        self._connections_lock = threading.Lock()
+        self._metrics.forget_all()
+
+    @contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            hint = ""
+            if str(exc).lower().startswith(_NO_ROOM):
+                hint = f" (is the disk full? free some space on the disk holding {self.path.parent} and try again)"
+            raise StoreError(f"{self.location}: {exc}{hint}", self.location) from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self._snapshot_only:
+            raise StoreError(
+                f"{self.location}: the disk is full, so the store is open for reading only; "
+                "free some space and try again", self.location,
+            )
+        conn = self._conn()
+        with self._translate_errors():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # SQLite may have rolled back already (disk full, I/O error): the original
+                # error is the one to report, not "no transaction is active".
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self._closed = True
+        self._release_connections()
+
+    def _release_connections(self) -> None:
+        """Close every connection this store opened; the next read or write opens a new one.
+
+        A finished :class:`~runpoint.Run` calls it: its writer thread is gone, and holding
+        two connections (four file descriptors) per finished run adds up in a sweep.
+        Only for a moment when no other thread is using the store.
+        """
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+            self._local = threading.local()
+        for conn in connections:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    def __enter__(self) -> "SQLiteStore":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.location!r})"
+
+    # -- runs ------------------------------------------------------------------------
+
+    def create_run(
+        self, run: RunRecord, params: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None
+    ) -> None:
+        try:
+            with self._transaction() as conn:
+                conn.execute(
+                    "INSERT INTO runs (id, project, name, status, notes, grp, config_hash, dir, host, pid,"
+                    " created_at, heartbeat_at, ended_at, resume_count, error, meta)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        run.id, run.project, run.name, run.status.value, run.notes, run.group,
+                        run.config_hash, run.dir, run.host, run.pid, run.created_at, run.heartbeat_at,
+                        run.ended_at, run.resume_count, run.error,
+                        to_json(dict(meta)) if meta is not None else None,
+                    ),
+                )
+                self._write_tags(conn, run.id, run.tags)
+                self._write_params(conn, run.id, params or {})
+        except StoreError as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise RunExistsError(run.id, self.location) from exc
+            raise
+
+    def reopen_run(self, run_id: str, *, host: str, pid: int, now: float) -> RunRecord:
+        with self._transaction() as conn:
+            updated = conn.execute(
+                "UPDATE runs SET status = 'running', ended_at = NULL, error = NULL, host = ?, pid = ?,"
+                " heartbeat_at = ?, resume_count = resume_count + 1 WHERE id = ? AND status != 'running'",
+                (host, pid, now, run_id),
+            ).rowcount
+        if not updated:
+            record = self.get_run(run_id)  # RunNotFoundError when it is gone
+            raise RunpointError(f"run {run_id} is running (pid {record.pid} on {record.host}): another process resumed it")
+        return self.get_run(run_id)
+
+    def set_status(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        error: str | None = None,
+        ended_at: float | None = None,
+        expect: Sequence[RunStatus] | None = None,
+        heartbeat_before: float | None = None,
+    ) -> bool:
+        """Move a run to ``status``.
+
+        ``expect`` and ``heartbeat_before`` make it a compare-and-set: the change happens
+        only if the run is in one of ``expect`` and its heartbeat is older than
+        ``heartbeat_before``, checked in the same statement.
+        """
+        sql = "UPDATE runs SET status = ?, error = ?, ended_at = ? WHERE id = ?"
+        args: list[Any] = [status.value, error, ended_at, run_id]
+        if expect:
+            sql += f" AND status IN ({','.join('?' * len(expect))})"
+            args.extend(s.value for s in expect)
+        if heartbeat_before is not None:
+            sql += " AND heartbeat_at < ?"
+            args.append(heartbeat_before)
+        with self._transaction() as conn:
+            return conn.execute(sql, args).rowcount > 0
+
+    def set_meta(self, run_id: str, meta: Mapping[str, Any]) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE runs SET meta = ? WHERE id = ?", (to_json(dict(meta)), run_id))
+
+    def get_run(self, run_id: str) -> RunRecord:
+        with self._translate_errors():
+            row = self._conn().execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFoundError(run_id, self.location)
+        return _record(row)
+
+    def find_runs(self, text: str) -> list[RunRecord]:
+        with self._translate_errors():
+            rows = self._conn().execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE substr(id, 1, ?) = ? OR name = ?"
+                " ORDER BY created_at DESC, id DESC",
+                (len(text), text, text),
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+    def count_runs(self, project: str | None = None) -> int:
+        with self._translate_errors():
+            if project is None:
+                return self._conn().execute("SELECT count(*) FROM runs").fetchone()[0]
+            return self._conn().execute("SELECT count(*) FROM runs WHERE project = ?", (project,)).fetchone()[0]
+
+    def list_runs(self, query: RunQuery = RunQuery()) -> list[RunRecord]:
+        where, args = run_filter_sql(query)
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs{where}"
+        with self._translate_errors():
+            rows = self._conn().execute(sql, args).fetchall()
+        return [_record(row) for row in rows]
+
+    def delete_run(self, run_id: str) -> None:
+        with self._transaction() as conn:
+            for table in ("metric_chunks", "metric_stats", "summary", "params", "tags", "checkpoints", "media"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            deleted = conn.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
+        self._metrics.forget(run_id)
+        if not deleted:
+            raise RunNotFoundError(run_id, self.location)
+
+    # -- the one write path ----------------------------------------------------------
+
+    def write(self, run_id: str, batch: WriteBatch) -> None:
+        if batch.is_empty():
+            return
+        if batch.media:
+            sqlite_media.write_files(self, run_id, batch.media)  # files first: a row never lacks its file
+        try:
+            with self._transaction() as conn:
+                if batch.tags:
+                    self._write_tags(conn, run_id, batch.tags)
+                if batch.params:
+                    self._write_params(conn, run_id, batch.params)
+                if batch.summary:
+                    conn.executemany(
+                        "INSERT INTO summary (run_id, key, value) VALUES (?, ?, ?)"
+                        " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+                        [(run_id, key, to_json(value)) for key, value in batch.summary.items()],
+                    )
+                if batch.summary_deleted:
+                    conn.executemany(
+                        "DELETE FROM summary WHERE run_id = ? AND key = ?",
+                        [(run_id, key) for key in batch.summary_deleted],
+                    )
+                for key, series in batch.metrics.items():
+                    if len(series):
+                        self._metrics.append(conn, run_id, key, series)
+                if batch.media:
+                    sqlite_media.insert_rows(conn, run_id, batch.media)
+                if batch.heartbeat_at is not None:
+                    # A heartbeat proves the process alive: undo a reader's "crashed" verdict.
+                    conn.execute(
+                        "UPDATE runs SET heartbeat_at = ?,"
+                        " status = CASE WHEN status = 'crashed' THEN 'running' ELSE status END,"
+                        " ended_at = CASE WHEN status = 'crashed' THEN NULL ELSE ended_at END"
+                        " WHERE id = ?",
+                        (batch.heartbeat_at, run_id),
+                    )
+        except BaseException:
+            self._metrics.forget(run_id)  # the transaction rolled back: re-read the tails next time
+            raise
+
+    def truncate_metrics(self, run_id: str, after_step: int) -> int:
+        """Drop the run's metric points with a step above ``after_step``; returns how many.
+
+        Used when a run resumes from a checkpoint: what a killed attempt logged after the
+        checkpoint's step is logged again by the resumed one (see :mod:`._truncate`).
+        """
+        with self._transaction() as conn:
+            dropped = _truncate.drop_points_after(conn, run_id, after_step)
+            self._metrics.forget(run_id)  # the chunk list changed: re-read the tails on the next write
+        return dropped
+
+    def _write_tags(self, conn: sqlite3.Connection, run_id: str, tags: Sequence[str]) -> None:
+        conn.executemany(
+            "INSERT OR IGNORE INTO tags (run_id, tag) VALUES (?, ?)", [(run_id, tag) for tag in tags]
+        )
+
+    def _write_params(self, conn: sqlite3.Connection, run_id: str, params: Mapping[str, Any]) -> None:
+        conn.executemany(
+            "INSERT INTO params (run_id, key, value, num) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, num = excluded.num",
+            [(run_id, key, to_json(value), as_number(value)) for key, value in params.items()],
+        )
+
+    # -- reads -----------------------------------------------------------------------
+
+    def read_metric(
+        self, run_id: str, key: str, *, min_step: int | None = None, max_step: int | None = None
+    ) -> MetricSeries:
+        with self._translate_errors():
+            series = self._metrics.read(self._conn(), run_id, key, min_step=min_step, max_step=max_step)
+        if min_step is None and max_step is None:
+            return series
+        lo = -(2**63) if min_step is None else min_step
+        hi = 2**63 - 1 if max_step is None else max_step
+        kept = MetricSeries()
+        for step, value, at in series.points():
+            if lo <= step <= hi:
+                kept.append(step, value, at)
+        return kept
+
+    def metric_keys(self, run_id: str) -> list[str]:
+        with self._translate_errors():
+            rows = self._conn().execute(
+                "SELECT key FROM metric_stats WHERE run_id = ? ORDER BY key", (run_id,)
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def metric_stats(self, run_id: str, keys: Sequence[str] | None = None) -> dict[str, MetricStats]:
+        sql = "SELECT * FROM metric_stats WHERE run_id = ?"
+        args: list[Any] = [run_id]
+        if keys is not None:
+            sql += f" AND key IN ({','.join('?' * len(keys))})"
+            args.extend(keys)
+        with self._translate_errors():
+            rows = self._conn().execute(sql + " ORDER BY key", args).fetchall()
+        return {
+            row["key"]: MetricStats(
+                key=row["key"], count=row["count"], last=_null_to_nan(row["vlast"]),
+                last_step=row["last_step"], last_time=row["last_time"],
+                min=row["vmin"], min_step=row["min_step"], max=row["vmax"], max_step=row["max_step"],
+            )
+            for row in rows
+        }
+
+    def get_params(self, run_id: str) -> dict[str, Any]:
+        with self._translate_errors():
+            rows = self._conn().execute(
+                "SELECT key, value FROM params WHERE run_id = ? ORDER BY key", (run_id,)
+            ).fetchall()
+        return {row["key"]: json.loads(row["value"]) for row in rows}
+
+    def get_summary(self, run_id: str) -> dict[str, Any]:
+        with self._translate_errors():
+            rows = self._conn().execute(
+                "SELECT key, value FROM summary WHERE run_id = ? ORDER BY key", (run_id,)
+            ).fetchall()
+        return {row["key"]: json.loads(row["value"]) for row in rows}
+
+    def get_meta(self, run_id: str) -> dict[str, Any]:
+        with self._translate_errors():
+            row = self._conn().execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFoundError(run_id, self.location)
+        return json.loads(row["meta"]) if row["meta"] else {}
