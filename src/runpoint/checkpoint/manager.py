@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Unpack
 
 from ..artifacts.storage import open_artifacts
 from ..errors import CheckpointError, InvalidArgumentError
-from . import _export, _state, atomic
+from . import _state, atomic
+from . import export as _export
 from ._async import BackgroundSaver, wait_at_exit
 from ._checks import check_metrics, check_step
 from ._commit import write_checkpoint

@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal, Protocol, Sequence, runtime_checkable
 
+from .._util.schedule import NO_TRIGGER, step_is_due
 from ..errors import InvalidArgumentError
 from .manifest import CheckpointInfo
 
@@ -168,7 +169,7 @@ class SaveEveryNSteps:
         _positive("save_every_n_steps", self.n)
 
     def should_save(self, step: int, last_step: int | None, seconds_since_last: float | None) -> bool:
-        return step % self.n == 0
+        return step_is_due(step, self.n)
 
 
 @dataclass(frozen=True)
@@ -203,8 +204,5 @@ def due(triggers: Sequence[SaveTrigger], step: int, last_step: int | None = None
     never save: that raises instead.
     """
     if not triggers:
-        raise InvalidArgumentError(
-            "should_save", "no trigger is set: pass save_every_n_steps= or save_every_seconds= "
-            "(training.checkpoint.save_steps in a config), or call save() yourself"
-        )
+        raise InvalidArgumentError("should_save", NO_TRIGGER)
     return any(trigger.should_save(step, last_step, seconds_since_last) for trigger in triggers)

@@ -320,7 +320,7 @@ def export(
     key: Annotated[Optional[str], typer.Option("--key", help="The module in the state (default: model).")] = None,
 ) -> None:
     """Write one checkpoint's model weights alone as a safetensors file, for deployment."""
-    from ..checkpoint import _export
+    from ..checkpoint import export as _export
     from ..checkpoint.io import SafetensorsIO
     from ..checkpoint.load import locate, read_checkpoint
 

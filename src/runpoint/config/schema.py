@@ -27,11 +27,10 @@ Example::
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any, ClassVar, Literal, Mapping, Union
+from typing import Annotated, Any, ClassVar, Literal, Mapping
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ModelWrapValidatorHandler,
@@ -40,6 +39,7 @@ from pydantic import (
     model_validator,
 )
 
+from ._sinks import SinkEntry, sinks_json_schema
 from .presets import EXPERIMENT_PRESETS, apply_preset
 
 __all__ = [
@@ -61,49 +61,6 @@ PositiveInt = Annotated[int, Field(gt=0)]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-SinkName = Literal["tensorboard", "mlflow", "wandb"]
-
-
-def _check_sink_entry(entry: Any) -> Any:
-    """A sink name, or ``{name: {option: value}}`` with options the sink takes; a clear error otherwise."""
-    import difflib
-    import importlib
-    import inspect
-
-    from ..sinks.select import BUILTIN
-
-    names = ", ".join(BUILTIN)
-    if isinstance(entry, str) or (isinstance(entry, Mapping) and len(entry) == 1):
-        name, options = (entry, None) if isinstance(entry, str) else next(iter(entry.items()))
-        if name not in BUILTIN:
-            close = difflib.get_close_matches(str(name), list(BUILTIN), n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            if isinstance(entry, str):
-                raise ValueError(f"expected a sink: {names}{hint}")
-            raise ValueError(f"unknown sink {name!r}, expected one of {names}{hint}")
-        if options is not None and not isinstance(options, Mapping):
-            raise ValueError(f"expected the options of the {name} sink as a mapping, like {{{name}: {{option: value}}}}")
-        module, class_name = BUILTIN[name]
-        accepted = list(inspect.signature(getattr(importlib.import_module(module), class_name)).parameters)
-        unknown = [key for key in options or {} if key not in accepted]
-        if unknown:
-            raise ValueError(f"the {name} sink has no option {unknown[0]!r}; it takes {', '.join(accepted)}")
-        return entry
-    if isinstance(entry, Mapping):
-        raise ValueError(f"expected one sink per list entry, {{name: {{option: value}}}}; got {len(entry)} names")
-    raise ValueError(f"expected a sink name ({names}) or {{name: {{option: value}}}}")
-
-
-SinkEntry = Annotated[Union[SinkName, dict[SinkName, Union[dict[str, Any], None]]], BeforeValidator(_check_sink_entry)]
-
-
-def _sinks_json_schema(schema: dict[str, Any]) -> None:
-    """``experiment.sinks`` is a list of entries or one mapping of names to options."""
-    items = schema.pop("items")
-    del schema["type"]
-    schema["anyOf"] = [{"type": "array", "items": items}, items["anyOf"][1]]
-
-
 class ModelConfig(BaseModel):
     """The network: its family, its shape and where its weights start."""
 
@@ -192,9 +149,9 @@ class CheckpointPolicy(BaseModel):
         Raises :class:`~runpoint.InvalidArgumentError` when ``save_steps`` is null, like a
         manager without a trigger: no step would ever be due.
         """
-        from ..checkpoint.policy import due, save_triggers
+        from .._util.schedule import step_is_due
 
-        return due(save_triggers(self.save_steps), step)
+        return step_is_due(step, self.save_steps)
 
 
 class TrainingConfig(BaseModel):
@@ -346,7 +303,7 @@ class ExperimentConfig(BaseModel):
         default_factory=list,
         description="Other trackers to mirror the run to: names, or {name: {option: value}} "
         "(e.g. {mlflow: {tracking_uri: 'sqlite:///mlflow.db'}}).",
-        json_schema_extra=_sinks_json_schema,
+        json_schema_extra=sinks_json_schema,
     )
     preset: Literal["basic", "full", "numerical-stability"] | None = Field(
         default=None, description="Logging preset filling the fields below that the config leaves unset."

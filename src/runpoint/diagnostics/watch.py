@@ -42,9 +42,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from .._util.deferred import DeviceVector
 from ..errors import InvalidArgumentError
 from ..media.types import Histogram
-from ..run.values import DeviceVector
 
 if TYPE_CHECKING:
     from ..handle import RunHandle

@@ -1,0 +1,1 @@
+"""Checks for runpoint's own developers (``python -m runpoint._devtools.layers``); not API."""
