@@ -21,6 +21,7 @@ from typing import Any
 from ..artifacts.storage import Artifacts, NotRegularFileError
 from ..errors import (
     CheckpointCorruptError,
+    CheckpointError,
     CheckpointNotFoundError,
     InvalidArgumentError,
 )
@@ -69,6 +70,20 @@ class CheckpointDirectory:
         self._known: dict[str, CheckpointInfo] = {}
         self.broken: dict[str, str] = {}  # name -> why its manifest could not be read
         self._lock = threading.Lock()
+
+    @classmethod
+    def prepare(cls, storage: Artifacts, *, tidy: bool = True) -> "CheckpointDirectory":
+        """Create the directory if needed, remove leftovers of interrupted saves (``tidy``), list it."""
+        try:
+            storage.makedirs()
+            removed = atomic.cleanup_leftovers(storage) if tidy else []
+        except OSError as exc:
+            raise CheckpointError(f"cannot use {storage.display()} for checkpoints: {exc}", storage.display()) from exc
+        if removed:
+            logger.info("runpoint: removed %d leftover(s) of interrupted saves in %s", len(removed), storage.display())
+        directory = cls(storage)
+        directory.refresh()
+        return directory
 
     def refresh(self) -> builtins.list[CheckpointInfo]:
         """List the directory again; returns the committed checkpoints by step."""

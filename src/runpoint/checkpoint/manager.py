@@ -1,12 +1,10 @@
 """``CheckpointManager``: saves, retains and restores the checkpoints of a run.
 
-It coordinates and holds no file code: its settings are one frozen
-:class:`~.options.CheckpointOptions`, what to keep is :mod:`.policy`, how bytes are
-written and read is :mod:`.io`, how a checkpoint becomes visible at once is
-:mod:`.atomic`, which checkpoints exist is :mod:`.directory`, how a state becomes
-tensors plus msgpack is :mod:`._state`, async saves are :mod:`._async`, and what depends
-on the process (sequence numbers, who moves pointers and applies retention, RNG,
-preemption) is :mod:`.process`. See the class docstring for the user's view.
+It coordinates and holds no file code. Its settings are one frozen :class:`~.options.CheckpointOptions`;
+what to keep is :mod:`.policy`, how bytes are written and read :mod:`.io`, how a checkpoint
+becomes visible at once :mod:`.atomic`, which checkpoints exist :mod:`.directory`, how a state
+becomes tensors plus msgpack :mod:`._state`, async saves :mod:`._async`, and what depends on the
+process (sequence numbers, who moves pointers and applies retention, RNG, preemption) :mod:`.process`.
 """
 
 from __future__ import annotations
@@ -19,8 +17,8 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Unpack
 
 from ..artifacts.storage import open_artifacts
-from ..errors import CheckpointError, InvalidArgumentError
-from . import _state, atomic
+from ..errors import InvalidArgumentError
+from . import _state
 from . import export as _export
 from ._async import BackgroundSaver, wait_at_exit
 from ._checks import check_metrics, check_step
@@ -89,15 +87,7 @@ class CheckpointManager:
         self.run, location = run_and_location(run_or_directory, self.options.location)
         self.process = process if process is not None else LocalProcess(self.options.rng)
         self._storage = open_artifacts(location, self.options.storage_options)
-        try:
-            self._storage.makedirs()
-            removed = atomic.cleanup_leftovers(self._storage) if self.process.coordinates else []
-        except OSError as exc:
-            raise CheckpointError(f"cannot use {self._storage.display()} for checkpoints: {exc}", self._storage.display()) from exc
-        if removed:
-            logger.info("runpoint: removed %d leftover(s) of interrupted saves in %s", len(removed), self.directory)
-        self._dir = CheckpointDirectory(self._storage)
-        self._dir.refresh()
+        self._dir = CheckpointDirectory.prepare(self._storage, tidy=self.process.coordinates)
         if self.process.coordinates:
             self._dir.write_pointers(self.latest, self.best, with_best=self.monitor is not None, only_if_stale=True)
         self._lock = threading.RLock()

@@ -38,7 +38,7 @@ import zlib
 from pathlib import Path
 from typing import IO, Any
 
-from .._util.fs import require_parent_dir
+from .._util.fs import atomic_path, require_parent_dir
 from .._version import __version__
 from ..artifacts.paths import RunPaths
 from ..errors import ArchiveError, InvalidArgumentError, RunExistsError
@@ -120,8 +120,7 @@ def export_archive(store: Store, run: RunRecord, out: str | os.PathLike[str] | N
     with tempfile.TemporaryDirectory(prefix=".runpoint-export-", dir=path.parent) as scratch:
         db_path = Path(scratch) / DB_MEMBER
         counts = export_run_db(sqlite_store, run.id, db_path)
-        tmp = Path(scratch) / "archive.tmp"
-        with tarfile.open(tmp, "w:gz" if _compressed(path) else "w", format=tarfile.PAX_FORMAT) as tar:
+        with atomic_path(path) as tmp, tarfile.open(tmp, "w:gz" if _compressed(path) else "w", format=tarfile.PAX_FORMAT) as tar:
             _add_file(tar, db_path, DB_MEMBER, hashes, sizes)
             for file in _run_files(run_dir) if run_dir.is_dir() else []:
                 _add_file(tar, file, RUN_PREFIX + file.relative_to(run_dir).as_posix(), hashes, sizes)
@@ -135,7 +134,6 @@ def export_archive(store: Store, run: RunRecord, out: str | os.PathLike[str] | N
             info = tarfile.TarInfo(MANIFEST)
             info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
             tar.addfile(info, io.BytesIO(data))
-        os.replace(tmp, path)
     return path
 
 

@@ -18,12 +18,11 @@ import csv
 import io
 import math
 import os
-import secrets
 import sys
 from pathlib import Path
 from typing import IO, Iterator, Literal
 
-from .._util.fs import require_parent_dir
+from .._util.fs import atomic_path, require_parent_dir
 from .._util.jsonable import dumps
 from ..errors import InvalidArgumentError, RunpointError
 from ..store import RunRecord, Store
@@ -115,9 +114,7 @@ def export_run(store: Store, run: RunRecord, fmt: str, out: str | os.PathLike[st
     if path.is_dir():
         path = path / f"{run.id}.{fmt}"
     require_parent_dir(path)
-    # unique: two exports to one file never write into each other's temp file
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
+    with atomic_path(path) as tmp:  # a unique name: two exports to one file never mix
         if fmt == "parquet":
             count = _write_parquet(store, run, tmp)
         elif fmt == "csv":
@@ -126,10 +123,6 @@ def export_run(store: Store, run: RunRecord, fmt: str, out: str | os.PathLike[st
         else:
             text, count = _json_document(store, run)
             tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return str(path), count
 
 

@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .._util.fs import require_parent_dir
+from .._util.fs import atomic_path, require_parent_dir
 from ..errors import InvalidArgumentError, RunpointError
 from ..query import analysis
 from ..run.nonfinite import SUMMARY_KEY, SUMMARY_STEP
@@ -73,13 +73,8 @@ def save(figure: "Figure", out: str | os.PathLike[str]) -> Path:
     if path.suffix.lower() not in FORMATS:
         raise InvalidArgumentError("out", f"{path.name!r}: the file must end in {', '.join(FORMATS)}")
     require_parent_dir(path)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    try:
+    with atomic_path(path) as tmp:
         figure.savefig(tmp, format=path.suffix[1:].lower())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
