@@ -26,6 +26,8 @@ from typing import (
 if TYPE_CHECKING:
     from .store.base import Store
 
+__all__ = ["BatchListener", "RunHandle", "SummaryView"]
+
 BatchListener = Callable[[str, Any], None]
 """Called on the writer thread with (run id, batch) for each batch the store committed."""
 

@@ -21,6 +21,7 @@ from .io import CheckpointIO, Payload, SafetensorsIO
 from .load import VerifyResult, load_checkpoint, verify_checkpoint
 from .manager import CheckpointManager
 from .manifest import CheckpointInfo, FileEntry, Manifest
+from .options import CheckpointKeywords, CheckpointOptions
 from .policy import (
     AnyOf,
     BestN,
@@ -33,17 +34,22 @@ from .policy import (
     SaveTrigger,
     retention_from_keywords,
 )
+from .process import CheckpointProcess, LocalProcess
 
 __all__ = [
     "AnyOf",
     "BestN",
     "CheckpointIO",
     "CheckpointInfo",
+    "CheckpointKeywords",
     "CheckpointManager",
+    "CheckpointOptions",
+    "CheckpointProcess",
     "EveryNSteps",
     "FileEntry",
     "KeepAll",
     "LatestN",
+    "LocalProcess",
     "Manifest",
     "Payload",
     "ResumableSampler",

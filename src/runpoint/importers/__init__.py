@@ -8,3 +8,5 @@ list[str]`` returning the ids of the runs it created (runs imported before are s
 
 The CLI runs them as ``runpoint import tensorboard LOGDIR`` and ``runpoint import mlflow URI``.
 """
+
+__all__: list[str] = []  # the public names live in the submodules above, each imported on its own

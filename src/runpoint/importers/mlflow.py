@@ -34,6 +34,8 @@ from ..errors import InvalidArgumentError, RunNotFoundError, StoreError
 from ..store import MetricSeries, RunStatus, Store, open_store
 from ._common import ImportedRun, as_project, check_project, unflatten, write_run
 
+__all__ = ["import_runs"]
+
 _STATUS = {
     "FINISHED": RunStatus.COMPLETED, "FAILED": RunStatus.FAILED, "KILLED": RunStatus.KILLED,
     # still running (or never ended) in MLflow: nothing tells how it ended

@@ -31,6 +31,8 @@ from ..store import MetricSeries, RunStatus, open_store
 from ._common import ImportedRun, as_project, check_project, unflatten, write_run
 from ._tensorboard_media import read_media
 
+__all__ = ["import_runs"]
+
 _STATUS = {"STATUS_SUCCESS": RunStatus.COMPLETED, "STATUS_FAILURE": RunStatus.FAILED, "STATUS_ABORTED": RunStatus.KILLED}
 
 

@@ -9,3 +9,5 @@ Each module imports its framework when it is imported (never ``import runpoint``
 missing framework raises :class:`~runpoint.errors.MissingDependencyError` naming the
 extra to install.
 """
+
+__all__: list[str] = []  # the public names live in the submodules above, each imported on its own

@@ -29,6 +29,8 @@ from ..run.run import Run
 from ..store.base import RunStatus
 from ._common import add_params, split_values
 
+__all__ = ["RunpointTracker"]
+
 tracking = require("accelerate.tracking", "accelerate", "runpoint.integrations.accelerate")
 
 

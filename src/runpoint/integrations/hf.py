@@ -37,6 +37,8 @@ from ..run.run import Run
 from ..store.base import RunStatus
 from ._common import add_params, split_values
 
+__all__ = ["RunpointCallback"]
+
 transformers = require("transformers", "hf", "runpoint.integrations.hf")
 
 # what the Trainer logs once, at the end of training: summary values rather than points

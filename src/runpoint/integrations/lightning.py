@@ -41,9 +41,12 @@ from .._util.optional import is_installed, require
 from ..artifacts.paths import DB_NAME, RunPaths, resolve_root
 from ..checkpoint.manifest import parse_step
 from ..config import to_plain
+from ..errors import RunNotFoundError, RunpointError
 from ..run.run import Run
 from ..store.base import RunStatus
 from ._common import add_params
+
+__all__ = ["RunpointCheckpoint", "RunpointLogger"]
 
 # the unified `lightning` package, or the older standalone `pytorch_lightning`
 _PACKAGE = "lightning.pytorch" if is_installed("lightning") or not is_installed("pytorch_lightning") else "pytorch_lightning"
@@ -130,8 +133,6 @@ class RunpointLogger(_LoggerBase):
             active = active_run(self._run_id)
             self._run = active if isinstance(active, Run) else self._continue_in_this_process(self._run_id)
         if self._run is None and self.resume is not None:
-            from ..errors import RunNotFoundError
-
             try:
                 self._run = init(project=self.project, root=self.root, resume=self.resume, sinks=self.init_kwargs["sinks"])
             except RunNotFoundError:
@@ -144,7 +145,6 @@ class RunpointLogger(_LoggerBase):
         return self._run
 
     def _continue_in_this_process(self, run_id: str) -> Run:
-        from ..errors import RunpointError
         from ..run.start import init
 
         try:
@@ -174,7 +174,6 @@ class RunpointLogger(_LoggerBase):
         wanted = self._run_id or self.resume
         if wanted is None or not (self.root / DB_NAME).exists():
             return None
-        from ..errors import RunNotFoundError
         from ..run.start import _find_for_resume
         from ..store import open_store
 

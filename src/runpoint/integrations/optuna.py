@@ -39,6 +39,8 @@ from ..run.run import Run
 from ..store.base import RunStatus
 from ._common import add_params
 
+__all__ = ["RunpointCallback"]
+
 optuna = require("optuna", "optuna", "runpoint.integrations.optuna")
 
 INTERMEDIATE_KEY = "optuna/intermediate"

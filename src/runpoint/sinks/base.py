@@ -52,6 +52,8 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 
 from ..store.base import MetricSeries, WriteBatch
 
+__all__ = ["Sink", "SinkBatch", "SinkOptions", "SinkRun", "as_markdown_table", "media_file"]
+
 
 @dataclass(frozen=True)
 class SinkOptions:
