@@ -7,12 +7,12 @@ and :mod:`runpoint._lifecycle` ends the run however the process ends. Diagnostic
 modules of their own: :mod:`runpoint.watch`, :mod:`runpoint.model_summary`,
 :mod:`runpoint.step_timer`, :mod:`runpoint.system`, and the writer listeners
 :mod:`runpoint._nonfinite` and :mod:`runpoint._best`. Creating or
-resuming a run is :func:`runpoint.init` in :mod:`runpoint._start`.
+resuming a run is :func:`runpoint.init` in :mod:`runpoint._start`; closing it out at the
+end is :mod:`runpoint.run._finish`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
@@ -20,11 +20,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from .._util.fs import write_atomic
 from ..artifacts.paths import RunPaths
-from ..errors import CheckpointError, InvalidArgumentError, RunpointError
+from ..errors import CheckpointError, InvalidArgumentError
 from ..store.base import RunStatus, Store
 from . import lifecycle
+from ._finish import FinishedWriter, close_run
 from .best import BestTracker
 from .console import ConsoleCapture
 from .nonfinite import NonFiniteGuard
@@ -41,25 +41,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("runpoint")
 
 SignalHook = Callable[[int], Any]  # returns True to defer the exit to a step boundary
-
-
-class _FinishedWriter:
-    """Stands in for the writer once a run is finished, so that ``log`` fails clearly."""
-
-    def __init__(self, run_id: str) -> None:
-        self._run_id = run_id
-
-    def put(self, *_: Any) -> None:
-        raise RunpointError(f"run {self._run_id} is finished; start or resume a run to log more")
-
-    set_summary = delete_summary = add_params = put_internal = put
-
-    def rewind(self, after_step: int, *, wait: bool = True) -> int:
-        self.put()
-        return 0
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return True
 
 
 class Run:
@@ -114,7 +95,7 @@ class Run:
         self._finish_hooks: list[Callable[["Run"], None]] = []
         self._sinks: SinkHub | None = None
         writer = Writer(store, self.id, flush_interval=flush_interval, last_steps=stored_steps)
-        self._writer: Writer | _FinishedWriter = writer
+        self._writer: Writer | FinishedWriter = writer
         if console is not None:
             writer.on_tick.append(console.flush)
         self.summary = Summary(self.id, store, writer, summary)
@@ -351,51 +332,7 @@ class Run:
             except Exception:
                 logger.exception("runpoint: a finish hook of run %s failed", self.id)
         self._status = final
-        writer = self._writer
-        self._writer = _FinishedWriter(self.id)
-        try:
-            if isinstance(writer, Writer) and not writer.close(timeout=120):
-                logger.error("runpoint: run %s finished with %d points not yet stored", self.id, writer.pending)
-            if isinstance(writer, Writer) and writer.unstored:  # the store gave up: not "completed"
-                final, error = RunStatus.FAILED, self._spill(writer)
-                self._status = final
-            self.summary._writer = self._writer  # type: ignore[assignment]  # setting a value now raises
-            ended = time.time()
-            self._store.set_status(self.id, final, error=error, ended_at=ended)
-            self._write_end_of_meta(ended, final)
-            if self._sinks is not None:
-                self._sinks.close(final.value)  # bounded by each sink's finish_timeout
-        finally:  # even when the store fails: give the terminal back, forget the run at exit
-            if self._console is not None:
-                self._console.stop()
-            lifecycle.unregister(self)
-            # The writer thread is gone: give back the connections (file descriptors); a
-            # later read (run.summary, run.store) opens one again.
-            release = getattr(self._store, "_release_connections", None)
-            if release is not None:
-                release()
-
-    def _spill(self, writer: Writer) -> str:
-        """Save the points the store did not take; returns the reason the run failed."""
-        from .spill import write_spill
-
-        count = writer.points_unstored
-        spilled = write_spill(writer.unstored, self._paths.dir, self.id)
-        if spilled is None:
-            reason = f"{count} logged points could not be stored, nor saved to a file: they are lost"
-        else:
-            reason = (f"{count} logged points could not be stored; they were saved to {spilled}: "
-                      f"free some space, then `runpoint recover {self.id}` stores them")
-        logger.error("runpoint: run %s: %s", self.id, reason)
-        return reason
-
-    def _write_end_of_meta(self, ended: float, status: RunStatus) -> None:
-        self.meta["ended_at"] = ended
-        self.meta["status"] = status.value
-        try:
-            write_atomic(self._paths.meta, json.dumps(self.meta, indent=2, default=str))
-        except OSError as exc:
-            logger.warning("runpoint: could not update %s: %s", self._paths.meta, exc)
+        close_run(self, final, error)  # the writer, spilled points, store, meta.json, sinks
 
     def _finish_at_exit(self) -> None:
         uncaught = lifecycle.uncaught_exception()

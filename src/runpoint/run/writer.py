@@ -23,6 +23,9 @@ rather than losing data.
 Steps: each key's steps should increase. The writer (not the caller) checks each batch and
 warns once per key when a key is logged at a step at or below its previous one; both points
 are kept. :meth:`Writer.rewind` drops stored points after a step, in queue order.
+
+Helpers: the queue's operations and the column packing are in :mod:`._writer_ops`, the
+caller's waits in :mod:`._writer_pacing`, the step check in :mod:`._writer_steps`.
 """
 
 from __future__ import annotations
@@ -30,111 +33,29 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from array import array
 from collections import deque
-from itertools import islice
-from operator import lt
 from typing import Any, Callable
 
 from .._util.forksafe import call_after_fork
-from ..errors import RunNotFoundError, RunpointError, StoreError
-from ..store.base import MediaRecord, MetricSeries, Store, WriteBatch
-from .values import is_media
+from ..errors import RunNotFoundError, StoreError
+from ..store.base import Store, WriteBatch
+from ._writer_ops import (
+    Marker,
+    ParamsOp,
+    RewindOp,
+    SummaryOp,
+    resolve_deferred,
+    to_columns,
+)
+from ._writer_pacing import CallerPacing
+from ._writer_steps import StepOrder
 
 logger = logging.getLogger("runpoint")
 
 BatchListener = Callable[[str, WriteBatch], None]
 
 
-class _Marker:
-    """Put in the queue by :meth:`Writer.flush`; set once everything before it is stored."""
-
-    __slots__ = ("done", "error")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-
-
-class _Rewind(_Marker):
-    """Queued by :meth:`Writer.rewind`: once what came before is stored, drop points after a step."""
-
-    __slots__ = ("after_step", "dropped", "announce")
-
-    def __init__(self, after_step: int, announce: bool) -> None:
-        super().__init__()
-        self.after_step, self.dropped, self.announce = after_step, 0, announce
-
-
-class _SummaryOp:
-    __slots__ = ("key", "value", "delete")
-
-    def __init__(self, key: str, value: Any = None, delete: bool = False) -> None:
-        self.key, self.value, self.delete = key, value, delete
-
-    def apply(self, batch: WriteBatch) -> None:
-        if self.delete:
-            batch.summary.pop(self.key, None)
-            batch.summary_deleted = (*batch.summary_deleted, self.key)
-        else:
-            batch.summary[self.key] = self.value
-            batch.summary_deleted = tuple(k for k in batch.summary_deleted if k != self.key)
-
-
-class _ParamsOp:
-    __slots__ = ("params", "tags")
-
-    def __init__(self, params: dict[str, Any], tags: tuple[str, ...]) -> None:
-        self.params, self.tags = params, tags
-
-    def apply(self, batch: WriteBatch) -> None:
-        batch.params.update(self.params)
-        batch.tags = (*batch.tags, *self.tags)
-
-
-
-
-def _to_columns(entries: list[tuple[Any, ...]]) -> tuple[dict[str, MetricSeries], int]:
-    """Per key, the steps, values and times of the entries that logged it, in logged order.
-
-    ``entries`` are ``(step, wall, values, ...)``; also returns how many points there are.
-
-    Training loops log the same few key sets again and again (train keys every step, val
-    keys now and then), so entries are grouped by key set and each group's columns are
-    built with one list comprehension per key. A key that appears in several key sets is
-    gathered across them in order. Arrays of one group are shared between its keys: the
-    series are read-only from here on.
-    """
-    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-    for entry in entries:
-        keys = tuple(entry[2])
-        group = groups.get(keys)
-        if group is None:
-            groups[keys] = [entry]
-        else:
-            group.append(entry)
-    seen: dict[str, int] = {}
-    for keys in groups:
-        for key in keys:
-            seen[key] = seen.get(key, 0) + 1
-    columns: dict[str, MetricSeries] = {}
-    for keys, group in groups.items():
-        steps = array("q", [entry[0] for entry in group])
-        times = array("d", [entry[1] for entry in group])
-        for key in keys:
-            if seen[key] == 1:
-                columns[key] = MetricSeries(steps, array("d", [entry[2][key] for entry in group]), times)
-            elif key not in columns:
-                mine = [entry for entry in entries if key in entry[2]]
-                columns[key] = MetricSeries(
-                    array("q", [entry[0] for entry in mine]),
-                    array("d", [entry[2][key] for entry in mine]),
-                    array("d", [entry[1] for entry in mine]),
-                )
-    return columns, sum(len(keys) * len(group) for keys, group in groups.items())
-
-
-class Writer:
+class Writer(CallerPacing):
     """Queue plus flush thread for one run.
 
     Example::
@@ -175,9 +96,9 @@ class Writer:
         self._max_lag = flush_interval
         self._retrying = False  # the store is failing: only max_pending holds the caller back
         self._stuck = False  # a write outlasted the caller's wait: only max_pending holds it back until the next collect
-        self._last_steps: dict[str, int] = dict(last_steps or {})  # per key, its last step stored or queued
-        self._warned_steps: set[str] = set()
-        self._unchecked_keys: set[str] = set()  # system metrics, step timer, watch: runpoint picks their steps
+        self._step_order = StepOrder(run_id, last_steps)  # per key, its last step stored or queued
+        # put_internal adds to the step check's set itself: no call on the logging path
+        self._unchecked_keys: set[str] = self._step_order.unchecked
         self._failure: BaseException | None = None
         self._fatal: BaseException | None = None
         self.listeners: list[BatchListener] = list(listeners or [])
@@ -214,13 +135,13 @@ class Writer:
         self.put(step, wall, values, True)
 
     def set_summary(self, key: str, value: Any) -> None:
-        self._queue.append(_SummaryOp(key, value))
+        self._queue.append(SummaryOp(key, value))
 
     def delete_summary(self, key: str) -> None:
-        self._queue.append(_SummaryOp(key, delete=True))
+        self._queue.append(SummaryOp(key, delete=True))
 
     def add_params(self, params: dict[str, Any], tags: tuple[str, ...] = ()) -> None:
-        self._queue.append(_ParamsOp(params, tags))
+        self._queue.append(ParamsOp(params, tags))
 
     @property
     def pending(self) -> int:
@@ -233,7 +154,7 @@ class Writer:
         raises :class:`~runpoint.errors.StoreError`); without, it returns 0 at once and the
         writer logs what it dropped.
         """
-        op = _Rewind(after_step, announce=not wait)
+        op = RewindOp(after_step, announce=not wait)
         self._queue.append(op)
         self._wake.set()
         if not wait:
@@ -245,38 +166,12 @@ class Writer:
             raise StoreError(f"could not drop points after step {after_step}: {op.error}") from op.error
         return op.dropped
 
-    def _wait_for_collect(self) -> None:
-        """Wait until the thread next takes entries off the queue: the caller got too far ahead.
-
-        A write that takes longer than an interval is waiting on the disk or on another
-        process's lock, not on the CPU this caller competes for: holding the caller longer
-        would not help the bound, so it goes on (the count limit still applies).
-        """
-        seen = self._collected_at
-        deadline = time.monotonic() + self._flush_interval
-        self._wake.set()
-        with self._room:
-            while self._collected_at == seen and not self._retrying and self._thread.is_alive():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self._stuck = True
-                    return
-                self._room.wait(left)
-
-    def _wait_for_room(self) -> None:
-        self._wake.set()
-        with self._room:
-            while len(self._queue) >= self._max_pending:
-                if not self._thread.is_alive():
-                    raise RunpointError(f"runpoint's writer thread died: {self._fatal!r}") from self._fatal
-                self._room.wait(0.5)
-
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything queued before this call is in the store. False on timeout."""
         if not self._thread.is_alive():
             self._drain_once()  # the thread is gone (interpreter shutdown, a bug): write inline
             return True
-        marker = _Marker()
+        marker = Marker()
         self._queue.append(marker)
         self._wake.set()
         if not marker.done.wait(timeout):
@@ -345,21 +240,21 @@ class Writer:
                     self.unstored.append(batch)
                     self.points_unstored += count
             for marker in markers:
-                if type(marker) is _Rewind and error is None:
+                if type(marker) is RewindOp and error is None:
                     error = self._rewind(marker)
                 marker.error = error
                 marker.done.set()
             if not queue:
                 return
 
-    def _collect(self, queue: deque[Any], limit: int = 250_000) -> tuple[WriteBatch, list[_Marker], int]:
+    def _collect(self, queue: deque[Any], limit: int = 250_000) -> tuple[WriteBatch, list[Marker], int]:
         """Pop up to ``limit`` entries; pack their points column-wise per key."""
         self._collected_at = time.time()
         self._batch_span = 0.0
         self._stuck = False
         batch = WriteBatch()
         media = batch.media
-        markers: list[_Marker] = []
+        markers: list[Marker] = []
         entries: list[tuple[Any, ...]] = []  # (step, wall, values, deferred): queued tuples, reused
         append = entries.append
         popleft = queue.popleft
@@ -368,66 +263,24 @@ class Writer:
             if type(entry) is tuple:
                 if entry[3]:
                     step, wall, values, _ = entry
-                    entry = (step, wall, self._resolve(values, step, wall, media), False)
+                    entry = (step, wall, resolve_deferred(values, step, wall, media), False)
                 append(entry)
-            elif type(entry) is _Marker or type(entry) is _Rewind:
+            elif type(entry) is Marker or type(entry) is RewindOp:
                 markers.append(entry)
                 break  # write what came before the marker now, so the flush returns promptly
             else:
                 entry.apply(batch)
         if len(entries) > 1:
             self._batch_span = entries[-1][1] - entries[0][1]
-        batch.metrics, count = _to_columns(entries)
+        batch.metrics, count = to_columns(entries)
         if batch.metrics:
-            self._check_steps(batch.metrics)
+            self._step_order.check(batch.metrics)
         return batch, markers, count
 
-    def _pace_caller(self, took: float) -> None:
-        """Set how far the caller may get ahead so that the next commit lands within an interval.
-
-        When the thread drains without pause, a kill loses this write's duration plus the
-        next one's; the next one stores what the caller logs while it may run ahead, at the
-        cost per second of logging this write measured (``took`` / its batch's span).
-        """
-        self.longest_write_s = max(self.longest_write_s, took)
-        interval, span = self._flush_interval, self._batch_span
-        if span <= 0.0 or took <= 0.0:
-            return
-        self._max_lag = min(interval, max(0.1 * interval, (interval - took) * span / took))
-
-    def _check_steps(self, columns: dict[str, MetricSeries]) -> None:
-        """Warn once per key whose steps do not increase; remember each key's last step."""
-        last, unchecked = self._last_steps, self._unchecked_keys
-        increasing: dict[int, bool] = {}  # keys logged together share one steps array: check it once
-        for key, series in columns.items():
-            if key in unchecked:
-                continue
-            steps = series.steps
-            ok = increasing.get(id(steps))
-            if ok is None:
-                ok = increasing[id(steps)] = all(map(lt, steps, islice(steps, 1, None)))
-            before = last.get(key)
-            if (not ok or (before is not None and steps[0] <= before)) and key not in self._warned_steps:
-                self._warn_step(key, before, steps)
-            last[key] = steps[-1]
-
-    def _warn_step(self, key: str, before: int | None, steps: array) -> None:
-        for step in steps:
-            if before is not None and step <= before:
-                self._warned_steps.add(key)
-                logger.warning(
-                    "runpoint: run %s logged %r at step %d after step %d; both points are kept. A metric's "
-                    "steps should increase: to log earlier steps again, resume the run (rp.init(resume=...)) "
-                    "or restore a checkpoint, which drops the later points. (Said once per key.)",
-                    self._run_id, key, step, before,
-                )
-                return
-            before = step
-
-    def _rewind(self, op: _Rewind) -> BaseException | None:
+    def _rewind(self, op: RewindOp) -> BaseException | None:
         try:
             op.dropped = self._store.truncate_metrics(self._run_id, op.after_step)
-            self._last_steps = {key: s.last_step for key, s in self._store.metric_stats(self._run_id).items()}
+            self._step_order.last = {key: s.last_step for key, s in self._store.metric_stats(self._run_id).items()}
         except Exception as exc:
             if op.announce:
                 logger.error("runpoint: run %s: could not drop the points after step %d: %s",
@@ -440,26 +293,6 @@ class Writer:
                 self._run_id, op.after_step + 1, op.dropped, op.after_step + 1,
             )
         return None
-
-    def _resolve(self, values: dict[str, Any], step: int, wall: float, media: list[MediaRecord]) -> dict[str, float]:
-        """Read deferred scalars and encode media (into ``media``); scalars are returned."""
-        resolved = {}
-        for key, value in values.items():
-            if type(value) is float or type(value) is int:
-                resolved[key] = value
-                continue
-            if is_media(value):
-                try:
-                    media.append(value.encode(key, step, wall))
-                except Exception as exc:  # a bad image must not kill the writer or lose the scalars
-                    logger.warning("runpoint: could not encode %r at step %d: %s; it was not stored", key, step, exc)
-                continue
-            try:
-                resolved[key] = value.resolve()
-            except Exception as exc:  # a device error must not kill the writer
-                logger.warning("runpoint: could not read the value of %r: %s; stored NaN", key, exc)
-                resolved[key] = float("nan")
-        return resolved
 
     def _deleted(self) -> bool:
         try:
