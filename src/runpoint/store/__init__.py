@@ -1,18 +1,16 @@
 """Where runs are indexed: the :class:`Store` protocol and its backends."""
 
-from .base import (
+from .base import CheckpointRegistry, MediaStore, Store
+from .records import (
     CheckpointRecord,
-    CheckpointRegistry,
     Condition,
     MediaKey,
     MediaRecord,
-    MediaStore,
     MetricSeries,
     MetricStats,
     RunQuery,
     RunRecord,
     RunStatus,
-    Store,
     WriteBatch,
 )
 from .registry import checkpoint_registry, open_store, register_backend

@@ -1,4 +1,4 @@
-"""The store contract: value objects and the :class:`Store` protocol.
+"""The store contract: the :class:`Store` protocol and its companions.
 
 A store is the index of a root: which runs exist, their params, tags, status, metric
 points and summaries. It is deliberately narrow. Every write of a running run funnels into
@@ -12,247 +12,44 @@ Backends are picked by URI in :mod:`runpoint.store.registry`.
 
 from __future__ import annotations
 
-from array import array
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import (
-    Any,
-    Iterable,
-    Literal,
-    Mapping,
-    Protocol,
-    Sequence,
-    runtime_checkable,
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+from .records import (
+    CheckpointRecord,
+    Condition,
+    ConditionScope,
+    MediaKey,
+    MediaKind,
+    MediaRecord,
+    MetricSeries,
+    MetricStats,
+    Operator,
+    RunQuery,
+    RunRecord,
+    RunStatus,
+    WriteBatch,
+    nan_aware_extremes,
 )
 
-
-class RunStatus(StrEnum):
-    """Where a run is in its life.
-
-    ``running`` ends in exactly one of the others. ``killed`` means SIGINT or SIGTERM;
-    ``crashed`` is set by a reader that finds the run's process gone or its heartbeat
-    stale.
-    """
-
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    KILLED = "killed"
-    CRASHED = "crashed"
-
-    @property
-    def is_final(self) -> bool:
-        return self is not RunStatus.RUNNING
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One run as the store knows it. Times are Unix seconds."""
-
-    id: str
-    project: str
-    name: str
-    status: RunStatus
-    created_at: float
-    heartbeat_at: float
-    dir: str  # relative to the root: "<project>/<run id>"
-    ended_at: float | None = None
-    notes: str = ""
-    tags: tuple[str, ...] = ()
-    group: str | None = None
-    config_hash: str | None = None
-    host: str | None = None
-    pid: int | None = None
-    resume_count: int = 0
-    error: str | None = None
-
-    @property
-    def duration(self) -> float:
-        """Seconds from creation to the end, or to the last heartbeat while running."""
-        end = self.ended_at if self.ended_at is not None else self.heartbeat_at
-        return max(0.0, end - self.created_at)
-
-
-class MetricSeries:
-    """Points of one metric, columnar: int64 steps, float64 values, float64 wall times.
-
-    The arrays are :class:`array.array` so the core needs no numpy; ``to_numpy()``
-    converts without copying.
-    """
-
-    __slots__ = ("steps", "values", "times")
-
-    def __init__(
-        self,
-        steps: array | None = None,
-        values: array | None = None,
-        times: array | None = None,
-    ) -> None:
-        self.steps = steps if steps is not None else array("q")
-        self.values = values if values is not None else array("d")
-        self.times = times if times is not None else array("d")
-        if not (len(self.steps) == len(self.values) == len(self.times)):
-            raise ValueError("steps, values and times must have the same length")
-
-    def __len__(self) -> int:
-        return len(self.steps)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, MetricSeries):
-            return NotImplemented
-        return (
-            self.steps == other.steps
-            and self.times == other.times
-            and self.values.tobytes() == other.values.tobytes()  # NaN == NaN, bit for bit
-        )
-
-    def __repr__(self) -> str:
-        return f"MetricSeries({len(self)} points)"
-
-    def append(self, step: int, value: float, time: float) -> None:
-        self.steps.append(step)
-        self.values.append(value)
-        self.times.append(time)
-
-    def extend(self, other: "MetricSeries") -> None:
-        self.steps.extend(other.steps)
-        self.values.extend(other.values)
-        self.times.extend(other.times)
-
-    def to_numpy(self) -> tuple[Any, Any, Any]:
-        """``(steps, values, times)`` as numpy arrays sharing this object's memory."""
-        import numpy as np
-
-        return (
-            np.frombuffer(self.steps, dtype=np.int64),
-            np.frombuffer(self.values, dtype=np.float64),
-            np.frombuffer(self.times, dtype=np.float64),
-        )
-
-    def points(self) -> Iterable[tuple[int, float, float]]:
-        return zip(self.steps, self.values, self.times)
-
-
-@dataclass(frozen=True)
-class MetricStats:
-    """Aggregates of one metric, kept up to date as points arrive.
-
-    ``last`` is the most recently logged value; ``min``/``max`` ignore NaN and are None
-    when every value was NaN.
-    """
-
-    key: str
-    count: int
-    last: float
-    last_step: int
-    last_time: float
-    min: float | None
-    min_step: int | None
-    max: float | None
-    max_step: int | None
-
-
-MediaKind = Literal["image", "histogram", "text", "table"]
-
-
-@dataclass(frozen=True)
-class MediaRecord:
-    """One logged media value (image, histogram, text or table) at one step.
-
-    This is what the writer thread makes of an ``rp.Image``/``rp.Histogram``/``rp.Text``/
-    ``rp.Table``, what the store keeps (a row of ``media`` plus a file under the run's
-    ``media/``), what sinks mirror to other tools, and what the query layer reads back.
-
-    Fields:
-        key, step, time: as for metric points (``time`` in Unix seconds).
-        kind: ``"image"``, ``"histogram"``, ``"text"`` or ``"table"``.
-        data: JSON-ready facts, by kind (``caption`` in any of them when one was given):
-            image: ``width``, ``height``, ``channels`` (1, 3 or 4), ``format`` ("png");
-            histogram: ``edges`` (n + 1 floats), ``counts`` (n ints) over the finite
-            values, and ``count``, ``nan``, ``inf``, ``min``, ``max``, ``mean``, ``std``;
-            text: ``text``; table: ``columns`` (strings) and ``rows`` (lists of str,
-            int, float, bool or None).
-        path: the file, relative to the run directory (``media/<key>/<step>.png``), for
-            kinds that have one (images); None otherwise.
-        file: the file's bytes while the record travels from the writer to the store and
-            sinks; None in records read back from a store (open ``path`` instead).
-
-    Example::
-
-        for record in query.read_media(store, run.id, "val/samples"):
-            print(record.step, record.data["width"], run_dir / record.path)
-    """
-
-    key: str
-    step: int
-    kind: MediaKind
-    time: float
-    data: dict[str, Any] = field(default_factory=dict)
-    path: str | None = None
-    file: bytes | None = field(default=None, repr=False, compare=False)
-
-
-@dataclass
-class WriteBatch:
-    """Everything one flush of a run's writer sends to the store, applied atomically."""
-
-    metrics: dict[str, MetricSeries] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
-    tags: tuple[str, ...] = ()
-    summary: dict[str, Any] = field(default_factory=dict)
-    summary_deleted: tuple[str, ...] = ()
-    heartbeat_at: float | None = None
-    media: list[MediaRecord] = field(default_factory=list)
-
-    def is_empty(self) -> bool:
-        return not (
-            self.metrics or self.params or self.tags or self.summary or self.summary_deleted or self.media
-        ) and self.heartbeat_at is None
-
-
-Operator = Literal["<", "<=", ">", ">=", "=", "!="]
-ConditionScope = Literal["params", "metrics", "summary"]
-
-
-@dataclass(frozen=True)
-class Condition:
-    """``<scope>.<key> <op> <value>``; for metrics the value compared is the last one."""
-
-    scope: ConditionScope
-    key: str
-    op: Operator
-    value: float | str | bool | None
-
-    def __str__(self) -> str:
-        return f"{self.scope}.{self.key} {self.op} {self.value!r}"
-
-
-@dataclass(frozen=True)
-class RunQuery:
-    """Which runs to list. Empty fields do not filter."""
-
-    project: str | None = None
-    tags: tuple[str, ...] = ()  # every tag must be present
-    statuses: tuple[RunStatus, ...] = ()
-    group: str | None = None
-    config_hash: str | None = None  # a prefix is enough
-    conditions: tuple[Condition, ...] = ()
-    ids: tuple[str, ...] = ()
-    newest_first: bool = True
-    limit: int | None = None
-
-
-def nan_aware_extremes(values: Sequence[float]) -> tuple[int | None, int | None]:
-    """Indices of the smallest and largest non-NaN values, or (None, None) if all are NaN."""
-    if not values:
-        return None, None
-    total = sum(values)
-    if total == total:  # no NaN (a NaN, or +inf and -inf together, would make the sum NaN)
-        return values.index(min(values)), values.index(max(values))
-    kept = [i for i, v in enumerate(values) if v == v]
-    if not kept:
-        return None, None
-    return min(kept, key=values.__getitem__), max(kept, key=values.__getitem__)
+__all__ = [
+    "CheckpointRecord",
+    "CheckpointRegistry",
+    "Condition",
+    "ConditionScope",
+    "MediaKey",
+    "MediaKind",
+    "MediaRecord",
+    "MediaStore",
+    "MetricSeries",
+    "MetricStats",
+    "Operator",
+    "RunQuery",
+    "RunRecord",
+    "RunStatus",
+    "Store",
+    "WriteBatch",
+    "nan_aware_extremes",
+]
 
 
 @runtime_checkable
@@ -338,17 +135,6 @@ class Store(Protocol):
         """Release connections; the store must not be used afterwards."""
 
 
-@dataclass(frozen=True)
-class MediaKey:
-    """One media key of a run: its kind and which steps have a value."""
-
-    key: str
-    kind: MediaKind
-    count: int
-    first_step: int
-    last_step: int
-
-
 @runtime_checkable
 class MediaStore(Protocol):
     """The read side of logged media; writes arrive through :meth:`Store.write`."""
@@ -361,25 +147,6 @@ class MediaStore(Protocol):
         min_step: int | None = None, max_step: int | None = None,
     ) -> list[MediaRecord]:
         """The records of one key in step order: one ``step``, or those within the bounds."""
-
-
-@dataclass(frozen=True)
-class CheckpointRecord:
-    """One checkpoint as the registry knows it. Times are Unix seconds.
-
-    ``path`` is relative to the run directory for checkpoints inside it, otherwise an
-    absolute path or a URL; ``hash`` is the digest of the checkpoint's manifest.
-    """
-
-    run_id: str
-    step: int
-    path: str
-    bytes: int
-    created_at: float
-    metrics: dict[str, float] = field(default_factory=dict)
-    is_best: bool = False
-    hash: str | None = None
-    deleted_at: float | None = None
 
 
 @runtime_checkable

@@ -18,7 +18,7 @@ from typing import Callable
 
 from ...errors import SchemaVersionError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = """
 CREATE TABLE runs (
@@ -125,6 +125,16 @@ CREATE TABLE media (
 ) WITHOUT ROWID;
 """
 
+# Version 2: the idempotency keys of write batches (see WriteBatch.sequence): which
+# (run, sequence) pairs a store has applied, so that a batch written again is skipped.
+_V2 = """
+CREATE TABLE applied_batches (
+    run_id    TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    sequence  INTEGER NOT NULL,
+    PRIMARY KEY (run_id, sequence)
+) WITHOUT ROWID;
+"""
+
 
 def _execute_all(conn: sqlite3.Connection, script: str) -> None:
     """Run a script statement by statement (``executescript`` would COMMIT first)."""
@@ -138,6 +148,7 @@ def _execute_all(conn: sqlite3.Connection, script: str) -> None:
 # Version 1 is the first release.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: lambda conn: _execute_all(conn, _V1),
+    2: lambda conn: _execute_all(conn, _V2),
 }
 
 

@@ -8,13 +8,15 @@ power loss may take the last commits, never the database's consistency.
 
 Connections are per thread: the writer thread, the caller's thread and a web server's
 worker threads each get their own.
+
+This module owns connections and transactions; the SQL is in private modules beside it:
+:mod:`._runs` (the runs table), :mod:`._write` (applying a batch), :mod:`._applied`
+(batches' idempotency keys), :mod:`._reads`, :mod:`._metrics` and :mod:`._truncate`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import sqlite3
 import threading
@@ -25,18 +27,10 @@ from urllib.parse import quote
 
 from ..._util.forksafe import call_after_fork
 from ...errors import RunExistsError, RunNotFoundError, RunpointError, StoreError
-from ..base import (
-    MetricSeries,
-    MetricStats,
-    RunQuery,
-    RunRecord,
-    RunStatus,
-    WriteBatch,
-)
-from . import _truncate
+from ..base import MetricSeries, MetricStats, RunQuery, RunRecord, RunStatus, WriteBatch
+from . import _applied, _reads, _runs, _truncate, _write
 from . import media as sqlite_media
-from ._encoding import as_number, to_json
-from ._filters import run_filter_sql
+from ._encoding import to_json
 from ._metrics import ChunkedMetrics
 from .schema import ensure_schema
 
@@ -46,39 +40,6 @@ logger = logging.getLogger("runpoint")
 
 # What SQLite says when it cannot create or grow the WAL index (-shm) or the log: a full disk
 _NO_ROOM = ("disk i/o error", "database or disk is full")
-
-
-_RUN_COLUMNS = (
-    "id, project, name, status, notes, grp, config_hash, dir, host, pid, created_at, "
-    "heartbeat_at, ended_at, resume_count, error, "
-    "(SELECT group_concat(tag, char(31)) FROM tags WHERE tags.run_id = runs.id) AS tag_list"
-)
-
-
-def _null_to_nan(value: float | None) -> float:
-    return math.nan if value is None else value
-
-
-def _record(row: sqlite3.Row) -> RunRecord:
-    tags = tuple(sorted(row["tag_list"].split("\x1f"))) if row["tag_list"] else ()
-    return RunRecord(
-        id=row["id"],
-        project=row["project"],
-        name=row["name"],
-        status=RunStatus(row["status"]),
-        created_at=row["created_at"],
-        heartbeat_at=row["heartbeat_at"],
-        dir=row["dir"],
-        ended_at=row["ended_at"],
-        notes=row["notes"],
-        tags=tags,
-        group=row["grp"],
-        config_hash=row["config_hash"],
-        host=row["host"],
-        pid=row["pid"],
-        resume_count=row["resume_count"],
-        error=row["error"],
-    )
 
 
 class SQLiteStore:
@@ -249,19 +210,7 @@ class SQLiteStore:
     ) -> None:
         try:
             with self._transaction() as conn:
-                conn.execute(
-                    "INSERT INTO runs (id, project, name, status, notes, grp, config_hash, dir, host, pid,"
-                    " created_at, heartbeat_at, ended_at, resume_count, error, meta)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        run.id, run.project, run.name, run.status.value, run.notes, run.group,
-                        run.config_hash, run.dir, run.host, run.pid, run.created_at, run.heartbeat_at,
-                        run.ended_at, run.resume_count, run.error,
-                        to_json(dict(meta)) if meta is not None else None,
-                    ),
-                )
-                self._write_tags(conn, run.id, run.tags)
-                self._write_params(conn, run.id, params or {})
+                _runs.insert_run(conn, run, params or {}, meta)
         except StoreError as exc:
             if isinstance(exc.__cause__, sqlite3.IntegrityError):
                 raise RunExistsError(run.id, self.location) from exc
@@ -269,11 +218,7 @@ class SQLiteStore:
 
     def reopen_run(self, run_id: str, *, host: str, pid: int, now: float) -> RunRecord:
         with self._transaction() as conn:
-            updated = conn.execute(
-                "UPDATE runs SET status = 'running', ended_at = NULL, error = NULL, host = ?, pid = ?,"
-                " heartbeat_at = ?, resume_count = resume_count + 1 WHERE id = ? AND status != 'running'",
-                (host, pid, now, run_id),
-            ).rowcount
+            updated = _runs.reopen(conn, run_id, host=host, pid=pid, now=now)
         if not updated:
             record = self.get_run(run_id)  # RunNotFoundError when it is gone
             raise RunpointError(f"run {run_id} is running (pid {record.pid} on {record.host}): another process resumed it")
@@ -295,16 +240,10 @@ class SQLiteStore:
         only if the run is in one of ``expect`` and its heartbeat is older than
         ``heartbeat_before``, checked in the same statement.
         """
-        sql = "UPDATE runs SET status = ?, error = ?, ended_at = ? WHERE id = ?"
-        args: list[Any] = [status.value, error, ended_at, run_id]
-        if expect:
-            sql += f" AND status IN ({','.join('?' * len(expect))})"
-            args.extend(s.value for s in expect)
-        if heartbeat_before is not None:
-            sql += " AND heartbeat_at < ?"
-            args.append(heartbeat_before)
         with self._transaction() as conn:
-            return conn.execute(sql, args).rowcount > 0
+            return _runs.set_status(
+                conn, run_id, status, error=error, ended_at=ended_at, expect=expect, heartbeat_before=heartbeat_before
+            )
 
     def set_meta(self, run_id: str, meta: Mapping[str, Any]) -> None:
         with self._transaction() as conn:
@@ -312,38 +251,27 @@ class SQLiteStore:
 
     def get_run(self, run_id: str) -> RunRecord:
         with self._translate_errors():
-            row = self._conn().execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None:
+            record = _runs.select_run(self._conn(), run_id)
+        if record is None:
             raise RunNotFoundError(run_id, self.location)
-        return _record(row)
+        return record
 
     def find_runs(self, text: str) -> list[RunRecord]:
         with self._translate_errors():
-            rows = self._conn().execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE substr(id, 1, ?) = ? OR name = ?"
-                " ORDER BY created_at DESC, id DESC",
-                (len(text), text, text),
-            ).fetchall()
-        return [_record(row) for row in rows]
+            return _runs.find_runs(self._conn(), text)
 
     def count_runs(self, project: str | None = None) -> int:
         with self._translate_errors():
-            if project is None:
-                return self._conn().execute("SELECT count(*) FROM runs").fetchone()[0]
-            return self._conn().execute("SELECT count(*) FROM runs WHERE project = ?", (project,)).fetchone()[0]
+            return _runs.count_runs(self._conn(), project)
 
     def list_runs(self, query: RunQuery = RunQuery()) -> list[RunRecord]:
-        where, args = run_filter_sql(query)
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs{where}"
         with self._translate_errors():
-            rows = self._conn().execute(sql, args).fetchall()
-        return [_record(row) for row in rows]
+            return _runs.list_runs(self._conn(), query)
 
     def delete_run(self, run_id: str) -> None:
+        """Remove a run and its rows in every table, its idempotency keys included."""
         with self._transaction() as conn:
-            for table in ("metric_chunks", "metric_stats", "summary", "params", "tags", "checkpoints", "media"):
-                conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
-            deleted = conn.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
+            deleted = _runs.delete_run(conn, run_id)
         self._metrics.forget(run_id)
         if not deleted:
             raise RunNotFoundError(run_id, self.location)
@@ -351,44 +279,29 @@ class SQLiteStore:
     # -- the one write path ----------------------------------------------------------
 
     def write(self, run_id: str, batch: WriteBatch) -> None:
+        """Apply ``batch`` in one transaction; skip it whole if its ``sequence`` was applied before.
+
+        Media files are written before the transaction (a row never lacks its file). A
+        batch with a sequence is first looked up, so a retry of an applied batch does not
+        write its files again over newer ones; the authoritative check is the claim of the
+        sequence inside the transaction (see :mod:`._write`).
+        """
         if batch.is_empty():
+            return
+        if batch.sequence is not None and self._batch_applied(run_id, batch.sequence):
             return
         if batch.media:
             sqlite_media.write_files(self, run_id, batch.media)  # files first: a row never lacks its file
         try:
             with self._transaction() as conn:
-                if batch.tags:
-                    self._write_tags(conn, run_id, batch.tags)
-                if batch.params:
-                    self._write_params(conn, run_id, batch.params)
-                if batch.summary:
-                    conn.executemany(
-                        "INSERT INTO summary (run_id, key, value) VALUES (?, ?, ?)"
-                        " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
-                        [(run_id, key, to_json(value)) for key, value in batch.summary.items()],
-                    )
-                if batch.summary_deleted:
-                    conn.executemany(
-                        "DELETE FROM summary WHERE run_id = ? AND key = ?",
-                        [(run_id, key) for key in batch.summary_deleted],
-                    )
-                for key, series in batch.metrics.items():
-                    if len(series):
-                        self._metrics.append(conn, run_id, key, series)
-                if batch.media:
-                    sqlite_media.insert_rows(conn, run_id, batch.media)
-                if batch.heartbeat_at is not None:
-                    # A heartbeat proves the process alive: undo a reader's "crashed" verdict.
-                    conn.execute(
-                        "UPDATE runs SET heartbeat_at = ?,"
-                        " status = CASE WHEN status = 'crashed' THEN 'running' ELSE status END,"
-                        " ended_at = CASE WHEN status = 'crashed' THEN NULL ELSE ended_at END"
-                        " WHERE id = ?",
-                        (batch.heartbeat_at, run_id),
-                    )
+                _write.apply_batch(conn, self._metrics, run_id, batch)
         except BaseException:
             self._metrics.forget(run_id)  # the transaction rolled back: re-read the tails next time
             raise
+
+    def _batch_applied(self, run_id: str, sequence: int) -> bool:
+        with self._translate_errors():
+            return _applied.is_applied(self._conn(), run_id, sequence)
 
     def truncate_metrics(self, run_id: str, after_step: int) -> int:
         """Drop the run's metric points with a step above ``after_step``; returns how many.
@@ -401,18 +314,6 @@ class SQLiteStore:
             self._metrics.forget(run_id)  # the chunk list changed: re-read the tails on the next write
         return dropped
 
-    def _write_tags(self, conn: sqlite3.Connection, run_id: str, tags: Sequence[str]) -> None:
-        conn.executemany(
-            "INSERT OR IGNORE INTO tags (run_id, tag) VALUES (?, ?)", [(run_id, tag) for tag in tags]
-        )
-
-    def _write_params(self, conn: sqlite3.Connection, run_id: str, params: Mapping[str, Any]) -> None:
-        conn.executemany(
-            "INSERT INTO params (run_id, key, value, num) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, num = excluded.num",
-            [(run_id, key, to_json(value), as_number(value)) for key, value in params.items()],
-        )
-
     # -- reads -----------------------------------------------------------------------
 
     def read_metric(
@@ -420,57 +321,27 @@ class SQLiteStore:
     ) -> MetricSeries:
         with self._translate_errors():
             series = self._metrics.read(self._conn(), run_id, key, min_step=min_step, max_step=max_step)
-        if min_step is None and max_step is None:
-            return series
-        lo = -(2**63) if min_step is None else min_step
-        hi = 2**63 - 1 if max_step is None else max_step
-        kept = MetricSeries()
-        for step, value, at in series.points():
-            if lo <= step <= hi:
-                kept.append(step, value, at)
-        return kept
+        return _reads.within_steps(series, min_step, max_step)
 
     def metric_keys(self, run_id: str) -> list[str]:
         with self._translate_errors():
-            rows = self._conn().execute(
-                "SELECT key FROM metric_stats WHERE run_id = ? ORDER BY key", (run_id,)
-            ).fetchall()
-        return [row[0] for row in rows]
+            return _reads.metric_keys(self._conn(), run_id)
 
     def metric_stats(self, run_id: str, keys: Sequence[str] | None = None) -> dict[str, MetricStats]:
-        sql = "SELECT * FROM metric_stats WHERE run_id = ?"
-        args: list[Any] = [run_id]
-        if keys is not None:
-            sql += f" AND key IN ({','.join('?' * len(keys))})"
-            args.extend(keys)
         with self._translate_errors():
-            rows = self._conn().execute(sql + " ORDER BY key", args).fetchall()
-        return {
-            row["key"]: MetricStats(
-                key=row["key"], count=row["count"], last=_null_to_nan(row["vlast"]),
-                last_step=row["last_step"], last_time=row["last_time"],
-                min=row["vmin"], min_step=row["min_step"], max=row["vmax"], max_step=row["max_step"],
-            )
-            for row in rows
-        }
+            return _reads.metric_stats(self._conn(), run_id, keys)
 
     def get_params(self, run_id: str) -> dict[str, Any]:
         with self._translate_errors():
-            rows = self._conn().execute(
-                "SELECT key, value FROM params WHERE run_id = ? ORDER BY key", (run_id,)
-            ).fetchall()
-        return {row["key"]: json.loads(row["value"]) for row in rows}
+            return _reads.json_values(self._conn(), "params", run_id)
 
     def get_summary(self, run_id: str) -> dict[str, Any]:
         with self._translate_errors():
-            rows = self._conn().execute(
-                "SELECT key, value FROM summary WHERE run_id = ? ORDER BY key", (run_id,)
-            ).fetchall()
-        return {row["key"]: json.loads(row["value"]) for row in rows}
+            return _reads.json_values(self._conn(), "summary", run_id)
 
     def get_meta(self, run_id: str) -> dict[str, Any]:
         with self._translate_errors():
-            row = self._conn().execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None:
+            meta = _reads.meta(self._conn(), run_id)
+        if meta is None:
             raise RunNotFoundError(run_id, self.location)
-        return json.loads(row["meta"]) if row["meta"] else {}
+        return meta

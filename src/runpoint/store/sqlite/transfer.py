@@ -1,7 +1,9 @@
 """Copying one run's rows between SQLite databases, byte for byte.
 
 A run lives in eight tables (the run, its tags, params, summary, metric chunks and
-stats, checkpoint registry and media). :func:`export_run_db` writes them into a fresh
+stats, checkpoint registry and media); the idempotency keys of its write batches
+(``applied_batches``) are bookkeeping of the store that took its writes and stay there.
+:func:`export_run_db` writes them into a fresh
 database with the same schema; :func:`import_run_db` inserts them into a store, all in
 one transaction. Rows are copied by SQLite itself (``INSERT ... SELECT`` across an
 attached database), so metric blobs, floats and JSON arrive bit for bit; columns are
