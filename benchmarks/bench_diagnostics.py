@@ -183,7 +183,7 @@ def finish():
 _SAMPLER = """
 import json, time
 import runpoint as rp
-from runpoint.system import SystemSampler
+from runpoint.diagnostics.system import SystemSampler
 run = rp.init(project="system", root={out!r}, console=False, system_metrics=False)
 sampler = SystemSampler(run, interval={interval})
 sampler.start()

@@ -94,7 +94,9 @@ class Run:
         self._signal_hooks: list[SignalHook] = []
         self._finish_hooks: list[Callable[["Run"], None]] = []
         self._sinks: SinkHub | None = None
-        writer = Writer(store, self.id, flush_interval=flush_interval, last_steps=stored_steps)
+        # batch numbers are unique per attempt: a resumed run's batches never match the earlier attempts'
+        writer = Writer(store, self.id, flush_interval=flush_interval, last_steps=stored_steps,
+                        first_sequence=(resume_count << 40) + 1)
         self._writer: Writer | FinishedWriter = writer
         if console is not None:
             writer.on_tick.append(console.flush)

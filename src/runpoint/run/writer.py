@@ -76,6 +76,7 @@ class Writer(CallerPacing):
         max_pending: int = 100_000,
         listeners: list[BatchListener] | None = None,
         last_steps: dict[str, int] | None = None,
+        first_sequence: int = 1,
     ) -> None:
         self._store = store
         self._run_id = run_id
@@ -99,6 +100,8 @@ class Writer(CallerPacing):
         self._step_order = StepOrder(run_id, last_steps)  # per key, its last step stored or queued
         # put_internal adds to the step check's set itself: no call on the logging path
         self._unchecked_keys: set[str] = self._step_order.unchecked
+        # every batch gets the next number, its idempotency key: a retried batch is stored once
+        self._next_sequence = first_sequence
         self._failure: BaseException | None = None
         self._fatal: BaseException | None = None
         self.listeners: list[BatchListener] = list(listeners or [])
@@ -309,6 +312,8 @@ class Writer(CallerPacing):
             return self._run_gone
         if self._gave_up is not None and self._stopping:  # one 30 s wait at close, not one per batch
             return self._gave_up
+        if batch.sequence is None:
+            batch.sequence, self._next_sequence = self._next_sequence, self._next_sequence + 1
         delay = 0.05
         first_failure: float | None = None
         while True:
