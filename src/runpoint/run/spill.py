@@ -25,7 +25,8 @@ def _encode(batch: WriteBatch) -> str:
         key: {"steps": list(series.steps), "values": list(series.values), "times": list(series.times)}
         for key, series in batch.metrics.items()
     }
-    return json.dumps({"metrics": metrics, "summary": batch.summary}, default=str)  # NaN/Inf as JSON5 literals
+    record = {"metrics": metrics, "summary": batch.summary, "sequence": batch.sequence}
+    return json.dumps(record, default=str)  # NaN/Inf as JSON5 literals
 
 
 def write_spill(batches: Iterable[WriteBatch], run_dir: Path, run_id: str) -> Path | None:
@@ -51,9 +52,12 @@ def read_spill_line(line: str, where: str = "") -> WriteBatch:
             key: MetricSeries(array("q", m["steps"]), array("d", m["values"]), array("d", m["times"]))
             for key, m in record.get("metrics", {}).items()
         }
+        sequence = record.get("sequence")  # the batch's idempotency key: recovering twice stores it once
+        if sequence is not None and (isinstance(sequence, bool) or not isinstance(sequence, int)):
+            raise TypeError(f"sequence {sequence!r} is not an integer")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{where}: not a runpoint spill record ({exc})") from None
-    return WriteBatch(metrics=metrics, summary=dict(record.get("summary", {})))
+    return WriteBatch(metrics=metrics, summary=dict(record.get("summary", {})), sequence=sequence)
 
 
 def spill_candidates(run_dir: Path, run_id: str) -> list[Path]:
