@@ -9,7 +9,7 @@ Two modes:
   signal before that exits at once.
 - At once (``save_on_preemption(getter)``). :class:`PreemptionHook` asks the getter for
   ``(step, state[, metrics])``, waits for an async save in flight, saves synchronously and
-  returns; :mod:`runpoint._lifecycle` then raises ``SystemExit``. The getter runs inside
+  returns; :mod:`runpoint.run.lifecycle` then raises ``SystemExit``. The getter runs inside
   the signal handler, at whatever Python statement the main thread had reached: inside
   ``optimizer.step()``, say, where the model is half updated. Use it when a step takes
   longer than the scheduler's grace period.

@@ -229,7 +229,7 @@ def train(
     given, win over it. Every field of the config acts (the model's shape and activation,
     optimizer, schedule, checkpoint policy, data split, logging...); one the demo cannot
     honour (another dataset, mixed precision...) raises :class:`~runpoint.ConfigError`
-    before anything is recorded. See :mod:`runpoint._demo_fields`.
+    before anything is recorded. See :mod:`runpoint.demo.fields`.
 
     The run checkpoints after every epoch and at ``training.checkpoint.save_steps``
     (by default the last two, and the best by val/loss, are kept). ``resume="latest"``

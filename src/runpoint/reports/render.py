@@ -1,4 +1,4 @@
-"""Rendering a :class:`runpoint.report.Report` as HTML and as Markdown.
+"""Rendering a :class:`runpoint.reports.report.Report` as HTML and as Markdown.
 
 Every piece of text from the run (names, notes, config values, console output) is escaped:
 a report of someone else's run must not run their markup.

@@ -2,7 +2,7 @@
 
 Sections: the run (status, times, host, tags, notes, error), summary (values set on
 ``run.summary`` and where the NaN guard fired), best metrics (best value and step of
-every metric with a known direction, see :func:`runpoint.analysis.best_metrics`), final
+every metric with a known direction, see :func:`runpoint.query.analysis.best_metrics`), final
 metrics, plots (the training overview, gradient diagnostics and system metrics when the
 run logged them), media (the latest value of each media key), checkpoints (the registry,
 when the run saved any), config, metadata, and the tail of the console log.

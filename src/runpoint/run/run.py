@@ -1,13 +1,13 @@
 """A run: one execution of a training script, and the handle that records it.
 
 :class:`Run` coordinates; the work is done elsewhere: the writer thread
-(:mod:`runpoint._writer`) stores points, the store (:mod:`runpoint.store`) indexes them,
-:mod:`runpoint._console` captures output, :mod:`runpoint._metadata` describes the machine
-and :mod:`runpoint._lifecycle` ends the run however the process ends. Diagnostics have
-modules of their own: :mod:`runpoint.watch`, :mod:`runpoint.model_summary`,
-:mod:`runpoint.step_timer`, :mod:`runpoint.system`, and the writer listeners
-:mod:`runpoint._nonfinite` and :mod:`runpoint._best`. Creating or
-resuming a run is :func:`runpoint.init` in :mod:`runpoint._start`; closing it out at the
+(:mod:`runpoint.run.writer`) stores points, the store (:mod:`runpoint.store`) indexes them,
+:mod:`runpoint.run.console` captures output, :mod:`runpoint.run.metadata` describes the machine
+and :mod:`runpoint.run.lifecycle` ends the run however the process ends. Diagnostics have
+modules of their own: :mod:`runpoint.diagnostics.watch`, :mod:`runpoint.diagnostics.model_summary`,
+:mod:`runpoint.diagnostics.step_timer`, :mod:`runpoint.diagnostics.system`, and the writer listeners
+:mod:`runpoint.run.nonfinite` and :mod:`runpoint.run.best`. Creating or
+resuming a run is :func:`runpoint.init` in :mod:`runpoint.run.start`; closing it out at the
 end is :mod:`runpoint.run._finish`.
 """
 
@@ -208,7 +208,7 @@ class Run:
     ) -> "Watcher":
         """Log gradient, parameter, update and NaN/Inf statistics of ``model`` every ``every`` backward passes.
 
-        See :mod:`runpoint.watch` for what is logged. The hooks come off when the run ends
+        See :mod:`runpoint.diagnostics.watch` for what is logged. The hooks come off when the run ends
         or with ``.remove()`` on the returned watcher.
 
         Example::
@@ -266,9 +266,9 @@ class Run:
         """Call ``hook(signum)`` when SIGTERM arrives, before the process exits.
 
         The checkpoint manager uses this to save on preemption (it also asks for SIGUSR1,
-        through :func:`runpoint.lifecycle.handle_signal`). A hook that returns True defers
+        through :func:`runpoint.run.lifecycle.handle_signal`). A hook that returns True defers
         the exit: the process goes on until that hook calls
-        :func:`runpoint.lifecycle.exit_for_signal` (after a save at a step boundary).
+        :func:`runpoint.run.lifecycle.exit_for_signal` (after a save at a step boundary).
         """
         self._signal_hooks.append(hook)
 

@@ -82,7 +82,7 @@ def init(
         flush_interval: seconds between the writer's flushes; a SIGKILL loses at most this
             much plus the time one write takes (the writer holds back a faster caller).
         system_metrics: seconds between samples of CPU, memory, disk, network and GPU use
-            (:mod:`runpoint.system`), or False for none; default: the config's
+            (:mod:`runpoint.diagnostics.system`), or False for none; default: the config's
             ``experiment.log_system_metrics`` / ``system_metrics_interval`` where it sets
             them, else ``$RUNPOINT_SYSTEM_METRICS``, else 10.
         sinks: tools to mirror the run to: ``"tensorboard"``, ``"mlflow"``, ``"wandb"`` or sink

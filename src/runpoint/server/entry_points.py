@@ -150,7 +150,7 @@ def demo_schema() -> dict[str, Any]:
 
 
 def _demo_bounds(properties: dict[str, Any]) -> None:
-    """The demo's own limits (:func:`runpoint.demo.check_limits`) in its form's schema."""
+    """The demo's own limits (:func:`runpoint.demo.digits.check_limits`) in its form's schema."""
     from ..demo import digits as demo
 
     def cap(field: dict[str, Any], maximum: int) -> None:

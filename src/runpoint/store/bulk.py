@@ -4,7 +4,7 @@ A runs table of a thousand runs with a few picked columns would cost thousands o
 per-run calls through the :class:`Store` protocol; a chart of a million points wants the
 per-chunk extremes that the SQLite backend keeps beside its blobs instead of every point.
 :class:`BulkReader` is that narrow read contract. :func:`bulk_reader` returns the SQLite
-implementation (:mod:`runpoint.store.sqlite_bulk`) for a :class:`SQLiteStore` and a
+implementation (:mod:`runpoint.store.sqlite.bulk`) for a :class:`SQLiteStore` and a
 generic one, built from the :class:`Store` calls, for any other backend.
 
 Example::
