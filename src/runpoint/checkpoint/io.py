@@ -15,7 +15,7 @@ With ``compress="zstd"`` both are zstd frames (``.zst`` suffix). Each file is ha
 fsynced once when complete. Loading maps a local file copy-on-write and views its pages
 as tensors (elsewhere: reads straight into new tensors), hashes the same bytes, and
 refuses the checkpoint if a size or hash differs from the manifest's, before any of it
-reaches the caller.
+reaches the caller. The counting, hashing and bounding streams are in :mod:`._streams`.
 
 A checkpoint directory may have been crafted, so reading trusts nothing beyond the
 manifest's sizes: a file's size is checked (one ``fstat``) before its bytes are used, no
@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, runtime_checkable
 
-from ..artifacts.storage import Artifacts, FileSink, NotRegularFileError
+from ..artifacts.storage import Artifacts, NotRegularFileError
 from ..errors import (
     CheckpointCorruptError,
     CheckpointError,
@@ -40,6 +40,15 @@ from ..errors import (
     RunpointError,
 )
 from . import _safetensors
+from ._streams import (
+    Bounded,
+    CountingWriter,
+    HashingReader,
+    HashingSink,
+    hasher,
+    read_all,
+    stored_size,
+)
 from .manifest import FileEntry, Manifest
 
 TENSORS_FILE = "tensors.safetensors"
@@ -80,108 +89,6 @@ class CheckpointIO(Protocol):
     def remove(self, storage: Artifacts, directory: str) -> None:
         """Delete the files of ``directory``."""
 
-
-def _hasher() -> Any:
-    import xxhash
-
-    return xxhash.xxh3_128()
-
-
-class _HashingSink:
-    """Counts and hashes bytes on their way to a :class:`FileSink`."""
-
-    def __init__(self, sink: FileSink) -> None:
-        self.sink = sink
-        self.hash = _hasher()
-        self.count = 0
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        self.hash.update(view)
-        self.sink.write(view)
-        self.count += len(view)
-        return len(view)
-
-
-class _CountingWriter:
-    def __init__(self, out: Any) -> None:
-        self.out = out
-        self.count = 0
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        self.out.write(view)
-        self.count += len(view)
-        return len(view)
-
-
-class _HashingReader:
-    """Counts and hashes bytes as they are read from storage, up to ``limit`` + 1 of them.
-
-    One byte past the manifest's size is enough to know the file is too long; reading
-    stops there, so a file that never ends (a device, a growing file) is not read on.
-    """
-
-    def __init__(self, stream: Any, limit: int) -> None:
-        self.stream = stream
-        self.hash = _hasher()
-        self.count = 0
-        self.limit = limit + 1
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")[:max(0, self.limit - self.count)]
-        if not len(view):
-            return 0
-        count = self.stream.readinto(view) or 0
-        self.hash.update(view[:count])
-        self.count += count
-        return count
-
-    def read(self, size: int = -1) -> bytes:
-        left = max(0, self.limit - self.count)
-        data = self.stream.read(left if size < 0 else min(size, left)) if left else b""
-        self.hash.update(data)
-        self.count += len(data)
-        return data
-
-
-class _Bounded:
-    """Decompressed bytes, refused (ValueError) past the uncompressed size the manifest gives."""
-
-    def __init__(self, stream: Any, limit: int) -> None:
-        self.stream = stream
-        self.left = limit
-        self.limit = limit
-
-    def _at_end(self) -> None:
-        if self.stream.read(1):
-            raise ValueError(f"decompresses to more than the {self.limit} bytes the manifest says")
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        if not self.left:
-            self._at_end()
-            return 0
-        count = self.stream.readinto(view[:self.left]) or 0
-        self.left -= count
-        return count
-
-    def read(self, size: int = -1) -> bytes:
-        if not self.left:
-            self._at_end()
-            return b""
-        data = self.stream.read(self.left if size < 0 else min(size, self.left))
-        self.left -= len(data)
-        return data
-
-
-def _stored_size(raw: Any) -> int | None:
-    """The size of an open file: ``fstat`` for a local one, what fsspec knows for a remote one."""
-    try:
-        return os.fstat(raw.fileno()).st_size
-    except (AttributeError, OSError, ValueError):
-        size = getattr(raw, "size", None)
-        return size if isinstance(size, int) else None
 
 
 def _to_host(tensor: Any) -> Any:
@@ -232,7 +139,7 @@ class SafetensorsIO:
     def _write(self, storage: Artifacts, directory: str, name: str, produce: Any) -> FileEntry:
         sink = storage.open_write(directory, name)
         try:
-            hashing = _HashingSink(sink)
+            hashing = HashingSink(sink)
             raw_bytes = None
             if self.compress:
                 import zstandard
@@ -240,7 +147,7 @@ class SafetensorsIO:
                 compressor = zstandard.ZstdCompressor(level=self.level, threads=-1)
                 writer = compressor.stream_writer(hashing,  # type: ignore[arg-type]
                                                    closefd=False, write_return_read=True)
-                counting = _CountingWriter(writer)
+                counting = CountingWriter(writer)
                 produce(counting)
                 writer.flush(zstandard.FLUSH_FRAME)
                 writer.close()
@@ -253,7 +160,7 @@ class SafetensorsIO:
             raise
         return FileEntry(bytes=hashing.count, hash=hashing.hash.hexdigest(), raw_bytes=raw_bytes)
 
-    def _open(self, storage: Artifacts, directory: str, name: str, manifest: Manifest) -> tuple[Any, Any, _HashingReader]:
+    def _open(self, storage: Artifacts, directory: str, name: str, manifest: Manifest) -> tuple[Any, Any, HashingReader]:
         """(the raw file, the stream to decode from, the hashing reader between them).
 
         The file's size and the uncompressed size it claims are checked against the
@@ -265,16 +172,16 @@ class SafetensorsIO:
             raise CheckpointCorruptError(where, name, "not listed in the manifest")
         uncompressed = _uncompressed_size(manifest, name, entry, where)
         raw = _open_file(storage, directory, name, where)
-        size = _stored_size(raw)
+        size = stored_size(raw)
         if size is not None and size != entry.bytes:
             raw.close()
             raise CheckpointCorruptError(where, name, f"{size} bytes, the manifest says {entry.bytes}")
-        hashing = _HashingReader(raw, entry.bytes)
+        hashing = HashingReader(raw, entry.bytes)
         if manifest.compression == "zstd":
             import zstandard
 
             decoder = zstandard.ZstdDecompressor().stream_reader(hashing, read_across_frames=True)  # type: ignore[arg-type]
-            return raw, _Bounded(decoder, uncompressed), hashing
+            return raw, Bounded(decoder, uncompressed), hashing
         return raw, hashing, hashing
 
     def load(self, storage: Artifacts, directory: str, manifest: Manifest, *, verify: bool = True) -> Payload:
@@ -287,7 +194,7 @@ class SafetensorsIO:
             size = None if entry is None else (entry.raw_bytes if manifest.compression else entry.bytes)
             tensors = self._read(storage, directory, tensors_name, manifest, verify,
                                  lambda stream: _safetensors.read(stream, size)[0], where)
-        structure = self._read(storage, directory, state_name, manifest, verify, _read_all, where)
+        structure = self._read(storage, directory, state_name, manifest, verify, read_all, where)
         return Payload(tensors=tensors, structure=structure)
 
     def _map_tensors(self, storage: Artifacts, directory: str, name: str, manifest: Manifest, verify: bool,
@@ -304,7 +211,7 @@ class SafetensorsIO:
                 raise CheckpointCorruptError(where, name, "the file is empty")
             mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
         if verify:
-            digest = _hasher()
+            digest = hasher()
             digest.update(mapped)
             if digest.hexdigest() != entry.hash:
                 mapped.close()
@@ -353,11 +260,11 @@ class SafetensorsIO:
                 problems.append(f"{name}: {exc.reason}")
                 continue
             try:
-                size = _stored_size(stream)
+                size = stored_size(stream)
                 if size is not None and size != entry.bytes:
                     problems.append(f"{name}: {size} bytes, the manifest says {entry.bytes}")
                     continue
-                hashing = _HashingReader(stream, entry.bytes)
+                hashing = HashingReader(stream, entry.bytes)
                 problem = _check_content(manifest, name, entry, hashing, deadline)
             finally:
                 stream.close()
@@ -380,7 +287,7 @@ class SafetensorsIO:
 _OUT_OF_TIME = "not verified: the check ran out of time"
 
 
-def _check_content(manifest: Manifest, name: str, entry: FileEntry, hashing: _HashingReader,
+def _check_content(manifest: Manifest, name: str, entry: FileEntry, hashing: HashingReader,
                    deadline: float | None) -> str | None:
     """Read a file through ``hashing`` to its end; what is wrong with its content, or None.
 
@@ -394,7 +301,7 @@ def _check_content(manifest: Manifest, name: str, entry: FileEntry, hashing: _Ha
             import zstandard
 
             reader = zstandard.ZstdDecompressor().stream_reader(hashing, read_across_frames=True)  # type: ignore[arg-type]
-            decoded = bounded = _Bounded(reader, _uncompressed_size(manifest, name, entry, ""))
+            decoded = bounded = Bounded(reader, _uncompressed_size(manifest, name, entry, ""))
         if name.startswith(TENSORS_FILE):
             _safetensors.check_header(decoded, entry.raw_bytes if bounded is not None else entry.bytes)  # type: ignore[arg-type]
         while decoded.read(16 << 20):
@@ -439,12 +346,3 @@ def _uncompressed_size(manifest: Manifest, name: str, entry: FileEntry, where: s
 def _names(manifest: Manifest) -> tuple[str, str]:
     suffix = ".zst" if manifest.compression else ""
     return TENSORS_FILE + suffix, STATE_FILE + suffix
-
-
-def _read_all(stream: Any) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        chunk = stream.read(1 << 20)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)

@@ -8,6 +8,7 @@ directory, or an fsspec URL.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -249,25 +250,12 @@ def gc(
 ) -> None:
     """Delete checkpoints a retention policy does not keep (never the latest or the best)."""
     from ..checkpoint.gc import apply_retention
-    from ..checkpoint.policy import retention_from_keywords
-    from ..errors import InvalidArgumentError
 
-    if keep_last is None and keep_best is None and keep_every is None:
-        raise fail("say what to keep: --keep-last N, --keep-best N --monitor KEY and/or --keep-every N", 2)
-    if mode not in ("min", "max"):
-        raise fail(f"--mode must be 'min' or 'max', got {mode!r}", 2)
-    try:
-        policy = retention_from_keywords(keep_last, keep_best, monitor, mode, keep_every)  # type: ignore[arg-type]
-    except InvalidArgumentError as exc:
-        raise fail(str(exc), 2) from None
+    policy = _retention_policy(keep_last, keep_best, monitor, mode, keep_every)
     where = _Target(target, root)
     where.refuse_deleting_outside()
     if where.run is not None and not force:
-        from ..run.liveness import is_dead
-        from ..store import RunStatus
-
-        if where.run.status is RunStatus.RUNNING and not is_dead(where.run):
-            raise fail(f"run {where.run.id} is still running and manages its checkpoints; pass --force to prune anyway")
+        _refuse_running(where.run)
     plan = apply_retention(where.location, policy, monitor=monitor, mode=mode, dry_run=True)  # type: ignore[arg-type]
     if as_json and dry_run:
         print_json({"keep": [c.step for c in plan.kept], "delete": [c.step for c in plan.to_delete]})
@@ -283,6 +271,43 @@ def gc(
         return
     if not yes and not typer.confirm(f"Delete {len(plan.to_delete)} checkpoint(s)?", default=False, err=as_json):
         raise fail("nothing deleted")
+    # the plan again, as the checkpoints may have changed while we asked: only what was shown goes
+    result = apply_retention(where.location, policy, monitor=monitor, mode=mode,  # type: ignore[arg-type]
+                             on_deleted=_deletion_recorder(where), only=plan.to_delete)
+    if as_json:
+        print_json({"deleted": [c.step for c in result.deleted], "skipped": [c.step for c in result.skipped],
+                    "kept": [c.step for c in result.kept], "leftovers": result.leftovers,
+                    "unconfirmed": [c.step for c in result.unconfirmed]})
+        return
+    _print_gc_result(result, listed=len(plan.to_delete))
+
+
+def _retention_policy(keep_last: int | None, keep_best: int | None, monitor: str | None, mode: str,
+                      keep_every: int | None) -> Any:
+    """The policy gc's options describe; exit 2 when they describe none or an invalid one."""
+    from ..checkpoint.policy import retention_from_keywords
+    from ..errors import InvalidArgumentError
+
+    if keep_last is None and keep_best is None and keep_every is None:
+        raise fail("say what to keep: --keep-last N, --keep-best N --monitor KEY and/or --keep-every N", 2)
+    if mode not in ("min", "max"):
+        raise fail(f"--mode must be 'min' or 'max', got {mode!r}", 2)
+    try:
+        return retention_from_keywords(keep_last, keep_best, monitor, mode, keep_every)  # type: ignore[arg-type]
+    except InvalidArgumentError as exc:
+        raise fail(str(exc), 2) from None
+
+
+def _refuse_running(run: Any) -> None:
+    from ..run.liveness import is_dead
+    from ..store import RunStatus
+
+    if run.status is RunStatus.RUNNING and not is_dead(run):
+        raise fail(f"run {run.id} is still running and manages its checkpoints; pass --force to prune anyway")
+
+
+def _deletion_recorder(where: _Target) -> Callable[[Any], None]:
+    """Marks each checkpoint gc deletes as deleted in the run's registry (when there is one)."""
     registry = where.registry()
     run_id = where.run.id if where.run is not None else None
 
@@ -292,19 +317,16 @@ def gc(
 
             registry.mark_checkpoint_deleted(run_id, info.step, time.time())
 
-    # the plan again, as the checkpoints may have changed while we asked: only what was shown goes
-    result = apply_retention(where.location, policy, monitor=monitor, mode=mode, on_deleted=record,  # type: ignore[arg-type]
-                             only=plan.to_delete)
-    if as_json:
-        print_json({"deleted": [c.step for c in result.deleted], "skipped": [c.step for c in result.skipped],
-                    "kept": [c.step for c in result.kept], "leftovers": result.leftovers,
-                    "unconfirmed": [c.step for c in result.unconfirmed]})
-        return
+    return record
+
+
+def _print_gc_result(result: Any, listed: int) -> None:
+    """What gc deleted, skipped and left, against the ``listed`` checkpoints the user was shown."""
     freed = sum(c.bytes for c in result.deleted)
     err_console.print(f"deleted {len(result.deleted)} checkpoint(s), freed {_size(freed)}", markup=False)
     if result.skipped:
         err_console.print(f"skipped {len(result.skipped)} being read by another process", markup=False)
-    left = len(plan.to_delete) - len(result.deleted) - len(result.skipped)
+    left = listed - len(result.deleted) - len(result.skipped)
     if left:
         err_console.print(f"{left} of those listed not deleted: gone or kept by the policy now", markup=False)
     if result.unconfirmed:

@@ -8,17 +8,14 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
-from rich.panel import Panel
 from rich.table import Table
 
 from .. import query
-from .._util.git import changes_note
 from ..errors import StoreError
 from ..query import export as export_module
 from ..run.liveness import is_dead
 from ..sinks.hub import read_external
 from ..store import RunRecord, RunStatus, Store
-from ._config_defaults import split_defaults
 from ._oserror import writing
 from ._output import (
     JsonOption,
@@ -26,14 +23,14 @@ from ._output import (
     console,
     err_console,
     fail,
-    fmt_age,
-    fmt_duration,
     fmt_number,
     fmt_time,
     friendly_errors,
     print_json,
     status_text,
 )
+from ._run_list import GROUP_KEYS, grouped, runs_json, runs_table
+from ._show import print_run_details
 from ._tables import natural_width, print_table, short_headers, value_column
 
 RunArgument = Annotated[str, typer.Argument(help="Run id, unique id prefix, run name, or 'latest'.", show_default=False)]
@@ -45,20 +42,6 @@ def _open(root: Path | None, allow_empty: bool = False) -> Store:
         store.close()
         raise fail(f"{store.location} holds no runs yet (try `runpoint demo`)")
     return store
-
-
-def _column_value(store: Store, run: RunRecord, column: str, cache: dict[str, Any]) -> str:
-    scope, _, key = column.partition(".")
-    if scope in {"params", "config"}:
-        params = cache.setdefault(f"p:{run.id}", store.get_params(run.id))
-        return fmt_number(params.get(key))
-    if scope == "metrics":
-        stats = cache.setdefault(f"m:{run.id}", store.metric_stats(run.id))
-        return fmt_number(stats[key].last if key in stats else None)
-    if scope == "summary":
-        summary = cache.setdefault(f"s:{run.id}", query.full_summary(store, run.id))
-        return fmt_number(summary.get(key))
-    raise fail(f"--columns: {column!r} must start with params., metrics. or summary.", 2)
 
 
 def ls(
@@ -92,69 +75,16 @@ def ls(
     more = len(runs) > limit
     runs = runs[:limit]
     extra = [c.strip() for c in columns.split(",") if c.strip()] if columns else []
-    cache: dict[str, Any] = {}
-    groups = _grouped(runs, group_by)
+    groups = grouped(runs, group_by)
     if as_json:
-        rows = []
-        for run in runs:
-            row = query.record_dict(run)
-            for column in extra:
-                row[column] = _column_value(store, run, column, cache)
-            rows.append(row)
-        if group_by is None:
-            print_json(rows)
-        else:
-            by_id = {row["id"]: row for row in rows}
-            print_json([{"by": group_by, "key": key, "count": len(members), "runs": [by_id[r.id] for r in members]}
-                        for key, members in groups])
+        print_json(runs_json(store, groups, group_by, extra))
         return
     if not runs:
         err_console.print("no runs match")
         return
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for heading in ("ID", "PROJECT", "NAME", "STATUS", "CREATED", "DURATION"):  # kept whole (see print_table)
-        table.add_column(heading, no_wrap=True)
-    table.add_column("TAGS", overflow="fold")
-    headers = short_headers(extra)
-    for column in extra:
-        value_column(table, headers[column])
-    for key, members in groups:
-        if group_by is not None:
-            if table.row_count:
-                table.add_section()
-            label = (key or "-")[:12] if group_by == "config" else (key or "-")
-            table.add_row(f"[bold]{escape(group_by)} {escape(label)}[/]", f"[dim]{len(members)} run(s)[/]")
-        _add_run_rows(table, store, members, extra, cache)
-    print_table(console, table)
+    print_table(console, runs_table(store, groups, group_by, extra))
     if more:
         err_console.print(f"(showing the newest {limit}; --limit shows more)")
-
-
-GROUP_KEYS = {
-    "config": lambda run: run.config_hash,
-    "group": lambda run: run.group,
-    "project": lambda run: run.project,
-    "status": lambda run: run.status.value,
-}
-
-
-def _grouped(runs: list[RunRecord], group_by: str | None) -> list[tuple[str | None, list[RunRecord]]]:
-    """Runs in groups of equal key, groups in the order of their newest run; one group without group_by."""
-    if group_by is None:
-        return [(None, runs)]
-    groups: dict[str | None, list[RunRecord]] = {}
-    for run in runs:
-        groups.setdefault(GROUP_KEYS[group_by](run), []).append(run)
-    return list(groups.items())
-
-
-def _add_run_rows(table: Table, store: Store, runs: list[RunRecord], extra: list[str], cache: dict[str, Any]) -> None:
-    for run in runs:
-        table.add_row(
-            run.id, escape(run.project), escape(run.name), status_text(run.status.value), fmt_age(run.created_at),
-            fmt_duration(run.duration), escape(",".join(run.tags)),
-            *(escape(_column_value(store, run, column, cache)) for column in extra),
-        )
 
 
 def show(
@@ -179,60 +109,7 @@ def show(
     if as_json:
         print_json(details)
         return
-    meta = details["meta"]
-    git = meta.get("git") or {}
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
-    head.add_row("id", run.id)
-    head.add_row("name", escape(run.name))
-    head.add_row("project", escape(run.project) + (f"  (group {escape(run.group)})" if run.group else ""))
-    head.add_row("status", status_text(run.status.value) + (f"  (resumed {run.resume_count}x)" if run.resume_count else ""))
-    head.add_row("created", f"{fmt_time(run.created_at)}  ({fmt_age(run.created_at)})")
-    head.add_row("duration", fmt_duration(run.duration))
-    if run.tags:
-        head.add_row("tags", escape(", ".join(run.tags)))
-    if run.notes:
-        head.add_row("notes", escape(run.notes))
-    head.add_row("host", escape(f"{run.host} (pid {run.pid})"))
-    if git:
-        changes = changes_note(git)
-        dirty = f" + {changes}" if changes else ""
-        head.add_row("git", escape(f"{(git.get('commit') or '?')[:12]} on {git.get('branch') or '?'}{dirty}"))
-    head.add_row("config hash", (run.config_hash or "-")[:12])
-    head.add_row("directory", escape(str(query.run_dir(store, run))))
-    console.print(Panel(head, title=f"run {run.id}", expand=False))
-    if external:
-        table = Table(title="mirrored to", box=None, title_justify="left", title_style="bold")
-        for heading in ("sink", "status", "where"):
-            table.add_column(heading)
-        for sink, record in external.items():
-            ids = record.get("external") or {}
-            where = ids.get("url") or ids.get("logdir") or ids.get("dir") or ids.get("run_id") or ""
-            status = str(record.get("status", "?")) + (f": {record['error']}" if record.get("error") else "")
-            table.add_row(escape(sink), escape(status), escape(str(where)))
-        console.print(table)
-    changed, defaults = split_defaults(details["params"])
-    if changed:
-        console.print(_key_value_table("config" if not defaults else "config (non-default)", changed))
-    if details["summary"]:
-        console.print(_key_value_table("summary", details["summary"]))
-    if details["metrics"]:
-        table = Table(title="metrics", box=None, title_justify="left", title_style="bold")
-        for heading in ("key", "points", "last", "step", "min", "max"):
-            table.add_column(heading, justify="left" if heading == "key" else "right")
-        for key, m in details["metrics"].items():
-            table.add_row(
-                escape(key), str(m["count"]), fmt_number(m["last"]), str(m["last_step"]),
-                fmt_number(m["min"]), fmt_number(m["max"]),
-            )
-        console.print(table)
-    if defaults and show_all:
-        console.print(_key_value_table("config (schema defaults)", defaults))
-    elif defaults:
-        err_console.print(f"({len(defaults)} config values at the schema's defaults not shown; --all shows them)")
-    if run.error:
-        console.print(Panel(escape(run.error.rstrip()), title="error", border_style="red", expand=False))
+    print_run_details(store, run, details, show_all=show_all)
 
 
 def metrics(
@@ -415,11 +292,3 @@ def register(app: typer.Typer) -> None:
     for command in (ls, show, metrics, compare, export, rm):
         app.command(command.__name__)(friendly_errors(command))
 
-
-def _key_value_table(title: str, values: dict[str, Any]) -> Table:
-    table = Table(title=title, box=None, title_justify="left", title_style="bold")
-    table.add_column("key")
-    table.add_column("value")
-    for key, value in values.items():
-        table.add_row(escape(key), escape(fmt_number(value)))
-    return table

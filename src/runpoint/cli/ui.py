@@ -44,6 +44,27 @@ def _bind(host: str, port: int, explicit: bool) -> socket.socket:
     raise fail(f"cannot listen on {host} {tried}: {reason} (pick another with --port, or --port 0 for any free one)")
 
 
+def _access_token(token: str | None, no_token: bool, host: str, loopback: bool) -> str | None:
+    """The token requests must carry: ``--token``, a random one, or None with ``--no-token`` (loopback only)."""
+    if token is not None and not token.strip():
+        raise fail("--token must not be empty", 2)
+    if no_token and token is not None:
+        raise fail("--no-token and --token (or $RUNPOINT_UI_TOKEN) exclude each other", 2)
+    if no_token and not loopback:
+        raise fail(f"--no-token is refused with --host {host}: beyond loopback every request needs the token", 2)
+    if not no_token and token is None:
+        # on loopback too: any user of a shared machine can reach 127.0.0.1
+        token = secrets.token_urlsafe(24)
+    return token
+
+
+def _dashboard_url(host: str, port: int, token: str | None) -> str:
+    """The URL to open: a wildcard host shown as 127.0.0.1, IPv6 in brackets, the token in the query."""
+    shown_host = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
+    shown_host = f"[{shown_host}]" if ":" in shown_host else shown_host
+    return f"http://{shown_host}:{port}/" + (f"?token={quote(token, safe='')}" if token else "")
+
+
 def ui(
     root: RootOption = None,
     port: Annotated[Optional[int], typer.Option("--port", min=0, max=65535, help=f"Port (default {DEFAULT_PORT}, or the next free one; 0: any free port).", show_default=False)] = None,
@@ -69,15 +90,7 @@ def ui(
     if create and "://" not in str(root or ""):
         open_store(resolve_root(root)).close()
     loopback = is_loopback(host)
-    if token is not None and not token.strip():
-        raise fail("--token must not be empty", 2)
-    if no_token and token is not None:
-        raise fail("--no-token and --token (or $RUNPOINT_UI_TOKEN) exclude each other", 2)
-    if no_token and not loopback:
-        raise fail(f"--no-token is refused with --host {host}: beyond loopback every request needs the token", 2)
-    if not no_token and token is None:
-        # on loopback too: any user of a shared machine can reach 127.0.0.1
-        token = secrets.token_urlsafe(24)
+    token = _access_token(token, no_token, host, loopback)
     registered = [entry for path in entry_points or [] for entry in load_entry_points(path)]
     from ..errors import StoreError
 
@@ -88,10 +101,7 @@ def ui(
             raise
         raise fail(f"{exc}; `runpoint ui --create` starts with an empty root") from None
     sock = _bind(host, DEFAULT_PORT if port is None else port, explicit=port is not None)
-    bound_port = sock.getsockname()[1]
-    shown_host = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
-    shown_host = f"[{shown_host}]" if ":" in shown_host else shown_host
-    url = f"http://{shown_host}:{bound_port}/" + (f"?token={quote(token, safe='')}" if token else "")
+    url = _dashboard_url(host, sock.getsockname()[1], token)
     dashboard = app.state.dashboard
     console.print(f"runpoint dashboard for [bold]{escape(str(dashboard.root))}[/] at [bold]{escape(url)}[/]  (Ctrl-C stops it)",
                   highlight=False, soft_wrap=True)

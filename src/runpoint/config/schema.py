@@ -8,6 +8,9 @@ unknown keys and validate assignments too (``cfg.training.learning_rate = -1`` r
 Extend it by subclassing a section and the root, or compose your own pydantic model:
 :func:`runpoint.load_config` works with any model.
 
+The optimization and deployment sections are defined in ``_sections_runtime`` and the shared
+field types in ``_section_types``; import every section from here.
+
 Example::
 
     import runpoint as rp
@@ -34,11 +37,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ModelWrapValidatorHandler,
-    SecretStr,
     field_validator,
     model_validator,
 )
 
+from ._section_types import SECTION, Fraction, Identifier, PositiveInt, Probability
+from ._sections_runtime import DeploymentConfig, OptimizationConfig
 from ._sinks import SinkEntry, sinks_json_schema
 from .presets import EXPERIMENT_PRESETS, apply_preset
 
@@ -55,16 +59,11 @@ __all__ = [
     "TrainingConfig",
 ]
 
-_SECTION = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
-PositiveInt = Annotated[int, Field(gt=0)]
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
-Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 class ModelConfig(BaseModel):
     """The network: its family, its shape and where its weights start."""
 
-    model_config = _SECTION
+    model_config = SECTION
 
     name: str = Field(default="model", min_length=1, description="A readable name for the model, e.g. 'digits-mlp'.")
     type: Literal["mlp", "cnn", "rnn", "lstm", "transformer", "custom"] = Field(
@@ -96,7 +95,7 @@ class ModelConfig(BaseModel):
 class CheckpointPolicy(BaseModel):
     """When to save checkpoints and which to keep; manager_kwargs() gives rp.CheckpointManager's keywords."""
 
-    model_config = _SECTION
+    model_config = SECTION
 
     save_steps: PositiveInt | None = Field(
         default=None,
@@ -157,7 +156,7 @@ class CheckpointPolicy(BaseModel):
 class TrainingConfig(BaseModel):
     """How to train: batch, optimiser, schedule, length, seed and checkpoints."""
 
-    model_config = _SECTION
+    model_config = SECTION
 
     batch_size: PositiveInt = Field(
         default=32, description="Examples per optimizer step (per device, before accumulation)."
@@ -201,7 +200,7 @@ class TrainingConfig(BaseModel):
 class PreprocessingConfig(BaseModel):
     """Deterministic transforms applied to every example."""
 
-    model_config = _SECTION
+    model_config = SECTION
 
     normalize: bool = Field(default=True, description="Normalise inputs, with mean/std when given, else to [0, 1].")
     mean: list[float] | None = Field(
@@ -224,7 +223,7 @@ class PreprocessingConfig(BaseModel):
 class AugmentationConfig(BaseModel):
     """Random transforms applied to training examples only."""
 
-    model_config = _SECTION
+    model_config = SECTION
 
     enabled: bool = Field(default=False, description="Apply the augmentations below to training batches.")
     horizontal_flip: Probability = Field(default=0.0, description="Probability of a horizontal flip.")
@@ -242,7 +241,7 @@ class AugmentationConfig(BaseModel):
 class DataConfig(BaseModel):
     """Where the data comes from, how it is split, batched and prepared."""
 
-    model_config = _SECTION
+    model_config = SECTION
 
     dataset: str = Field(
         default="sklearn-digits", min_length=1, description="Dataset name, e.g. 'sklearn-digits' or 'cifar10'."
@@ -284,7 +283,7 @@ class DataConfig(BaseModel):
 class ExperimentConfig(BaseModel):
     """Where the run is recorded and what gets logged; a preset fills the logging fields left unset."""
 
-    model_config = _SECTION
+    model_config = SECTION
     __presets__: ClassVar[Mapping[str, Mapping[str, Any]]] = EXPERIMENT_PRESETS
 
     project: Identifier | None = Field(
@@ -356,71 +355,6 @@ class ExperimentConfig(BaseModel):
         if repeated:
             raise ValueError(f"{', '.join(map(repr, repeated))} listed more than once")
         return values
-
-
-class OptimizationConfig(BaseModel):
-    """Speed and reproducibility switches of PyTorch."""
-
-    model_config = _SECTION
-
-    mixed_precision: Literal["none", "fp16", "bf16"] = Field(
-        default="none", description="Autocast dtype for mixed precision; 'none' trains in float32."
-    )
-    compile: bool = Field(default=False, description="Wrap the model in torch.compile.")
-    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
-        default="default", description="torch.compile mode."
-    )
-    gradient_checkpointing: bool = Field(default=False, description="Recompute activations in backward to save memory.")
-    deterministic: bool = Field(default=False, description="Use deterministic algorithms only (slower, reproducible).")
-    cudnn_benchmark: bool = Field(default=False, description="Let cuDNN pick the fastest kernels (not reproducible).")
-    matmul_precision: Literal["highest", "high", "medium"] = Field(
-        default="highest", description="float32 matmul precision; 'high' allows TF32 on recent GPUs."
-    )
-    profile: bool = Field(default=False, description="Record a torch.profiler trace of a few steps.")
-    profile_steps: PositiveInt = Field(default=5, description="Steps the profiler records.")
-
-    @model_validator(mode="after")
-    def _reproducible_or_fast(self) -> "OptimizationConfig":
-        if self.deterministic and self.cudnn_benchmark:
-            raise ValueError("deterministic and cudnn_benchmark are both true: cuDNN's benchmark picks kernels "
-                             "nondeterministically; turn one of them off")
-        return self
-
-    @property
-    def autocast_dtype(self) -> str | None:
-        """``"float16"``, ``"bfloat16"``, or None without mixed precision (a torch dtype name)."""
-        return {"fp16": "float16", "bf16": "bfloat16"}.get(self.mixed_precision)
-
-    def apply_torch_settings(self) -> None:
-        """Set torch's global determinism, cuDNN benchmark and matmul precision from this section."""
-        import torch
-
-        torch.use_deterministic_algorithms(self.deterministic, warn_only=False)
-        torch.backends.cudnn.deterministic = self.deterministic
-        torch.backends.cudnn.benchmark = self.cudnn_benchmark
-        torch.set_float32_matmul_precision(self.matmul_precision)
-
-
-class DeploymentConfig(BaseModel):
-    """How the trained model is exported and served."""
-
-    model_config = _SECTION
-
-    export_format: Literal["safetensors", "torchscript", "onnx", "state_dict"] = Field(
-        default="safetensors", description="Format of the exported model."
-    )
-    device: str = Field(
-        default="cpu", pattern=r"^(cpu|auto|mps|cuda(:\d+)?)$",
-        description="Device to serve on: cpu, cuda, cuda:N, mps or auto."
-    )
-    host: str = Field(default="127.0.0.1", min_length=1, description="Address the server listens on.")
-    port: int = Field(default=8000, ge=1, le=65535, description="Port the server listens on.")
-    batch_size: PositiveInt = Field(default=1, description="Largest batch of requests served at once.")
-    workers: PositiveInt = Field(default=1, description="Server worker processes.")
-    api_key: SecretStr | None = Field(
-        default=None,
-        description="Key clients must send; masked wherever runpoint writes it. Set it with RUNPOINT__DEPLOYMENT__API_KEY."
-    )
 
 
 class ProjectConfig(BaseModel):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from ..config.normalize import deep_merge
 from ..errors import RunpointError
 from ..run.run import Run
+from ._parts import build_model, build_optimizer, build_scheduler, evaluate, load_splits
 
 if TYPE_CHECKING:
     from ..config.schema import ProjectConfig
@@ -102,83 +103,6 @@ def _require_extras() -> tuple[Any, Any]:
     return torch, load_digits
 
 
-def _data(torch: Any, load_digits: Any, data: Any, seed: int) -> dict[str, tuple[Any, Any]]:
-    """The train, val and (with test_fraction) test splits of the digits, as (x, y) tensors."""
-    digits = load_digits()
-    x = torch.tensor(digits.data, dtype=torch.float32)
-    if data.preprocessing.normalize:
-        x = x / 16.0
-    y = torch.tensor(digits.target, dtype=torch.long)
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    n_val, n_test = int(len(x) * data.val_fraction), int(len(x) * data.test_fraction)
-    parts = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
-    return {name: (x[idx], y[idx]) for name, idx in parts.items() if len(idx)}
-
-
-_ACTIVATIONS = {"relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "tanh": "Tanh", "sigmoid": "Sigmoid",
-                "leaky_relu": "LeakyReLU", "elu": "ELU"}
-
-
-def _model(torch: Any, model: Any) -> Any:
-    layers: list[Any] = []
-    width = 64
-    for size in model.hidden_sizes:
-        layers.append(torch.nn.Linear(width, size))
-        if model.batch_norm:
-            layers.append(torch.nn.BatchNorm1d(size))
-        layers += [getattr(torch.nn, _ACTIVATIONS[model.activation])(), torch.nn.Dropout(model.dropout_rate)]
-        width = size
-    layers.append(torch.nn.Linear(width, 10))
-    return torch.nn.Sequential(*layers)
-
-
-def _optimizer(torch: Any, parameters: Any, training: Any) -> Any:
-    lr, decay = training.learning_rate, training.weight_decay
-    if training.optimizer in ("sgd", "rmsprop"):
-        cls = torch.optim.SGD if training.optimizer == "sgd" else torch.optim.RMSprop
-        return cls(parameters, lr=lr, momentum=training.momentum, weight_decay=decay)
-    cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad}[training.optimizer]
-    return cls(parameters, lr=lr, weight_decay=decay)
-
-
-def _scheduler(torch: Any, optimizer: Any, training: Any, total_steps: int) -> Any:
-    import math
-
-    warmup = training.warmup_steps
-    if training.scheduler == "onecycle":
-        pct_start = min(max(warmup / total_steps, 0.01), 0.99) if warmup else 0.3  # OneCycle's own warm-up
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=training.learning_rate, total_steps=total_steps,
-                                                   pct_start=pct_start)
-    shape = training.scheduler
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
-        if shape == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * progress))
-        if shape == "linear":
-            return 1.0 - progress
-        return 1.0
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _evaluate(torch: Any, model: Any, loss_fn: Any, split: tuple[Any, Any], batch_size: int) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on ``split``, in batches of ``batch_size``."""
-    x, y = split
-    model.eval()
-    loss_sum, correct = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            logits = model(x[start:start + batch_size])
-            target = y[start:start + batch_size]
-            loss_sum += float(loss_fn(logits, target)) * len(target)
-            correct += int((logits.argmax(1) == target).sum())
-    model.train()
-    return loss_sum / len(x), correct / len(x)
-
-
 def _find_resumed(resume: str, project: str | None, root: Any) -> tuple[str, str]:
     """The (project, run id) to resume: ``latest`` of the project, or a run id, prefix or name."""
     from .. import query
@@ -211,7 +135,58 @@ def _progress_bar(enabled: bool) -> Any:
                     TextColumn("train/loss {task.fields[loss]}"), TimeElapsedColumn(), transient=True)
 
 
-def train(
+def _new_run_config(config: ProjectConfig | Mapping[str, Any] | None, *, epochs: int | None, seed: int | None,
+                    project: str | None, name: str | None, root: str | os.PathLike[str] | None) -> ProjectConfig:
+    """The config of a new demo run: ``config`` (or :func:`demo_config` over a partial one) with
+    the keyword arguments that were given over it, refused if the demo cannot honour it."""
+    from .fields import check_demo_config
+
+    cfg = config.model_copy(deep=True) if hasattr(config, "model_copy") else demo_config(config)  # type: ignore[union-attr]
+    if epochs is not None:
+        cfg.training.epochs = epochs
+    if seed is not None:
+        cfg.training.seed = seed
+    if project is not None:
+        cfg.experiment.project = project
+    if name is not None:
+        cfg.experiment.name = name
+    if root is not None:
+        cfg.experiment.root = os.fspath(root)
+    check_limits(cfg)
+    check_demo_config(cfg, demo_config())  # before importing torch: a refusal is quick
+    return cfg
+
+
+def _step_budget(training: Any, drop_last: bool, examples: int) -> tuple[int, int, int]:
+    """(steps per epoch, epochs to run, total steps) for ``examples`` training examples,
+    bounded by ``training.epochs`` and ``training.max_steps``."""
+    from ..errors import ConfigError
+
+    batch_size = training.batch_size
+    steps_per_epoch = examples // batch_size if drop_last else -(-examples // batch_size)
+    if steps_per_epoch == 0:
+        raise ConfigError(f"training.batch_size {batch_size} is larger than the {examples} "
+                          "training examples and data.drop_last drops that one batch: lower the batch size")
+    epochs_to_run = training.epochs or -(-(training.max_steps or 1) // steps_per_epoch)
+    total_steps = epochs_to_run * steps_per_epoch
+    if training.max_steps is not None:
+        total_steps = min(total_steps, training.max_steps)
+        epochs_to_run = -(-total_steps // steps_per_epoch)
+    return steps_per_epoch, epochs_to_run, total_steps
+
+
+def _print_start(run: Run, restored_step: int | None, finished: bool, epoch: int, epochs_to_run: int) -> None:
+    """Where the run is recorded, and where a resumed run picks up (``restored_step`` None: a fresh start)."""
+    print(f"runpoint demo: run {run.id} ({run.name}) -> {run.dir}")
+    if restored_step is not None and finished:
+        print(f"runpoint demo: run {run.id} already trained all {epochs_to_run} epochs "
+              f"(checkpoint of step {restored_step}); nothing left to train")
+    elif restored_step is not None:
+        print(f"runpoint demo: resumed from the checkpoint of step {restored_step} "
+              f"(epoch {epoch + 1}/{epochs_to_run})")
+
+
+def train(  # long: the training loop of the demo, kept whole so that it reads top to bottom as a template
     config: "ProjectConfig | Mapping[str, Any] | None" = None,
     *,
     epochs: int | None = None,
@@ -239,22 +214,8 @@ def train(
     """
     import runpoint as rp
 
-    from .fields import check_demo_config
-
     if resume is None:
-        cfg = config.model_copy(deep=True) if hasattr(config, "model_copy") else demo_config(config)  # type: ignore[union-attr]
-        if epochs is not None:
-            cfg.training.epochs = epochs
-        if seed is not None:
-            cfg.training.seed = seed
-        if project is not None:
-            cfg.experiment.project = project
-        if name is not None:
-            cfg.experiment.name = name
-        if root is not None:
-            cfg.experiment.root = os.fspath(root)
-        check_limits(cfg)
-        check_demo_config(cfg, demo_config())  # before importing torch: a refusal is quick
+        cfg = _new_run_config(config, epochs=epochs, seed=seed, project=project, name=name, root=root)
     torch, load_digits = _require_extras()
     from ..checkpoint import ResumableSampler
 
@@ -271,21 +232,13 @@ def train(
         cfg.optimization.apply_torch_settings()
         torch.manual_seed(training.seed)
         torch.set_num_threads(min(2, torch.get_num_threads()))
-        splits = _data(torch, load_digits, data, training.seed)
+        splits = load_splits(torch, load_digits, data, training.seed)
         x_train, y_train = splits["train"]
         eval_batch = data.eval_batch_size or training.batch_size
-        model = _model(torch, cfg.model)
-        optimizer = _optimizer(torch, model.parameters(), training)
-        steps_per_epoch = len(x_train) // training.batch_size if data.drop_last else -(-len(x_train) // training.batch_size)
-        if steps_per_epoch == 0:
-            raise rp.ConfigError(f"training.batch_size {training.batch_size} is larger than the {len(x_train)} "
-                                 "training examples and data.drop_last drops that one batch: lower the batch size")
-        epochs_to_run = training.epochs or -(-(training.max_steps or 1) // steps_per_epoch)
-        total_steps = epochs_to_run * steps_per_epoch
-        if training.max_steps is not None:
-            total_steps = min(total_steps, training.max_steps)
-            epochs_to_run = -(-total_steps // steps_per_epoch)
-        scheduler = _scheduler(torch, optimizer, training, total_steps)
+        model = build_model(torch, cfg.model)
+        optimizer = build_optimizer(torch, model.parameters(), training)
+        steps_per_epoch, epochs_to_run, total_steps = _step_budget(training, data.drop_last, len(x_train))
+        scheduler = build_scheduler(torch, optimizer, training, total_steps)
         sampler = ResumableSampler(len(x_train), shuffle=data.shuffle, seed=training.seed)
         loader = torch.utils.data.DataLoader(
             torch.utils.data.TensorDataset(x_train, y_train), batch_size=training.batch_size, sampler=sampler,
@@ -300,7 +253,7 @@ def train(
         state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "sampler": sampler, "progress": progress}
 
         def validate() -> dict[str, float]:
-            val_loss, val_acc = _evaluate(torch, model, loss_fn, splits["val"], eval_batch)
+            val_loss, val_acc = evaluate(torch, model, loss_fn, splits["val"], eval_batch)
             return {"val/loss": val_loss, "val/acc": val_acc}
 
         ckpt = rp.CheckpointManager(run, **training.checkpoint.manager_kwargs())
@@ -308,13 +261,8 @@ def train(
         ckpt.save_on_preemption()  # SIGTERM / SIGUSR1: save at the next step boundary, then exit
         finished = sampler.epoch >= epochs_to_run or progress["step"] >= total_steps
         if verbose:
-            print(f"runpoint demo: run {run.id} ({run.name}) -> {run.dir}")
-            if restored is not None and finished:
-                print(f"runpoint demo: run {run.id} already trained all {epochs_to_run} epochs "
-                      f"(checkpoint of step {ckpt.restored_step}); nothing left to train")
-            elif restored is not None:
-                print(f"runpoint demo: resumed from the checkpoint of step {ckpt.restored_step} "
-                      f"(epoch {sampler.epoch + 1}/{epochs_to_run})")
+            _print_start(run, ckpt.restored_step if restored is not None else None, finished, sampler.epoch,
+                         epochs_to_run)
         bar = _progress_bar(verbose)
         with bar if bar is not None else _nothing():
             while sampler.epoch < epochs_to_run and progress["step"] < total_steps:
@@ -365,7 +313,7 @@ def train(
                           f"val/loss {metrics['val/loss']:.4f}  val/acc {metrics['val/acc']:.3f}  "
                           f"(checkpoint step {last})", flush=True)
         if "test" in splits and not finished:
-            test_loss, test_acc = _evaluate(torch, model, loss_fn, splits["test"], eval_batch)
+            test_loss, test_acc = evaluate(torch, model, loss_fn, splits["test"], eval_batch)
             run.log({"test/loss": test_loss, "test/acc": test_acc}, step=progress["step"] - 1)
         run.summary["best/val_acc"] = progress["best_acc"]
         run.summary["steps"] = progress["step"]

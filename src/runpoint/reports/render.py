@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from html import escape
 
-from .report import Figure, KeyValues, Note, Pre, Report, Table, image_data_uri
+from ._content import Figure, KeyValues, Note, Pre, Report, Table
+from .report import image_data_uri
 
 _STYLE = """
 body { font: 14px/1.5 -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; color: #1f2328;

@@ -116,16 +116,12 @@ def downsample_metric(
         return _raw(result, *_read(reader, run_id, key, [c.seq for c in overlapping], axis, lo, hi), len(overlapping))
 
     result.raw = False
-    width = (hi - lo) / buckets
-
-    def bucket_of(x: float) -> int:
-        return min(buckets - 1, max(0, int((x - lo) // width)))
-
-    summarised: list[ChunkSummary] = []
+    grid = _Buckets(lo, (hi - lo) / buckets, buckets)
+    summarised: list[ChunkSummary] = []  # each inside one bucket: its summary stands for its points
     to_read: list[int] = []
     for chunk in overlapping:
         start, stop = _span(chunk, axis)
-        if start >= lo and stop <= hi and bucket_of(start) == bucket_of(stop):
+        if start >= lo and stop <= hi and grid.of(start) == grid.of(stop):
             summarised.append(chunk)
         else:
             to_read.append(chunk.seq)
@@ -135,34 +131,16 @@ def downsample_metric(
     if not summarised and read is not None and len(read[0]) <= 2 * buckets:
         return _raw(result, *read, len(to_read))  # a zoomed range: few points inside the chunks read
 
-    mins = np.full(buckets, np.inf)
-    maxs = np.full(buckets, -np.inf)
-    min_x = np.zeros(buckets)
-    max_x = np.zeros(buckets)
-    sums = np.zeros(buckets)
-    finite_counts = np.zeros(buckets, dtype=np.int64)
-    counts = np.zeros(buckets, dtype=np.int64)
-
     if read is not None:
         xs, ys = read
         result.in_range += len(xs)
         if len(xs):
-            _reduce_points(xs, ys, lo, width, buckets, mins, maxs, min_x, max_x, sums, finite_counts, counts)
+            grid.add_points(xs, ys)
     for chunk in summarised:
         result.in_range += chunk.n
-        b = bucket_of(_span(chunk, axis)[0])
-        counts[b] += chunk.n
-        mid_x = sum(_span(chunk, axis)) / 2
-        if chunk.vmin is None or chunk.vmax is None:
-            continue  # all NaN: contributes to the count only
-        finite_counts[b] += chunk.n  # approximately: a chunk's NaNs are not counted apart
-        sums[b] += (chunk.vmin + chunk.vmax) / 2 * chunk.n
-        if chunk.vmin < mins[b]:
-            mins[b], min_x[b] = chunk.vmin, mid_x
-        if chunk.vmax > maxs[b]:
-            maxs[b], max_x[b] = chunk.vmax, mid_x
-    result.nonfinite = int(max(0, counts.sum() - finite_counts.sum()))
-    _emit(result, lo, width, mins, maxs, min_x, max_x, sums, finite_counts, counts)
+        grid.add_summary(chunk, _span(chunk, axis))
+    result.nonfinite = int(max(0, grid.counts.sum() - grid.finite_counts.sum()))
+    grid.emit(result)
     return result
 
 
@@ -195,69 +173,104 @@ def _read(
     return xs[keep], values[keep]
 
 
-def _reduce_points(
-    xs: Any, ys: Any, lo: float, width: float, buckets: int,
-    mins: Any, maxs: Any, min_x: Any, max_x: Any, sums: Any, finite_counts: Any, counts: Any,
-) -> None:
-    """Fold points into the per-bucket arrays (in place), vectorised with reduceat."""
-    import numpy as np
+class _Buckets:
+    """``n`` buckets of ``width`` from ``lo``, each with its smallest and largest finite value
+    (and the x of each), the sum and count of its finite values, and its count of points."""
 
-    bucket = np.clip(((xs - lo) // width).astype(np.int64), 0, buckets - 1)
-    if len(bucket) > 1 and (np.diff(bucket) < 0).any():  # steps logged out of order
-        order = np.argsort(bucket, kind="stable")
-        bucket, xs, ys = bucket[order], xs[order], ys[order]
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(bucket)) + 1))
-    which = bucket[starts]
-    sizes = np.diff(np.concatenate((starts, [len(bucket)])))
-    finite = np.isfinite(ys)
-    all_finite = bool(finite.all())
-    low = ys if all_finite else np.where(finite, ys, np.inf)
-    high = ys if all_finite else np.where(finite, ys, -np.inf)
-    bucket_min = np.minimum.reduceat(low, starts)
-    bucket_max = np.maximum.reduceat(high, starts)
-    positions = np.arange(len(ys))
-    first_min = np.minimum.reduceat(np.where(low == np.repeat(bucket_min, sizes), positions, len(ys)), starts)
-    first_max = np.minimum.reduceat(np.where(high == np.repeat(bucket_max, sizes), positions, len(ys)), starts)
-    has = np.isfinite(bucket_min)
-    counts[which] += sizes
-    finite_counts[which] += sizes if all_finite else np.add.reduceat(finite.astype(np.int64), starts)
-    sums[which] += np.add.reduceat(ys if all_finite else np.where(finite, ys, 0.0), starts)
-    better_min = has & (bucket_min < mins[which])
-    better_max = has & (bucket_max > maxs[which])
-    mins[which[better_min]] = bucket_min[better_min]
-    min_x[which[better_min]] = xs[first_min[better_min]]
-    maxs[which[better_max]] = bucket_max[better_max]
-    max_x[which[better_max]] = xs[first_max[better_max]]
+    def __init__(self, lo: float, width: float, n: int) -> None:
+        import numpy as np
 
+        self.lo, self.width, self.n = lo, width, n
+        self.mins = np.full(n, np.inf)
+        self.maxs = np.full(n, -np.inf)
+        self.min_x = np.zeros(n)
+        self.max_x = np.zeros(n)
+        self.sums = np.zeros(n)
+        self.finite_counts = np.zeros(n, dtype=np.int64)
+        self.counts = np.zeros(n, dtype=np.int64)
 
-def _emit(
-    result: Downsampled, lo: float, width: float,
-    mins: Any, maxs: Any, min_x: Any, max_x: Any, sums: Any, finite_counts: Any, counts: Any,
-) -> None:
-    """Turn the per-bucket arrays into the points to draw, in x order."""
-    import numpy as np
+    def of(self, x: float) -> int:
+        """The bucket ``x`` falls in (the first or last one for an x outside them)."""
+        return min(self.n - 1, max(0, int((x - self.lo) // self.width)))
 
-    used = np.flatnonzero(counts > 0)
-    centres = lo + (used + 0.5) * width
-    has = finite_counts[used] > 0
-    means = np.where(has, sums[used] / np.maximum(finite_counts[used], 1), np.nan)
-    result.bucket_x = centres.tolist()
-    result.bucket_mean = _finite_or_none(means)
-    xs: list[float] = []
-    ys: list[float | None] = []
-    for b, centre, ok in zip(used.tolist(), centres.tolist(), has.tolist()):
-        if not ok:
-            xs.append(centre)
-            ys.append(None)
-            continue
-        a, b_ = (min_x[b], mins[b]), (max_x[b], maxs[b])
-        first, second = (a, b_) if a[0] <= b_[0] else (b_, a)
-        xs.append(float(first[0]))
-        ys.append(float(first[1]))
-        if second != first:
-            xs.append(float(second[0]))
-            ys.append(float(second[1]))
-    result.x, result.y = xs, ys
+    def add_points(self, xs: Any, ys: Any) -> None:
+        """Fold points into the buckets, vectorised with reduceat."""
+        import numpy as np
+
+        lo, width, buckets = self.lo, self.width, self.n
+        mins, maxs, min_x, max_x = self.mins, self.maxs, self.min_x, self.max_x
+        sums, finite_counts, counts = self.sums, self.finite_counts, self.counts
+
+        bucket = np.clip(((xs - lo) // width).astype(np.int64), 0, buckets - 1)
+        if len(bucket) > 1 and (np.diff(bucket) < 0).any():  # steps logged out of order
+            order = np.argsort(bucket, kind="stable")
+            bucket, xs, ys = bucket[order], xs[order], ys[order]
+        starts = np.concatenate(([0], np.flatnonzero(np.diff(bucket)) + 1))
+        which = bucket[starts]
+        sizes = np.diff(np.concatenate((starts, [len(bucket)])))
+        finite = np.isfinite(ys)
+        all_finite = bool(finite.all())
+        low = ys if all_finite else np.where(finite, ys, np.inf)
+        high = ys if all_finite else np.where(finite, ys, -np.inf)
+        bucket_min = np.minimum.reduceat(low, starts)
+        bucket_max = np.maximum.reduceat(high, starts)
+        positions = np.arange(len(ys))
+        first_min = np.minimum.reduceat(np.where(low == np.repeat(bucket_min, sizes), positions, len(ys)), starts)
+        first_max = np.minimum.reduceat(np.where(high == np.repeat(bucket_max, sizes), positions, len(ys)), starts)
+        has = np.isfinite(bucket_min)
+        counts[which] += sizes
+        finite_counts[which] += sizes if all_finite else np.add.reduceat(finite.astype(np.int64), starts)
+        sums[which] += np.add.reduceat(ys if all_finite else np.where(finite, ys, 0.0), starts)
+        better_min = has & (bucket_min < mins[which])
+        better_max = has & (bucket_max > maxs[which])
+        mins[which[better_min]] = bucket_min[better_min]
+        min_x[which[better_min]] = xs[first_min[better_min]]
+        maxs[which[better_max]] = bucket_max[better_max]
+        max_x[which[better_max]] = xs[first_max[better_max]]
+
+    def add_summary(self, chunk: ChunkSummary, span: tuple[float, float]) -> None:
+        """Fold in a chunk that lies inside one bucket by its summary, at the middle of its ``span``."""
+        b = self.of(span[0])
+        self.counts[b] += chunk.n
+        mid_x = sum(span) / 2
+        if chunk.vmin is None or chunk.vmax is None:
+            return  # all NaN: contributes to the count only
+        self.finite_counts[b] += chunk.n  # approximately: a chunk's NaNs are not counted apart
+        self.sums[b] += (chunk.vmin + chunk.vmax) / 2 * chunk.n
+        if chunk.vmin < self.mins[b]:
+            self.mins[b], self.min_x[b] = chunk.vmin, mid_x
+        if chunk.vmax > self.maxs[b]:
+            self.maxs[b], self.max_x[b] = chunk.vmax, mid_x
+
+    def emit(self, result: Downsampled) -> None:
+        """Set ``result``'s points to draw (in x order) and bucket means from the buckets."""
+        import numpy as np
+
+        lo, width = self.lo, self.width
+        mins, maxs, min_x, max_x = self.mins, self.maxs, self.min_x, self.max_x
+        sums, finite_counts, counts = self.sums, self.finite_counts, self.counts
+
+        used = np.flatnonzero(counts > 0)
+        centres = lo + (used + 0.5) * width
+        has = finite_counts[used] > 0
+        means = np.where(has, sums[used] / np.maximum(finite_counts[used], 1), np.nan)
+        result.bucket_x = centres.tolist()
+        result.bucket_mean = _finite_or_none(means)
+        xs: list[float] = []
+        ys: list[float | None] = []
+        for b, centre, ok in zip(used.tolist(), centres.tolist(), has.tolist()):
+            if not ok:
+                xs.append(centre)
+                ys.append(None)
+                continue
+            a, b_ = (min_x[b], mins[b]), (max_x[b], maxs[b])
+            first, second = (a, b_) if a[0] <= b_[0] else (b_, a)
+            xs.append(float(first[0]))
+            ys.append(float(first[1]))
+            if second != first:
+                xs.append(float(second[0]))
+                ys.append(float(second[1]))
+        result.x, result.y = xs, ys
 
 
 def epoch_knots(steps: Any, epochs: Any) -> tuple[Any, Any]:
