@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import quote
 
-from ..._util.forksafe import call_after_fork
+from ..._util.forksafe import call_after_fork, no_fork
 from ...errors import RunExistsError, RunNotFoundError, RunpointError, StoreError
 from ..base import MetricSeries, MetricStats, RunQuery, RunRecord, RunStatus, WriteBatch
 from . import _applied, _reads, _runs, _truncate, _write
@@ -162,7 +162,7 @@ class SQLiteStore:
                 "free some space and try again", self.location,
             )
         conn = self._conn()
-        with self._translate_errors():
+        with self._translate_errors(), no_fork():  # (see runpoint._util.forksafe)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -282,22 +282,23 @@ class SQLiteStore:
         """Apply ``batch`` in one transaction; skip it whole if its ``sequence`` was applied before.
 
         Media files are written before the transaction (a row never lacks its file). A
-        batch with a sequence is first looked up, so a retry of an applied batch does not
-        write its files again over newer ones; the authoritative check is the claim of the
-        sequence inside the transaction (see :mod:`._write`).
+        batch with media and a sequence is first looked up, so a retry of an applied batch
+        does not write its files again over newer ones; the authoritative check is the
+        claim of the sequence inside the transaction (see :mod:`._write`).
         """
         if batch.is_empty():
             return
-        if batch.sequence is not None and self._batch_applied(run_id, batch.sequence):
-            return
-        if batch.media:
-            sqlite_media.write_files(self, run_id, batch.media)  # files first: a row never lacks its file
-        try:
-            with self._transaction() as conn:
-                _write.apply_batch(conn, self._metrics, run_id, batch)
-        except BaseException:
-            self._metrics.forget(run_id)  # the transaction rolled back: re-read the tails next time
-            raise
+        with no_fork():  # the writer thread calls this; see runpoint._util.forksafe
+            if batch.media:
+                if batch.sequence is not None and self._batch_applied(run_id, batch.sequence):
+                    return
+                sqlite_media.write_files(self, run_id, batch.media)  # files first: a row never lacks its file
+            try:
+                with self._transaction() as conn:
+                    _write.apply_batch(conn, self._metrics, run_id, batch)
+            except BaseException:
+                self._metrics.forget(run_id)  # the transaction rolled back: re-read the tails next time
+                raise
 
     def _batch_applied(self, run_id: str, sequence: int) -> bool:
         with self._translate_errors():
