@@ -174,12 +174,12 @@ class RunpointLogger(_LoggerBase):
         wanted = self._run_id or self.resume
         if wanted is None or not (self.root / DB_NAME).exists():
             return None
-        from ..run.start import _find_for_resume
+        from ..run.start import find_for_resume
         from ..store import open_store
 
         store = open_store(self.root, create=False)
         try:
-            record = _find_for_resume(store, self.root, self.project, wanted)
+            record = find_for_resume(store, self.root, self.project, wanted)
         except RunNotFoundError:
             return None
         finally:

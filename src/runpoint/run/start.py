@@ -272,7 +272,8 @@ def _resumable(store: Store, project: str, run_id: str | None) -> str | None:
     return run_id
 
 
-def _find_for_resume(store: Store, root: Path, project: str, resume: str) -> RunRecord:
+def find_for_resume(store: Store, root: Path, project: str, resume: str) -> RunRecord:
+    """The run ``resume`` names in ``project`` ("latest", an id or a name), as ``rp.init(resume=...)`` finds it."""
     if resume == "latest":
         runs = store.list_runs(RunQuery(project=project, limit=1))
         if not runs:
@@ -291,7 +292,7 @@ def _resume(
     store: Store, root: Path, project: str, resume: str, masked: dict[str, Any], tags: tuple[str, ...],
     *, console: bool, flush_interval: float,
 ) -> Run:
-    record = _find_for_resume(store, root, project, resume)
+    record = find_for_resume(store, root, project, resume)
     if record.status is RunStatus.RUNNING:
         if not is_dead(record):
             raise RunpointError(
