@@ -82,6 +82,7 @@ class Zygote:
 
 TORCH_PRELUDE = """
 import torch, numpy, sklearn.datasets, runpoint, runpoint.checkpoint
+import torch.distributed, torch.distributed.checkpoint, torch.distributed.checkpoint.state_dict
 torch.set_num_threads(1)
 torch.optim.AdamW([torch.zeros(1, requires_grad=True)]).state_dict()   # imports torch._dynamo once
 """
