@@ -8,6 +8,7 @@ import random
 import signal
 import time
 
+import pytest
 import safetensors.torch
 import torch
 
@@ -127,6 +128,7 @@ def _interrupt_a_demo_and_resume(tmp_path, epochs: int, when: str, signum: int) 
     return victim_log.read_text(), (tmp_path / "resumed.log").read_text()
 
 
+@pytest.mark.slow  # ~12 s; test_exact_resume covers SIGKILL-and-resume in the default run
 def test_a_killed_demo_resumes_exactly(tmp_path) -> None:
     _, resumed = _interrupt_a_demo_and_resume(tmp_path, epochs=3, when="epoch  2/3", signum=signal.SIGKILL)
     assert "resumed from the checkpoint of step 45 (epoch 3/3)" in resumed

@@ -95,6 +95,7 @@ def test_a_root_that_is_a_file(tmp_path: Path) -> None:
     assert not_a_root.read_text() == "x"
 
 
+@pytest.mark.slow  # runs the demo, ~8 s; the root-is-a-file case of the store is in the default run
 def test_demo_root_under_a_file(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")

@@ -85,6 +85,7 @@ def test_the_mlflow_sink_keeps_the_password_out_of_external_json(mlflow_server: 
     assert PASSWORD not in (run.dir / "external.json").read_text()
 
 
+@pytest.mark.slow  # starts a real mlflow server, ~20 s
 def test_importing_keeps_the_password_out_of_meta_json(mlflow_server: str, root: Path) -> None:
     from mlflow import MlflowClient
 
