@@ -22,14 +22,18 @@ from .collectives import (
     share_outcome,
 )
 from .context import RankContext, current
+from .rendezvous import arrivals, publish, receive
 
 __all__ = [
     "RankContext",
     "all_gather_objects",
+    "arrivals",
     "barrier",
     "broadcast_object",
     "current",
     "gather_objects",
+    "publish",
+    "receive",
     "same_everywhere",
     "share_outcome",
 ]
