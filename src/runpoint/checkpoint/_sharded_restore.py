@@ -197,11 +197,13 @@ def load_full(storage: "Artifacts", name: str, manifest: Manifest, *, map_locati
         problems = verify_share(storage, name, manifest, 0, 1)
         if problems:
             raise CheckpointCorruptError(where, problems[0].split(":", 1)[0], problems[0].split(": ", 1)[-1])
-    loaded: dict[str, Any] = {}
+    planner = SafeEmptyLoadPlanner()
     try:
-        dcp.load(loaded, storage_reader=SafeReader(storage, name), planner=SafeEmptyLoadPlanner(), no_dist=True)
+        SafeReader(storage, name).read_metadata()  # refused here, not wrapped in DCP's CheckpointException
     except ValueError as exc:
         raise CheckpointCorruptError(where, "dcp/.metadata", str(exc)) from None
+    dcp.load({}, storage_reader=SafeReader(storage, name), planner=planner, no_dist=True)
+    loaded: dict[str, Any] = planner.original_state_dict  # dcp.load fills a copy of the dict it is given
     document, tensors = _rank_document(storage, name, manifest, 0)
     rest = _state.materialize(document["state"], tensors, map_location)
     result: dict[str, Any] = {}

@@ -110,7 +110,7 @@ def save_sharded(storage: "Artifacts", directory: "CheckpointDirectory", process
     keys = {key: _state.top_level_kind(value) for key, value in state.items()}
     gathered = all_gather_objects((problem, keys))
     raise_for_ranks([p for p, _ in gathered], f"could not save step {step}; nothing was saved")
-    differing = [rank for rank, (_, theirs) in enumerate(gathered) if theirs != keys]
+    differing = [rank for rank, (_, theirs) in enumerate(gathered) if theirs != gathered[0][1]]
     if differing:
         shown = ", ".join(f"rank {r}: {sorted(gathered[r][1])}" for r in [0, *differing][:5])
         raise CheckpointError(f"the ranks disagree on the state's keys ({shown}); nothing was saved")
