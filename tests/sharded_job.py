@@ -84,7 +84,11 @@ def train(kind: str, directory: str, total: int, every: int = 0, die_at: int = -
         if ckpt and (step + 1) % every == 0:
             info = ckpt.save(step, state)
             print("saved", info.step, info.name, flush=True)
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict, StateDictOptions
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
 
     full = StateDictOptions(full_state_dict=True, cpu_offload=kind == "fsdp")
     final = {"model": get_model_state_dict(wrapped, options=full),
@@ -101,7 +105,11 @@ def restore_only(kind: str, directory: str, out: str = ".") -> None:
     state = {"model": wrapped, "optimizer": optimizer, "sampler": ResumableSampler(len(DATA), seed=3),
              "extra": {"rank": -1}}
     start = rp.CheckpointManager(directory).restore(state)
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict, StateDictOptions
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
 
     full = StateDictOptions(full_state_dict=True, cpu_offload=kind == "fsdp")
     final = {"model": get_model_state_dict(wrapped, options=full),

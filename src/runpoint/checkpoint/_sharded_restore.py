@@ -71,7 +71,10 @@ def _rank_document(storage: "Artifacts", name: str, manifest: Manifest, rank: in
 
 def _live_state_dicts(state: Mapping[str, Any], keys: tuple[str, ...], strict: bool, problems: list[str]) -> dict[str, Any]:
     import torch
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
 
     modules = {key: value for key, value in state.items() if isinstance(value, torch.nn.Module)}
     live: dict[str, Any] = {}
@@ -174,7 +177,10 @@ def restore_sharded(storage: "Artifacts", info: CheckpointInfo, state: Mapping[s
 
 def _apply_state_dicts(state: Mapping[str, Any], live: dict[str, Any]) -> None:
     import torch
-    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
 
     modules = {key: value for key, value in state.items() if isinstance(value, torch.nn.Module)}
     for key, loaded in live.items():

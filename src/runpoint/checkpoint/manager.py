@@ -39,9 +39,9 @@ from .options import (
     run_and_location,
 )
 from .policy import Mode, RetentionPolicy, due
-from .sharded import save_sharded
 from .process import CheckpointProcess
 from .ranks import check_async, process_for
+from .sharded import save_sharded
 
 if TYPE_CHECKING:
     from ..handle import RunHandle

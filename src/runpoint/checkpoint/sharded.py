@@ -64,7 +64,10 @@ def owner_of(optimizer: Any, modules: Mapping[str, Any]) -> Any:
 def split_state(state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the modules and optimizers, for DCP, as DCP state dicts; everything else, as given)."""
     import torch
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
 
     modules = {key: value for key, value in state.items() if isinstance(value, torch.nn.Module)}
     sharded: dict[str, Any] = {}
