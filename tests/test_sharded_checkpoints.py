@@ -205,3 +205,18 @@ def test_multi_rank_environment_without_a_process_group_is_refused(tmp_path, mon
     from runpoint.checkpoint import LocalProcess
 
     assert rp.CheckpointManager(tmp_path / "ckpts", process=LocalProcess()).process.world_size == 1
+
+
+def test_sharded_manifests_keep_their_files_inside_and_single_process_ones_are_unchanged():
+    from runpoint.checkpoint.manifest import FileEntry, Manifest
+
+    entry = FileEntry(bytes=1, hash="00")
+    single = Manifest(step=1, sequence=1, created_at=0.0, files={"state.msgpack": entry})
+    assert '"sharded"' not in single.to_json() and '"format_version": 1' in single.to_json()
+    sharded = Manifest(step=1, sequence=1, created_at=0.0, files={"dcp/.metadata": entry}, world_size=2,
+                       sharded=("model",))
+    assert Manifest.from_json(sharded.to_json()) == sharded
+    for name in ("dcp/../../x", "/etc/passwd", "ranks/.hidden", "a/b/c/d"):
+        crafted = sharded.to_json().replace('"dcp/.metadata"', json.dumps(name))
+        with pytest.raises(CheckpointCorruptError, match="leaves the checkpoint directory"):
+            Manifest.from_json(crafted)
