@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import CheckpointError, CheckpointNotFoundError
+from ..errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 from .load import read_checkpoint
 from .manifest import CheckpointInfo, Manifest, parse_step
 
@@ -31,13 +31,15 @@ class Found:
 
 
 def first_intact(storage: "Artifacts", directory: "CheckpointDirectory", candidates: list[CheckpointInfo],
-                 io: "CheckpointIO", *, fall_back: bool) -> Found | None:
+                 io: "CheckpointIO", *, fall_back: bool,
+                 check_sharded: Callable[[CheckpointInfo], list[str]] | None = None) -> Found | None:
     """Read ``candidates`` in order and return the first intact one.
 
     With ``fall_back`` (``which="latest"``) a corrupt or vanished checkpoint is skipped with a
     warning, and a newer directory whose manifest is unreadable counts as a corrupt latest;
     ``CheckpointError`` when every one was corrupt, None when there was nothing. Without it
-    the first candidate's error is raised.
+    the first candidate's error is raised. A sharded checkpoint is only verified here
+    (``check_sharded``: its problems, from every rank); its ``document`` and ``tensors`` are empty.
     """
     where = storage.display().rstrip("/")
     corrupt: list[str] = []
@@ -49,7 +51,13 @@ def first_intact(storage: "Artifacts", directory: "CheckpointDirectory", candida
                 logger.warning("runpoint: %s/%s: %s; falling back to an older checkpoint", where, name, reason)
     for info in candidates:
         try:
-            manifest, document, tensors = read_checkpoint(storage, info.name, io)
+            if info.manifest.is_sharded:
+                manifest, document, tensors = info.manifest, dict[str, Any](), dict[str, Any]()
+                problems = (check_sharded or _unchecked)(info)
+                if problems:
+                    raise CheckpointCorruptError(info.path, "files", "; ".join(problems))
+            else:
+                manifest, document, tensors = read_checkpoint(storage, info.name, io)
         except CheckpointNotFoundError:
             if not fall_back:
                 raise
@@ -66,6 +74,10 @@ def first_intact(storage: "Artifacts", directory: "CheckpointDirectory", candida
     if corrupt:
         raise CheckpointError(f"no intact checkpoint in {storage.display()}: " + "; ".join(corrupt), storage.display())
     return None
+
+
+def _unchecked(info: CheckpointInfo) -> list[str]:
+    raise CheckpointError(f"{info.path} is a sharded checkpoint; this reader cannot verify it", info.path)
 
 
 def rewind_resumed_run(run: "RunHandle", manifest: Manifest) -> None:

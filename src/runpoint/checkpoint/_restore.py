@@ -22,9 +22,12 @@ _MISSING = object()
 
 def load_into(
     target: MutableMapping[str, Any], saved: Mapping[str, Any], tensors: Mapping[str, Any], *,
-    strict: bool, map_location: Any, where: str,
+    strict: bool, map_location: Any, where: str, dry_run: bool = False,
 ) -> list[str]:
-    """Load ``saved`` into ``target``; returns the keys of ``target`` left untouched."""
+    """Load ``saved`` into ``target``; returns the keys of ``target`` left untouched.
+
+    ``dry_run`` only checks (raising as a load would), changing nothing.
+    """
     missing = [key for key in target if key not in saved]
     unexpected = [key for key in saved if key not in target]
     problems: list[str] = []
@@ -38,6 +41,8 @@ def load_into(
     if problems:
         listed = "\n".join(f"  - {problem}" for problem in problems)
         raise CheckpointError(f"cannot restore from {where}: {len(problems)} mismatch(es):\n{listed}", where)
+    if dry_run:
+        return missing
     for key in list(target):
         if key in saved:
             try:

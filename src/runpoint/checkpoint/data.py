@@ -23,6 +23,13 @@ the indices of a batch when the loop asks for it. Worker processes draw ahead of
 loop; then iterate through :meth:`ResumableSampler.track`, which counts the batches the
 loop actually received. (Random augmentations inside workers depend on which worker
 gets which batch, and are not reproduced across a resume.)
+
+In a multi-rank job it replaces ``DistributedSampler``: each rank gets every
+``num_replicas``-th index of the epoch's order (the order padded by repeating its start
+so every rank gets as many, as ``DistributedSampler`` does), with ``num_replicas`` and
+``rank`` taken from the process group unless given. Each rank's position is saved in its
+own directory of a sharded checkpoint; a job resumed on another number of ranks goes on
+from the same place in the epoch when the samples consumed divide evenly among its ranks.
 """
 
 from __future__ import annotations
@@ -46,11 +53,14 @@ class ResumableSampler:
                 ...
     """
 
-    def __init__(self, data_source_or_length: Sized | int, *, shuffle: bool = True, seed: int = 0) -> None:
+    def __init__(self, data_source_or_length: Sized | int, *, shuffle: bool = True, seed: int = 0,
+                 num_replicas: int | None = None, rank: int | None = None) -> None:
         length = data_source_or_length if isinstance(data_source_or_length, int) else len(data_source_or_length)
         if isinstance(length, bool) or length < 0:
             raise InvalidArgumentError("data_source_or_length", f"must be a dataset or a length >= 0, got {length!r}")
         self.length = int(length)
+        self.num_replicas, self.rank = _replicas(num_replicas, rank)
+        self._per_rank = -(-self.length // self.num_replicas)  # samples each rank gets per epoch
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.epoch = 0
@@ -59,11 +69,13 @@ class ResumableSampler:
         self._generator: Any = None
 
     def __repr__(self) -> str:
-        return f"ResumableSampler(length={self.length}, epoch={self.epoch}, position={self._consumed}, seed={self.seed})"
+        ranks = f", rank={self.rank}/{self.num_replicas}" if self.num_replicas > 1 else ""
+        return (f"ResumableSampler(length={self.length}, epoch={self.epoch}, position={self._consumed}, "
+                f"seed={self.seed}{ranks})")
 
     def __len__(self) -> int:
         """How many indices the next pass yields (fewer when resuming mid-epoch)."""
-        return self.length - self._consumed
+        return self._per_rank - self._consumed
 
     @property
     def position(self) -> int:
@@ -98,15 +110,22 @@ class ResumableSampler:
         self._reseed()
         return self._indices()
 
-    def _indices(self) -> Iterator[int]:
+    def _rank_order(self) -> list[int]:
         order = self.order(self.epoch)
-        if self.length == 0 and not self._tracking:
+        if self.num_replicas == 1 or not order:
+            return order
+        padded = order + (order * self.num_replicas)[:self._per_rank * self.num_replicas - len(order)]
+        return padded[self.rank::self.num_replicas]
+
+    def _indices(self) -> Iterator[int]:
+        order = self._rank_order()
+        if self._per_rank == 0 and not self._tracking:
             self._finish_epoch()
-        for index in range(self._consumed, self.length):
+        for index in range(self._consumed, self._per_rank):
             if not self._tracking:
                 # handing out the last index ends the epoch: a checkpoint taken after the
                 # last batch resumes at the start of the next epoch, not at an empty one
-                if index + 1 == self.length:
+                if index + 1 == self._per_rank:
                     self._finish_epoch()
                 else:
                     self._consumed = index + 1
@@ -139,7 +158,7 @@ class ResumableSampler:
         try:
             for batch in batches:
                 self._consumed += size
-                if self._consumed >= self.length:
+                if self._consumed >= self._per_rank:
                     self._finish_epoch()
                 yield batch
             if self.epoch == epoch:  # the loader dropped a last partial batch
@@ -148,8 +167,11 @@ class ResumableSampler:
             self._tracking = False
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "position": self._consumed, "seed": self.seed,
-                "length": self.length, "shuffle": self.shuffle}
+        state = {"epoch": self.epoch, "position": self._consumed, "seed": self.seed,
+                 "length": self.length, "shuffle": self.shuffle}
+        if self.num_replicas > 1:  # single-process states stay as they were
+            state.update(num_replicas=self.num_replicas, rank=self.rank)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if int(state.get("length", self.length)) != self.length:
@@ -159,5 +181,33 @@ class ResumableSampler:
         self.seed = int(state.get("seed", self.seed))
         self.shuffle = bool(state.get("shuffle", self.shuffle))
         self.epoch = int(state["epoch"])
-        self._consumed = int(state["position"])
+        self._consumed = _position_here(int(state["position"]), int(state.get("num_replicas", 1)), self.num_replicas)
         self._reseed()
+
+
+def _replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    """(ranks sharing the data, this one's rank): as given, else the process group's, else (1, 0)."""
+    if num_replicas is None or rank is None:
+        from ..distributed import current
+
+        ranks = current()
+        num_replicas = num_replicas if num_replicas is not None else (ranks.world_size if ranks else 1)
+        rank = rank if rank is not None else (ranks.rank if ranks else 0)
+    if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 1:
+        raise InvalidArgumentError("num_replicas", f"must be an int >= 1, got {num_replicas!r}")
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
+        raise InvalidArgumentError("rank", f"must be in [0, {num_replicas}), got {rank!r}")
+    return num_replicas, rank
+
+
+def _position_here(position: int, saved_replicas: int, replicas: int) -> int:
+    """A rank's position in the epoch, saved by a job of ``saved_replicas`` ranks, for one of ``replicas``."""
+    if saved_replicas == replicas:
+        return position
+    consumed = position * saved_replicas
+    if consumed % replicas:
+        raise InvalidArgumentError(
+            "state", f"the sampler was saved by {saved_replicas} ranks after {consumed} samples of the epoch, which "
+                     f"{replicas} ranks cannot share evenly; resume on {saved_replicas} ranks, or at an epoch's start"
+        )
+    return consumed // replicas

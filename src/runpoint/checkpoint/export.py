@@ -47,6 +47,37 @@ def weights_of(state: dict[str, Any], tensors: dict[str, Any], manifest: Manifes
     return weights
 
 
+def checkpoint_weights(storage: Artifacts, name: str, io: "CheckpointIO", key: str | None) -> tuple[dict[str, Any], Manifest]:
+    """(the weights of the module under ``key``, the manifest) of checkpoint ``name``, single-process or sharded."""
+    from .directory import read_manifest
+    from .load import read_checkpoint
+
+    where = storage.display(name)
+    manifest = read_manifest(storage, name)
+    if manifest.is_sharded:
+        from ._sharded_restore import load_full
+
+        full = load_full(storage, name, manifest)
+        return sharded_weights(full, manifest, key, where), manifest
+    manifest, document, tensors = read_checkpoint(storage, name, io)
+    return weights_of(document["state"], tensors, manifest, key, where), manifest
+
+
+def sharded_weights(full: dict[str, Any], manifest: Manifest, key: str | None, where: str) -> dict[str, Any]:
+    """The tensors of the module under ``key`` in a sharded checkpoint loaded whole."""
+    modules = [k for k, kind in manifest.keys.items() if kind == "module"]
+    if key is None:
+        key = "model" if "model" in full else (modules[0] if len(modules) == 1 else None)
+        if key is None:
+            raise InvalidArgumentError("key", f"which part of {where} is the model? It has {', '.join(map(repr, full))}")
+    if key not in full or not isinstance(full[key], dict):
+        raise InvalidArgumentError("key", f"{where} has no module {key!r}; it has {', '.join(map(repr, full))}")
+    weights = {str(name): value for name, value in full[key].items() if hasattr(value, "shape")}
+    if not weights:
+        raise InvalidArgumentError("key", f"{key!r} in {where} holds no tensors")
+    return weights
+
+
 def write_weights(path: str | os.PathLike[str], weights: dict[str, Any], metadata: dict[str, str],
                   storage_options: Mapping[str, Any] | None = None) -> str:
     """Write ``weights`` to ``path`` (a local path or a URL: fsspec gets ``storage_options``); returns where it went."""
@@ -76,7 +107,6 @@ def export_checkpoint(storage: Artifacts, directory: "CheckpointDirectory", io: 
                       storage_options: Mapping[str, Any] | None) -> str:
     """``CheckpointManager.export``: the weights of the checkpoint ``which`` picks, written to ``path``."""
     from ..errors import CheckpointNotFoundError
-    from .load import read_checkpoint
 
     if which == "best" and monitor is None:
         raise InvalidArgumentError("which", "the manager has no monitor, so no best checkpoint; pass which='latest'")
@@ -84,7 +114,6 @@ def export_checkpoint(storage: Artifacts, directory: "CheckpointDirectory", io: 
     info = directory.pick(which, monitor, mode)
     if info is None:
         raise CheckpointNotFoundError(storage.display())
-    manifest, document, tensors = read_checkpoint(storage, info.name, io)
-    weights = weights_of(document["state"], tensors, manifest, key, info.path)
+    weights, _ = checkpoint_weights(storage, info.name, io, key)
     metadata = {"format": "pt", "step": str(info.step), "source": info.path}
     return write_weights(path, weights, metadata, storage_options)

@@ -302,7 +302,7 @@ def _check_content(manifest: Manifest, name: str, entry: FileEntry, hashing: Has
 
             reader = zstandard.ZstdDecompressor().stream_reader(hashing, read_across_frames=True)  # type: ignore[arg-type]
             decoded = bounded = Bounded(reader, _uncompressed_size(manifest, name, entry, ""))
-        if name.startswith(TENSORS_FILE):
+        if name.rsplit("/", 1)[-1].startswith(TENSORS_FILE):
             _safetensors.check_header(decoded, entry.raw_bytes if bounded is not None else entry.bytes)  # type: ignore[arg-type]
         while decoded.read(16 << 20):
             if deadline is not None and time.monotonic() > deadline:

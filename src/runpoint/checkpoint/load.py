@@ -136,6 +136,12 @@ def load_checkpoint(
         print(state["epoch"])
     """
     storage, name = locate(path, which, storage_options)
+    with atomic.reading(storage, name) as present:
+        manifest = read_manifest(storage, name) if present else None
+        if manifest is not None and manifest.is_sharded:  # saved by several ranks: full tensors, one process
+            from ._sharded_restore import load_full
+
+            return load_full(storage, name, manifest, map_location=map_location, verify=verify)
     _, document, tensors = read_checkpoint(storage, name, SafetensorsIO(), verify=verify)
     result = _state.materialize(document["state"], tensors, map_location)
     if not isinstance(result, dict):  # pragma: no cover - decode checked it

@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Unpack
 
 from ..artifacts.storage import open_artifacts
+from ..distributed import share_outcome
 from ..errors import InvalidArgumentError
 from . import _state
 from . import export as _export
@@ -27,6 +28,7 @@ from ._fallback import first_intact, rewind_resumed_run
 from ._registration import RegistrySync
 from ._restore import load_into
 from ._retention import apply_retention
+from ._sharded_restore import restore_sharded, verifier
 from .directory import CheckpointDirectory
 from .io import CheckpointIO, Payload
 from .manifest import CheckpointInfo, Manifest
@@ -37,7 +39,9 @@ from .options import (
     run_and_location,
 )
 from .policy import Mode, RetentionPolicy, due
-from .process import CheckpointProcess, LocalProcess
+from .process import CheckpointProcess
+from .ranks import check_async, process_for
+from .sharded import save_sharded
 
 if TYPE_CHECKING:
     from ..handle import RunHandle
@@ -53,7 +57,9 @@ class CheckpointManager:
             a local path or an fsspec URL such as ``s3://bucket/ckpts``.
         options: all settings as one :class:`~runpoint.checkpoint.CheckpointOptions`;
             or the short keywords below, which build one (not both).
-        process: what depends on the process or rank (default: a single process).
+        process: what depends on the process or rank (default: one rank of the job when
+            ``torch.distributed`` has a process group, whose saves are then sharded; else
+            a single process).
         **keywords: the short form (``keep_last=3, keep_best=1, monitor="val/loss"``,
             ``save_every_n_steps``, ``async_save``, ``compress``, ``rng``, ``directory``...),
             each described in :class:`~runpoint.checkpoint.options.CheckpointKeywords`.
@@ -85,7 +91,8 @@ class CheckpointManager:
             raise InvalidArgumentError("options", f"must be CheckpointOptions, not {type(options).__qualname__}")
         self.options = options if options is not None else options_from_keywords(keywords)
         self.run, location = run_and_location(run_or_directory, self.options.location)
-        self.process = process if process is not None else LocalProcess(self.options.rng)
+        self.process = process if process is not None else process_for(self.options.rng)
+        check_async(self.process, self.options.async_save)
         self._storage = open_artifacts(location, self.options.storage_options)
         self._dir = CheckpointDirectory.prepare(self._storage, tidy=self.process.coordinates)
         if self.process.coordinates:
@@ -118,6 +125,11 @@ class CheckpointManager:
 
     def __repr__(self) -> str:
         return f"CheckpointManager({self.directory!r}, retention={self.retention!r})"
+
+    @property
+    def _sharded(self) -> bool:
+        """Whether saves are sharded across the ranks of a job (and restores collective)."""
+        return bool(getattr(self.process, "sharded", False))
 
     # -- what users read -------------------------------------------------------------
 
@@ -176,6 +188,13 @@ class CheckpointManager:
         if self._saver is not None:
             self._saver.wait()  # one save in flight; an earlier failure surfaces here
         step = self.process.agree_on_step(step)
+        if self._sharded:
+            self._last_save_step, self._last_save_time = step, time.monotonic()
+            with self._lock:
+                committed = save_sharded(self._storage, self._dir, self.process, self.run, step, state, metrics,
+                                    self._after_commit)
+            self._saved_here.add(committed.sequence)
+            return committed
         encoded = _state.encode(state, self.process.capture_rng())
         rngs = self.process.rng_names()
         self._last_save_step, self._last_save_time = step, time.monotonic()
@@ -253,10 +272,21 @@ class CheckpointManager:
         """
         if not isinstance(state, Mapping) or not hasattr(state, "__setitem__"):
             raise InvalidArgumentError("state", f"must be a mutable dict of names to objects, not {type(state).__qualname__}")
-        candidates = self._dir.candidates(which, self.monitor, self.mode)
-        found = first_intact(self._storage, self._dir, candidates, self.io, fall_back=which == "latest")
+        if self._sharded:  # rank 0 picks; every rank tries the same checkpoints in the same order
+            candidates = share_outcome(lambda: self._dir.candidates(which, self.monitor, self.mode))
+            self._dir.refresh()
+        else:
+            candidates = self._dir.candidates(which, self.monitor, self.mode)
+        found = first_intact(self._storage, self._dir, candidates, self.io, fall_back=which == "latest",
+                             check_sharded=verifier(self._storage, self.process, self._sharded))
         if found is None:
             return None
+        if found.manifest.is_sharded:
+            restore_sharded(self._storage, found.info, state, self.process, strict=strict, map_location=map_location,
+                            distributed=self._sharded)
+            self._after_restore(found.manifest)
+            self.restored_step = found.info.step
+            return found.info.step + 1
         load_into(state, found.document["state"], found.tensors, strict=strict, map_location=map_location,  # type: ignore[arg-type]
                   where=found.info.path)
         if "rng" in found.document:

@@ -26,6 +26,7 @@ from ..errors import CheckpointCorruptError
 MANIFEST_NAME = "manifest.json"
 FORMAT = "runpoint-checkpoint"
 FORMAT_VERSION = 1
+SHARDED_FORMAT_VERSION = 2  # only sharded checkpoints carry it: an older runpoint refuses them, saying so
 HASH_NAME = "xxh3_128"
 MAX_MANIFEST_BYTES = 16 * 2**20  # a manifest lists a few files; anything larger is not one
 
@@ -68,6 +69,34 @@ def _from_number(value: Any) -> float:
     return float(value)  # float() reads "NaN", "Infinity" and "-Infinity" too
 
 
+_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+DCP_METADATA = ".metadata"  # the one dotted name a sharded checkpoint holds (torch.distributed.checkpoint's)
+
+
+def _check_file_name(name: str, nested: bool) -> None:
+    """A file name must stay inside its checkpoint: sharded checkpoints have subdirectories
+    (``dcp/__0_0.distcp``, ``ranks/rank-00000/state.msgpack``), of plain names only."""
+    if not nested:
+        if "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
+            raise ValueError(f"file name {name!r} leaves the checkpoint directory")
+        return
+    parts = name.split("/")
+    if len(parts) > 3 or not all(_PART.match(part) or part == DCP_METADATA for part in parts):
+        raise ValueError(f"file name {name!r} leaves the checkpoint directory")
+
+
+def _sharded(value: Any) -> tuple[int, tuple[str, ...]] | None:
+    """(world size, keys saved by DCP) of a manifest's ``sharded`` entry, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("keys"), list):
+        raise ValueError(f"sharded entry {value!r} is not one")
+    world = value.get("world_size")
+    if type(world) is not int or world < 1:
+        raise ValueError(f"world size {world!r} is not a number of ranks")
+    return world, tuple(str(key) for key in value["keys"])
+
+
 @dataclass(frozen=True)
 class Manifest:
     """The parsed ``manifest.json`` of one checkpoint."""
@@ -83,6 +112,12 @@ class Manifest:
     run_id: str | None = None
     tensors: int = 0
     versions: dict[str, str] = field(default_factory=dict)
+    world_size: int = 1
+    sharded: tuple[str, ...] | None = None  # the keys saved through torch.distributed.checkpoint; None: one process
+
+    @property
+    def is_sharded(self) -> bool:
+        return self.sharded is not None
 
     @property
     def total_bytes(self) -> int:
@@ -91,7 +126,7 @@ class Manifest:
     def to_json(self) -> str:
         data = {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": SHARDED_FORMAT_VERSION if self.sharded is not None else FORMAT_VERSION,
             "step": self.step,
             "sequence": self.sequence,
             "created_at": self.created_at,
@@ -108,6 +143,8 @@ class Manifest:
             },
             "versions": self.versions,
         }
+        if self.sharded is not None:  # absent otherwise: single-process manifests stay as they were
+            data["sharded"] = {"world_size": self.world_size, "keys": list(self.sharded)}
         return json.dumps(data, indent=2, allow_nan=False) + "\n"
 
     @classmethod
@@ -117,7 +154,7 @@ class Manifest:
             data = json.loads(text)
             if not isinstance(data, dict) or data.get("format") != FORMAT:
                 raise ValueError("not a runpoint checkpoint manifest")
-            if int(data.get("format_version", 0)) > FORMAT_VERSION:
+            if int(data.get("format_version", 0)) > SHARDED_FORMAT_VERSION:
                 raise ValueError(
                     f"written by a newer runpoint (format {data['format_version']}); upgrade runpoint to read it"
                 )
@@ -130,9 +167,9 @@ class Manifest:
                 )
                 for name, entry in data["files"].items()
             }
+            sharded = _sharded(data.get("sharded"))
             for name in files:
-                if "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
-                    raise ValueError(f"file name {name!r} leaves the checkpoint directory")
+                _check_file_name(name, nested=sharded is not None)
             compression = data.get("compression")
             if compression is not None and not isinstance(compression, str):
                 raise ValueError(f"compression {compression!r} is not a name")
@@ -148,6 +185,8 @@ class Manifest:
                 run_id=data.get("run_id"),
                 tensors=int(data.get("tensors", 0)),
                 versions={str(k): str(v) for k, v in (data.get("versions") or {}).items()},
+                world_size=sharded[0] if sharded is not None else 1,
+                sharded=sharded[1] if sharded is not None else None,
             )
         except RecursionError:  # a crafted, deeply nested document
             raise CheckpointCorruptError(path.rsplit("/", 1)[0], MANIFEST_NAME, "unreadable manifest: nested too deeply") from None

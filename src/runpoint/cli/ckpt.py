@@ -344,12 +344,11 @@ def export(
     """Write one checkpoint's model weights alone as a safetensors file, for deployment."""
     from ..checkpoint import export as _export
     from ..checkpoint.io import SafetensorsIO
-    from ..checkpoint.load import locate, read_checkpoint
+    from ..checkpoint.load import locate
 
     where = _Target(target, root)
     storage, name = locate(where.location, _which(which))
-    manifest, document, tensors = read_checkpoint(storage, name, SafetensorsIO())
-    weights = _export.weights_of(document["state"], tensors, manifest, key, storage.display(name))
+    weights, manifest = _export.checkpoint_weights(storage, name, SafetensorsIO(), key)
     with writing(out, "choose another output file"):
         written = _export.write_weights(out, weights, {"format": "pt", "step": str(manifest.step),
                                                        "source": storage.display(name)})
