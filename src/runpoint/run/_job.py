@@ -101,7 +101,7 @@ def _without_group(ctx: RankContext, request: OpenRequest, resume: str | None, r
             "torch.distributed.init_process_group before rp.init (rank 0 then creates the run and tells the "
             "others), or pass the same id= on every rank",
         )
-    request.meta = {**request.meta, "distributed": {**ctx.describe(), "ranks": [_process(ctx)]}}
+    request.meta = {**request.meta, "distributed": {**ctx.describe(), "ranks": [_process(ctx)], "start_step": 0}}
     if ctx.rank == 0:
         return open_run(request, resume, run_id, role)
     _wait_for_rank_zero(request, run_id, role)
@@ -115,9 +115,9 @@ def _wait_for_rank_zero(request: OpenRequest, run_id: str, role: RankRole) -> No
     deadline = time.monotonic() + timeout
     while True:
         zero = next((rank for rank in request.store.list_ranks(run_id) if rank.rank == 0), None)
-        if zero is not None and zero.status is RunStatus.RUNNING and (
-            zero.job == role.job if role.job is not None else zero.started_at > began - heartbeat_timeout()
-        ):
+        # this attempt's row (rank 0 may have finished already), or without a job id a fresh one
+        if zero is not None and (zero.job == role.job if role.job is not None else
+                                 zero.status is RunStatus.RUNNING and zero.started_at > began - heartbeat_timeout()):
             return
         if time.monotonic() > deadline:
             raise RunpointError(

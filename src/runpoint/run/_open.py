@@ -190,7 +190,8 @@ def _resume(request: OpenRequest, resume: str, role: RankRole | None) -> Run:  #
             )
         reap_crashed(store, [record])
     record = store.reopen_run(record.id, host=socket.gethostname(), pid=os.getpid(), now=time.time())
-    _register(store, record.id, role, reset=True)
+    stats = store.metric_stats(record.id)
+    next_step = max((s.last_step for s in stats.values()), default=-1) + 1
     paths = RunPaths(request.root, request.project, record.id)
     paths.logs.mkdir(parents=True, exist_ok=True)
     meta = read_meta(paths)
@@ -199,7 +200,10 @@ def _resume(request: OpenRequest, resume: str, role: RankRole | None) -> Run:  #
         {key: attempt[key] for key in ("host", "pid", "argv", "cwd", "git", "started_at")}
     )
     meta.update(request.meta)
+    if isinstance(meta.get("distributed"), dict):  # where the other ranks' run.step starts (see join_run)
+        meta["distributed"] = {**meta["distributed"], "start_step": next_step}
     write_atomic(paths.meta, json.dumps(meta, indent=2, default=str))
+    _register(store, record.id, role, reset=True)  # after meta.json: a rank that sees the row reads it
     config = masked
     if masked and config_hash(masked) != record.config_hash:
         changed = paths.dir / f"config_resume_{record.resume_count}.yaml"
@@ -210,8 +214,6 @@ def _resume(request: OpenRequest, resume: str, role: RankRole | None) -> Run:  #
         write_config(changed, record.id, masked)
     elif not masked:
         config = read_config(paths)
-    stats = store.metric_stats(record.id)
-    next_step = max((s.last_step for s in stats.values()), default=-1) + 1
     run = Run(
         store=store, paths=paths, name=record.name, config=config, tags=record.tags, notes=record.notes,
         group=record.group, resume_count=record.resume_count, next_step=next_step,
@@ -233,13 +235,15 @@ def join_run(request: OpenRequest, run_id: str, role: RankRole, next_step: int |
     _register(store, run_id, role, reset=False)
     paths = RunPaths(request.root, record.project, run_id)
     stats = store.metric_stats(run_id)
-    if next_step is None:
-        next_step = max((s.last_step for s in stats.values()), default=-1) + 1
+    meta = read_meta(paths)
+    if next_step is None:  # no group to hear it from: rank 0 wrote it to meta.json before its row
+        start = meta.get("distributed", {}).get("start_step")
+        next_step = start if isinstance(start, int) else max((s.last_step for s in stats.values()), default=-1) + 1
     mine = {key: s.last_step for key, s in stats.items() if role.suffix and key.endswith(role.suffix)}
     return Run(
         store=store, paths=paths, name=record.name, config=request.masked or read_config(paths), tags=record.tags,
         notes=record.notes, group=record.group, resume_count=record.resume_count, next_step=next_step,
-        summary=store.get_summary(run_id), meta=read_meta(paths),
+        summary=store.get_summary(run_id), meta=meta,
         console=_start_console(paths, record.resume_count, request.console, role.rank),
         flush_interval=request.flush_interval, stored_steps=mine, role=role,
     )
