@@ -8,8 +8,9 @@ only; a rank's ``run.log`` is stored only when asked (``log_ranks="all"``), unde
 Each rank has a row in the store (:class:`~runpoint.store.base.RankRecord`) that its writer
 heartbeats. When a rank ends (:func:`finish_rank`) it records its own outcome there; then:
 
-- failed or killed: the run becomes failed/killed "rank N: ..." by compare-and-set from
-  ``running`` (the first cause wins), or ``crashed`` naming a rank whose process is gone;
+- failed or killed: the run becomes ``crashed`` naming a rank whose process is gone, if one
+  is, else failed/killed "rank N: ..."; by compare-and-set from ``running``, so the first
+  cause wins;
 - completed: the run becomes completed only once every rank's row is completed, set by
   whichever rank finishes last.
 """
@@ -78,9 +79,9 @@ def finish_rank(store: Store, run_id: str, role: RankRole, status: RunStatus, er
             store.set_status(run_id, RunStatus.COMPLETED, ended_at=ended_at, expect=[RunStatus.RUNNING])
     else:
         others = [rank for rank in ranks if rank.rank != role.rank]
-        # torchrun stops the survivors with SIGTERM when one rank dies: the dead one is the cause
-        died = dead_rank([rank for rank in others if rank.status is RunStatus.RUNNING], ended_at) \
-            if status is RunStatus.KILLED else None
+        # a rank that died makes the others' collectives fail, and torchrun stops them with
+        # SIGTERM: the dead one is the cause (this rank's own error stays in its row)
+        died = dead_rank([rank for rank in others if rank.status is RunStatus.RUNNING], ended_at)
         if died is not None:
             store.set_status(run_id, RunStatus.CRASHED, error=died, ended_at=ended_at, expect=[RunStatus.RUNNING])
         else:
