@@ -6,10 +6,10 @@ import logging
 import os
 from typing import Any, Iterable, Sequence
 
-from .. import distributed
 from ..artifacts.paths import resolve_root
 from ..config import mask_secrets, to_plain
 from ..diagnostics import system
+from ..distributed import current as current_ranks
 from ..errors import InvalidArgumentError
 from ..sinks.hub import SinkHub
 from ..sinks.select import select_sinks
@@ -53,6 +53,7 @@ def init(  # long: every argument is checked here, before anything is created
     system_metrics: float | bool | None = None,
     sinks: Sequence[Any] | None = None,
     log_ranks: str = "zero",
+    distributed: bool = True,
 ) -> Run:
     """Start recording a run, or continue one with ``resume``.
 
@@ -87,6 +88,11 @@ def init(  # long: every argument is checked here, before anything is created
             ``$RUNPOINT_SINKS``. A failing sink never stops training. Rank 0's only, in a job.
         log_ranks: in a multi-rank job, whose ``run.log`` points are stored: ``"zero"`` (rank
             0's) or ``"all"`` (rank N's too, as ``<key>@rank<N>``; see :meth:`Run.log`).
+
+        distributed: False records this process alone, as a single process would, in a
+            multi-rank job too: for code that calls ``rp.init`` on one rank only (the
+            Accelerate, Lightning and Hugging Face integrations do). With a process group,
+            every rank must otherwise call ``rp.init``: rank 0 waits for the others.
 
     In a multi-rank job (torchrun, ``torch.distributed``) every rank calls ``rp.init`` alike
     and gets the same run: rank 0 creates or resumes it, the others open it. Call
@@ -137,7 +143,7 @@ def init(  # long: every argument is checked here, before anything is created
         store=open_store(root_path), root=root_path, project=project, name=name, masked=masked, tags=tags,
         notes=notes, group=group, console=console, flush_interval=float(flush_interval),
     )
-    ranks = distributed.current()
+    ranks = current_ranks() if distributed else None
     if ranks is None:
         run = open_run(request, resume, id)
     else:
