@@ -77,8 +77,7 @@ class SQLiteStore:
         try:
             conn = self._conn()
             with self._translate_errors():
-                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                    conn.execute("PRAGMA journal_mode=WAL")
+                _switch_to_wal(conn)
                 ensure_schema(conn, self.location)
         except StoreError as exc:
             if create or not str(exc.__cause__).lower().startswith(_NO_ROOM):
@@ -369,3 +368,23 @@ class SQLiteStore:
         if meta is None:
             raise RunNotFoundError(run_id, self.location)
         return meta
+
+
+def _switch_to_wal(conn: sqlite3.Connection, wait_s: float = BUSY_TIMEOUT_S) -> None:
+    """Put a database in WAL mode; waits while another process does (the ranks of a job opening a new root).
+
+    Changing the journal mode of a database that another connection is changing answers
+    "database is locked" at once, without SQLite's busy handler: retry for a while.
+    """
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
