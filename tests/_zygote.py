@@ -114,9 +114,7 @@ def _child(request: dict[str, Any], namespace: dict[str, Any]) -> None:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:
-        import traceback
-
-        traceback.print_exc()
+        sys.excepthook(*sys.exc_info())  # what a normal interpreter does with an uncaught error (runpoint hooks it)
     finally:
         try:
             import atexit

@@ -70,6 +70,14 @@ class RunHandle(Protocol):
         """True when this process continues a run an earlier process started."""
 
     @property
+    def rank(self) -> int:
+        """This process's rank in a multi-rank job recording the run; 0 for a single process."""
+
+    @property
+    def world_size(self) -> int:
+        """How many ranks record the run; 1 for a single process."""
+
+    @property
     def store(self) -> "Store":
         """The store the run writes to (its checkpoint registry lives there too)."""
 

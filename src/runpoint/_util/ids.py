@@ -64,3 +64,14 @@ def new_run_name(ordinal: int) -> str:
 def is_valid_identifier(text: str) -> bool:
     """True for names usable as a project or run id: letters, digits, ``. _ -``, at most 128."""
     return bool(_NAME_RE.match(text)) and text not in {".", ".."}
+
+
+def job_run_id(job_id: str, project: str) -> str:
+    """The run id every rank of torchrun job ``job_id`` derives alike: 12 characters of a hash of both.
+
+    Unlike :func:`new_run_id`'s, these ids do not sort by creation time.
+    """
+    import hashlib
+
+    digest = int.from_bytes(hashlib.sha256(f"{project}\0{job_id}".encode()).digest()[:8], "big")
+    return _encode(digest, RUN_ID_LENGTH)

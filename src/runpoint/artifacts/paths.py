@@ -4,7 +4,7 @@
     <root>/<project>/<run id>/config.yaml   the resolved config, secrets masked
     <root>/<project>/<run id>/meta.json     host, packages, git, argv, seeds, times
     <root>/<project>/<run id>/git.diff      uncommitted changes when the run started
-    <root>/<project>/<run id>/logs/         console.log, console_resume_<N>.log
+    <root>/<project>/<run id>/logs/         console.log, console_resume_<N>.log (console.rank<R>.log ...)
     <root>/<project>/<run id>/media/        images, histograms, text
     <root>/<project>/<run id>/checkpoints/  one directory per step, latest and best pointers
 """
@@ -69,10 +69,14 @@ class RunPaths:
     def checkpoints(self) -> Path:
         return self.dir / "checkpoints"
 
-    def console_log(self, resume_count: int) -> Path:
-        """``console.log`` for the first attempt, ``console_resume_<N>.log`` for resume N."""
-        name = "console.log" if resume_count == 0 else f"console_resume_{resume_count}.log"
-        return self.logs / name
+    def console_log(self, resume_count: int, rank: int = 0) -> Path:
+        """``console.log`` for the first attempt, ``console_resume_<N>.log`` for resume N.
+
+        Rank R > 0 of a multi-rank job writes ``console.rank<R>.log`` and
+        ``console_resume_<N>.rank<R>.log``.
+        """
+        name = "console" if resume_count == 0 else f"console_resume_{resume_count}"
+        return self.logs / (f"{name}.rank{rank}.log" if rank else f"{name}.log")
 
 
 def resolve_inside(base: Path, relative: str) -> Path:

@@ -199,8 +199,14 @@ class SystemSampler:
         print(sampler.samples, sampler.cpu_seconds)
     """
 
-    def __init__(self, run: "RunHandle", interval: float = DEFAULT_INTERVAL_S, *, gpus: bool = True) -> None:
+    def __init__(
+        self, run: "RunHandle", interval: float = DEFAULT_INTERVAL_S, *, gpus: bool = True, key_suffix: str = "",
+        emit: Callable[[dict[str, float], int], None] | None = None,
+    ) -> None:
         self._run = run
+        # a multi-rank job: one sampler per machine; machines other than rank 0's add "@<host>"
+        self._suffix = key_suffix
+        self._emit = emit if emit is not None else run.log_internal
         self.interval = interval
         self._gpus = gpus
         self._stop = threading.Event()
@@ -232,8 +238,9 @@ class SystemSampler:
                 try:
                     values = sources.read()
                     if values:
-                        self._run.log_internal(
-                            {PREFIX + key: value for key, value in values.items()}, max(self._run.step - 1, 0)
+                        self._emit(
+                            {PREFIX + key + self._suffix: value for key, value in values.items()},
+                            max(self._run.step - 1, 0),
                         )
                         self.samples += 1
                 except Exception as exc:  # e.g. the run finished under us
@@ -245,12 +252,18 @@ class SystemSampler:
             sources.close()
 
 
-def start_sampler(run: "RunHandle", setting: float | bool | None) -> SystemSampler | None:
-    """Start sampling for ``run`` per ``rp.init``'s ``system_metrics``; stop it when the run ends."""
+def start_sampler(
+    run: "RunHandle", setting: float | bool | None, *, key_suffix: str = "",
+    emit: Callable[[dict[str, float], int], None] | None = None,
+) -> SystemSampler | None:
+    """Start sampling for ``run`` per ``rp.init``'s ``system_metrics``; stop it when the run ends.
+
+    ``key_suffix`` and ``emit``: see :class:`SystemSampler` (a multi-rank job's node leaders).
+    """
     interval = interval_from(setting)
     if interval is None:
         return None
-    sampler = SystemSampler(run, interval)
+    sampler = SystemSampler(run, interval, key_suffix=key_suffix, emit=emit)
     sampler.start()
     run.add_finish_hook(lambda _: sampler.stop())
     return sampler

@@ -97,5 +97,5 @@ class RunpointTracker(_TrackerBase):
         if self._run is None:
             from ..run.start import init
 
-            self._run = init(project=self.project, config=config, **self.init_kwargs)
+            self._run = init(project=self.project, config=config, distributed=False, **self.init_kwargs)
         return self._run

@@ -147,7 +147,8 @@ class RunpointCallback(_CallbackBase):
     def _start(self, config: dict[str, Any] | None, name: str | None = None, resume: str | None = None) -> Run:
         from ..run.start import init
 
-        self.run = init(project=self.project, name=name, config=config, resume=resume, **self.init_kwargs)
+        self.run = init(project=self.project, name=name, config=config, resume=resume, distributed=False,
+                        **self.init_kwargs)
         return self.run
 
     def _retention(self, args: Any) -> dict[str, Any]:

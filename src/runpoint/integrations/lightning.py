@@ -134,13 +134,13 @@ class RunpointLogger(_LoggerBase):
             self._run = active if isinstance(active, Run) else self._continue_in_this_process(self._run_id)
         if self._run is None and self.resume is not None:
             try:
-                self._run = init(project=self.project, root=self.root, resume=self.resume, sinks=self.init_kwargs["sinks"])
+                self._run = init(distributed=False, project=self.project, root=self.root, resume=self.resume, sinks=self.init_kwargs["sinks"])
             except RunNotFoundError:
                 pass  # nothing to continue: start afresh
         if self._run is None:
-            self._run = init(project=self.project, config=self.config, root=self.root, **self.init_kwargs)
+            self._run = init(distributed=False, project=self.project, config=self.config, root=self.root, **self.init_kwargs)
         elif self._run.status is not RunStatus.RUNNING and self._owns_run:
-            self._run = init(project=self.project, root=self.root, resume=self._run.id, sinks=self.init_kwargs["sinks"])
+            self._run = init(distributed=False, project=self.project, root=self.root, resume=self._run.id, sinks=self.init_kwargs["sinks"])
         self._run_id = self._run.id
         return self._run
 
@@ -148,7 +148,7 @@ class RunpointLogger(_LoggerBase):
         from ..run.start import init
 
         try:
-            return init(project=self.project, root=self.root, resume=run_id, sinks=self.init_kwargs["sinks"])
+            return init(distributed=False, project=self.project, root=self.root, resume=run_id, sinks=self.init_kwargs["sinks"])
         except RunpointError as exc:
             if "still running" not in str(exc):
                 raise

@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import time
+import traceback
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._util.fs import write_atomic
 from ..errors import RunpointError
 from ..store.base import RunStatus
 from . import lifecycle
+from .ranks import finish_rank
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -57,8 +60,13 @@ def close_run(run: Run, final: RunStatus, error: str | None) -> None:
             run._status = final
         run.summary._writer = run._writer  # type: ignore[assignment]  # setting a value now raises
         ended = time.time()
-        run._store.set_status(run.id, final, error=error, ended_at=ended)
-        write_end_of_meta(run.meta, run._paths.meta, ended, final)
+        if run._role is None:
+            run._store.set_status(run.id, final, error=error, ended_at=ended)
+            write_end_of_meta(run.meta, run._paths.meta, ended, final)
+        else:  # one rank of a job: its own row, and the run's status where this rank decides it
+            status = finish_rank(run._store, run.id, run._role, final, error, ended)
+            if run._role.rank == 0:  # meta.json is rank 0's; the store has the run's last word
+                write_end_of_meta(run.meta, run._paths.meta, ended, final if status is RunStatus.RUNNING else status)
         if run._sinks is not None:
             run._sinks.close(final.value)  # bounded by each sink's finish_timeout
     finally:  # even when the store fails: give the terminal back, forget the run at exit
@@ -95,3 +103,32 @@ def write_end_of_meta(meta: dict[str, Any], path: Path, ended: float, status: Ru
         write_atomic(path, json.dumps(meta, indent=2, default=str))
     except OSError as exc:
         logger.warning("runpoint: could not update %s: %s", path, exc)
+
+
+def outcome_at_exit(signal_received: int | None) -> tuple[RunStatus, str | None]:
+    """How a run still open when the interpreter exits ends: failed (uncaught error), killed or completed."""
+    uncaught = lifecycle.uncaught_exception()
+    if uncaught is not None:
+        kind, value, tb = uncaught
+        if issubclass(kind, KeyboardInterrupt):
+            return RunStatus.KILLED, "KeyboardInterrupt"
+        return RunStatus.FAILED, "".join(traceback.format_exception(kind, value, tb))
+    if signal_received is not None:
+        return RunStatus.KILLED, f"signal {signal_received}"
+    return RunStatus.COMPLETED, None
+
+
+def outcome_of_block(kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None,
+                     signal_received: int | None) -> tuple[RunStatus, str | None]:
+    """How a run ends when its ``with`` block exits with ``kind`` (None: normally)."""
+    if kind is None:
+        if signal_received is not None:
+            return RunStatus.KILLED, f"signal {signal_received}"
+        return RunStatus.COMPLETED, None
+    if issubclass(kind, KeyboardInterrupt):
+        return RunStatus.KILLED, "KeyboardInterrupt"
+    if issubclass(kind, SystemExit) and signal_received is not None:
+        return RunStatus.KILLED, f"signal {signal_received}"
+    if issubclass(kind, SystemExit) and isinstance(value, SystemExit) and value.code in (0, None):
+        return RunStatus.COMPLETED, None
+    return RunStatus.FAILED, "".join(traceback.format_exception(kind, value, tb))

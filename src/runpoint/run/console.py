@@ -183,16 +183,20 @@ class ConsoleCapture:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
-CONSOLE_LOG_NAME = re.compile(r"^console(_resume_(\d+))?\.log$")
+CONSOLE_LOG_NAME = re.compile(r"^console(_resume_(\d+))?(\.rank(\d+))?\.log$")
 
 
 def console_logs(logs: Path) -> list[Path]:
-    """A run's console logs in the order they were written: console.log, console_resume_1.log, ..."""
+    """A run's console logs in the order they were written: console.log, console_resume_1.log, ...
+
+    A multi-rank job's other ranks' logs (``console.rank1.log``) follow rank 0's of the same attempt.
+    """
     if not logs.is_dir():
         return []
     found = [(path, CONSOLE_LOG_NAME.match(path.name)) for path in logs.iterdir()]
-    ordered = [(int(match.group(2) or 0), path) for path, match in found if match and path.is_file()]
-    return [path for _, path in sorted(ordered)]
+    ordered = [(int(match.group(2) or 0), int(match.group(4) or 0), path)
+               for path, match in found if match and path.is_file()]
+    return [path for _, _, path in sorted(ordered)]
 
 
 def clean_console(text: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -24,11 +23,13 @@ from ..artifacts.paths import RunPaths
 from ..errors import CheckpointError, InvalidArgumentError
 from ..store.base import RunStatus, Store
 from . import lifecycle
-from ._finish import FinishedWriter, close_run
+from ._finish import FinishedWriter, close_run, outcome_at_exit, outcome_of_block
 from .best import BestTracker
 from .console import ConsoleCapture
 from .nonfinite import NonFiniteGuard
+from .ranks import RankRole, check_log_ranks, with_suffix
 from .summary import Summary
+from .values import as_step as _as_step
 from .values import prepare
 from .writer import Writer
 
@@ -71,6 +72,7 @@ class Run:
         console: ConsoleCapture | None,
         flush_interval: float,
         stored_steps: dict[str, int] | None = None,
+        role: RankRole | None = None,
     ) -> None:
         self.id = paths.run_id
         self.project = paths.project
@@ -88,19 +90,27 @@ class Run:
         # In a resumed run, logging a metric at a step where it has stored points rewinds
         # the run there (see ``log``); checked until the run logs at or past this step.
         self._resume_frontier: int | None = next_step if resume_count > 0 and next_step > 0 else None
+        # rank N > 0 of a multi-rank job: its points are stored as key@rankN, and only when asked
+        self._role = role
+        self._suffix = role.suffix if role is not None else None
+        if self._suffix is not None:
+            self._resume_frontier = None  # rank 0 rewinds the run's points, for every rank
         self._resume_stored: dict[str, int] = dict(stored_steps or {})
         self._status = RunStatus.RUNNING
         self._signal_received: int | None = None
         self._signal_hooks: list[SignalHook] = []
         self._finish_hooks: list[Callable[["Run"], None]] = []
         self._sinks: SinkHub | None = None
-        # batch numbers are unique per attempt: a resumed run's batches never match the earlier attempts'
+        # batch numbers are unique per attempt and rank: a resumed run's batches never match the
+        # earlier attempts', nor one rank's another's (2**24 batches per rank and attempt)
+        rank = role.rank if role is not None else 0
         writer = Writer(store, self.id, flush_interval=flush_interval, last_steps=stored_steps,
-                        first_sequence=(resume_count << 40) + 1)
+                        first_sequence=(resume_count << 40) + (rank << 24) + 1,
+                        rank=role.rank if role is not None else None)
         self._writer: Writer | FinishedWriter = writer
         if console is not None:
             writer.on_tick.append(console.flush)
-        self.summary = Summary(self.id, store, writer, summary)
+        self.summary = Summary(self.id, store, writer, summary, persist=not rank)
         self._best = BestTracker(self.summary.__setitem__, summary)
         writer.listeners += [NonFiniteGuard(self.summary.__setitem__, summary), self._best]
         lifecycle.register(self)
@@ -130,6 +140,16 @@ class Run:
         return self.resume_count > 0
 
     @property
+    def rank(self) -> int:
+        """This process's rank in a multi-rank job (every rank has the same run); 0 for a single process."""
+        return self._role.rank if self._role is not None else 0
+
+    @property
+    def world_size(self) -> int:
+        """How many ranks record this run; 1 for a single process."""
+        return self._role.world_size if self._role is not None else 1
+
+    @property
     def store(self) -> Store:
         return self._store
 
@@ -138,7 +158,7 @@ class Run:
 
     # -- logging ---------------------------------------------------------------------
 
-    def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
+    def log(self, data: Mapping[str, Any], step: int | None = None, *, ranks: str | None = None) -> None:
         """Record metrics for one step; returns at once, the writer thread stores them.
 
         ``data`` maps names to int, float, bool, numpy scalars or 0-d tensors; nested dicts
@@ -153,9 +173,15 @@ class Run:
         step at or below the last stored step drops the stored points from that step on
         (as restoring a checkpoint does), so a script restarted from step 0 records one line.
 
+        In a multi-rank job every rank calls ``log`` alike (``run.step`` moves on each), but
+        only rank 0's points are stored, under their keys. With ``ranks="all"`` (or
+        ``rp.init(log_ranks="all")``) rank N > 0 stores its points too, under
+        ``<key>@rank<N>`` (``train/loss@rank3``); ``ranks="zero"`` keeps rank 0's only.
+
         Example::
 
             run.log({"train/loss": loss, "train/lr": sched.get_last_lr()[0]}, step=step)
+            run.log({"data/wait_s": wait}, ranks="all")      # every rank's, as data/wait_s@rank<N>
         """
         if type(data) is not dict and not isinstance(data, Mapping):
             raise InvalidArgumentError("data", f"run.log takes a dict of metrics, not {type(data).__qualname__}")
@@ -167,6 +193,8 @@ class Run:
         if self._resume_frontier is not None:
             self._first_log_after_resume(step, values)
         self._next_step = step + 1
+        if ranks is not None or self._suffix is not None:
+            values = self._rank_values(values, ranks)
         if values:
             self._writer.put(step, time.time(), values, deferred)
 
@@ -180,6 +208,15 @@ class Run:
             self._writer.rewind(step - 1, wait=False)  # in queue order, on the writer thread
         # else: only keys without points at this step (an image for an old step): nothing to supersede
 
+    def _rank_values(self, values: dict[str, Any], ranks: str | None) -> dict[str, Any]:
+        """What this rank stores of ``values``: all on rank 0, suffixed ``@rank<N>`` or nothing elsewhere."""
+        chosen = check_log_ranks("ranks", ranks) if ranks is not None else None
+        if self._suffix is None:
+            return values
+        if (chosen or self._role.log_ranks) != "all":  # type: ignore[union-attr]
+            return {}
+        return with_suffix(values, self._suffix)
+
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything logged so far is in the store. False on timeout."""
         return self._writer.flush(timeout)
@@ -187,12 +224,20 @@ class Run:
     def log_internal(self, values: dict[str, Any], step: int) -> None:
         """Queue values that runpoint made itself (already flat and valid) without moving ``step``.
 
-        For diagnostics and integrations (see :class:`~runpoint.handle.RunHandle`)."""
+        For diagnostics and integrations (see :class:`~runpoint.handle.RunHandle`). On rank N > 0
+        of a multi-rank job they are stored as ``run.log``'s are (``log_ranks``)."""
+        if self._suffix is not None:
+            values = self._rank_values(values, None)
+        if values:
+            self._writer.put_internal(step, time.time(), values)
+
+    def _log_machine(self, values: dict[str, Any], step: int) -> None:
+        """Store values about this machine as they are, on any rank (the system sampler of a node's leader)."""
         self._writer.put_internal(step, time.time(), values)
 
     def add_params(self, params: dict[str, Any], tags: Sequence[str] = ()) -> None:
-        """Add searchable params (flat, dotted keys) and tags; stored by the writer thread."""
-        if isinstance(self._writer, Writer):
+        """Add searchable params (flat, dotted keys) and tags; stored by the writer thread (rank 0's only)."""
+        if isinstance(self._writer, Writer) and self._suffix is None:
             self._writer.add_params(dict(params), tuple(tags))
 
     def add_batch_listener(self, listener: Callable[[str, Any], None]) -> None:
@@ -302,7 +347,9 @@ class Run:
         <runpoint.CheckpointManager.restore>` calls it in a resumed run.
         """
         step = _as_step(step, allow_negative=True) if type(step) is not int else step
-        if isinstance(self._writer, Writer):
+        if self._suffix is not None:  # rank N > 0: rank 0 drops the run's points, every rank's
+            dropped = 0
+        elif isinstance(self._writer, Writer):
             dropped = self._writer.rewind(step)  # after what is queued; resets the step checks
         else:
             dropped = self._store.truncate_metrics(self.id, step)
@@ -337,17 +384,7 @@ class Run:
         close_run(self, final, error)  # the writer, spilled points, store, meta.json, sinks
 
     def _finish_at_exit(self) -> None:
-        uncaught = lifecycle.uncaught_exception()
-        if uncaught is not None:
-            kind, value, tb = uncaught
-            if issubclass(kind, KeyboardInterrupt):
-                self.finish(RunStatus.KILLED, error="KeyboardInterrupt")
-            else:
-                self.finish(RunStatus.FAILED, error="".join(traceback.format_exception(kind, value, tb)))
-        elif self._signal_received is not None:
-            self.finish(RunStatus.KILLED, error=f"signal {self._signal_received}")
-        else:
-            self.finish(RunStatus.COMPLETED)
+        self.finish(*outcome_at_exit(self._signal_received))
 
     def __enter__(self) -> "Run":
         return self
@@ -355,25 +392,4 @@ class Run:
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if kind is None:
-            if self._signal_received is not None:
-                self.finish(RunStatus.KILLED, error=f"signal {self._signal_received}")
-            else:
-                self.finish(RunStatus.COMPLETED)
-        elif issubclass(kind, KeyboardInterrupt):
-            self.finish(RunStatus.KILLED, error="KeyboardInterrupt")
-        elif issubclass(kind, SystemExit) and self._signal_received is not None:
-            self.finish(RunStatus.KILLED, error=f"signal {self._signal_received}")
-        elif issubclass(kind, SystemExit) and isinstance(value, SystemExit) and value.code in (0, None):
-            self.finish(RunStatus.COMPLETED)
-        else:
-            self.finish(RunStatus.FAILED, error="".join(traceback.format_exception(kind, value, tb)))
-
-
-def _as_step(step: Any, allow_negative: bool = False) -> int:
-    if isinstance(step, bool) or not hasattr(step, "__index__"):
-        raise InvalidArgumentError("step", f"must be an int, got {type(step).__qualname__}")
-    value = int(step.__index__())
-    if value < 0 and not allow_negative:
-        raise InvalidArgumentError("step", f"must be 0 or more, got {value}; steps count up from 0")
-    return value
+        self.finish(*outcome_of_block(kind, value, tb, self._signal_received))

@@ -2,36 +2,32 @@
 
 from __future__ import annotations
 
-import errno
-import json
 import logging
 import os
-import shutil
-import socket
-import time
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .._util.fs import write_atomic
-from .._util.ids import is_valid_identifier, new_run_id, new_run_name
-from ..artifacts.paths import RunPaths, resolve_root
-from ..config import config_hash, flatten, mask_secrets, to_plain
+from ..artifacts.paths import resolve_root
+from ..config import mask_secrets, to_plain
 from ..diagnostics import system
-from ..errors import (
-    ConfigError,
-    InvalidArgumentError,
-    RunExistsError,
-    RunNotFoundError,
-    RunpointError,
-    StoreError,
-)
+from ..distributed import current as current_ranks
+from ..errors import InvalidArgumentError
 from ..sinks.hub import SinkHub
 from ..sinks.select import select_sinks
-from ..store import RunQuery, RunRecord, RunStatus, Store, open_store
-from . import metadata
-from .console import ConsoleCapture
-from .liveness import is_dead, reap_crashed
+from ..store import open_store
+from ._job import open_in_job
+from ._open import (
+    OpenRequest,
+    check_identifier,
+    find_for_resume,
+    open_run,
+    write_config,
+)
+from .ranks import check_log_ranks
 from .run import Run
+
+__all__ = ["find_for_resume", "init"]
+
+_write_config = write_config  # integrations write a run's config.yaml as rp.init does
 
 logger = logging.getLogger("runpoint")
 
@@ -41,7 +37,7 @@ CONSOLE_ENV = "RUNPOINT_CONSOLE"
 EXPERIMENT_FIELDS = ("project", "name", "group", "tags", "notes", "root")
 
 
-def init(
+def init(  # long: every argument is checked here, before anything is created
     project: str | None = None,
     name: str | None = None,
     config: Any = None,
@@ -56,6 +52,8 @@ def init(
     flush_interval: float = 0.5,
     system_metrics: float | bool | None = None,
     sinks: Sequence[Any] | None = None,
+    log_ranks: str = "zero",
+    distributed: bool = True,
 ) -> Run:
     """Start recording a run, or continue one with ``resume``.
 
@@ -87,7 +85,22 @@ def init(
             them, else ``$RUNPOINT_SYSTEM_METRICS``, else 10.
         sinks: tools to mirror the run to: ``"tensorboard"``, ``"mlflow"``, ``"wandb"`` or sink
             objects (:mod:`runpoint.sinks`); added to the config's ``experiment.sinks`` and
-            ``$RUNPOINT_SINKS``. A failing sink never stops training.
+            ``$RUNPOINT_SINKS``. A failing sink never stops training. Rank 0's only, in a job.
+        log_ranks: in a multi-rank job, whose ``run.log`` points are stored: ``"zero"`` (rank
+            0's) or ``"all"`` (rank N's too, as ``<key>@rank<N>``; see :meth:`Run.log`).
+
+        distributed: False records this process alone, as a single process would, in a
+            multi-rank job too: for code that calls ``rp.init`` on one rank only (the
+            Accelerate, Lightning and Hugging Face integrations do). With a process group,
+            every rank must otherwise call ``rp.init``: rank 0 waits for the others.
+
+    In a multi-rank job (torchrun, ``torch.distributed``) every rank calls ``rp.init`` alike
+    and gets the same run: rank 0 creates or resumes it, the others open it. Call
+    ``torch.distributed.init_process_group`` first; without a process group, the ranks
+    meet on ``id=`` or on torchrun's job id (``TORCHELASTIC_RUN_ID``). With a group, the
+    ranks' configs must be the same. Config, params, meta and summary are rank 0's; each
+    rank writes its own ``logs/console.rank<N>.log``, and the run is ``completed`` once
+    every rank is (the first rank to fail or be killed decides otherwise, naming itself).
 
     Example::
 
@@ -107,7 +120,7 @@ def init(
         raise InvalidArgumentError(
             "project", "is required: pass rp.init(project=...), or set experiment.project in the config"
         )
-    _check_identifier("project", project)
+    check_identifier("project", project)
     tags = _check_tags(tags)
     if not isinstance(notes, str):
         raise InvalidArgumentError("notes", f"must be a string, got {type(notes).__qualname__}")
@@ -124,23 +137,25 @@ def init(
     system_interval = system.interval_from(system_metrics)
     masked = mask_secrets(plain)
     chosen_sinks = select_sinks(sinks, masked)
+    log_ranks = check_log_ranks("log_ranks", log_ranks)
     root_path = resolve_root(root)
-    store = open_store(root_path)
-    if resume == "allow":
-        resume = _resumable(store, project, id)
-    if resume is not None:
-        if id is not None and id != resume:
-            raise InvalidArgumentError("id", f"conflicts with resume={resume!r}; give one of them")
-        run = _resume(store, root_path, project, resume, masked, tags, console=console, flush_interval=float(flush_interval))
+    request = OpenRequest(
+        store=open_store(root_path), root=root_path, project=project, name=name, masked=masked, tags=tags,
+        notes=notes, group=group, console=console, flush_interval=float(flush_interval),
+    )
+    ranks = current_ranks() if distributed else None
+    if ranks is None:
+        run = open_run(request, resume, id)
     else:
-        run = _create(
-            store, root_path, project, id, name, masked, tags, notes, group, console=console,
-            flush_interval=float(flush_interval),
-        )
-    if chosen_sinks:  # before anything else writes, so the sinks see every point
+        run = open_in_job(ranks, request, resume, id, log_ranks)
+    if chosen_sinks and run.rank == 0:  # before anything else writes, so the sinks see every point
         run._attach_sinks(SinkHub(run, chosen_sinks))
     if system_interval is not None:
-        system.start_sampler(run, system_interval)
+        if ranks is None:
+            system.start_sampler(run, system_interval)
+        elif ranks.is_node_leader:  # one sampler per machine: rank 0's stores plain keys
+            suffix = "" if ranks.host == run.store.get_run(run.id).host else f"@{ranks.host}"
+            system.start_sampler(run, system_interval, key_suffix=suffix, emit=run._log_machine)
     return run
 
 
@@ -174,13 +189,6 @@ def _system_metrics_from_config(config: Any, plain: dict[str, Any]) -> float | b
     return float(interval)
 
 
-def _check_identifier(argument: str, value: Any) -> None:
-    if not isinstance(value, str) or not is_valid_identifier(value):
-        raise InvalidArgumentError(
-            argument, f"{value!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
-
-
 def _check_tags(tags: Iterable[str]) -> tuple[str, ...]:
     if isinstance(tags, str):
         raise InvalidArgumentError("tags", f"expected a list of strings, got the string {tags!r}")
@@ -193,160 +201,3 @@ def _check_tags(tags: Iterable[str]) -> tuple[str, ...]:
     return tuple(checked)
 
 
-def _write_config(path: Path, run_id: str, masked: dict[str, Any]) -> None:
-    from .._util.yaml import run_config_text
-
-    write_atomic(path, run_config_text(masked, f"# runpoint: the config of run {run_id} as it ran (secrets masked)\n"))
-
-
-def _meta_for_store(meta: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in meta.items() if key != "packages"}  # meta.json keeps them
-
-
-def _start_console(paths: RunPaths, resume_count: int, enabled: bool) -> ConsoleCapture | None:
-    if not enabled:
-        return None
-    capture = ConsoleCapture(paths.console_log(resume_count))
-    capture.start()
-    return capture
-
-
-def _create(
-    store: Store, root: Path, project: str, run_id: str | None, name: str | None, masked: dict[str, Any],
-    tags: tuple[str, ...], notes: str, group: str | None, *, console: bool, flush_interval: float,
-) -> Run:
-    if run_id is not None:
-        _check_identifier("id", run_id)
-    run_id = run_id or new_run_id()
-    paths = RunPaths(root, project, run_id)
-    try:
-        store.get_run(run_id)
-    except RunNotFoundError:
-        pass
-    else:
-        raise RunExistsError(run_id, paths.dir)
-    paths.dir.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        paths.dir.mkdir()
-    except FileExistsError:
-        raise RunExistsError(run_id, paths.dir) from None
-    try:
-        paths.logs.mkdir()
-        params = flatten(masked)
-        _write_config(paths.config, run_id, masked)
-        meta = metadata.capture(paths.dir, params)
-        write_atomic(paths.meta, json.dumps(meta, indent=2, default=str))
-        now = time.time()
-        record = RunRecord(
-            id=run_id, project=project, name=name or new_run_name(store.count_runs(project) + 1),
-            status=RunStatus.RUNNING, created_at=now, heartbeat_at=now, dir=paths.relative_dir,
-            notes=notes, tags=tags, group=group, config_hash=config_hash(masked),
-            host=socket.gethostname(), pid=os.getpid(),
-        )
-        store.create_run(record, params, meta=_meta_for_store(meta))
-    except BaseException as exc:
-        shutil.rmtree(paths.dir, ignore_errors=True)  # we created it: leave nothing half-made
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise StoreError(
-                f"could not create run {run_id} in {paths.dir}: no space left on the disk ({exc.filename}); "
-                "free some space and start again", paths.dir,
-            ) from exc
-        raise
-    return Run(
-        store=store, paths=paths, name=record.name, config=masked, tags=tags, notes=notes, group=group,
-        resume_count=0, next_step=0, summary={}, meta=meta,
-        console=_start_console(paths, 0, console), flush_interval=flush_interval,
-    )
-
-
-def _resumable(store: Store, project: str, run_id: str | None) -> str | None:
-    """For ``resume="allow"``: the id of the run to resume, or None to start one."""
-    if run_id is None:
-        runs = store.list_runs(RunQuery(project=project, limit=1))
-        return runs[0].id if runs else None
-    _check_identifier("id", run_id)
-    try:
-        store.get_run(run_id)
-    except RunNotFoundError:
-        return None
-    return run_id
-
-
-def find_for_resume(store: Store, root: Path, project: str, resume: str) -> RunRecord:
-    """The run ``resume`` names in ``project`` ("latest", an id or a name), as ``rp.init(resume=...)`` finds it."""
-    if resume == "latest":
-        runs = store.list_runs(RunQuery(project=project, limit=1))
-        if not runs:
-            raise RunNotFoundError("latest", root, hint=f"project {project!r} has no runs to resume")
-        return runs[0]
-    _check_identifier("resume", resume)
-    record = store.get_run(resume)
-    if record.project != project:
-        raise InvalidArgumentError(
-            "resume", f"run {resume!r} belongs to project {record.project!r}, not {project!r}"
-        )
-    return record
-
-
-def _resume(
-    store: Store, root: Path, project: str, resume: str, masked: dict[str, Any], tags: tuple[str, ...],
-    *, console: bool, flush_interval: float,
-) -> Run:
-    record = find_for_resume(store, root, project, resume)
-    if record.status is RunStatus.RUNNING:
-        if not is_dead(record):
-            raise RunpointError(
-                f"run {record.id} is still running (pid {record.pid} on {record.host}); "
-                "stop it before resuming, or wait for its heartbeat to go stale"
-            )
-        reap_crashed(store, [record])
-    record = store.reopen_run(record.id, host=socket.gethostname(), pid=os.getpid(), now=time.time())
-    paths = RunPaths(root, project, record.id)
-    paths.logs.mkdir(parents=True, exist_ok=True)
-    meta = _read_meta(paths)
-    attempt = metadata.capture(paths.dir, flatten(masked) if masked else store.get_params(record.id))
-    meta.setdefault("resumes", []).append(
-        {key: attempt[key] for key in ("host", "pid", "argv", "cwd", "git", "started_at")}
-    )
-    write_atomic(paths.meta, json.dumps(meta, indent=2, default=str))
-    config = masked
-    if masked and config_hash(masked) != record.config_hash:
-        changed = paths.dir / f"config_resume_{record.resume_count}.yaml"
-        logger.warning(
-            "runpoint: run %s resumes with a different config than it started with; "
-            "the new one is saved as %s, params keep the original", record.id, changed.name,
-        )
-        _write_config(changed, record.id, masked)
-    elif not masked:
-        config = _read_config(paths)
-    stats = store.metric_stats(record.id)
-    next_step = max((s.last_step for s in stats.values()), default=-1) + 1
-    run = Run(
-        store=store, paths=paths, name=record.name, config=config, tags=record.tags, notes=record.notes,
-        group=record.group, resume_count=record.resume_count, next_step=next_step,
-        summary=store.get_summary(record.id), meta=meta,
-        console=_start_console(paths, record.resume_count, console), flush_interval=flush_interval,
-        stored_steps={key: s.last_step for key, s in stats.items()},
-    )
-    new_tags = tuple(tag for tag in tags if tag not in record.tags)
-    if new_tags:
-        run.add_params({}, new_tags)
-        run.tags = record.tags + new_tags
-    return run
-
-
-def _read_meta(paths: RunPaths) -> dict[str, Any]:
-    try:
-        return json.loads(paths.meta.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _read_config(paths: RunPaths) -> dict[str, Any]:
-    from .._util.yaml import read_yaml_file
-
-    try:
-        loaded = read_yaml_file(paths.config)
-    except ConfigError:
-        return {}
-    return loaded if isinstance(loaded, dict) else {}

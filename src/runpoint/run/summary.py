@@ -47,10 +47,15 @@ class Summary(MutableMapping[str, Any]):
         run.summary["best/val_acc"] = 0.981
         run.summary["train/loss"]        # last logged value
         run.summary["train/loss.min"]    # smallest logged value
+
+    In a multi-rank job only rank 0's summary is stored; what another rank sets stays in
+    that rank's process (it reads back there, and nowhere else).
     """
 
-    def __init__(self, run_id: str, store: "Store", writer: "Writer", values: dict[str, Any]) -> None:
+    def __init__(self, run_id: str, store: "Store", writer: "Writer", values: dict[str, Any],
+                 persist: bool = True) -> None:
         self._run_id = run_id
+        self._persist = persist  # False on rank N > 0 of a multi-rank job: its values stay in this process
         self._store = store
         self._writer = writer
         self._values = dict(values)
@@ -66,7 +71,8 @@ class Summary(MutableMapping[str, Any]):
             raise InvalidValueError(repr(key), key, "summary keys must be non-empty strings")
         value = summary_value(key, value)
         self._values[key] = value
-        self._writer.set_summary(key, value)
+        if self._persist:
+            self._writer.set_summary(key, value)
 
     def __getitem__(self, key: str) -> Any:
         if key in self._values:
@@ -77,7 +83,8 @@ class Summary(MutableMapping[str, Any]):
         if key not in self._values:
             raise KeyError(f"{key!r} is not a summary value you set (derived values cannot be deleted)")
         del self._values[key]
-        self._writer.delete_summary(key)
+        if self._persist:
+            self._writer.delete_summary(key)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._merged())

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from .._util.deferred import Deferred
-from ..errors import InvalidKeyError, InvalidValueError
+from ..errors import InvalidArgumentError, InvalidKeyError, InvalidValueError
 
 if TYPE_CHECKING:
     from ..store.base import MediaRecord
@@ -123,3 +123,12 @@ def prepare(data: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, Any], 
             deferred = True
         flat[path] = converted
     return flat, deferred
+
+
+def as_step(step: Any, allow_negative: bool = False) -> int:
+    if isinstance(step, bool) or not hasattr(step, "__index__"):
+        raise InvalidArgumentError("step", f"must be an int, got {type(step).__qualname__}")
+    value = int(step.__index__())
+    if value < 0 and not allow_negative:
+        raise InvalidArgumentError("step", f"must be 0 or more, got {value}; steps count up from 0")
+    return value

@@ -77,6 +77,7 @@ class Writer(CallerPacing):
         listeners: list[BatchListener] | None = None,
         last_steps: dict[str, int] | None = None,
         first_sequence: int = 1,
+        rank: int | None = None,
     ) -> None:
         self._store = store
         self._run_id = run_id
@@ -102,6 +103,7 @@ class Writer(CallerPacing):
         self._unchecked_keys: set[str] = self._step_order.unchecked
         # every batch gets the next number, its idempotency key: a retried batch is stored once
         self._next_sequence = first_sequence
+        self._rank = rank  # a multi-rank job's rank: its batches heartbeat its row (WriteBatch.rank)
         self._failure: BaseException | None = None
         self._fatal: BaseException | None = None
         self.listeners: list[BatchListener] = list(listeners or [])
@@ -255,7 +257,7 @@ class Writer(CallerPacing):
         self._collected_at = time.time()
         self._batch_span = 0.0
         self._stuck = False
-        batch = WriteBatch()
+        batch = WriteBatch(rank=self._rank)
         media = batch.media
         markers: list[Marker] = []
         entries: list[tuple[Any, ...]] = []  # (step, wall, values, deferred): queued tuples, reused

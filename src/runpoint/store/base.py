@@ -24,6 +24,7 @@ from .records import (
     MetricSeries,
     MetricStats,
     Operator,
+    RankRecord,
     RunQuery,
     RunRecord,
     RunStatus,
@@ -43,6 +44,7 @@ __all__ = [
     "MetricSeries",
     "MetricStats",
     "Operator",
+    "RankRecord",
     "RunQuery",
     "RunRecord",
     "RunStatus",
@@ -88,6 +90,20 @@ class Store(Protocol):
         Atomic: of several processes resuming one run, one wins and the others get
         :class:`~runpoint.errors.RunpointError` (the run is running already).
         """
+
+    def register_rank(self, record: RankRecord, *, reset: bool = False) -> None:
+        """Insert or replace the row of one rank of a multi-rank run.
+
+        With ``reset`` the run's other rank rows go first (rank 0 starting a new attempt).
+        """
+
+    def list_ranks(self, run_id: str) -> list[RankRecord]:
+        """The rank rows of a run, by rank; empty for a single-process run."""
+
+    def set_rank_status(
+        self, run_id: str, rank: int, status: RunStatus, *, error: str | None = None, ended_at: float | None = None
+    ) -> None:
+        """Record how one rank ended (its own outcome; the run's status is set apart)."""
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with exactly this id; :class:`~runpoint.errors.RunNotFoundError` if none."""

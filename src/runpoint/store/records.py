@@ -60,6 +60,26 @@ class RunRecord:
         return max(0.0, end - self.created_at)
 
 
+@dataclass(frozen=True)
+class RankRecord:
+    """One process (rank) of a multi-rank job recording a run, as the store knows it.
+
+    A single-process run has none. ``job`` tells attempts apart (torchrun's job id and
+    restart count); ``status`` is the rank's own outcome, not the run's.
+    """
+
+    run_id: str
+    rank: int
+    host: str | None
+    pid: int | None
+    started_at: float
+    heartbeat_at: float
+    status: RunStatus = RunStatus.RUNNING
+    error: str | None = None
+    ended_at: float | None = None
+    job: str | None = None
+
+
 class MetricSeries:
     """Points of one metric, columnar: int64 steps, float64 values, float64 wall times.
 
@@ -225,6 +245,7 @@ class WriteBatch:
     heartbeat_at: float | None = None
     media: list[MediaRecord] = field(default_factory=list)
     sequence: int | None = None
+    rank: int | None = None
 
     def is_empty(self) -> bool:
         return not (

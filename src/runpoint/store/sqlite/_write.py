@@ -12,7 +12,7 @@ import sqlite3
 from typing import Any, Mapping, Sequence
 
 from ..base import WriteBatch
-from . import _applied
+from . import _applied, _ranks
 from . import media as sqlite_media
 from ._encoding import as_number, to_json
 from ._metrics import ChunkedMetrics
@@ -75,6 +75,8 @@ def apply_batch(conn: sqlite3.Connection, metrics: ChunkedMetrics, run_id: str, 
             metrics.append(conn, run_id, key, series)
     if batch.media:
         sqlite_media.insert_rows(conn, run_id, batch.media)
-    if batch.heartbeat_at is not None:
+    if batch.heartbeat_at is not None and batch.rank is not None:
+        _ranks.heartbeat(conn, run_id, batch.rank, batch.heartbeat_at)
+    elif batch.heartbeat_at is not None:
         _write_heartbeat(conn, run_id, batch.heartbeat_at)
     return True

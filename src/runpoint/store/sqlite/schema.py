@@ -18,7 +18,7 @@ from typing import Callable
 
 from ...errors import SchemaVersionError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = """
 CREATE TABLE runs (
@@ -135,6 +135,25 @@ CREATE TABLE applied_batches (
 ) WITHOUT ROWID;
 """
 
+# Version 3: the ranks of a multi-rank job's run, one row each: how each process is doing
+# (heartbeat) and how it ended, so that the run is completed only when every rank is and a
+# rank that died is named. A single-process run has no rows here.
+_V3 = """
+CREATE TABLE run_ranks (
+    run_id        TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    rank          INTEGER NOT NULL,
+    host          TEXT,
+    pid           INTEGER,
+    job           TEXT,            -- torchrun's job id and restart count: which attempt
+    started_at    REAL NOT NULL,
+    heartbeat_at  REAL NOT NULL,
+    status        TEXT NOT NULL,   -- the rank's own outcome: running, completed, failed, killed
+    error         TEXT,
+    ended_at      REAL,
+    PRIMARY KEY (run_id, rank)
+) WITHOUT ROWID;
+"""
+
 
 def _execute_all(conn: sqlite3.Connection, script: str) -> None:
     """Run a script statement by statement (``executescript`` would COMMIT first)."""
@@ -149,6 +168,7 @@ def _execute_all(conn: sqlite3.Connection, script: str) -> None:
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: lambda conn: _execute_all(conn, _V1),
     2: lambda conn: _execute_all(conn, _V2),
+    3: lambda conn: _execute_all(conn, _V3),
 }
 
 

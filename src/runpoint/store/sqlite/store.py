@@ -11,7 +11,8 @@ worker threads each get their own.
 
 This module owns connections and transactions; the SQL is in private modules beside it:
 :mod:`._runs` (the runs table), :mod:`._write` (applying a batch), :mod:`._applied`
-(batches' idempotency keys), :mod:`._reads`, :mod:`._metrics` and :mod:`._truncate`.
+(batches' idempotency keys), :mod:`._ranks` (the ranks of a multi-rank run), :mod:`._reads`,
+:mod:`._metrics` and :mod:`._truncate`.
 """
 
 from __future__ import annotations
@@ -27,8 +28,16 @@ from urllib.parse import quote
 
 from ..._util.forksafe import call_after_fork, no_fork
 from ...errors import RunExistsError, RunNotFoundError, RunpointError, StoreError
-from ..base import MetricSeries, MetricStats, RunQuery, RunRecord, RunStatus, WriteBatch
-from . import _applied, _reads, _runs, _truncate, _write
+from ..base import (
+    MetricSeries,
+    MetricStats,
+    RankRecord,
+    RunQuery,
+    RunRecord,
+    RunStatus,
+    WriteBatch,
+)
+from . import _applied, _ranks, _reads, _runs, _truncate, _write
 from . import media as sqlite_media
 from ._encoding import to_json
 from ._metrics import ChunkedMetrics
@@ -68,8 +77,7 @@ class SQLiteStore:
         try:
             conn = self._conn()
             with self._translate_errors():
-                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                    conn.execute("PRAGMA journal_mode=WAL")
+                _switch_to_wal(conn)
                 ensure_schema(conn, self.location)
         except StoreError as exc:
             if create or not str(exc.__cause__).lower().startswith(_NO_ROOM):
@@ -245,6 +253,20 @@ class SQLiteStore:
                 conn, run_id, status, error=error, ended_at=ended_at, expect=expect, heartbeat_before=heartbeat_before
             )
 
+    def register_rank(self, record: RankRecord, *, reset: bool = False) -> None:
+        with self._transaction() as conn:
+            _ranks.register(conn, record, reset)
+
+    def list_ranks(self, run_id: str) -> list[RankRecord]:
+        with self._translate_errors():
+            return _ranks.select(self._conn(), run_id)
+
+    def set_rank_status(
+        self, run_id: str, rank: int, status: RunStatus, *, error: str | None = None, ended_at: float | None = None
+    ) -> None:
+        with self._transaction() as conn:
+            _ranks.set_status(conn, run_id, rank, status, error, ended_at)
+
     def set_meta(self, run_id: str, meta: Mapping[str, Any]) -> None:
         with self._transaction() as conn:
             conn.execute("UPDATE runs SET meta = ? WHERE id = ?", (to_json(dict(meta)), run_id))
@@ -346,3 +368,23 @@ class SQLiteStore:
         if meta is None:
             raise RunNotFoundError(run_id, self.location)
         return meta
+
+
+def _switch_to_wal(conn: sqlite3.Connection, wait_s: float = BUSY_TIMEOUT_S) -> None:
+    """Put a database in WAL mode; waits while another process does (the ranks of a job opening a new root).
+
+    Changing the journal mode of a database that another connection is changing answers
+    "database is locked" at once, without SQLite's busy handler: retry for a while.
+    """
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
