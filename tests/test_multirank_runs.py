@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import runpoint as rp
 from runpoint.errors import InvalidArgumentError
-from runpoint.store import RankRecord, RunStatus
+from runpoint.store import RankRecord, RunQuery, RunStatus
 from runpoint.store.sqlite import SQLiteStore
 from runpoint.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -239,3 +239,39 @@ def test_under_torchrun(tmp_path, root):
     assert store.metric_keys(run.id) == ["loss", "loss@rank1"]
     meta = json.loads((root / "ranks" / run.id / "meta.json").read_text())
     assert meta["distributed"]["job_id"] and len(meta["distributed"]["ranks"]) == 2
+
+
+def test_rp_init_on_rank_zero_alone_does_not_wait_for_the_others_and_a_late_rank_with_another_config_fails_the_run(
+        tmp_path, root):
+    job = launch("""
+        import time
+        import runpoint as rp
+        from runpoint.distributed import current
+        rank = current().rank
+        if rank == 0:
+            with rp.init(project="alone", config={"lr": 0.1}, system_metrics=False) as run:
+                run.log({"loss": 1.0})
+                print("RUN", run.id, flush=True)
+        dist.barrier()  # rank 0's run is finished: a rank that calls rp.init now is late
+        if rank == 0:
+            with rp.init(project="late", config={"lr": 0.1}, system_metrics=False) as run:
+                print("LATE", run.id, flush=True)
+                dist.barrier()
+                time.sleep(1.0)
+        else:
+            time.sleep(1.0)
+            try:
+                rp.init(project="late", config={"lr": 0.3}, system_metrics=False)
+            except rp.errors.InvalidArgumentError as exc:
+                print("ERROR", exc, flush=True)
+            dist.barrier()
+    """, 2, tmp_path, root, env={"RUNPOINT_RANK_ARRIVAL_WAIT": "0.2"})
+    assert job.wait(60) == [0, 0], job.logs()
+    store = _store(root)
+    alone = store.list_runs(RunQuery(project="alone"))
+    assert [run.status for run in alone] == [RunStatus.COMPLETED]
+    assert store.read_metric(alone[0].id, "loss").values.tolist() == [1.0]
+    assert "rank 1 differs in lr (rank 0: 0.1, rank 1: 0.3)" in job.log(1), job.logs()
+    (late,) = store.list_runs(RunQuery(project="late"))
+    assert late.status is RunStatus.FAILED  # rank 1 said why; rank 0's clean exit does not overwrite it
+    assert late.error.startswith("rank 1: the ranks of this job were given different configs"), late.error

@@ -255,7 +255,7 @@ def gc(
     where = _Target(target, root)
     where.refuse_deleting_outside()
     if where.run is not None and not force:
-        _refuse_running(where.run)
+        _refuse_running(where.store, where.run)
     plan = apply_retention(where.location, policy, monitor=monitor, mode=mode, dry_run=True)  # type: ignore[arg-type]
     if as_json and dry_run:
         print_json({"keep": [c.step for c in plan.kept], "delete": [c.step for c in plan.to_delete]})
@@ -298,11 +298,11 @@ def _retention_policy(keep_last: int | None, keep_best: int | None, monitor: str
         raise fail(str(exc), 2) from None
 
 
-def _refuse_running(run: Any) -> None:
-    from ..run.liveness import is_dead
+def _refuse_running(store: Any, run: Any) -> None:
+    from ..run.liveness import run_is_dead
     from ..store import RunStatus
 
-    if run.status is RunStatus.RUNNING and not is_dead(run):
+    if run.status is RunStatus.RUNNING and run_is_dead(store, run) is None:
         raise fail(f"run {run.id} is still running and manages its checkpoints; pass --force to prune anyway")
 
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from .. import query
 from ..errors import StoreError
 from ..query import export as export_module
-from ..run.liveness import is_dead
+from ..run.liveness import run_is_dead
 from ..sinks.hub import read_external
 from ..store import RunRecord, RunStatus, Store
 from ._oserror import writing
@@ -263,7 +263,7 @@ def rm(
     """Delete runs: their records, metrics and directories."""
     store = _open(root)
     runs = list({run.id: run for run in (query.resolve_run(store, ref) for ref in run_refs)}.values())  # once each
-    live = [run for run in runs if run.status is RunStatus.RUNNING and not is_dead(run)]
+    live = [run for run in runs if run.status is RunStatus.RUNNING and run_is_dead(store, run) is None]
     if live and not force:
         raise fail(f"run {live[0].id} is still running (pid {live[0].pid}); stop it first or pass --force")
     root_dir = Path(store.location).parent.resolve()

@@ -19,7 +19,7 @@ Example::
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import time
 from typing import Any
 
 from ..errors import RunpointError
@@ -41,22 +41,31 @@ def publish(key: str, value: Any) -> None:
     _store().set(PREFIX + key, json.dumps(value))
 
 
+def _wait_for(store: Any, names: list[str], timeout: float) -> list[str]:
+    """Poll until every name is set or ``timeout`` passes; the names still missing.
+
+    Polls with ``check`` rather than ``store.wait(timeout)``: a wait that times out has
+    the C++ side print socket warnings on stderr, and not every rank arriving is normal.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        missing = [name for name in names if not store.check([name])]
+        if not missing or time.monotonic() >= deadline:
+            return missing
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.05)
+
+
 def receive(key: str, timeout: float, waiting_for: str = "rank 0") -> Any:
     """The value published under ``key``; waits up to ``timeout`` seconds for it."""
     store = _store()
-    try:
-        store.wait([PREFIX + key], timedelta(seconds=timeout))
-    except Exception as exc:  # DistStoreError / RuntimeError("Timeout") depending on the store
-        raise RunpointError(f"waited {timeout:.0f} s for {waiting_for} ({key}) in vain: {exc}") from None
+    if _wait_for(store, [PREFIX + key], timeout):
+        raise RunpointError(f"waited {timeout:.0f} s for {waiting_for} ({key}) in vain")
     return json.loads(store.get(PREFIX + key))
 
 
 def arrivals(key: str, ranks: range, timeout: float) -> list[int]:
-    """Which of ``ranks`` have published ``key/<rank>`` within ``timeout`` seconds (those missing, [] when all came)."""
-    store = _store()
-    wanted = [f"{PREFIX}{key}/{rank}" for rank in ranks]
-    try:
-        store.wait(wanted, timedelta(seconds=timeout))
-        return []
-    except Exception:
-        return [rank for rank, name in zip(ranks, wanted) if not store.check([name])]
+    """Which of ``ranks`` have not published ``key/<rank>`` within ``timeout`` seconds ([] when all came)."""
+    wanted = {f"{PREFIX}{key}/{rank}": rank for rank in ranks}
+    return [wanted[name] for name in _wait_for(_store(), list(wanted), timeout)]

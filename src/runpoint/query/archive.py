@@ -42,7 +42,7 @@ from .._util.fs import atomic_path, require_parent_dir
 from .._version import __version__
 from ..artifacts.paths import RunPaths
 from ..errors import ArchiveError, InvalidArgumentError, RunExistsError
-from ..run.liveness import is_dead
+from ..run.liveness import run_is_dead
 from ..store import RunRecord, RunStatus, Store
 from ..store.sqlite.schema import SCHEMA_VERSION
 from .runs import run_dir as query_run_dir
@@ -106,7 +106,7 @@ def export_archive(store: Store, run: RunRecord, out: str | os.PathLike[str] | N
     sqlite_store = _sqlite_store(store)
     from ..store.sqlite.transfer import export_run_db
 
-    if run.status is RunStatus.RUNNING and not is_dead(run):
+    if run.status is RunStatus.RUNNING and run_is_dead(store, run) is None:
         raise InvalidArgumentError("run", f"run {run.id} is still running; export it once it has finished")
     path = Path(out) if out is not None else Path(f"{run.id}.tar.gz")
     if path.is_dir():

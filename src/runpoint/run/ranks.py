@@ -12,7 +12,8 @@ heartbeats. When a rank ends (:func:`finish_rank`) it records its own outcome th
   is, else failed/killed "rank N: ..."; by compare-and-set from ``running``, so the first
   cause wins;
 - completed: the run becomes completed only once every rank's row is completed, set by
-  whichever rank finishes last.
+  whichever rank finishes last (with a process group: every rank that had called
+  ``rp.init`` when rank 0 opened the run, and any that joined since).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class RankRole:
     host: str
     log_ranks: str = "zero"  # "zero": only rank 0's run.log is stored; "all": every rank's, as key@rankN
     job: str | None = None  # which attempt: torchrun's job id and restart count
+    # how many ranks' rows the run waits for before it is completed: all of them, or with a
+    # process group those that had called rp.init when rank 0 opened the run (a rank-0-only run: 1)
+    expected: int | None = None
 
     @property
     def suffix(self) -> str | None:
@@ -74,8 +78,9 @@ def finish_rank(store: Store, run_id: str, role: RankRole, status: RunStatus, er
     store.set_rank_status(run_id, role.rank, status, error=error, ended_at=ended_at)
     ranks = store.list_ranks(run_id)
     if status is RunStatus.COMPLETED:
-        done = [rank for rank in ranks if rank.status is RunStatus.COMPLETED]
-        if len(done) >= role.world_size:  # this rank finished last: the job completed
+        expected = role.expected if role.expected is not None else role.world_size
+        if len(ranks) >= expected and all(rank.status is RunStatus.COMPLETED for rank in ranks):
+            # this rank finished last (of those that joined): the job completed
             store.set_status(run_id, RunStatus.COMPLETED, ended_at=ended_at, expect=[RunStatus.RUNNING])
     else:
         others = [rank for rank in ranks if rank.rank != role.rank]
