@@ -130,6 +130,7 @@ def save_sharded(storage: "Artifacts", directory: "CheckpointDirectory", process
     path, sequence = share_outcome(begin)
     try:
         files = _write_rank(storage, path, process, step, sharded, encoded, state)
+        _flush(run)  # every rank's points up to this step are stored before the checkpoint exists
         everyone = gather_objects(files)
 
         def commit() -> CheckpointInfo:
@@ -140,7 +141,6 @@ def save_sharded(storage: "Artifacts", directory: "CheckpointDirectory", process
                 tensors=len(encoded.tensors), versions=versions(), world_size=process.world_size,
                 sharded=tuple(sharded),
             )
-            _flush(run)
             try:
                 staging[0].commit(manifest.to_json())
             except OSError as exc:
