@@ -139,3 +139,31 @@ def test_trainer_checkpoints_are_kept_as_runpoint_checkpoints(tmp_path: Path, ro
     assert summary["checkpoint/last_path"] == str(tmp_path / "out" / "checkpoint-12")
     assert Path(summary["checkpoint/last_path"]).is_dir()
     assert summary["checkpoint/best_path"] == str(tmp_path / "out" / f"checkpoint-{best_step}")
+
+
+@pytest.mark.slow  # torchrun and transformers in two ranks: ~25 s
+def test_the_trainer_under_torchrun_records_one_run_with_each_metric_once(tmp_path: Path, root: Path) -> None:
+    from .multirank import torchrun
+
+    source = Path(__file__).read_text()
+    helpers = source[source.index("class Synthetic"):source.index("def test_trainer_logs_config")]
+    result = torchrun(tmp_path, root, f"""
+import torch, transformers
+from pathlib import Path
+from runpoint.integrations.hf import RunpointCallback
+{helpers}
+callback = RunpointCallback(project="hf-ddp")
+trainer = tiny_trainer(Path("."), callback, ddp_backend="gloo")
+trainer.train()
+if trainer.is_world_process_zero():
+    print("RUN", callback.run.id, flush=True)
+""", 2, timeout=300, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    with SQLiteStore(root / "runpoint.db") as store:
+        (run,) = store.list_runs()  # one run for the job
+        assert run.status is rp.RunStatus.COMPLETED
+        assert f"RUN {run.id}" in result.stdout
+        loss = store.read_metric(run.id, "train/loss")
+        assert list(loss.steps) == [2, 4, 6, 8, 10, 12]  # each logged once, by rank zero
+        assert list(store.read_metric(run.id, "eval/loss").steps) == [6, 12]
+        assert not [key for key in store.metric_keys(run.id) if "@rank" in key]  # the other rank stored nothing
