@@ -220,3 +220,25 @@ def test_sharded_manifests_keep_their_files_inside_and_single_process_ones_are_u
         crafted = sharded.to_json().replace('"dcp/.metadata"', json.dumps(name))
         with pytest.raises(CheckpointCorruptError, match="leaves the checkpoint directory"):
             Manifest.from_json(crafted)
+
+
+def test_sigterm_on_one_rank_saves_the_same_step_on_every_rank_async_and_the_resume_is_exact(tmp_path, root):
+    (tmp_path / "ref").mkdir()
+    finish(run('train("fsdp", "unused", total=8, out="ref")', 2, tmp_path, root, "reference"), [0, 0])
+    job = run('train("fsdp", "ckpts", total=8, every=2, async_save=True, preempt_at=4)', 2, tmp_path, root,
+              "preempted")
+    finish(job, [143, 143])  # SystemExit(128 + SIGTERM) on both: rank 0 never got the signal
+    for rank in (0, 1):
+        assert "signal 15: saved step 4; exiting" in job.log(rank) and "saved 5" not in job.log(rank), job.logs()
+    directory = tmp_path / "ckpts"
+    assert sorted(p.name for p in directory.glob("step-*")) == ["step-000003", "step-000004"]
+    assert (directory / "latest").read_text().strip() == "step-000004"
+    files = json.loads((directory / "step-000004" / "manifest.json").read_text())["files"]
+    assert {"dcp/__0_0.distcp", "dcp/__1_0.distcp", "ranks/rank-00001/state.msgpack"} <= set(files)
+    assert all(result.ok for result in verify_checkpoint(directory))
+
+    resumed = run('train("fsdp", "ckpts", total=8, every=2, async_save=True)', 2, tmp_path, root, "resumed")
+    finish(resumed, [0, 0])
+    assert "start 5" in resumed.log(0) and "start 5" in resumed.log(1)
+    assert_same(torch.load(tmp_path / "final-rank0.pt"), torch.load(tmp_path / "ref" / "final-rank0.pt"))
+    assert (directory / "latest").read_text().strip() == "step-000007"  # the async saves committed at close()

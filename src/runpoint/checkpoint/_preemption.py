@@ -67,6 +67,10 @@ class PreemptionHook:
         if not handled:
             logger.warning("runpoint: preemption saves need save_on_preemption() to be called from the main thread")
 
+    def poll(self) -> int | None:
+        """The signal whose save waits for this step boundary, or None (in a multi-rank job, agreed by all)."""
+        return self.pending
+
     def uninstall(self) -> None:
         lifecycle.remove_signal_callback(self)
         self.getter = None
