@@ -48,6 +48,7 @@ class PreemptionHook:
         self.getter: Getter | None = None
         self.at_boundary = False
         self.pending: int | None = None  # a signal whose save waits for the next step boundary
+        self.check_every = 1  # multi-rank: should_save() calls per agreement on a signal (a collective)
         self._installed = False
 
     def install(self, getter: Getter | None, run: Any) -> None:

@@ -331,7 +331,7 @@ class CheckpointManager:
 
     # -- preemption ------------------------------------------------------------------
 
-    def save_on_preemption(self, get_state: Callable[[], Any] | None = None) -> None:
+    def save_on_preemption(self, get_state: Callable[[], Any] | None = None, *, check_every: int = 1) -> None:
         """On SIGTERM or SIGUSR1 (schedulers' "you are being preempted"), save and exit.
 
         Without ``get_state`` (recommended), the save happens at the next step boundary:
@@ -346,6 +346,12 @@ class CheckpointManager:
         ``optimizer.step()``), so use it only when a step outlasts the scheduler's grace
         period. Call this from the main thread.
 
+        In a multi-rank job (sharded saves) a signal on any one rank makes every rank save
+        the same step and exit: every rank calls this and :meth:`should_save` at the same
+        steps, and each ``should_save`` all-reduces the pending signal over a gloo group of
+        the checkpoints' own (about 1 ms on gloo; ``check_every=N`` agrees at every N-th
+        call only, so a signal is acted on up to N steps later). ``get_state`` is refused there.
+
         Example::
 
             ckpt.save_on_preemption()
@@ -354,6 +360,9 @@ class CheckpointManager:
                 if ckpt.should_save(step):   # every N steps, and right after a SIGTERM
                     ckpt.save(step, state)   # after a SIGTERM: save, then exit
         """
+        if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
+            raise InvalidArgumentError("check_every", f"must be an int >= 1, got {check_every!r}")
+        self._preemption.check_every = check_every
         self._preemption.install(get_state, self.run)
 
     def _save_now(self, step: int, state: Mapping[str, Any], metrics: Any) -> CheckpointInfo:

@@ -133,15 +133,19 @@ class DistributedProcess:
 class AcrossRanks(PreemptionHook):
     """Preemption of a multi-rank job: a signal on any rank makes every rank save the same step.
 
-    The signal reaches one rank (or each at a different moment), so the ranks agree at each
-    ``should_save()``: one all-reduce (MAX) of this rank's pending signal over the
-    checkpoint signal group, on every call once :meth:`install` ran. Every rank then
-    answers True at the same call, saves the same step, and exits with the signal.
+    The signal reaches one rank (or each at a different moment), so the ranks agree in
+    ``should_save()``: an all-reduce (MAX) of this rank's noted signal over the checkpoint
+    signal group, at every ``check_every``-th call once :meth:`install` ran. Every rank
+    then answers True at the same call, saves the same step, and exits with the signal.
+    Only an agreed signal ends a rank: one noted here after the last agreement waits for
+    the next, or a save that this rank alone finished would leave the others waiting.
     """
 
     def __init__(self, process: DistributedProcess, *args: Any) -> None:
         super().__init__(*args)
         self._process = process
+        self._calls = 0
+        self.agreed: int | None = None
 
     def install(self, getter: Any, run: Any) -> None:
         if getter is not None:
@@ -153,12 +157,20 @@ class AcrossRanks(PreemptionHook):
         super().install(None, run)
 
     def poll(self) -> int | None:
-        if not self.at_boundary:
-            return self.pending
+        if not self.at_boundary or self.agreed is not None:
+            return self.agreed
+        self._calls += 1
+        if self._calls % self.check_every:
+            return None
         agreed = max_everywhere(self.pending or 0, group=self._process.together("should_save").signals)
-        if agreed:
-            self.pending = agreed  # another rank's signal: this one saves and exits with it too
-        return self.pending
+        self.agreed = agreed or None  # another rank's signal: this one saves and exits with it too
+        return self.agreed
+
+    def exit_if_pending(self, saved_step: int | None) -> None:
+        if self.agreed is None:
+            return
+        self.pending, self.agreed = self.agreed, None
+        super().exit_if_pending(saved_step)
 
 
 def process_for(rng: bool) -> CheckpointProcess:
