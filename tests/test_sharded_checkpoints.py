@@ -326,3 +326,10 @@ def test_a_sampler_position_that_another_world_size_cannot_share_evenly_is_refus
         rp.CheckpointManager(tmp_path / "ckpts").restore({"sampler": ResumableSampler(64, seed=3, num_replicas=4, rank=0)})
     three = ResumableSampler(64, seed=3, num_replicas=3, rank=1)
     assert rp.CheckpointManager(tmp_path / "ckpts").restore({"sampler": three}) == 1 and three.position == 2
+
+
+def test_check_every_must_be_a_positive_int(tmp_path):
+    ckpt = rp.CheckpointManager(tmp_path / "ckpts")
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(rp.errors.InvalidArgumentError, match="check_every"):
+            ckpt.save_on_preemption(check_every=bad)

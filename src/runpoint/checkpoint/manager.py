@@ -29,6 +29,7 @@ from ._registration import RegistrySync
 from ._restore import load_into
 from ._retention import apply_retention
 from ._sharded_restore import restore_sharded, verifier
+from ._sharded_saves import ShardedSaves
 from .directory import CheckpointDirectory
 from .io import CheckpointIO, Payload
 from .manifest import CheckpointInfo, Manifest
@@ -40,7 +41,6 @@ from .options import (
 )
 from .policy import Mode, RetentionPolicy, due
 from .process import CheckpointProcess
-from ._sharded_saves import ShardedSaves
 from .ranks import process_for
 
 if TYPE_CHECKING:

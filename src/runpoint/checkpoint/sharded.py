@@ -31,7 +31,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from ..distributed import active_group, all_gather_objects, gather_objects, share_outcome
+from ..distributed import (
+    active_group,
+    all_gather_objects,
+    gather_objects,
+    share_outcome,
+)
 from ..errors import CheckpointError
 from . import _state, atomic
 from ._checks import save_error, versions

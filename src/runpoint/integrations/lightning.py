@@ -326,10 +326,8 @@ class RunpointCheckpoint(_CheckpointCallback):
         from ..checkpoint import CheckpointManager, LocalProcess
 
         if self.manager is None or (isinstance(target, Run) and self.manager.run is not target):
-            # Lightning's rank zero writes the whole state: never a sharded, all-ranks save
-            options = dict(self.manager_options)
-            process = options.pop("process", None) or LocalProcess(options.get("rng", True))
-            self.manager = CheckpointManager(target, process=process, **options)
+            local = LocalProcess(self.manager_options.get("rng", True))  # rank zero saves it all: never sharded
+            self.manager = CheckpointManager(target, **{"process": local, **self.manager_options})
         return self.manager
 
     def _reader_for(self, directory: str) -> Any:
@@ -337,8 +335,7 @@ class RunpointCheckpoint(_CheckpointCallback):
         from ..checkpoint import CheckpointManager, LocalProcess
 
         if self.manager is None or Path(self.manager.directory) != Path(directory):
-            self.manager = CheckpointManager(directory, monitor=self.manager_options["monitor"],
-                                             mode=self.manager_options["mode"], process=LocalProcess())
+            self.manager = CheckpointManager(directory, monitor=self.manager_options["monitor"], mode=self.manager_options["mode"], process=LocalProcess())
         return self.manager
 
     def _save(self, trainer: Any) -> None:
