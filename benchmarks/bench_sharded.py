@@ -74,7 +74,9 @@ def run(ctx: Context) -> Section:
                    f"Medians of {rounds} rounds, writers interleaved."),
         Table(["saved -> restored on", "reader", "seconds (median)", "speed vs dcp.load"], restore_rows,
               title="Restore into the sharded model (files in the page cache)",
-              note="runpoint verifies every file's hash before DCP reads it (each rank hashes a share)."),
+              note="runpoint verifies every file's hash before DCP reads it (each rank hashes a share), so every "
+                   "byte is read twice (hash, then load): that is the gap to dcp.load, on a machine where 4 ranks "
+                   "share 2 cores."),
         Table(["writer", "blocked, s (median)", "then until committed, s", "blocked: speed vs dcp.async_save"],
               async_rows, title="Async sharded save: time the training loop is blocked",
               note="Blocked: from save() called to save() returned, on the slowest rank (CPU tensors: a copy into "
