@@ -11,6 +11,8 @@ operation, so a figure is the wall time of the slowest rank:
   its share of the bytes at once; interleaved, ROUNDS rounds; then restore from the
   checkpoints just written: runpoint ``restore`` vs ``dcp.load`` + ``set_model_state_dict``;
   then async: how long ``save(async_save=True)`` blocks vs ``dcp.async_save``.
+  Last, the cost of one ``should_save()`` once ``save_on_preemption()`` is on (an
+  all-reduce of the pending signal over the checkpoint group).
 - ``restore``: restore only, from the checkpoints a job of another size wrote.
 
 Rank 0 writes the medians to OUT as JSON.
@@ -102,15 +104,27 @@ def main(rank: int, world: int, port: int, workdir: Path, mib: int, rounds: int,
         manager = rp.CheckpointManager(restore_from, rng=False)
         note("runpoint restore (verified)", _timed(dist, lambda: manager.restore({"model": model})))
     if mode == "save":
+        # dcp.async_save's collectives run on its thread: over the default group they would interleave with the
+        # barriers of _timed (they hang); DCP's docs ask for a group of their own, as runpoint's saves have
+        background = dist.new_group(backend="gloo")
         for index in range(rounds):
             manager = rp.CheckpointManager(workdir / f"rpa-{index}", rng=False, async_save=True)
-            note("runpoint save(), async_save=True: blocked", _timed(dist, lambda: manager.save(index, {"model": model})))
+            note("runpoint async: blocked", _timed(dist, lambda: manager.save(index, {"model": model})))
             note("runpoint async: until committed", _timed(dist, manager.wait))
             manager.close()
             pending: list[Any] = []
             note("dcp.async_save: blocked", _timed(dist, lambda: pending.append(dcp.async_save(
-                get_model_state_dict(model), storage_writer=dcp.FileSystemWriter(str(workdir / f"dcpa-{index}"))))))
+                get_model_state_dict(model), storage_writer=dcp.FileSystemWriter(str(workdir / f"dcpa-{index}")),
+                process_group=background))))
             note("dcp.async_save: until committed", _timed(dist, lambda: pending[0].result()))
+    if mode == "save":  # the agreement save_on_preemption() adds to every should_save(): one all-reduce
+        manager = rp.CheckpointManager(workdir / "preempt", rng=False)
+        manager.save_on_preemption()
+        calls = 200
+        for _ in range(3):
+            note("should_save() with save_on_preemption(): one call",
+                 _timed(dist, lambda: [manager.should_save(step) for step in range(calls)]) / calls)
+        manager.close()
     if rank == 0:
         out.write_text(json.dumps({"world": world, "bytes": sum(p.numel() * 4 for p in model.parameters()),
                                    "medians": {k: statistics.median(v) for k, v in times.items()}}))

@@ -52,14 +52,18 @@ def record_pointer_writers(path: str) -> None:
     CheckpointDirectory.write_pointers = write_pointers
 
 
-def train(kind: str, directory: str, total: int, every: int = 0, die_at: int = -1, out: str = ".") -> None:
+def train(kind: str, directory: str, total: int, every: int = 0, die_at: int = -1, out: str = ".",
+          async_save: bool = False, preempt_at: int = -1) -> None:
+    """``preempt_at``: rank 1 alone sends itself SIGTERM during that step (``save_on_preemption()`` is on)."""
     rank = dist.get_rank()
     model, wrapped = build(kind)
     optimizer = torch.optim.AdamW(wrapped.parameters(), lr=0.05)
     sampler = ResumableSampler(len(DATA), seed=3)
     torch.manual_seed(100 + rank)
     state = {"model": wrapped, "optimizer": optimizer, "sampler": sampler, "extra": {"rank": rank}}
-    ckpt = rp.CheckpointManager(directory, keep_last=2) if every else None
+    ckpt = rp.CheckpointManager(directory, keep_last=2, async_save=async_save) if every else None
+    if ckpt and preempt_at >= 0:
+        ckpt.save_on_preemption()
     start = (ckpt.restore(state) or 0) if ckpt else 0
     print("start", start, flush=True)
     batches = iter(sampler)
@@ -81,9 +85,13 @@ def train(kind: str, directory: str, total: int, every: int = 0, die_at: int = -
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if ckpt and (step + 1) % every == 0:
+        if step == preempt_at and rank == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        if ckpt and ((preempt_at >= 0 and ckpt.should_save(step)) or (step + 1) % every == 0):
             info = ckpt.save(step, state)
-            print("saved", info.step, info.name, flush=True)
+            print("saved", step, info.name if info else "(async)", flush=True)
+    if ckpt:
+        ckpt.close()
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         get_model_state_dict,

@@ -175,3 +175,39 @@ def test_export_to_a_url_uses_the_managers_storage_options(bucket) -> None:
     elsewhere = ckpt.export(f"s3://{name}/other/model.safetensors", which="latest",
                             storage_options={**options, "s3_additional_kwargs": {"Metadata": {"stage": "prod"}}})
     assert fs.metadata(elsewhere.removeprefix("s3://")) == {"stage": "prod"}  # the options given win
+
+
+def test_a_sharded_two_rank_ddp_checkpoint_commits_restores_and_verifies_in_s3(bucket, tmp_path, root) -> None:
+    from .multirank import launch
+
+    fs, name, options = bucket
+    url = f"s3://{name}/ddp"
+    job = launch('''
+import json, os, torch
+import runpoint as rp
+from torch.nn.parallel import DistributedDataParallel
+options = json.loads(os.environ["S3_OPTIONS"])
+torch.manual_seed(0)
+model = DistributedDataParallel(torch.nn.Linear(4, 4))
+optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+ckpt = rp.CheckpointManager(os.environ["S3_URL"], storage_options=options, keep_last=1)
+for step in range(2):
+    model(torch.ones(2, 4)).sum().backward()
+    optimizer.step()
+    ckpt.save(step, {"model": model, "optimizer": optimizer, "rank": dist.get_rank()})
+torch.manual_seed(1)
+fresh = DistributedDataParallel(torch.nn.Linear(4, 4))
+state = {"model": fresh, "optimizer": torch.optim.AdamW(fresh.parameters(), lr=0.1), "rank": -1}
+start = rp.CheckpointManager(os.environ["S3_URL"], storage_options=options).restore(state)
+same = all(torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters()))
+print("restored", start, state["rank"], same, state["optimizer"].state_dict()["state"][0]["step"].item(), flush=True)
+''', 2, tmp_path, root, env={"S3_URL": url, "S3_OPTIONS": json.dumps(options), **CREDENTIALS})
+    assert job.wait(120) == [0, 0], job.logs()
+    for rank in (0, 1):
+        assert f"restored 2 {rank} True 2.0" in job.log(rank), job.logs()
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{name}/ddp")) == ["latest", "step-000001"]
+    manifest = json.loads(fs.cat(f"{name}/ddp/step-000001/manifest.json"))
+    assert manifest["sharded"]["world_size"] == 2
+    assert {"dcp/.metadata", "ranks/rank-00000/state.msgpack", "ranks/rank-00001/state.msgpack"} <= set(manifest["files"])
+    assert not [p for p in fs.find(f"{name}/ddp") if ".tmp-" in p or ".writing" in p]
+    assert [r.ok for r in verify_checkpoint(url, storage_options=options)] == [True]

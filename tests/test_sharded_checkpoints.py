@@ -167,10 +167,12 @@ def test_a_rank_killed_in_a_save_leaves_the_previous_checkpoint_and_crafted_meta
     assert not marker.exists()
 
 
-def test_ranks_that_disagree_raise_on_every_rank_and_save_nothing(tmp_path, root):
+def test_ranks_that_disagree_or_fail_in_the_background_raise_on_every_rank_and_rank_zero_alone_does_not_hang(
+        tmp_path, root):
     job = run('''
 import runpoint as rp, torch
-from runpoint.errors import CheckpointError, InvalidArgumentError
+from runpoint.checkpoint import LocalProcess, SafetensorsIO
+from runpoint.errors import CheckpointError
 rank = dist.get_rank()
 model = torch.nn.Linear(2, 2)
 ckpt = rp.CheckpointManager("ckpts")
@@ -181,20 +183,63 @@ for what, step, state in [("step", rank, {"model": model}), ("keys", 0, {"model"
     except CheckpointError as exc:
         print(what, "->", exc, flush=True)
 try:
-    rp.CheckpointManager("other", async_save=True)
-except InvalidArgumentError as exc:
-    print("async ->", exc, flush=True)
+    ckpt.save_on_preemption(lambda: None)
+except CheckpointError as exc:
+    print("immediate ->", exc, flush=True)
 print("latest", ckpt.latest, flush=True)
-''', 2, tmp_path, root, "disagree")
+
+# async: rank 1's write fails in the background; the next save raises on both ranks
+background = rp.CheckpointManager("async", async_save=True)
+original = SafetensorsIO.save
+def failing(self, *args, **kwargs):
+    raise OSError("no space left (test)")
+if rank == 1:
+    SafetensorsIO.save = failing
+print("returned", background.save(0, {"model": model}), flush=True)
+try:
+    background.save(1, {"model": model})
+except CheckpointError as exc:
+    print("background ->", exc, flush=True)
+SafetensorsIO.save = original
+with torch.no_grad():
+    model.weight.fill_(2.0)
+background.save(2, {"model": model})
+model.weight.data.fill_(3.0)  # changed while the save is in flight: the staged copy is what is written
+print("waited", background.wait().step, flush=True)
+
+# rank 0 alone (the DDP habit): a clear error after the arrival timeout instead of a hang
+if rank == 0:
+    for what in ("save", "restore"):
+        alone = rp.CheckpointManager(f"alone-{what}")
+        try:
+            alone.save(0, {"model": model}) if what == "save" else alone.restore({"model": model})
+        except CheckpointError as exc:
+            print(f"alone {what} ->", exc, flush=True)
+    print("local", rp.CheckpointManager("local", process=LocalProcess()).save(0, {"model": model}).step, flush=True)
+dist.barrier()
+''', 2, tmp_path, root, "disagree", RUNPOINT_CHECKPOINT_ARRIVAL_TIMEOUT="1")
     finish(job, [0, 0])
     for rank in (0, 1):
         log = job.log(rank)
         assert "step -> the ranks disagree on the step to save (rank 0: 0, rank 1: 1); nothing was saved" in log, log
         assert "keys -> the ranks disagree on the state's keys (rank 0: ['k0', 'model'], rank 1: ['k1', 'model'])" in log
         assert "value -> could not save step 0; nothing was saved: rank 1: CheckpointError: cannot save state['bad']" in log
-        assert "async -> " in log and "not yet supported" in log
+        assert "immediate -> save_on_preemption(get_state) saves at once" in log
         assert "latest None" in log
+        assert "returned None" in log
+        assert "background -> could not save step 0; nothing was saved: rank 1: OSError: no space left (test)" in log, log
+        assert "waited 2" in log
     assert not list((tmp_path / "ckpts").glob("step-*"))
+    assert [p.name for p in (tmp_path / "async").glob("step-*")] == ["step-000002"]
+    model = torch.nn.Linear(2, 2)
+    assert rp.CheckpointManager(tmp_path / "async").restore({"model": model}) == 3
+    assert torch.equal(model.weight, torch.full((2, 2), 2.0))
+    log = job.log(0)
+    for what in ("save", "restore"):
+        assert (f"alone {what} -> rank 0 waited 1 s for rank(s) 1 to call {what}() too: in a multi-rank job every rank "
+                f"calls {what}() (the checkpoint is sharded); to save from rank 0 alone, pass process=LocalProcess()") in log
+    assert "local 0" in log
+    assert not list((tmp_path / "alone-save").glob("step-*"))
 
 
 def test_multi_rank_environment_without_a_process_group_is_refused(tmp_path, monkeypatch):
@@ -220,3 +265,71 @@ def test_sharded_manifests_keep_their_files_inside_and_single_process_ones_are_u
         crafted = sharded.to_json().replace('"dcp/.metadata"', json.dumps(name))
         with pytest.raises(CheckpointCorruptError, match="leaves the checkpoint directory"):
             Manifest.from_json(crafted)
+
+
+def test_sigterm_on_one_rank_saves_the_same_step_on_every_rank_async_and_the_resume_is_exact(tmp_path, root):
+    (tmp_path / "ref").mkdir()
+    finish(run('train("fsdp", "unused", total=8, out="ref")', 2, tmp_path, root, "reference"), [0, 0])
+    job = run('train("fsdp", "ckpts", total=8, every=2, async_save=True, preempt_at=4)', 2, tmp_path, root,
+              "preempted")
+    finish(job, [143, 143])  # SystemExit(128 + SIGTERM) on both: rank 0 never got the signal
+    for rank in (0, 1):
+        assert "signal 15: saved step 4; exiting" in job.log(rank) and "saved 5" not in job.log(rank), job.logs()
+    directory = tmp_path / "ckpts"
+    assert sorted(p.name for p in directory.glob("step-*")) == ["step-000003", "step-000004"]
+    assert (directory / "latest").read_text().strip() == "step-000004"
+    files = json.loads((directory / "step-000004" / "manifest.json").read_text())["files"]
+    assert {"dcp/__0_0.distcp", "dcp/__1_0.distcp", "ranks/rank-00001/state.msgpack"} <= set(files)
+    assert all(result.ok for result in verify_checkpoint(directory))
+
+    resumed = run('train("fsdp", "ckpts", total=8, every=2, async_save=True)', 2, tmp_path, root, "resumed")
+    finish(resumed, [0, 0])
+    assert "start 5" in resumed.log(0) and "start 5" in resumed.log(1)
+    assert_same(torch.load(tmp_path / "final-rank0.pt"), torch.load(tmp_path / "ref" / "final-rank0.pt"))
+    assert (directory / "latest").read_text().strip() == "step-000007"  # the async saves committed at close()
+
+
+def test_a_missing_shard_falls_back_for_latest_and_raises_for_its_step_on_every_rank(tmp_path, root):
+    finish(run('train("fsdp", "ckpts", total=4, every=2)', 2, tmp_path, root, "train"), [0, 0])
+    (tmp_path / "ckpts" / "step-000003" / "dcp" / "__1_0.distcp").unlink()
+    job = run('''
+from runpoint.errors import RunpointError
+model, wrapped = build("fsdp")
+state = {"model": wrapped, "optimizer": torch.optim.AdamW(wrapped.parameters(), lr=0.05),
+         "sampler": ResumableSampler(len(DATA), seed=3), "extra": {}}
+ckpt = rp.CheckpointManager("ckpts")
+print("latest ->", ckpt.restore(state), flush=True)
+try:
+    ckpt.restore(state, which=3)
+except RunpointError as exc:
+    print("which ->", type(exc).__name__, exc, flush=True)
+''', 2, tmp_path, root, "restore")
+    finish(job, [0, 0])
+    for rank in (0, 1):
+        log = job.log(rank)
+        assert "dcp/__1_0.distcp" in log.split("latest ->")[0] and "falling back to an older checkpoint" in log, log
+        assert "latest -> 2" in log
+        which = log.split("which ->", 1)[1]
+        assert "CheckpointCorruptError" in which and "dcp/__1_0.distcp" in which, log
+
+
+def test_a_sampler_position_that_another_world_size_cannot_share_evenly_is_refused(tmp_path):
+    from runpoint.checkpoint import ResumableSampler
+
+    sampler = ResumableSampler(64, seed=3, num_replicas=2, rank=0)
+    batches = iter(sampler)
+    for _ in range(3):
+        next(batches)  # 2 ranks x 3 samples = 6 consumed: 4 ranks cannot split that evenly
+    rp.CheckpointManager(tmp_path / "ckpts").save(0, {"sampler": sampler})
+    with pytest.raises(rp.errors.RunpointError, match="saved by 2 ranks after 6 samples of the epoch, which 4 ranks "
+                                                      "cannot share evenly"):
+        rp.CheckpointManager(tmp_path / "ckpts").restore({"sampler": ResumableSampler(64, seed=3, num_replicas=4, rank=0)})
+    three = ResumableSampler(64, seed=3, num_replicas=3, rank=1)
+    assert rp.CheckpointManager(tmp_path / "ckpts").restore({"sampler": three}) == 1 and three.position == 2
+
+
+def test_check_every_must_be_a_positive_int(tmp_path):
+    ckpt = rp.CheckpointManager(tmp_path / "ckpts")
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(rp.errors.InvalidArgumentError, match="check_every"):
+            ckpt.save_on_preemption(check_every=bad)

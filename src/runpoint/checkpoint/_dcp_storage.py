@@ -95,6 +95,11 @@ class ArtifactsFileSystem(FileSystemBase):
     """DCP's file system interface over a runpoint storage; paths are relative to its root.
 
     ``written`` maps each file written (relative to ``base``) to its manifest entry.
+
+    DCP writes ``.metadata.tmp`` and renames it to ``.metadata``; object stores have no
+    rename, and runpoint's commit (a fresh staging directory, the manifest written last)
+    needs none, so a ``*.tmp`` file is written under its final name at once and the
+    rename (and DCP's removal of an older file by that name) become no-ops.
     """
 
     def __init__(self, storage: Artifacts, base: str) -> None:
@@ -102,6 +107,7 @@ class ArtifactsFileSystem(FileSystemBase):
         self.base = base.rstrip("/") + "/"
         self.written: dict[str, FileEntry] = {}
         self._lock = threading.Lock()  # DCP may write with several threads
+        self._renamed_early: dict[str, str] = {}  # "x.tmp" -> "x", written as "x" already
 
     def _relative(self, path: str) -> str:
         return str(path).removeprefix(self.base)
@@ -113,6 +119,8 @@ class ArtifactsFileSystem(FileSystemBase):
             with self.storage.open_read(path) as stream:
                 yield stream
             return
+        if path.endswith(".tmp"):
+            self._renamed_early[path] = path = path.removesuffix(".tmp")
         sink = self.storage.open_write(path)
         hashed = _HashingStream(sink)
         try:
@@ -129,6 +137,9 @@ class ArtifactsFileSystem(FileSystemBase):
         return f"{str(path).rstrip('/')}/{suffix}"
 
     def rename(self, path: Any, new_path: Any) -> None:
+        if self._renamed_early.get(str(path)) == str(new_path):
+            del self._renamed_early[str(path)]
+            return
         self.storage.rename(str(path), str(new_path))
         with self._lock:
             entry = self.written.pop(self._relative(str(path)), None)
@@ -146,10 +157,13 @@ class ArtifactsFileSystem(FileSystemBase):
         return True
 
     def exists(self, path: Any) -> bool:
+        if str(path) in self._renamed_early.values():
+            return False  # the file a pending rename will produce: DCP would remove it first
         return self.storage.exists(str(path))
 
     def rm_file(self, path: Any) -> None:
-        self.storage.remove_file(str(path))
+        if str(path) not in self._renamed_early.values():
+            self.storage.remove_file(str(path))
 
 
 class HashingWriter(FileSystemWriter):

@@ -48,6 +48,7 @@ class PreemptionHook:
         self.getter: Getter | None = None
         self.at_boundary = False
         self.pending: int | None = None  # a signal whose save waits for the next step boundary
+        self.check_every = 1  # multi-rank: should_save() calls per agreement on a signal (a collective)
         self._installed = False
 
     def install(self, getter: Getter | None, run: Any) -> None:
@@ -66,6 +67,10 @@ class PreemptionHook:
             handled = threading.current_thread() is threading.main_thread()
         if not handled:
             logger.warning("runpoint: preemption saves need save_on_preemption() to be called from the main thread")
+
+    def poll(self) -> int | None:
+        """The signal whose save waits for this step boundary, or None (in a multi-rank job, agreed by all)."""
+        return self.pending
 
     def uninstall(self) -> None:
         lifecycle.remove_signal_callback(self)

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Mapping, MutableMapping
 
-from ..distributed import all_gather_objects
+from ..distributed import active_group, all_gather_objects
 from ..errors import CheckpointCorruptError, CheckpointError
 from . import _state
 from ._restore import load_into
@@ -161,7 +161,7 @@ def restore_sharded(storage: "Artifacts", info: CheckpointInfo, state: Mapping[s
     assert prepared is not None
     live, rest, document, tensors = prepared
     dcp.load(live, storage_reader=SafeReader(storage, info.name), planner=SafeLoadPlanner(allow_partial_load=not strict),
-             no_dist=not distributed)
+             no_dist=not distributed, process_group=active_group() if distributed else None)
     _apply_state_dicts(state, live)
     load_into(rest, document["state"], tensors, strict=strict, map_location=map_location, where=where)
     target: MutableMapping[str, Any] = state  # type: ignore[assignment]  # restore() checked it has __setitem__

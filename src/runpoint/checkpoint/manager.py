@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Unpack
 
 from ..artifacts.storage import open_artifacts
-from ..distributed import share_outcome
+from ..distributed import over, share_outcome
 from ..errors import InvalidArgumentError
 from . import _state
 from . import export as _export
@@ -29,6 +29,7 @@ from ._registration import RegistrySync
 from ._restore import load_into
 from ._retention import apply_retention
 from ._sharded_restore import restore_sharded, verifier
+from ._sharded_saves import ShardedSaves
 from .directory import CheckpointDirectory
 from .io import CheckpointIO, Payload
 from .manifest import CheckpointInfo, Manifest
@@ -40,8 +41,7 @@ from .options import (
 )
 from .policy import Mode, RetentionPolicy, due
 from .process import CheckpointProcess
-from .ranks import check_async, process_for
-from .sharded import save_sharded
+from .ranks import process_for
 
 if TYPE_CHECKING:
     from ..handle import RunHandle
@@ -92,7 +92,6 @@ class CheckpointManager:
         self.options = options if options is not None else options_from_keywords(keywords)
         self.run, location = run_and_location(run_or_directory, self.options.location)
         self.process = process if process is not None else process_for(self.options.rng)
-        check_async(self.process, self.options.async_save)
         self._storage = open_artifacts(location, self.options.storage_options)
         self._dir = CheckpointDirectory.prepare(self._storage, tidy=self.process.coordinates)
         if self.process.coordinates:
@@ -108,6 +107,10 @@ class CheckpointManager:
             self._save_now, self.wait, lambda: self._writing_thread == threading.get_ident(), self._saved_by_now
         )
         self._saved_here: set[int] = set()  # sequences committed by this manager
+        self._sharded_saves = ShardedSaves(self._storage, self._dir, self.process, self.run, self._saver,  # type: ignore[arg-type]
+                                           self._lock, self._after_commit) if self._sharded else None
+        if self._sharded_saves is not None:
+            self._saved_here = self._sharded_saves.committed
         self._registry = RegistrySync(self.run, self._storage) if self.run is not None and self.process.coordinates else None
         if self._registry is not None:
             self._registry.reconcile(self._dir.list(), self.best)
@@ -155,7 +158,7 @@ class CheckpointManager:
     def should_save(self, step: int) -> bool:
         """Whether to save at ``step``: a trigger (``save_every_n_steps`` / ``save_every_seconds``)
         asks for it, or a preemption signal arrived (see :meth:`save_on_preemption`)."""
-        if self._preemption.pending is not None:
+        if self._preemption.poll() is not None:  # multi-rank: a collective, once save_on_preemption() ran
             return True
         triggers = self.options.triggers
         if not triggers and self._preemption.at_boundary:
@@ -185,16 +188,13 @@ class CheckpointManager:
             raise InvalidArgumentError(
                 "metrics", f"keep_best is set, so save() needs metrics[{self.monitor!r}] (got {sorted(metrics) or 'none'})"
             )
+        if self._sharded_saves is not None:
+            info = self._sharded_saves.save(step, state, metrics, self._starting)
+            self._preemption.exit_if_pending(self._last_save_step)
+            return info
         if self._saver is not None:
             self._saver.wait()  # one save in flight; an earlier failure surfaces here
         step = self.process.agree_on_step(step)
-        if self._sharded:
-            self._last_save_step, self._last_save_time = step, time.monotonic()
-            with self._lock:
-                committed = save_sharded(self._storage, self._dir, self.process, self.run, step, state, metrics,
-                                    self._after_commit)
-            self._saved_here.add(committed.sequence)
-            return committed
         encoded = _state.encode(state, self.process.capture_rng())
         rngs = self.process.rng_names()
         self._last_save_step, self._last_save_time = step, time.monotonic()
@@ -207,6 +207,9 @@ class CheckpointManager:
             info = None
         self._preemption.exit_if_pending(self._last_save_step)
         return info
+
+    def _starting(self, step: int) -> None:
+        self._last_save_step, self._last_save_time = step, time.monotonic()
 
     def wait(self, timeout: float | None = None) -> CheckpointInfo | None:
         """Wait for the async save in flight to commit; raises its error. Its checkpoint, or None."""
@@ -272,6 +275,13 @@ class CheckpointManager:
         """
         if not isinstance(state, Mapping) or not hasattr(state, "__setitem__"):
             raise InvalidArgumentError("state", f"must be a mutable dict of names to objects, not {type(state).__qualname__}")
+        if self._sharded:
+            self.wait()  # the save in flight commits before anything is read
+            with over(self.process.together("restore").data):  # type: ignore[attr-defined]
+                return self._restore(state, which, strict, map_location)
+        return self._restore(state, which, strict, map_location)
+
+    def _restore(self, state: Mapping[str, Any], which: Any, strict: bool, map_location: Any) -> int | None:
         if self._sharded:  # rank 0 picks; every rank tries the same checkpoints in the same order
             candidates = share_outcome(lambda: self._dir.candidates(which, self.monitor, self.mode))
             self._dir.refresh()
@@ -321,7 +331,7 @@ class CheckpointManager:
 
     # -- preemption ------------------------------------------------------------------
 
-    def save_on_preemption(self, get_state: Callable[[], Any] | None = None) -> None:
+    def save_on_preemption(self, get_state: Callable[[], Any] | None = None, *, check_every: int = 1) -> None:
         """On SIGTERM or SIGUSR1 (schedulers' "you are being preempted"), save and exit.
 
         Without ``get_state`` (recommended), the save happens at the next step boundary:
@@ -336,6 +346,12 @@ class CheckpointManager:
         ``optimizer.step()``), so use it only when a step outlasts the scheduler's grace
         period. Call this from the main thread.
 
+        In a multi-rank job (sharded saves) a signal on any one rank makes every rank save
+        the same step and exit: every rank calls this and :meth:`should_save` at the same
+        steps, and each ``should_save`` all-reduces the pending signal over a gloo group of
+        the checkpoints' own (about 1 ms on gloo; ``check_every=N`` agrees at every N-th
+        call only, so a signal is acted on up to N steps later). ``get_state`` is refused there.
+
         Example::
 
             ckpt.save_on_preemption()
@@ -344,6 +360,9 @@ class CheckpointManager:
                 if ckpt.should_save(step):   # every N steps, and right after a SIGTERM
                     ckpt.save(step, state)   # after a SIGTERM: save, then exit
         """
+        if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
+            raise InvalidArgumentError("check_every", f"must be an int >= 1, got {check_every!r}")
+        self._preemption.check_every = check_every
         self._preemption.install(get_state, self.run)
 
     def _save_now(self, step: int, state: Mapping[str, Any], metrics: Any) -> CheckpointInfo:

@@ -18,9 +18,21 @@ Example::
 
 from __future__ import annotations
 
+import itertools
+import os
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from ..distributed import RankContext, broadcast_object, current, same_everywhere
+from ..distributed import (
+    CheckpointGroups,
+    RankContext,
+    arrivals,
+    broadcast_object,
+    checkpoint_groups,
+    current,
+    max_everywhere,
+    publish,
+    same_everywhere,
+)
 from ..errors import CheckpointError, InvalidArgumentError, RunpointError
 from . import _rng
 from ._checks import rng_names
@@ -29,6 +41,21 @@ from .process import CheckpointProcess, LocalProcess
 
 if TYPE_CHECKING:
     from .directory import CheckpointDirectory
+
+
+ARRIVAL_TIMEOUT = "RUNPOINT_CHECKPOINT_ARRIVAL_TIMEOUT"  # seconds a rank waits for the others at a first save
+_numbers = itertools.count(1)
+
+
+def _arrival_timeout() -> float:
+    value = os.environ.get(ARRIVAL_TIMEOUT, "")
+    try:
+        seconds = float(value) if value else 300.0
+    except ValueError:
+        raise InvalidArgumentError(ARRIVAL_TIMEOUT, f"must be a number of seconds, got {value!r}") from None
+    if not seconds > 0:
+        raise InvalidArgumentError(ARRIVAL_TIMEOUT, f"must be more than 0 seconds, got {value!r}")
+    return seconds
 
 
 class DistributedProcess:
@@ -40,6 +67,32 @@ class DistributedProcess:
         self.rank = ranks.rank
         self.world_size = ranks.world_size
         self.rng = bool(rng)
+        self.number = next(_numbers)  # the n-th manager of this process: the same on every rank
+        self._arrived: set[str] = set()
+
+    def together(self, what: str) -> CheckpointGroups:
+        """The checkpoint groups, once every rank is known to call ``what`` (checked the first time only).
+
+        The first ``save()`` (likewise ``restore()``, ``should_save()``) of a manager is where a
+        script that calls it on rank 0 alone (``if rank == 0: ckpt.save(...)``, the DDP habit)
+        would hang forever in a collective. Instead each rank publishes its arrival in the
+        job's store (no waiting) and waits a bounded time for the others'; the ranks that
+        waited in vain raise. The groups are created only after that (a collective too).
+        """
+        if what not in self._arrived:
+            key = f"ckpt/{self.number}/{what}"
+            publish(f"{key}/{self.rank}", True)
+            timeout = _arrival_timeout()
+            missing = arrivals(key, range(self.world_size), timeout)
+            if missing:
+                raise CheckpointError(
+                    f"rank {self.rank} waited {timeout:g} s for rank(s) {', '.join(map(str, missing))} to call "
+                    f"{what}() too: in a multi-rank job every rank calls {what}() (the checkpoint is sharded); to save "
+                    "from rank 0 alone, pass process=LocalProcess() (from runpoint.checkpoint) to its "
+                    f"CheckpointManager ({ARRIVAL_TIMEOUT} sets the wait)"
+                )
+            self._arrived.add(what)
+        return checkpoint_groups()
 
     def __repr__(self) -> str:
         return f"DistributedProcess(rank={self.rank}, world_size={self.world_size}, rng={self.rng})"
@@ -50,13 +103,14 @@ class DistributedProcess:
 
     def next_sequence(self, directory: "CheckpointDirectory") -> int:
         """Rank 0's next sequence number, on every rank (a collective)."""
-        sequence = broadcast_object(directory.next_sequence() if self.rank == 0 else None)
+        sequence = broadcast_object(directory.next_sequence() if self.rank == 0 else None,
+                                    group=self.together("save").data)
         assert sequence is not None
         return sequence
 
     def agree_on_step(self, step: int) -> int:
         try:
-            same_everywhere(step, "the step to save")
+            same_everywhere(step, "the step to save", group=self.together("save").data)
         except RunpointError as exc:
             raise CheckpointError(f"{exc}; nothing was saved") from None
         return step
@@ -73,18 +127,50 @@ class DistributedProcess:
 
     def preemption(self, save: Callable[[int, Mapping[str, Any], Any], Any], wait: Callable[[], Any],
                    saving_here: Callable[[], bool], already_saved: Callable[[int], bool]) -> PreemptionHook:
-        return _NotAcrossRanks(save, wait, saving_here, already_saved)
+        return AcrossRanks(self, save, wait, saving_here, already_saved)
 
 
-class _NotAcrossRanks(PreemptionHook):
-    """Preemption saves need every rank to agree on when to save; not built yet, so refused
-    when asked for (a signal that reached one rank would leave it waiting for the others)."""
+class AcrossRanks(PreemptionHook):
+    """Preemption of a multi-rank job: a signal on any rank makes every rank save the same step.
+
+    The signal reaches one rank (or each at a different moment), so the ranks agree in
+    ``should_save()``: an all-reduce (MAX) of this rank's noted signal over the checkpoint
+    signal group, at every ``check_every``-th call once :meth:`install` ran. Every rank
+    then answers True at the same call, saves the same step, and exits with the signal.
+    Only an agreed signal ends a rank: one noted here after the last agreement waits for
+    the next, or a save that this rank alone finished would leave the others waiting.
+    """
+
+    def __init__(self, process: DistributedProcess, *args: Any) -> None:
+        super().__init__(*args)
+        self._process = process
+        self._calls = 0
+        self.agreed: int | None = None
 
     def install(self, getter: Any, run: Any) -> None:
-        raise CheckpointError(
-            "save_on_preemption() is not yet supported in a multi-rank job (a signal reaches the ranks at "
-            "different steps, and a save needs them all); save every N steps instead"
-        )
+        if getter is not None:
+            raise CheckpointError(
+                "save_on_preemption(get_state) saves at once inside the signal handler of the rank the signal "
+                "reached; a sharded checkpoint needs every rank at the same step: call save_on_preemption() "
+                "without get_state (every rank saves at the next step boundary)"
+            )
+        super().install(None, run)
+
+    def poll(self) -> int | None:
+        if not self.at_boundary or self.agreed is not None:
+            return self.agreed
+        self._calls += 1
+        if self._calls % self.check_every:
+            return None
+        agreed = max_everywhere(self.pending or 0, group=self._process.together("should_save").signals)
+        self.agreed = agreed or None  # another rank's signal: this one saves and exits with it too
+        return self.agreed
+
+    def exit_if_pending(self, saved_step: int | None) -> None:
+        if self.agreed is None:
+            return
+        self.pending, self.agreed = self.agreed, None
+        super().exit_if_pending(saved_step)
 
 
 def process_for(rng: bool) -> CheckpointProcess:
@@ -104,10 +190,3 @@ def process_for(rng: bool) -> CheckpointProcess:
             "creating the CheckpointManager, or pass process=LocalProcess() to save from this process alone"
         )
     return DistributedProcess(ranks, rng)
-
-
-def check_async(process: CheckpointProcess, async_save: bool) -> None:
-    if async_save and getattr(process, "sharded", False):
-        raise InvalidArgumentError(
-            "async_save", "async saves of sharded multi-rank checkpoints are not yet supported; use async_save=False"
-        )

@@ -28,9 +28,15 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from ..distributed import all_gather_objects, gather_objects, share_outcome
+from ..distributed import (
+    active_group,
+    all_gather_objects,
+    gather_objects,
+    share_outcome,
+)
 from ..errors import CheckpointError
 from . import _state, atomic
 from ._checks import save_error, versions
@@ -101,10 +107,19 @@ def raise_for_ranks(problems: list[str | None], what: str) -> None:
         raise CheckpointError(f"{what}: {listed}")
 
 
-def save_sharded(storage: "Artifacts", directory: "CheckpointDirectory", process: "CheckpointProcess",
-                 run: "RunHandle | None", step: int, state: Mapping[str, Any], metrics: dict[str, float],
-                 after_commit: Callable[[CheckpointInfo], None]) -> CheckpointInfo:
-    """Save ``state`` of every rank as the sharded checkpoint of ``step`` (call on every rank)."""
+@dataclass
+class PreparedSave:
+    """One rank's part of a sharded save, ready to write: DCP's state dicts and the rest, encoded."""
+
+    step: int
+    sharded: dict[str, Any]
+    encoded: Any  # _state.EncodedState
+    keys: dict[str, str]
+    state: Mapping[str, Any]
+
+
+def prepare_sharded(process: "CheckpointProcess", step: int, state: Mapping[str, Any]) -> PreparedSave:
+    """Split and encode this rank's state; raises on every rank if any rank cannot (a collective)."""
     def prepare() -> tuple[dict[str, Any], Any]:
         sharded, rest = split_state(state)
         return sharded, _state.encode(rest, process.capture_rng())
@@ -118,6 +133,14 @@ def save_sharded(storage: "Artifacts", directory: "CheckpointDirectory", process
         shown = ", ".join(f"rank {r}: {sorted(gathered[r][1])}" for r in [0, *differing][:5])
         raise CheckpointError(f"the ranks disagree on the state's keys ({shown}); nothing was saved")
     sharded, encoded = prepared
+    return PreparedSave(step, sharded, encoded, keys, state)
+
+
+def commit_sharded(storage: "Artifacts", directory: "CheckpointDirectory", process: "CheckpointProcess",
+                   run: "RunHandle | None", prepared: PreparedSave, metrics: dict[str, float],
+                   after_commit: Callable[[CheckpointInfo], None]) -> CheckpointInfo:
+    """Write every rank's part of ``prepared`` and commit it (call on every rank; collectives throughout)."""
+    step, sharded, encoded = prepared.step, prepared.sharded, prepared.encoded
     staging: list[atomic.Staging] = []
 
     def begin() -> tuple[str, int]:
@@ -129,7 +152,7 @@ def save_sharded(storage: "Artifacts", directory: "CheckpointDirectory", process
 
     path, sequence = share_outcome(begin)
     try:
-        files = _write_rank(storage, path, process, step, sharded, encoded, state)
+        files = _write_rank(storage, path, process, step, sharded, encoded, prepared.state)
         _flush(run)  # every rank's points up to this step are stored before the checkpoint exists
         everyone = gather_objects(files)
 
@@ -137,9 +160,9 @@ def save_sharded(storage: "Artifacts", directory: "CheckpointDirectory", process
             assert everyone is not None
             manifest = Manifest(
                 step=step, sequence=sequence, created_at=time.time(), files=dict(sorted(_merge(everyone).items())),
-                metrics=metrics, keys=keys, rng=process.rng_names(), run_id=run.id if run is not None else None,
-                tensors=len(encoded.tensors), versions=versions(), world_size=process.world_size,
-                sharded=tuple(sharded),
+                metrics=metrics, keys=prepared.keys, rng=process.rng_names(),
+                run_id=run.id if run is not None else None, tensors=len(encoded.tensors), versions=versions(),
+                world_size=process.world_size, sharded=tuple(sharded),
             )
             try:
                 staging[0].commit(manifest.to_json())
@@ -187,7 +210,7 @@ def _write_rank(storage: "Artifacts", path: str, process: "CheckpointProcess", s
     writer = HashingWriter(storage, path)
     if os.environ.get(FAIL_HOOK) == str(process.rank):
         _die_while_writing(writer)
-    dcp.save(sharded, storage_writer=writer)
+    dcp.save(sharded, storage_writer=writer, process_group=active_group())
     return {**own, **writer.written}
 
 

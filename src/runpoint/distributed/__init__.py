@@ -14,24 +14,33 @@ Example::
 """
 
 from .collectives import (
+    active_group,
     all_gather_objects,
     barrier,
     broadcast_object,
     gather_objects,
+    max_everywhere,
+    over,
     same_everywhere,
     share_outcome,
 )
 from .context import RankContext, current
+from .groups import CheckpointGroups, checkpoint_groups
 from .rendezvous import arrivals, publish, receive
 
 __all__ = [
+    "CheckpointGroups",
     "RankContext",
+    "active_group",
     "all_gather_objects",
     "arrivals",
     "barrier",
     "broadcast_object",
+    "checkpoint_groups",
     "current",
     "gather_objects",
+    "max_everywhere",
+    "over",
     "publish",
     "receive",
     "same_everywhere",

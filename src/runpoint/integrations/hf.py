@@ -125,9 +125,11 @@ class RunpointCallback(_CallbackBase):
         if not self.checkpoints:
             return
         if self.manager is None or self.manager.run is not run:
-            from ..checkpoint import CheckpointManager
+            from ..checkpoint import CheckpointManager, LocalProcess
 
-            self.manager = CheckpointManager(run, **self._retention(args))
+            options = self._retention(args)  # the main process alone saves the whole state: never sharded
+            process = options.pop("process", None) or LocalProcess(options.get("rng", True))
+            self.manager = CheckpointManager(run, process=process, **options)
         trainer_state = json.loads(json.dumps(dataclasses.asdict(state), default=str))  # as trainer_state.json
         saved: dict[str, Any] = {"model": model, "trainer_state": trainer_state}
         if optimizer is not None:

@@ -323,18 +323,19 @@ class RunpointCheckpoint(_CheckpointCallback):
     # -- helpers -----------------------------------------------------------------------
 
     def _manager_for(self, target: Any) -> Any:
-        from ..checkpoint import CheckpointManager
+        from ..checkpoint import CheckpointManager, LocalProcess
 
         if self.manager is None or (isinstance(target, Run) and self.manager.run is not target):
-            self.manager = CheckpointManager(target, **self.manager_options)
+            local = LocalProcess(self.manager_options.get("rng", True))  # rank zero saves it all: never sharded
+            self.manager = CheckpointManager(target, **{"process": local, **self.manager_options})
         return self.manager
 
     def _reader_for(self, directory: str) -> Any:
         """A manager over ``directory`` for a rank that only reads checkpoints."""
-        from ..checkpoint import CheckpointManager
+        from ..checkpoint import CheckpointManager, LocalProcess
 
         if self.manager is None or Path(self.manager.directory) != Path(directory):
-            self.manager = CheckpointManager(directory, monitor=self.manager_options["monitor"], mode=self.manager_options["mode"])
+            self.manager = CheckpointManager(directory, monitor=self.manager_options["monitor"], mode=self.manager_options["mode"], process=LocalProcess())
         return self.manager
 
     def _save(self, trainer: Any) -> None:
