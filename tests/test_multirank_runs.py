@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import sqlite3
@@ -147,6 +148,15 @@ def test_a_killed_rank_is_named_when_the_others_are_stopped(tmp_path, root):
     assert run.status is RunStatus.CRASHED
     assert run.error == f"rank 1 (pid {job.pids[1]} on {socket.gethostname()}) died without finishing"
     assert [r.status for r in store.list_ranks(run.id)] == [RunStatus.KILLED, RunStatus.RUNNING, RunStatus.KILLED]
+    from runpoint.cli.main import app
+
+    shown = CliRunner().invoke(app, ["show", run.id, "--root", str(root), "--json"])
+    ranks = json.loads(shown.stdout)["ranks"]
+    assert [(r["rank"], r["pid"], r["status"]) for r in ranks] == [
+        (rank, job.pids[rank], status) for rank, status in enumerate(("killed", "running", "killed"))]
+    printed = CliRunner().invoke(app, ["show", run.id, "--root", str(root)], env={"COLUMNS": "200"}).stdout
+    assert "ranks (3)" in printed
+    assert re.search(rf"^\s*1\s+{re.escape(socket.gethostname())}\s+{job.pids[1]}\s+running\b", printed, re.M), printed
 
 
 def test_without_a_group_the_job_id_names_the_run_then_every_rank_resumes_latest(tmp_path, root):

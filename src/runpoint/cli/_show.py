@@ -36,6 +36,8 @@ def print_run_details(store: Store, run: RunRecord, details: dict[str, Any], *, 
         console.print(_key_value_table("summary", details["summary"]))
     if details["metrics"]:
         console.print(_metrics_table(details["metrics"]))
+    if details.get("ranks"):
+        console.print(_ranks_table(details["ranks"]))
     if defaults and show_all:
         console.print(_key_value_table("config (schema defaults)", defaults))
     elif defaults:
@@ -90,6 +92,18 @@ def _metrics_table(metrics: dict[str, Any]) -> Table:
             escape(key), str(m["count"]), fmt_number(m["last"]), str(m["last_step"]),
             fmt_number(m["min"]), fmt_number(m["max"]),
         )
+    return table
+
+
+def _ranks_table(ranks: list[dict[str, Any]]) -> Table:
+    """One row per rank of a multi-rank job: where it ran, how it ended, the first line of its error."""
+    table = Table(title=f"ranks ({len(ranks)})", box=None, title_justify="left", title_style="bold")
+    for column in ("rank", "host", "pid", "status", "last heartbeat", "error"):
+        table.add_column(column, justify="right" if column in ("rank", "pid") else "left")
+    for rank in ranks:
+        error = (rank["error"] or "").strip().splitlines()
+        table.add_row(str(rank["rank"]), escape(rank["host"] or "-"), str(rank["pid"] or "-"),
+                      status_text(rank["status"]), fmt_age(rank["heartbeat_at"]), escape(error[-1] if error else ""))
     return table
 
 

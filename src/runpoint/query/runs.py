@@ -210,6 +210,11 @@ def run_details(store: Store, run: RunRecord) -> dict[str, Any]:
             for key, s in stats.items()
         },
         "meta": store.get_meta(run.id),
+        "ranks": [
+            {"rank": r.rank, "host": r.host, "pid": r.pid, "status": r.status.value, "started_at": r.started_at,
+             "ended_at": r.ended_at, "heartbeat_at": r.heartbeat_at, "error": r.error, "job": r.job}
+            for r in store.list_ranks(run.id)
+        ],
     }
 
 
