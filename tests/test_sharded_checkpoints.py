@@ -333,3 +333,18 @@ def test_check_every_must_be_a_positive_int(tmp_path):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(rp.errors.InvalidArgumentError, match="check_every"):
             ckpt.save_on_preemption(check_every=bad)
+
+
+@pytest.mark.slow  # 8 + 3 ranks on 2 cores: ~30 s
+def test_an_8_rank_fsdp2_checkpoint_restores_on_3_ranks_with_the_same_full_tensors(tmp_path, root):
+    (tmp_path / "eight").mkdir()
+    (tmp_path / "three").mkdir()
+    finish(run('train("fsdp", "ckpts", total=4, every=2, out="eight")', 8, tmp_path, root, "eight"), [0] * 8, 240)
+    files = json.loads((tmp_path / "ckpts" / "step-000003" / "manifest.json").read_text())["files"]
+    assert {f"ranks/rank-{rank:05d}/state.msgpack" for rank in range(8)} <= set(files)
+    three = run('restore_only("fsdp", "ckpts", out="three")', 3, tmp_path, root, "three")
+    finish(three, [0, 0, 0], 240)
+    assert all(f"restored 4 {{'rank': {rank}}}" in three.log(rank) for rank in range(3)), three.logs()
+    final = torch.load(tmp_path / "eight" / "final-rank0.pt")
+    assert_same(torch.load(tmp_path / "three" / "restored.pt"), final)
+    assert_same(rp.load_checkpoint(tmp_path / "ckpts")["model"], final["model"])

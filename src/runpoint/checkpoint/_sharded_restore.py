@@ -17,9 +17,11 @@ a single-process checkpoint gives (optimizer state keyed by parameter index).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Mapping, MutableMapping
+import warnings
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, MutableMapping
 
 from ..distributed import active_group, all_gather_objects
 from ..errors import CheckpointCorruptError, CheckpointError
@@ -160,8 +162,10 @@ def restore_sharded(storage: "Artifacts", info: CheckpointInfo, state: Mapping[s
         raise_for_ranks(all_gather_objects(problem), f"cannot restore from {where}; nothing was changed")
     assert prepared is not None
     live, rest, document, tensors = prepared
-    dcp.load(live, storage_reader=SafeReader(storage, info.name), planner=SafeLoadPlanner(allow_partial_load=not strict),
-             no_dist=not distributed, process_group=active_group() if distributed else None)
+    with _in_one_process_quietly(not distributed):
+        dcp.load(live, storage_reader=SafeReader(storage, info.name),
+                 planner=SafeLoadPlanner(allow_partial_load=not strict), no_dist=not distributed,
+                 process_group=active_group() if distributed else None)
     _apply_state_dicts(state, live)
     load_into(rest, document["state"], tensors, strict=strict, map_location=map_location, where=where)
     target: MutableMapping[str, Any] = state  # type: ignore[assignment]  # restore() checked it has __setitem__
@@ -208,7 +212,8 @@ def load_full(storage: "Artifacts", name: str, manifest: Manifest, *, map_locati
         SafeReader(storage, name).read_metadata()  # refused here, not wrapped in DCP's CheckpointException
     except ValueError as exc:
         raise CheckpointCorruptError(where, "dcp/.metadata", str(exc)) from None
-    dcp.load({}, storage_reader=SafeReader(storage, name), planner=planner, no_dist=True)
+    with _in_one_process_quietly(True):
+        dcp.load({}, storage_reader=SafeReader(storage, name), planner=planner, no_dist=True)
     loaded: dict[str, Any] = planner.original_state_dict  # dcp.load fills a copy of the dict it is given
     document, tensors = _rank_document(storage, name, manifest, 0)
     rest = _state.materialize(document["state"], tensors, map_location)
@@ -245,3 +250,12 @@ def _to_device(value: Any, map_location: Any) -> Any:
     if isinstance(value, list):
         return [_to_device(item, map_location) for item in value]
     return value.to(map_location) if hasattr(value, "to") and hasattr(value, "shape") else value
+
+
+@contextlib.contextmanager
+def _in_one_process_quietly(plain: bool) -> Iterator[None]:
+    """In a plain process DCP warns that it "assumes the intent is to load in a single process": it is."""
+    with warnings.catch_warnings():
+        if plain:
+            warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single process")
+        yield
