@@ -92,6 +92,14 @@ def train(kind: str, directory: str, total: int, every: int = 0, die_at: int = -
             print("saved", step, info.name if info else "(async)", flush=True)
     if ckpt:
         ckpt.close()
+    final = full_state(kind, wrapped, optimizer)
+    if rank == 0 or kind != "fsdp":
+        torch.save(final, os.path.join(out, f"final-rank{rank}.pt"))
+    print("done", flush=True)
+
+
+def full_state(kind: str, wrapped: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The model's and optimizer's full (unsharded) state, as one process would hold it."""
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         get_model_state_dict,
@@ -99,11 +107,8 @@ def train(kind: str, directory: str, total: int, every: int = 0, die_at: int = -
     )
 
     full = StateDictOptions(full_state_dict=True, cpu_offload=kind == "fsdp")
-    final = {"model": get_model_state_dict(wrapped, options=full),
-             "optimizer": get_optimizer_state_dict(wrapped, optimizer, options=full)}
-    if rank == 0 or kind != "fsdp":
-        torch.save(final, os.path.join(out, f"final-rank{rank}.pt"))
-    print("done", flush=True)
+    return {"model": get_model_state_dict(wrapped, options=full),
+            "optimizer": get_optimizer_state_dict(wrapped, optimizer, options=full)}
 
 
 def restore_only(kind: str, directory: str, out: str = ".") -> None:
@@ -113,15 +118,7 @@ def restore_only(kind: str, directory: str, out: str = ".") -> None:
     state = {"model": wrapped, "optimizer": optimizer, "sampler": ResumableSampler(len(DATA), seed=3),
              "extra": {"rank": -1}}
     start = rp.CheckpointManager(directory).restore(state)
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        get_model_state_dict,
-        get_optimizer_state_dict,
-    )
-
-    full = StateDictOptions(full_state_dict=True, cpu_offload=kind == "fsdp")
-    final = {"model": get_model_state_dict(wrapped, options=full),
-             "optimizer": get_optimizer_state_dict(wrapped, optimizer, options=full)}
+    final = full_state(kind, wrapped, optimizer)
     if dist.get_rank() == 0:
         torch.save(final, os.path.join(out, "restored.pt"))
     print("restored", start, state["extra"], state["sampler"].position, flush=True)

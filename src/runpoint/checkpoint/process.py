@@ -51,7 +51,23 @@ class CheckpointProcess(Protocol):
         """The hook that turns SIGTERM/SIGUSR1 into a save at the next step boundary."""
 
 
-class LocalProcess:
+class OwnGenerators:
+    """Captures and restores the generators of the process it runs in (each rank its own)."""
+
+    rng: bool
+
+    def capture_rng(self) -> dict[str, Any] | None:
+        return _rng.capture() if self.rng else None
+
+    def restore_rng(self, states: Mapping[str, Any]) -> None:
+        if self.rng:
+            _rng.restore(dict(states))
+
+    def rng_names(self) -> tuple[str, ...]:
+        return rng_names(self.rng)
+
+
+class LocalProcess(OwnGenerators):
     """One process, no peers: it coordinates, and its generators are the only ones.
 
     Example::
@@ -78,16 +94,6 @@ class LocalProcess:
 
     def agree_on_step(self, step: int) -> int:
         return step
-
-    def capture_rng(self) -> dict[str, Any] | None:
-        return _rng.capture() if self.rng else None
-
-    def restore_rng(self, states: Mapping[str, Any]) -> None:
-        if self.rng:
-            _rng.restore(dict(states))
-
-    def rng_names(self) -> tuple[str, ...]:
-        return rng_names(self.rng)
 
     def preemption(self, save: Callable[[int, Mapping[str, Any], Any], Any], wait: Callable[[], Any],
                    saving_here: Callable[[], bool], already_saved: Callable[[int], bool]) -> PreemptionHook:

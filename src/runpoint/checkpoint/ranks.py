@@ -34,10 +34,8 @@ from ..distributed import (
     same_everywhere,
 )
 from ..errors import CheckpointError, InvalidArgumentError, RunpointError
-from . import _rng
-from ._checks import rng_names
 from ._preemption import PreemptionHook
-from .process import CheckpointProcess, LocalProcess
+from .process import CheckpointProcess, LocalProcess, OwnGenerators
 
 if TYPE_CHECKING:
     from .directory import CheckpointDirectory
@@ -58,7 +56,7 @@ def _arrival_timeout() -> float:
     return seconds
 
 
-class DistributedProcess:
+class DistributedProcess(OwnGenerators):
     """One rank of a job with an initialized ``torch.distributed`` process group."""
 
     sharded = True  # the manager saves through torch.distributed.checkpoint
@@ -114,16 +112,6 @@ class DistributedProcess:
         except RunpointError as exc:
             raise CheckpointError(f"{exc}; nothing was saved") from None
         return step
-
-    def capture_rng(self) -> dict[str, Any] | None:
-        return _rng.capture() if self.rng else None
-
-    def restore_rng(self, states: Mapping[str, Any]) -> None:
-        if self.rng:
-            _rng.restore(dict(states))
-
-    def rng_names(self) -> tuple[str, ...]:
-        return rng_names(self.rng)
 
     def preemption(self, save: Callable[[int, Mapping[str, Any], Any], Any], wait: Callable[[], Any],
                    saving_here: Callable[[], bool], already_saved: Callable[[int], bool]) -> PreemptionHook:
