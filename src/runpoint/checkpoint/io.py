@@ -304,11 +304,14 @@ def _check_content(manifest: Manifest, name: str, entry: FileEntry, hashing: Has
             decoded = bounded = Bounded(reader, _uncompressed_size(manifest, name, entry, ""))
         if name.rsplit("/", 1)[-1].startswith(TENSORS_FILE):
             _safetensors.check_header(decoded, entry.raw_bytes if bounded is not None else entry.bytes)  # type: ignore[arg-type]
-        while decoded.read(16 << 20):
+        if bounded is not None:
+            while decoded.read(16 << 20):
+                if deadline is not None and time.monotonic() > deadline:
+                    return _OUT_OF_TIME
+        buffer = bytearray(8 << 20)  # one buffer, refilled: 2-3x faster than a new bytes object a read
+        while hashing.readinto(buffer):  # (after a compressed file: the bytes after its last frame)
             if deadline is not None and time.monotonic() > deadline:
                 return _OUT_OF_TIME
-        while hashing.read(16 << 20):  # bytes after the last frame
-            pass
     except (ValueError, OSError) as exc:
         return f"unreadable: {exc}"
     except Exception as exc:
