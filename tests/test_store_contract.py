@@ -1,4 +1,4 @@
-"""One contract test over every Store backend (today: SQLite files; the server comes later)."""
+"""One contract test over every Store backend: SQLite (a root, a URI) and PostgreSQL (the server's client comes later)."""
 
 from __future__ import annotations
 
@@ -32,20 +32,26 @@ from runpoint.store.sqlite import SQLiteStore
 from runpoint.store.sqlite.schema import SCHEMA_VERSION
 
 
-def _sqlite_root(tmp_path: Path) -> Store:
+def _sqlite_root(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     return open_store(tmp_path / "root")
 
 
-def _sqlite_uri(tmp_path: Path) -> Store:
+def _sqlite_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     return open_store(f"sqlite:///{tmp_path}/direct.db")  # tmp_path is absolute: sqlite:////tmp/...
 
 
-BACKENDS: dict[str, Callable[[Path], Store]] = {"sqlite-root": _sqlite_root, "sqlite-uri": _sqlite_uri}
+def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    return open_store(request.getfixturevalue("postgres_url"))  # a fresh database on the session's server
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
+    "sqlite-root": _sqlite_root, "sqlite-uri": _sqlite_uri, "postgres": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def store(request, tmp_path) -> Store:
-    backend = BACKENDS[request.param](tmp_path)
+    backend = BACKENDS[request.param](request, tmp_path)
     yield backend
     backend.close()
 
