@@ -167,7 +167,12 @@ _MIGRATION_LOCK = 0x7270736368656D61
 
 def _found_version(conn: psycopg.Connection[Any]) -> int:
     with conn.cursor(row_factory=tuple_row) as cursor:
-        exists = cursor.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+        # pg_class read with a fresh snapshot, not to_regclass: its catalog cache may not have seen
+        # the table that a process migrating meanwhile committed (an advisory lock does not refresh it)
+        exists = cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relname = 'schema_version' AND n.nspname = current_schema())"
+        ).fetchone()
         if not exists or not exists[0]:
             return 0
         row = cursor.execute("SELECT max(version) FROM schema_version").fetchone()
