@@ -1,4 +1,4 @@
-"""One contract test over every Store backend (today: SQLite files; the server comes later)."""
+"""One contract test over every Store backend: SQLite (a root, a URI) and PostgreSQL (the server's client comes later)."""
 
 from __future__ import annotations
 
@@ -18,34 +18,45 @@ from runpoint.errors import (
     SchemaVersionError,
     StoreError,
 )
+from runpoint.query.runs import media_store
 from runpoint.store import (
+    CheckpointRecord,
     Condition,
+    MediaRecord,
     MetricSeries,
+    RankRecord,
     RunQuery,
     RunRecord,
     RunStatus,
     Store,
     WriteBatch,
+    checkpoint_registry,
     open_store,
 )
 from runpoint.store.sqlite import SQLiteStore
 from runpoint.store.sqlite.schema import SCHEMA_VERSION
 
 
-def _sqlite_root(tmp_path: Path) -> Store:
+def _sqlite_root(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     return open_store(tmp_path / "root")
 
 
-def _sqlite_uri(tmp_path: Path) -> Store:
+def _sqlite_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     return open_store(f"sqlite:///{tmp_path}/direct.db")  # tmp_path is absolute: sqlite:////tmp/...
 
 
-BACKENDS: dict[str, Callable[[Path], Store]] = {"sqlite-root": _sqlite_root, "sqlite-uri": _sqlite_uri}
+def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    return open_store(request.getfixturevalue("postgres_url"))  # a fresh database on the session's server
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
+    "sqlite-root": _sqlite_root, "sqlite-uri": _sqlite_uri, "postgres": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def store(request, tmp_path) -> Store:
-    backend = BACKENDS[request.param](tmp_path)
+    backend = BACKENDS[request.param](request, tmp_path)
     yield backend
     backend.close()
 
@@ -217,3 +228,117 @@ def test_opening_a_missing_root_without_create_fails_clearly(tmp_path) -> None:
     with pytest.raises(StoreError, match="no store backend for ftp://"):
         open_store("ftp://host/x")
     assert not (tmp_path / "nothing").exists()
+
+
+def _wavy(steps: list[int]) -> list[float]:
+    return [math.nan if s % 97 == 0 or s == 5999 else math.sin(s) for s in steps]
+
+
+def test_many_small_batches_merge_into_chunks_and_read_back_whole(store) -> None:
+    store.create_run(_record("a"))
+    expected = MetricSeries()
+    for start in range(0, 6000, 150):  # 40 flushes: small chunks merge, then fill 4096-point chunks
+        steps = list(range(start, start + 150))
+        values = _wavy(steps)
+        store.write("a", WriteBatch(metrics={"x": _series(steps, values)}))
+        expected.extend(_series(steps, values))
+    assert store.read_metric("a", "x") == expected  # bit for bit, NaN included, in logged order
+    stats = store.metric_stats("a")["x"]
+    finite = [(v, s) for s, v in zip(expected.steps, expected.values) if v == v]
+    assert (stats.count, stats.last_step) == (6000, 5999) and math.isnan(stats.last)
+    assert (stats.min, stats.min_step) == min(finite) and (stats.max, stats.max_step) == max(finite)
+    assert store.read_metric("a", "x", min_step=4000, max_step=4200) == _series(
+        list(range(4000, 4201)), _wavy(list(range(4000, 4201))))
+
+
+def test_truncate_drops_points_after_a_step_and_recomputes_stats(store) -> None:
+    store.create_run(_record("a"))
+    store.write("a", WriteBatch(metrics={"x": _series(list(range(5000)), [float(s) for s in range(5000)]),
+                                         "late": _series([900, 901], [1.0, 2.0])}))
+    image = MediaRecord(key="img", step=800, kind="text", time=1.0, data={"text": "hi"})
+    store.write("a", WriteBatch(media=[image, MediaRecord(key="img", step=3, kind="text", time=1.0)]))
+    assert store.truncate_metrics("a", 499) == 4500 + 2
+    assert store.read_metric("a", "x") == _series(list(range(500)), [float(s) for s in range(500)])
+    stats = store.metric_stats("a")
+    assert set(stats) == {"x"} and store.metric_keys("a") == ["x"]  # a key with nothing left is gone
+    assert (stats["x"].count, stats["x"].max, stats["x"].max_step, stats["x"].last) == (500, 499.0, 499, 499.0)
+    assert [r.step for r in media_store(store).read_media("a", "img")] == [3]
+    store.write("a", WriteBatch(metrics={"x": _series([500], [-1.0])}))  # the resumed attempt logs on
+    assert store.metric_stats("a")["x"].min == -1.0 and len(store.read_metric("a", "x")) == 501
+
+
+def test_rank_rows_and_a_rank_heartbeat(store) -> None:
+    store.create_run(_record("a"))
+    rank = lambda r, job="j1": RankRecord(run_id="a", rank=r, host=f"h{r}", pid=100 + r, started_at=1.0,  # noqa: E731
+                                          heartbeat_at=1.0, job=job)
+    store.register_rank(rank(0))
+    store.register_rank(rank(1))
+    store.set_rank_status("a", 1, RunStatus.FAILED, error="oom", ended_at=3.0)
+    assert [(r.rank, r.host, r.status, r.error, r.job) for r in store.list_ranks("a")] == [
+        (0, "h0", RunStatus.RUNNING, None, "j1"), (1, "h1", RunStatus.FAILED, "oom", "j1")]
+    store.set_status("a", RunStatus.CRASHED, error="rank 1 stopped beating", ended_at=4.0)
+    store.write("a", WriteBatch(heartbeat_at=50.0, rank=1))  # rank 1 is alive after all: the verdict goes
+    run = store.get_run("a")
+    assert (run.status, run.ended_at, run.heartbeat_at) == (RunStatus.RUNNING, None, run.created_at)
+    store.write("a", WriteBatch(heartbeat_at=60.0, rank=0))  # rank 0's heartbeat is the run's
+    assert store.get_run("a").heartbeat_at == 60.0 and store.list_ranks("a")[0].heartbeat_at == 60.0
+    store.register_rank(rank(0, job="j2"), reset=True)  # a new attempt starts with rank 0 alone
+    assert [(r.rank, r.job) for r in store.list_ranks("a")] == [(0, "j2")]
+    assert store.list_ranks("missing") == []
+
+
+def test_the_checkpoint_registry(store) -> None:
+    registry = checkpoint_registry(store)
+    assert registry is not None
+    store.create_run(_record("a"))
+    for step in (100, 200, 300):
+        registry.add_checkpoint(CheckpointRecord(run_id="a", step=step, path=f"checkpoints/{step}", bytes=step * 10,
+                                                 created_at=float(step), metrics={"val/loss": 1 / step},
+                                                 is_best=step == 200, hash=f"h{step}"))
+    registry.mark_checkpoint_deleted("a", 100, deleted_at=999.0)
+    assert [(c.step, c.is_best) for c in registry.list_checkpoints("a")] == [(200, True), (300, False)]
+    everything = registry.list_checkpoints("a", include_deleted=True)
+    assert (everything[0].deleted_at, everything[0].metrics, everything[0].bytes) == (999.0, {"val/loss": 0.01}, 1000)
+    registry.set_best_checkpoint("a", 300)
+    assert [c.step for c in registry.list_checkpoints("a") if c.is_best] == [300]
+    registry.set_best_checkpoint("a", None)
+    assert not any(c.is_best for c in registry.list_checkpoints("a", include_deleted=True))
+    registry.add_checkpoint(CheckpointRecord(run_id="a", step=300, path="elsewhere", bytes=1, created_at=5.0))
+    assert [(c.step, c.path, c.hash) for c in registry.list_checkpoints("a")] == [(200, "checkpoints/200", "h200"),
+                                                                                 (300, "elsewhere", None)]
+
+
+def test_media_rows_by_key_and_step(store) -> None:
+    store.create_run(_record("a"))
+    png = b"\x89PNG not really"
+    records = [MediaRecord(key="val/img", step=s, kind="image", time=float(s), data={"width": 2, "height": 1},
+                           path=f"media/val/img/{s}.png", file=png) for s in (0, 10, 20)]
+    store.write("a", WriteBatch(media=[*records, MediaRecord(key="notes", step=5, kind="text", time=1.0,
+                                                              data={"text": "ok"})]))
+    store.write("a", WriteBatch(media=[MediaRecord(key="notes", step=5, kind="text", time=2.0, data={"text": "new"})]))
+    media = media_store(store)
+    assert [(k.key, k.kind, k.count, k.first_step, k.last_step) for k in media.media_keys("a")] == [
+        ("notes", "text", 1, 5, 5), ("val/img", "image", 3, 0, 20)]
+    assert media.read_media("a", "notes")[0].data == {"text": "new"}  # one value per key and step
+    assert [r.step for r in media.read_media("a", "val/img", min_step=5)] == [10, 20]
+    (one,) = media.read_media("a", "val/img", step=10)
+    assert (one.path, one.data, one.kind, one.time) == ("media/val/img/10.png", {"width": 2, "height": 1}, "image", 10.0)
+
+
+def test_bad_input_is_refused_alike(store) -> None:
+    store.create_run(_record("a"))
+    escaping = MediaRecord(key="img", step=0, kind="image", time=1.0, path="media/../../../escape.png", file=b"x")
+    with pytest.raises(StoreError, match="leaves"):
+        store.write("a", WriteBatch(metrics={"loss": _series([0], [1.0])}, media=[escaping]))
+    assert store.metric_keys("a") == [] and media_store(store).media_keys("a") == []  # nothing of the batch
+    with pytest.raises(StoreError):
+        store.write("no-such-run", WriteBatch(heartbeat_at=1.0, sequence=1))
+    with pytest.raises(RunNotFoundError):
+        store.get_meta("no-such-run")
+    with pytest.raises(RunNotFoundError):
+        store.reopen_run("no-such-run", host="h", pid=1, now=1.0)
+    assert store.set_status("no-such-run", RunStatus.FAILED) is False
+    odd = ["../../etc/passwd", "a/b\\c", "with space", "ünï/кириллица", "x" * 300]  # keys are names, not paths
+    store.write("a", WriteBatch(metrics={key: _series([1], [2.0]) for key in odd}, summary={k: 1 for k in odd}))
+    assert store.metric_keys("a") == sorted(odd) and sorted(store.get_summary("a")) == sorted(odd)
+    assert all(store.read_metric("a", key) == _series([1], [2.0]) for key in odd)

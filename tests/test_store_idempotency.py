@@ -1,17 +1,31 @@
-"""Idempotent write batches: a batch with a sequence number is stored once, however often it is written."""
+"""Idempotent write batches: a batch with a sequence number is stored once, however often it is written.
+
+The backend-generic tests run against SQLite and PostgreSQL (``open_again`` reopens the
+same store); the rest are about SQLite's files, migrations and run transfer.
+"""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
-import tempfile
 import time
 from array import array
 from pathlib import Path
+from typing import Callable
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runpoint.store import MediaRecord, MetricSeries, RunRecord, RunStatus, WriteBatch
+from runpoint.store import (
+    MediaRecord,
+    MetricSeries,
+    RunRecord,
+    RunStatus,
+    Store,
+    WriteBatch,
+    open_store,
+)
 from runpoint.store.sqlite import SQLiteStore
 from runpoint.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from runpoint.store.sqlite.transfer import export_run_db, import_run_db
@@ -32,7 +46,7 @@ def _batch(sequence: int | None, steps: list[int], value: float = 1.0) -> WriteB
                       sequence=sequence)
 
 
-def _points(store: SQLiteStore, run_id: str = "a", key: str = "loss") -> list[tuple[int, float]]:
+def _points(store: Store, run_id: str = "a", key: str = "loss") -> list[tuple[int, float]]:
     series = store.read_metric(run_id, key)
     return sorted(zip(series.steps, series.values))
 
@@ -43,60 +57,70 @@ def _store(path: Path) -> SQLiteStore:
     return store
 
 
-def test_the_same_sequence_written_twice_is_stored_once(tmp_path) -> None:
-    store = _store(tmp_path / "runpoint.db")
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_again(request, tmp_path) -> Callable[[], Store]:
+    """Opens (again) one store of the backend: SQLite in tmp_path, or a fresh PostgreSQL database."""
+    location = str(tmp_path / "runpoint.db") if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    opened: list[Store] = []
+
+    def open_it() -> Store:
+        opened.append(open_store(f"sqlite:///{location}" if request.param == "sqlite" else location))
+        return opened[-1]
+
+    yield open_it
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_again) -> Store:
+    """A store of the backend with run "a" in it."""
+    store = open_again()
+    store.create_run(_record("a"))
+    return store
+
+
+def test_the_same_sequence_written_twice_is_stored_once(store) -> None:
     store.write("a", _batch(7, [0, 1, 2]))
     store.write("a", _batch(7, [0, 1, 2]))
     assert _points(store) == [(0, 1.0), (1, 1.0), (2, 1.0)]
     assert store.metric_stats("a")["loss"].count == 3
-    store.close()
 
 
-def test_a_retry_is_skipped_whole_even_when_its_content_differs(tmp_path) -> None:
-    store = _store(tmp_path / "runpoint.db")
+def test_a_retry_is_skipped_whole_even_when_its_content_differs(store) -> None:
     store.write("a", _batch(7, [0], value=1.0))
     store.write("a", WriteBatch(metrics={"loss": _series([5], [9.0])}, params={"p": 1}, summary={"last": 9.0},
                                 heartbeat_at=1.0, sequence=7))
     assert _points(store) == [(0, 1.0)]
     assert store.get_params("a") == {} and store.get_summary("a") == {"last": 1.0}
     assert store.get_run("a").heartbeat_at != 1.0
-    store.close()
 
 
-def test_two_sequences_are_both_stored(tmp_path) -> None:
-    store = _store(tmp_path / "runpoint.db")
+def test_two_sequences_are_both_stored(store) -> None:
     store.write("a", _batch(7, [0, 1]))
     store.write("a", _batch(8, [0, 1]))
     assert _points(store) == [(0, 1.0), (0, 1.0), (1, 1.0), (1, 1.0)]
-    store.close()
 
 
-def test_sequences_are_per_run(tmp_path) -> None:
-    store = _store(tmp_path / "runpoint.db")
+def test_sequences_are_per_run(store) -> None:
     store.create_run(_record("b"))
     store.write("a", _batch(7, [0]))
     store.write("b", _batch(7, [0]))
     assert _points(store, "a") == _points(store, "b") == [(0, 1.0)]
-    store.close()
 
 
-def test_without_a_sequence_every_write_is_stored(tmp_path) -> None:
-    store = _store(tmp_path / "runpoint.db")
+def test_without_a_sequence_every_write_is_stored(store) -> None:
     store.write("a", _batch(None, [0, 1]))
     store.write("a", _batch(None, [0, 1]))
     assert _points(store) == [(0, 1.0), (0, 1.0), (1, 1.0), (1, 1.0)]
-    store.close()
 
 
-def test_the_key_survives_close_and_reopen(tmp_path) -> None:
-    path = tmp_path / "runpoint.db"
-    store = _store(path)
+def test_the_key_survives_close_and_reopen(store, open_again) -> None:
     store.write("a", _batch(7, [0, 1, 2]))
     store.close()
-    store = SQLiteStore(path, create=False)
+    store = open_again()
     store.write("a", _batch(7, [0, 1, 2]))
     assert _points(store) == [(0, 1.0), (1, 1.0), (2, 1.0)]
-    store.close()
 
 
 def test_a_retry_does_not_write_its_media_files_over_newer_ones(tmp_path) -> None:
@@ -161,9 +185,13 @@ _batches = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_example_runs = itertools.count()
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(batches=_batches, data=st.data())
-def test_random_batches_applied_in_any_order_with_repeats_store_each_sequence_once(batches, data) -> None:
+def test_random_batches_applied_in_any_order_with_repeats_store_each_sequence_once(store, batches, data) -> None:
     indices = list(range(len(batches)))
     extra = data.draw(st.lists(st.sampled_from(indices), max_size=10), label="repeats")
     order = data.draw(st.permutations(indices + extra), label="order")
@@ -174,12 +202,9 @@ def test_random_batches_applied_in_any_order_with_repeats_store_each_sequence_on
         if sequence not in claimed:
             claimed.add(sequence)
             expected.extend((step, float(index)) for step in steps)
-    with tempfile.TemporaryDirectory() as tmp:
-        store = _store(Path(tmp) / "runpoint.db")
-        try:
-            for index in order:
-                sequence, steps = batches[index]
-                store.write("a", _batch(sequence, steps, value=float(index)))
-            assert _points(store) == sorted(expected)
-        finally:
-            store.close()
+    run_id = f"run{next(_example_runs)}"  # a new run per example, in the one store of the test
+    store.create_run(_record(run_id))
+    for index in order:
+        sequence, steps = batches[index]
+        store.write(run_id, _batch(sequence, steps, value=float(index)))
+    assert _points(store, run_id) == sorted(expected)

@@ -3,6 +3,7 @@
     open_store("runpoint")                    a root directory: <root>/runpoint.db
     open_store("sqlite:////abs/path/runpoint.db")
     open_store("sqlite:///relative.db")       relative to the working directory (SQLAlchemy's rule)
+    open_store("postgresql://user@host:5432/db")   also postgres://; needs the server extra (psycopg)
 
 ``http://`` and ``https://`` are reserved for the runpoint server's client.
 """
@@ -13,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from .._util.uri import without_credentials
 from ..artifacts.paths import DB_NAME
 from ..errors import StoreError
 from .base import CheckpointRegistry, Store
@@ -33,7 +35,20 @@ def _sqlite(uri: str, create: bool) -> Store:
     return SQLiteStore(path, create=create)
 
 
+def _postgres(uri: str, create: bool) -> Store:
+    try:
+        from .postgres import PostgresStore
+    except ImportError as exc:
+        raise StoreError(
+            f"a postgresql:// store needs psycopg 3 ({exc}); install it with pip install 'runpoint[server]'",
+            without_credentials(uri),
+        ) from exc
+    return PostgresStore(uri, create=create)
+
+
 register_backend("sqlite", _sqlite)
+register_backend("postgresql", _postgres)
+register_backend("postgres", _postgres)
 
 
 def open_store(location: str | os.PathLike[str], *, create: bool = True) -> Store:

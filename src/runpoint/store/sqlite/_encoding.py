@@ -2,18 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
-from typing import Any
+from ..encoding import as_number, to_json
 
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def as_number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
-    return None
+__all__ = ["as_number", "to_json"]
