@@ -134,6 +134,7 @@ def test_a_killed_demo_resumes_exactly(tmp_path) -> None:
     assert "resumed from the checkpoint of step 45 (epoch 3/3)" in resumed
 
 
+@pytest.mark.slow  # ~12 s; test_exact_resume and test_preemption cover SIGTERM at a step boundary in the default run
 def test_a_demo_stopped_with_sigterm_mid_epoch_resumes_exactly(tmp_path) -> None:
     victim, resumed = _interrupt_a_demo_and_resume(tmp_path, epochs=20, when="epoch  1/20", signum=signal.SIGTERM)
     assert "saving at the next step boundary" in victim

@@ -231,6 +231,7 @@ def test_a_schema_2_root_is_upgraded_to_3(tmp_path):
     store.close()
 
 
+@pytest.mark.slow  # real torchrun costs ~9 s; the other multi-rank tests fork the same ranks from the fork server
 def test_under_torchrun(tmp_path, root):
     result = torchrun(tmp_path, root, """
         import torch.distributed as dist
