@@ -342,3 +342,23 @@ def test_bad_input_is_refused_alike(store) -> None:
     store.write("a", WriteBatch(metrics={key: _series([1], [2.0]) for key in odd}, summary={k: 1 for k in odd}))
     assert store.metric_keys("a") == sorted(odd) and sorted(store.get_summary("a")) == sorted(odd)
     assert all(store.read_metric("a", key) == _series([1], [2.0]) for key in odd)
+
+
+def test_two_store_objects_on_one_database_append_to_the_same_metric_in_turn(store, request, tmp_path) -> None:
+    # e.g. two processes of one job, or `runpoint recover` beside a live writer: each
+    # object's idea of where a metric's chunk list ends must follow the other's writes
+    other = BACKENDS[request.node.callspec.params["store"]](request, tmp_path)
+    try:
+        store.create_run(_record("a"), {})
+        expected = []
+        for turn in range(40):
+            writer = store if turn % 2 == 0 else other
+            steps = list(range(turn * 3, turn * 3 + 3))
+            writer.write("a", WriteBatch(metrics={"loss": _series(steps, [float(s) for s in steps])}))
+            expected += steps
+        for reader in (store, other):
+            got = reader.read_metric("a", "loss")
+            assert list(got.steps) == expected and list(got.values) == [float(s) for s in expected]
+        assert store.metric_stats("a")["loss"].count == len(expected)
+    finally:
+        other.close()

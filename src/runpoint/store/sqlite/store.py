@@ -6,8 +6,7 @@ lock rather than failing, and WAL lets readers proceed while a writer commits. W
 ``synchronous=NORMAL`` a committed flush survives the death of the process (SIGKILL); a
 power loss may take the last commits, never the database's consistency.
 
-Connections are per thread: the writer thread, the caller's thread and a web server's
-worker threads each get their own.
+Connections are per thread (writer, caller, a web server's workers).
 
 This module owns connections and transactions; the SQL is in private modules beside it:
 :mod:`._runs` (the runs table), :mod:`._write` (applying a batch), :mod:`._applied`
@@ -173,6 +172,7 @@ class SQLiteStore:
         with self._translate_errors(), no_fork():  # (see runpoint._util.forksafe)
             conn.execute("BEGIN IMMEDIATE")
             try:
+                self._follow_other_writers(conn)
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
@@ -181,6 +181,16 @@ class SQLiteStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    def _follow_other_writers(self, conn: sqlite3.Connection) -> None:
+        """Forget the metrics' remembered chunk-list ends when another connection (store object,
+        process) committed since this one's last write: ``PRAGMA data_version`` says so, read
+        inside the write lock. Appending after a stale end collides with the other's chunks."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        seen = getattr(self._local, "data_version", None)  # (connection, version): versions are per connection
+        if seen is None or seen[0] is not conn or seen[1] != version:
+            self._metrics.forget_all()
+            self._local.data_version = (conn, version)
 
     def close(self) -> None:
         self._closed = True
