@@ -177,6 +177,7 @@ def test_export_to_a_url_uses_the_managers_storage_options(bucket) -> None:
     assert fs.metadata(elsewhere.removeprefix("s3://")) == {"stage": "prod"}  # the options given win
 
 
+@pytest.mark.slow  # two ranks against the moto server: ~15 s; sharded commits on local disk are in the default run
 def test_a_sharded_two_rank_ddp_checkpoint_commits_restores_and_verifies_in_s3(bucket, tmp_path, root) -> None:
     from .multirank import launch
 

@@ -89,8 +89,15 @@ def test_a_root_that_is_a_file(tmp_path: Path) -> None:
     env = child_env(not_a_root)
     listing = subprocess.run([sys.executable, "-m", "runpoint", "ls"], capture_output=True, text=True, env=env, timeout=120)
     assert listing.returncode == 1 and "is a file, not a runpoint root" in listing.stderr
+    assert not_a_root.read_text() == "x"
+
+
+@pytest.mark.slow  # runs the demo, ~8 s
+def test_the_demo_refuses_a_root_that_is_a_file(tmp_path: Path) -> None:
+    not_a_root = tmp_path / "a-file"
+    not_a_root.write_text("x")
     demo = subprocess.run([sys.executable, "-m", "runpoint", "demo", "--epochs", "1"], capture_output=True, text=True,
-                          env=env, timeout=120)
+                          env=child_env(not_a_root), timeout=120)
     _assert_one_line(demo, str(not_a_root), "it is a file, not a directory")
     assert not_a_root.read_text() == "x"
 
