@@ -1,0 +1,38 @@
+"""Runs stored in PostgreSQL, served by the dashboard's API as runs of a local root are (the server side of issue 16)."""
+
+from __future__ import annotations
+
+import time
+from array import array
+
+from fastapi.testclient import TestClient
+
+from runpoint.server.app import create_app
+from runpoint.store import MetricSeries, RunRecord, RunStatus, WriteBatch, open_store
+
+
+def _fill(url: str) -> None:
+    store = open_store(url)
+    now = time.time()
+    store.create_run(RunRecord(id="pg1", project="team", name="shared-run", status=RunStatus.RUNNING, created_at=now,
+                               heartbeat_at=now, dir="team/pg1", host="elsewhere", pid=1), {"lr": 0.1, "api_key": "********"})
+    steps = list(range(5000))
+    store.write("pg1", WriteBatch(metrics={"train/loss": MetricSeries(
+        array("q", steps), array("d", [1.0 / (s + 1) for s in steps]), array("d", [now + s for s in steps]))},
+        summary={"best": 0.5}))
+    store.set_status("pg1", RunStatus.COMPLETED, ended_at=now + 10)
+    store.close()
+
+
+def test_the_cli_and_the_dashboard_api_read_runs_from_postgresql(postgres_url: str) -> None:
+    _fill(postgres_url)
+    with TestClient(create_app(postgres_url, loopback_only=False)) as client:
+        (run,) = client.get("/api/runs").json()["runs"]
+        assert (run["id"], run["status"], run["name"], run["duration_s"]) == ("pg1", "completed", "shared-run", 10.0)
+        details = client.get("/api/runs/pg1").json()
+        assert details["params"] == {"lr": 0.1, "api_key": "********"} and details["summary"]["best"] == 0.5
+        series = client.get("/api/runs/pg1/series", params={"key": "train/loss", "points": 100}).json()
+        # min and max per bucket, each at its step: the first point (the largest) and the last survive
+        assert len(series["x"]) <= 2 * 100 and len(series["bucket_mean"]) == 100
+        assert (series["x"][0], series["y"][0]) == (0.0, 1.0)
+        assert (series["x"][-1], series["y"][-1]) == (4999.0, 1.0 / 5000)
