@@ -14,7 +14,7 @@ from runpoint.config import MASK, config_hash, dump_config, load_config
 
 from .config_strategies import tree_strategy
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _valid(tree: dict) -> rp.ProjectConfig:

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._util.uri import without_credentials
 from ..errors import InvalidArgumentError
 
 ROOT_ENV = "RUNPOINT_ROOT"
@@ -23,10 +24,22 @@ DB_NAME = "runpoint.db"
 
 
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """The root to use: ``root`` if given, else ``$RUNPOINT_ROOT``, else ``./runpoint``."""
+    """The root to use: ``root`` if given, else ``$RUNPOINT_ROOT``, else ``./runpoint``.
+
+    A root is a directory. A store URL (``postgresql://...``) can be read (``runpoint ls
+    --root URL``, the dashboard) but not recorded into yet: it raises rather than becoming
+    a directory named ``postgresql:``.
+    """
     if root is None:
         root = os.environ.get(ROOT_ENV) or DEFAULT_ROOT_NAME
-    return Path(root).expanduser().absolute()
+    text = os.fspath(root)
+    if "://" in text and not text.startswith("file://"):
+        raise InvalidArgumentError(
+            "root", f"{without_credentials(text)} is a URL: runs are recorded into a directory; a store URL "
+            "(postgresql://...) can be read with `runpoint ls/show/metrics --root URL` and the dashboard, "
+            "recording into a team server is not supported yet",
+        )
+    return Path(text.removeprefix("file://")).expanduser().absolute()
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,15 @@ from ._oserror import describe
 console = Console(highlight=False, soft_wrap=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
+def _root_or_url(value: str) -> Path:
+    """A directory, or a store URL kept as it was typed (a Path would fold ``postgresql://`` into ``postgresql:/``)."""
+    return value if "://" in value else Path(value)  # type: ignore[return-value]
+
+
 RootOption = Annotated[
     Path | None,
-    typer.Option("--root", "-r", help="Where runs live. Default: $RUNPOINT_ROOT, else ./runpoint.", show_default=False),
+    typer.Option("--root", "-r", help="Where runs live: a directory, or a store URL (postgresql://...) to read. "
+                 "Default: $RUNPOINT_ROOT, else ./runpoint.", show_default=False, parser=_root_or_url),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 

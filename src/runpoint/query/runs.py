@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..artifacts.paths import DB_NAME, resolve_root, run_directory
+from ..artifacts.paths import DB_NAME, ROOT_ENV, resolve_root, run_directory
 from ..errors import InvalidArgumentError, RunNotFoundError, StoreError
 from ..run.liveness import reap_crashed
 from ..run.summary import metric_summary
@@ -47,8 +47,8 @@ _CONDITION = re.compile(
 
 def open_root(root: str | os.PathLike[str] | None = None) -> Store:
     """The store of an existing root; :class:`StoreError` when there is none."""
-    location = os.fspath(root) if root is not None else None
-    if location is not None and "://" in location:
+    location = os.fspath(root) if root is not None else os.environ.get(ROOT_ENV)
+    if location and "://" in location and not location.startswith("file://"):
         return open_store(location, create=False)
     path = resolve_root(root)
     if path.exists() and not path.is_dir():

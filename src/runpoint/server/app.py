@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import query
 from .._version import __version__
-from ..artifacts.paths import resolve_root
+from ..artifacts.paths import ROOT_ENV, resolve_root
 from ..errors import (
     ConfigError,
     InvalidArgumentError,
@@ -59,7 +59,8 @@ def create_app(
         entry_points: what Launch can start, besides the demo (``include_demo``).
     """
     store = query.open_root(root)
-    root_path = resolve_root(root) if root is None or "://" not in os.fspath(root) else Path(store.location).parent
+    location = os.fspath(root) if root is not None else os.environ.get(ROOT_ENV, "")
+    root_path = Path(store.location).parent if "://" in location and not location.startswith("file://") else resolve_root(root)
     entries = ([demo_entry_point()] if include_demo else []) + list(entry_points)
     app = FastAPI(
         title="runpoint dashboard",
