@@ -142,3 +142,16 @@ class KeyTail:
                 self.small.clear()
         if rows:
             self.next_seq = rows[-1].seq + 1
+
+
+def within_steps(series: MetricSeries, min_step: int | None, max_step: int | None) -> MetricSeries:
+    """The points of ``series`` with a step within the bounds (``series`` itself when there are none)."""
+    if min_step is None and max_step is None:
+        return series
+    lo = -(2**63) if min_step is None else min_step
+    hi = 2**63 - 1 if max_step is None else max_step
+    kept = MetricSeries()
+    for step, value, at in series.points():
+        if lo <= step <= hi:
+            kept.append(step, value, at)
+    return kept

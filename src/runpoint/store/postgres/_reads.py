@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any, Literal, Sequence
 
-from ..base import MetricSeries, MetricStats
+from ..base import MetricStats
 from ._connections import Connection
 
 
@@ -36,19 +36,6 @@ def metric_stats(conn: Connection, run_id: str, keys: Sequence[str] | None) -> d
         )
         for row in conn.execute(sql + " ORDER BY key", args).fetchall()
     }
-
-
-def within_steps(series: MetricSeries, min_step: int | None, max_step: int | None) -> MetricSeries:
-    """The points of ``series`` with a step within the bounds (``series`` itself when there are none)."""
-    if min_step is None and max_step is None:
-        return series
-    lo = -(2**63) if min_step is None else min_step
-    hi = 2**63 - 1 if max_step is None else max_step
-    kept = MetricSeries()
-    for step, value, at in series.points():
-        if lo <= step <= hi:
-            kept.append(step, value, at)
-    return kept
 
 
 def json_values(conn: Connection, table: Literal["params", "summary"], run_id: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import psycopg
 
 from ...errors import RunExistsError, RunNotFoundError, RunpointError, StoreError
+from .. import chunks
 from ..base import (
     CheckpointRecord,
     MediaKey,
@@ -164,7 +165,7 @@ class PostgresStore(PostgresConnections):
     ) -> MetricSeries:
         with self._reading() as conn:
             series = _metrics.read(conn, run_id, key, min_step=min_step, max_step=max_step)
-        return _reads.within_steps(series, min_step, max_step)
+        return chunks.within_steps(series, min_step, max_step)
 
     def metric_keys(self, run_id: str) -> list[str]:
         with self._reading() as conn:

@@ -4,9 +4,8 @@ Several processes may log into one database at once. Each write is one short
 ``BEGIN IMMEDIATE`` transaction (a writer's flush), SQLite's busy handler waits for the
 lock rather than failing, and WAL lets readers proceed while a writer commits. With
 ``synchronous=NORMAL`` a committed flush survives the death of the process (SIGKILL); a
-power loss may take the last commits, never the database's consistency.
-
-Connections are per thread (writer, caller, a web server's workers).
+power loss may take the last commits, never the database's consistency. Connections are
+per thread (writer, caller, a web server's workers).
 
 This module owns connections and transactions; the SQL is in private modules beside it:
 :mod:`._runs` (the runs table), :mod:`._write` (applying a batch), :mod:`._applied`
@@ -27,6 +26,7 @@ from urllib.parse import quote
 
 from ..._util.forksafe import call_after_fork, no_fork
 from ...errors import RunExistsError, RunNotFoundError, RunpointError, StoreError
+from .. import chunks
 from ..base import (
     MetricSeries,
     MetricStats,
@@ -354,7 +354,7 @@ class SQLiteStore:
     ) -> MetricSeries:
         with self._translate_errors():
             series = self._metrics.read(self._conn(), run_id, key, min_step=min_step, max_step=max_step)
-        return _reads.within_steps(series, min_step, max_step)
+        return chunks.within_steps(series, min_step, max_step)
 
     def metric_keys(self, run_id: str) -> list[str]:
         with self._translate_errors():
