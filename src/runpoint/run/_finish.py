@@ -78,6 +78,11 @@ def close_run(run: Run, final: RunStatus, error: str | None) -> None:
         release = getattr(run._store, "_release_connections", None)
         if release is not None:
             release()
+    for hook in run._after_close:  # e.g. the last pass of the replicator that ships the run to a server
+        try:
+            hook()
+        except Exception:
+            logger.exception("runpoint: a closing hook of run %s failed", run.id)
 
 
 def spill_unstored(writer: Writer, run_dir: Path, run_id: str) -> str:

@@ -100,6 +100,7 @@ class Run:
         self._signal_received: int | None = None
         self._signal_hooks: list[SignalHook] = []
         self._finish_hooks: list[Callable[["Run"], None]] = []
+        self._after_close: list[Callable[[], object]] = []  # after the status is stored (runpoint.sync)
         self._sinks: SinkHub | None = None
         # batch numbers are unique per attempt and rank: a resumed run's batches never match the
         # earlier attempts', nor one rank's another's (2**24 batches per rank and attempt)

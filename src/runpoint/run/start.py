@@ -14,6 +14,7 @@ from ..errors import InvalidArgumentError
 from ..sinks.hub import SinkHub
 from ..sinks.select import select_sinks
 from ..store import open_store
+from ..sync.remote_root import attach_replicator, open_spool, server_location
 from ._job import open_in_job
 from ._open import (
     OpenRequest,
@@ -138,9 +139,10 @@ def init(  # long: every argument is checked here, before anything is created
     masked = mask_secrets(plain)
     chosen_sinks = select_sinks(sinks, masked)
     log_ranks = check_log_ranks("log_ranks", log_ranks)
-    root_path = resolve_root(root)
+    server = server_location(root)
+    root_path, store = open_spool(server) if server else (resolve_root(root), None)
     request = OpenRequest(
-        store=open_store(root_path), root=root_path, project=project, name=name, masked=masked, tags=tags,
+        store=store or open_store(root_path), root=root_path, project=project, name=name, masked=masked, tags=tags,
         notes=notes, group=group, console=console, flush_interval=float(flush_interval),
     )
     ranks = current_ranks() if distributed else None
@@ -148,6 +150,8 @@ def init(  # long: every argument is checked here, before anything is created
         run = open_run(request, resume, id)
     else:
         run = open_in_job(ranks, request, resume, id, log_ranks)
+    if server and run.rank == 0:
+        attach_replicator(run, root_path, server)
     if chosen_sinks and run.rank == 0:  # before anything else writes, so the sinks see every point
         run._attach_sinks(SinkHub(run, chosen_sinks))
     if system_interval is not None:

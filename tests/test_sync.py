@@ -1,0 +1,132 @@
+"""sync_run: a local root's run brought to another store, whole, once, and again after a resume.
+
+The target here is a real PostgreSQL store (the server's own backend) and a directory
+for files; the same function runs behind the HTTP client in the server tests.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import runpoint as rp
+from runpoint.store import RunStatus, open_store
+from runpoint.sync import SyncState, SyncTarget, sync_run
+from runpoint.sync.push import sequence_of
+
+
+class DirectoryFiles:
+    """A FileTarget that copies into ``<dir>/<run id>/``: where the server's object store would hold them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.uploads: list[str] = []
+
+    def upload(self, run_id: str, rel_path: str, local_path: Path) -> None:
+        target = self.directory / run_id / rel_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local_path, target)
+        self.uploads.append(rel_path)
+
+    def upload_checkpoint(self, run_id: str, local_dir: Path, rel_dir: str) -> None:
+        names = sorted(p.relative_to(local_dir).as_posix() for p in local_dir.rglob("*") if p.is_file())
+        for name in sorted(names, key=lambda n: n == "manifest.json"):  # the manifest last
+            self.upload(run_id, f"{rel_dir}/{name}", local_dir / name)
+
+    def delete_prefix(self, run_id: str, prefix: str) -> None:
+        shutil.rmtree(self.directory / run_id / prefix, ignore_errors=True)
+
+
+def _record(root: Path, steps: int, *, resume: str | None = None, summary: float = 1.0) -> str:
+    with rp.init(project="p", root=root, config={"lr": 0.1, "api_key": "hunter2"}, resume=resume,
+                 system_metrics=False) as run:
+        for step in range(steps):
+            run.log({"loss": 1.0 / (step + 1), "acc": step / 10}, step=step)
+        run.summary["best"] = summary
+        print("hello from the run")
+        return run.id
+
+
+def _same_metrics(a, b, run_id: str) -> None:
+    assert a.metric_keys(run_id) == b.metric_keys(run_id)
+    for key in a.metric_keys(run_id):
+        assert a.read_metric(run_id, key) == b.read_metric(run_id, key), key
+
+
+def test_a_run_arrives_whole_and_a_second_sync_stores_nothing_twice(tmp_path, postgres_url):
+    root = tmp_path / "local"
+    run_id = _record(root, 3000)
+    source, remote = open_store(root), open_store(postgres_url)
+    state, files = SyncState(root), DirectoryFiles(tmp_path / "files")
+    target = SyncTarget(remote, files)
+
+    first = sync_run(source, root, state, target, run_id)
+    assert first.created and first.points == 6000 and first.complete
+    _same_metrics(source, remote, run_id)
+    got = remote.get_run(run_id)
+    assert got.status is RunStatus.COMPLETED and got.ended_at == source.get_run(run_id).ended_at
+    assert remote.get_params(run_id)["api_key"] != "hunter2"  # masked before it ever left the machine
+    assert remote.get_summary(run_id) == {"best": 1.0}
+    assert "hello from the run" in (tmp_path / "files" / run_id / "logs" / "console.log").read_text()
+
+    again = sync_run(source, root, state, target, run_id)
+    assert (again.points, again.files, again.created) == (0, 0, False) and again.complete
+    _same_metrics(source, remote, run_id)
+
+
+def test_a_resumed_run_with_a_cut_history_is_mirrored_exactly(tmp_path, postgres_url):
+    root = tmp_path / "local"
+    run_id = _record(root, 500)
+    source, remote = open_store(root), open_store(postgres_url)
+    state = SyncState(root)
+    sync_run(source, root, state, SyncTarget(remote), run_id)
+    # resume: the run drops what came after step 199 and logs a different tail
+    with rp.init(project="p", root=root, resume=run_id, system_metrics=False) as run:
+        run.rewind(199)
+        for step in range(200, 260):
+            run.log({"loss": -1.0}, step=step)
+        run.summary["best"] = 2.0
+    report = sync_run(source, root, state, SyncTarget(remote), run_id)
+    assert report.complete
+    _same_metrics(source, remote, run_id)
+    assert remote.get_run(run_id).resume_count == 1 and remote.get_summary(run_id) == {"best": 2.0}
+
+
+def test_a_batch_whose_reply_was_lost_is_stored_once(tmp_path, postgres_url):
+    """The server stored a batch but the client never heard: the next sync asks the server's counts first."""
+    root = tmp_path / "local"
+    run_id = _record(root, 100)
+    source, remote = open_store(root), open_store(postgres_url)
+    state = SyncState(root)
+    sync_run(source, root, state, SyncTarget(remote), run_id)
+    # the same batch again (an HTTP retry of a lost reply) is skipped by its idempotency key
+    from runpoint.store import WriteBatch
+
+    series = source.read_metric(run_id, "loss")
+    key = sequence_of(0, "metrics", [("acc", 0, 100), ("loss", 0, 100)])
+    remote.write(run_id, WriteBatch(metrics={"loss": series, "acc": source.read_metric(run_id, "acc")}, sequence=key))
+    assert len(remote.read_metric(run_id, "loss")) == 100
+
+
+def test_one_syncer_per_run(tmp_path):
+    state = SyncState(tmp_path)
+    other = SyncState(tmp_path)
+    import multiprocessing
+
+    with state.lock("abc") as held:
+        assert held
+        ctx = multiprocessing.get_context("fork")
+        result = ctx.Queue()
+
+        def child() -> None:
+            with other.lock("abc") as got:
+                result.put(got)
+
+        process = ctx.Process(target=child)
+        process.start()
+        assert result.get(timeout=30) is False
+        process.join()
+    with other.lock("abc") as held:
+        assert held
