@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -97,7 +98,8 @@ def sync_run(
         report.files, report.bytes = sync_files(state, target.files, run_id, run_dir, final=final)
         report.checkpoints = sync_checkpoints(source, state, target, run_id, run_dir)
     report.complete = _push_status(target.store, local)
-    state.update(run_id, done=int(report.complete), pending=0, error=None, resume_count=local.resume_count)
+    state.update(run_id, done=int(report.complete), pending=0, error=None, resume_count=local.resume_count,
+                 synced_at=time.time())
     return report
 
 
