@@ -38,6 +38,14 @@ class DirectoryFiles:
     def delete_prefix(self, run_id: str, prefix: str) -> None:
         shutil.rmtree(self.directory / run_id / prefix, ignore_errors=True)
 
+    def list(self, run_id: str, prefix: str) -> list[dict]:
+        base = self.directory / run_id
+        found = [p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()]
+        return [{"path": p, "size": (base / p).stat().st_size} for p in sorted(found) if p.startswith(prefix)]
+
+    def download(self, run_id: str, rel_path: str, destination: Path) -> None:
+        shutil.copyfile(self.directory / run_id / rel_path, destination)
+
 
 def _record(root: Path, steps: int, *, resume: str | None = None, summary: float = 1.0) -> str:
     with rp.init(project="p", root=root, config={"lr": 0.1, "api_key": "hunter2"}, resume=resume,
@@ -130,3 +138,39 @@ def test_one_syncer_per_run(tmp_path):
         process.join()
     with other.lock("abc") as held:
         assert held
+
+
+def test_a_run_checkpointed_on_one_machine_resumes_exactly_on_another(tmp_path, postgres_url):
+    """Machine A records and checkpoints, its run reaches the server; machine B's empty spool pulls it and resumes."""
+    import torch
+
+    from runpoint.sync.pull import pull_for_resume
+
+    machine_a, machine_b = tmp_path / "a", tmp_path / "b"
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 3)
+    with rp.init(project="p", root=machine_a, system_metrics=False) as run:
+        ckpt = rp.CheckpointManager(run, keep_last=1)
+        for step in range(12):
+            run.log({"loss": float(step)}, step=step)
+            if step in (4, 8):
+                with torch.no_grad():
+                    model.weight.add_(step)
+                ckpt.save(step, {"model": model})
+        run_id = run.id
+    remote, files = open_store(postgres_url), DirectoryFiles(tmp_path / "server-files")
+    report = sync_run(open_store(machine_a), machine_a, SyncState(machine_a), SyncTarget(remote, files), run_id)
+    assert report.checkpoints == 1 and report.complete  # keep_last=1: step 4's was removed before the sync
+    on_server = tmp_path / "server-files" / run_id / "checkpoints"
+    assert sorted(p.name for p in on_server.iterdir()) == ["latest", "step-000008"]
+    assert files.uploads[-2:] == ["checkpoints/step-000008/manifest.json", "checkpoints/latest"]  # manifest, then pointer
+
+    spool_b = open_store(machine_b)
+    assert pull_for_resume(SyncTarget(remote, files), machine_b, spool_b, project="p", resume="latest", run_id=None) == run_id
+    restored = torch.nn.Linear(8, 3)
+    with rp.init(project="p", root=machine_b, resume=run_id, system_metrics=False) as resumed:
+        assert rp.CheckpointManager(resumed).restore({"model": restored}) == 9
+        resumed.log({"loss": 90.0})
+    assert torch.equal(restored.weight, model.weight) and torch.equal(restored.bias, model.bias)
+    loss = spool_b.read_metric(run_id, "loss")
+    assert loss.steps.tolist() == list(range(10)) and loss.values.tolist()[-1] == 90.0

@@ -14,7 +14,8 @@ from ..errors import InvalidArgumentError
 from ..sinks.hub import SinkHub
 from ..sinks.select import select_sinks
 from ..store import open_store
-from ..sync.remote_root import attach_replicator, open_spool, server_location
+from ..sync.pull import pull_for_resume
+from ..sync.remote_root import attach_replicator, connect, open_spool, server_location
 from ._job import open_in_job
 from ._open import (
     OpenRequest,
@@ -141,6 +142,8 @@ def init(  # long: every argument is checked here, before anything is created
     log_ranks = check_log_ranks("log_ranks", log_ranks)
     server = server_location(root)
     root_path, store = open_spool(server) if server else (resolve_root(root), None)
+    if server and resume is not None and store is not None:  # a resume on a machine whose spool lacks the run
+        pull_for_resume(connect(server), root_path, store, project=project, resume=resume, run_id=id)
     request = OpenRequest(
         store=store or open_store(root_path), root=root_path, project=project, name=name, masked=masked, tags=tags,
         notes=notes, group=group, console=console, flush_interval=float(flush_interval),
