@@ -9,8 +9,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
-
 import runpoint as rp
 from runpoint.store import RunStatus, open_store
 from runpoint.sync import SyncState, SyncTarget, sync_run

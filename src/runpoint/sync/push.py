@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import RunNotFoundError
-from ..store.base import CheckpointRegistry, MediaStore, MetricSeries, RunRecord, RunStatus, Store, WriteBatch
+from ..store.base import (
+    CheckpointRegistry,
+    MediaStore,
+    MetricSeries,
+    RunRecord,
+    RunStatus,
+    Store,
+    WriteBatch,
+)
 from ..store.registry import checkpoint_registry
 from .state import SyncState
 
