@@ -79,8 +79,9 @@ class AccountsDB:
         self._connections: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
-        if not self.is_postgres:
-            Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+        if not self.is_postgres and not Path(self.target).parent.is_dir():
+            # a typo must not create directories: the server's store creates its own first
+            raise StoreError(f"no directory {Path(self.target).parent} for the accounts database", self.location)
         call_after_fork(self._forget_connections_after_fork)
 
     # -- connections -------------------------------------------------------------------
