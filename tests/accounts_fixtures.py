@@ -19,3 +19,8 @@ def server_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     url = f"sqlite:///{tmp_path / 'runpoint.db'}"
     open_store(url).close()
     yield url
+
+
+# for a test whose PostgreSQL run adds little to its SQLite one: that run goes to the slow suite
+SQLITE_NOW_POSTGRES_SLOW = pytest.mark.parametrize(
+    "server_db", ["sqlite", pytest.param("postgres", marks=pytest.mark.slow)], indirect=True)

@@ -19,7 +19,7 @@ from runpoint.server.accounts_db import accounts_location
 from runpoint.server.audit_log import AuditBuffer, AuditEntry
 from runpoint.server.auth import Principal
 
-from .accounts_fixtures import server_db  # noqa: F401  (fixture)
+from .accounts_fixtures import SQLITE_NOW_POSTGRES_SLOW
 
 
 def test_tokens_are_stored_hashed_and_verified_until_revoked(server_db: str) -> None:
@@ -166,6 +166,7 @@ def _cli() -> typer.Typer:
     return app
 
 
+@SQLITE_NOW_POSTGRES_SLOW
 def test_cli_manages_users_tokens_and_shows_the_audit_log(server_db: str) -> None:
     app, runner = _cli(), CliRunner()
     env = {"RUNPOINT_SERVER_DB": server_db, "COLUMNS": "200"}

@@ -26,7 +26,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import InvalidArgumentError
-from ._output import JsonOption, console, err_console, fmt_time, friendly_errors, print_json
+from ._output import (
+    JsonOption,
+    console,
+    err_console,
+    fmt_time,
+    friendly_errors,
+    print_json,
+)
 from ._tables import print_table
 
 DB_ENV = "RUNPOINT_SERVER_DB"

@@ -38,7 +38,17 @@ from ..errors import StoreError
 from .accounts import Accounts
 from .audit_log import REMOTE_ADDRESS, AuditBuffer
 from .auth import Principal
-from .security import TOKEN_COOKIE, ASGIApp, Receive, Scope, Send, _cookie, _headers, _local_location, _reply
+from .security import (
+    TOKEN_COOKIE,
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    _cookie,
+    _headers,
+    _local_location,
+    _reply,
+)
 
 CACHE_S = 5.0
 MAX_CACHED = 10_000
