@@ -57,16 +57,15 @@ class AuditEntry:
     remote: str | None = None
 
 
-_COLUMNS = "time, user_name, token_id, action, project, run_id, target, detail, remote"
+_COLUMNS = ("time", "user_name", "token_id", "action", "project", "run_id", "target", "detail", "remote")
 
 
 def record(db: AccountsDB, entries: Sequence[AuditEntry]) -> None:
     """Append ``entries`` in one transaction."""
-    db.execute_many(
-        f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(e.time, e.user, e.token_id, e.action, e.project, e.run_id, e.target,
-          json.dumps(e.detail, default=str, sort_keys=True) if e.detail is not None else None, e.remote)
-         for e in entries])
+    db.insert_rows("audit_log", _COLUMNS, [
+        (e.time, e.user, e.token_id, e.action, e.project, e.run_id, e.target,
+         json.dumps(e.detail, default=str, sort_keys=True) if e.detail is not None else None, e.remote)
+        for e in entries])
 
 
 def query(db: AccountsDB, *, user: str | None = None, run_id: str | None = None, action: str | None = None,
@@ -83,7 +82,7 @@ def query(db: AccountsDB, *, user: str | None = None, run_id: str | None = None,
     if since is not None:
         where.append("time >= ?")
         params.append(since)
-    sql = f"SELECT {_COLUMNS} FROM audit_log" + (f" WHERE {' AND '.join(where)}" if where else "")
+    sql = f"SELECT {', '.join(_COLUMNS)} FROM audit_log" + (f" WHERE {' AND '.join(where)}" if where else "")
     rows = db.query(sql + " ORDER BY time DESC, id DESC LIMIT ?", [*params, limit])
     return [AuditEntry(time=r["time"], user=r["user_name"], action=r["action"], token_id=r["token_id"],
                        project=r["project"], run_id=r["run_id"], target=r["target"],
@@ -127,8 +126,7 @@ class AuditBuffer:
             self._wake.set()
 
     def _ensure_thread(self) -> None:
-        thread = self._thread
-        if thread is not None and thread.is_alive() and self._pid == os.getpid():
+        if self._thread is not None and self._pid == os.getpid():  # it runs until close(): no is_alive() here
             return
         with self._lock:
             if self._closed or (self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()):
