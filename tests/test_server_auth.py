@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
@@ -167,3 +168,22 @@ def test_real_server_never_logs_the_token(accounts: Accounts, caplog: pytest.Log
     # the shutdown flushed the audit buffer
     assert [(e.action, e.run_id, e.remote) for e in accounts.query_audit(user="ada")] == [("run.get", "r7", "127.0.0.1")]
     assert accounts.token(created.info.id).last_used_at is not None
+
+
+def test_plugs_into_the_dashboard_app(tmp_path: Path) -> None:
+    """The existing dashboard (runpoint ui's app, without its own token) behind the accounts' tokens."""
+    from runpoint.server.app import create_app
+    from runpoint.store import open_store
+
+    open_store(tmp_path).close()
+    app = create_app(tmp_path, token=None, loopback_only=False, include_demo=False)
+    with Accounts(tmp_path) as accounts:
+        accounts.add_user("ada")
+        token = accounts.create_token("ada", "read").text
+        install_accounts(app, accounts)
+        with TestClient(app, follow_redirects=False) as client:
+            assert client.get("/api/runs").status_code == 401
+            assert client.get("/api/runs", headers=_bearer(token)).status_code == 200
+            assert client.get("/", params={"token": token}).status_code == 303
+            page = client.get("/")
+            assert page.status_code == 200 and page.headers["x-frame-options"] == "DENY"  # Guard still runs
