@@ -111,3 +111,167 @@ def test_files_round_trip_through_the_server_on_a_local_directory(tmp_path: Path
     assert client.get("/api/store/runs/run1/files/media/blob.bin", headers=other).status_code == 403
     assert client.delete("/api/store/runs/run1/files", params={"prefix": "media/"}, headers=reader).status_code == 403
     assert (location / "vision" / "run1" / "media" / "blob.bin").exists()
+
+
+# -- S3 (moto's server) behind a real uvicorn server ---------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_moto() -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **CREDENTIALS},
+                              start_new_session=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server, f"http://127.0.0.1:{port}"
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail("moto_server did not start")
+            time.sleep(0.1)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGCONT)
+    server.terminate()
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch):
+    """A fresh moto server and bucket; the endpoint reaches s3fs through $AWS_ENDPOINT_URL, as on a real server."""
+    pytest.importorskip("s3fs")
+    import s3fs
+
+    server, endpoint = _start_moto()
+    for key, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(key, value)
+    options = {"use_listings_cache": False, "skip_instance_cache": True}
+    fs = s3fs.S3FileSystem(**options)
+    bucket = f"files-{uuid.uuid4().hex[:12]}"
+    fs.mkdir(bucket)
+    yield fs, bucket, options, server
+    _stop(server)
+
+
+@pytest.fixture
+def serve():
+    """Runs an app on a real uvicorn server in a thread; its base URL."""
+    import uvicorn
+
+    started: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(app: FastAPI) -> str:
+        port = _free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        started.append((server, thread))
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in started:
+        server.should_exit = True
+        thread.join(30)
+
+
+def _model():
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(1024, 2048), torch.nn.ReLU(), torch.nn.Linear(2048, 10))
+
+
+@pytest.mark.slow
+def test_files_on_s3_presigned_and_proxied_and_a_checkpoint_restores_from_the_bucket(s3, serve, tmp_path: Path) -> None:
+    import torch
+
+    import runpoint as rp
+
+    fs, bucket, options, _ = s3
+    location = f"s3://{bucket}/team"
+    presigning = RemoteFiles(serve(files_app(ObjectStore.open(location, options))))
+    proxied = RemoteFiles(serve(files_app(ObjectStore.open(location, options, presign=False))))
+    data = os.urandom(9 * 2**20 + 3)
+    (tmp_path / "blob.bin").write_bytes(data)
+
+    offer = presigning._http.post("/api/store/runs/run1/files/media/a.bin/upload-url", json={"size": len(data)}).json()
+    assert offer["method"] == "PUT" and offer["url"].startswith(os.environ["AWS_ENDPOINT_URL"])
+    assert proxied._http.post("/api/store/runs/run1/files/media/a.bin/upload-url", json={"size": 1}).json()["proxy"] is True
+    for files, name in ((presigning, "a.bin"), (proxied, "b.bin")):
+        files.upload("run1", f"media/{name}", tmp_path / "blob.bin")
+        assert fs.cat(f"{bucket}/team/vision/run1/media/{name}") == data
+        assert files.download("run1", f"media/{name}", tmp_path / f"back-{name}").read_bytes() == data
+    assert fs.metadata(f"{bucket}/team/vision/run1/media/a.bin") == {"xxh3": file_xxh3(tmp_path / "blob.bin")}
+    assert presigning.list("run1", "media/") == [("media/a.bin", len(data)), ("media/b.bin", len(data))]
+
+    # a damaged body through the server: 400, and no object (the multipart upload is aborted)
+    bad = proxied._http.put("/api/store/runs/run1/files/media/bad.bin", content=data,
+                            headers={"x-runpoint-xxh3": xxhash.xxh3_128_hexdigest(data[:-1])})
+    assert bad.status_code == 400 and not fs.exists(f"{bucket}/team/vision/run1/media/bad.bin")
+
+    # literal dot segments (httpx would remove them): never reach the bucket
+    host, port = presigning.base_url.removeprefix("http://").split(":")
+    for raw in ("/api/store/runs/run1/files/../../../x", "/api/store/runs/run1/files/media/..\\..\\x",
+                "/api/store/runs/run1/files//etc/passwd", "/api/store/runs/run1/files/media/%2e%2e/%2e%2e/run2/x"):
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.request("PUT", raw, body=b"x")
+        assert connection.getresponse().status in (400, 404), raw
+        connection.close()
+    assert sorted(fs.find(f"{bucket}")) == [f"{bucket}/team/vision/run1/media/a.bin", f"{bucket}/team/vision/run1/media/b.bin"]
+
+    # a checkpoint saved locally, uploaded (manifest last), restored by runpoint's loader from the bucket
+    model = _model()
+    local = rp.CheckpointManager(tmp_path / "ckpts", rng=False)
+    local.save(7, {"model": model, "step": 7})
+    presigning.upload_checkpoint("run1", tmp_path / "ckpts" / "step-000007", "checkpoints/step-000007")
+    proxied.upload_checkpoint("run2", tmp_path / "ckpts" / "step-000007", "checkpoints/step-000007")
+    for run, project in (("run1", "vision"), ("run2", "nlp")):
+        state = rp.load_checkpoint(f"{location}/{project}/{run}/checkpoints/step-000007", storage_options=options)
+        assert state["step"] == 7
+        for key, tensor in model.state_dict().items():
+            assert torch.equal(state["model"][key], tensor), key
+    remote = rp.CheckpointManager(f"{location}/vision/run1/checkpoints", storage_options=options, rng=False)
+    assert [c.step for c in remote.list()] == [7]
+    assert presigning.delete_prefix("run1", "checkpoints/") == 4  # 3 files and "latest"
+    assert fs.find(f"{bucket}/team/vision/run1/checkpoints") == []
+
+
+@pytest.mark.slow
+def test_an_object_store_that_stops_mid_upload_leaves_no_visible_checkpoint(s3, serve, tmp_path: Path) -> None:
+    import runpoint as rp
+
+    fs, bucket, options, moto = s3
+    rp.CheckpointManager(tmp_path / "ckpts", rng=False).save(1, {"model": _model()})
+    folder = tmp_path / "ckpts" / "step-000001"
+
+    class StoppingMidway(RemoteFiles):
+        def _chunks(self, path):  # type: ignore[no-untyped-def]
+            for index, chunk in enumerate(super()._chunks(path)):
+                if index == 1 and Path(path).name == "tensors.safetensors":
+                    os.killpg(moto.pid, signal.SIGSTOP)
+                yield chunk
+
+    files = StoppingMidway(serve(files_app(ObjectStore.open(f"s3://{bucket}/team", options))), timeout=3)
+    with pytest.raises(RemoteFileError, match="tensors.safetensors.*(Timeout|failed)"):
+        files.upload_checkpoint("run1", folder, "checkpoints/step-000001")
+    os.killpg(moto.pid, signal.SIGCONT)
+    assert not fs.exists(f"{bucket}/team/vision/run1/checkpoints/step-000001/manifest.json")
+    assert "manifest.json" not in str(files.list("run1"))
+    assert rp.CheckpointManager(f"s3://{bucket}/team/vision/run1/checkpoints", storage_options=options).list() == []

@@ -127,6 +127,10 @@ class _RemoteSink:
 
     def abort(self) -> None:
         try:
-            self._handle.discard() if hasattr(self._handle, "discard") else self._handle.close()
+            if hasattr(self._handle, "discard"):
+                self._handle.discard()  # s3fs: aborts the multipart upload
+                self._handle.closed = True  # else garbage collection closes it, which uploads what was written
+            else:
+                self._handle.close()
         except Exception:
             pass
