@@ -113,6 +113,45 @@ def test_files_round_trip_through_the_server_on_a_local_directory(tmp_path: Path
     assert (location / "vision" / "run1" / "media" / "blob.bin").exists()
 
 
+def test_the_dashboard_reads_a_runs_files_from_the_object_store(root: Path) -> None:
+    """The team server's dashboard: the store knows the run, its files are only in the object store."""
+    import shutil
+
+    import fsspec
+    import numpy as np
+    import torch
+
+    import runpoint as rp
+    from runpoint.artifacts.storage import RemoteArtifacts
+    from runpoint.server.app import create_app
+
+    with rp.init(project="vision", root=root, config={"lr": 0.1}, console=False, system_metrics=False) as run:
+        rp.CheckpointManager(run).save(5, {"w": torch.arange(8.0)})
+        run.log({"samples": rp.Image(np.full((4, 4, 3), 7, dtype=np.uint8))}, step=5)
+    local = root / "vision" / run.id
+    (local / "logs").mkdir(exist_ok=True)
+    (local / "logs" / "console.log").write_text("hello\nfrom s3\n")
+    location = f"memory://dash-{uuid.uuid4().hex[:8]}"
+    fsspec.filesystem("memory").put(str(local), f"{location}/vision/{run.id}", recursive=True)
+    image = (local / "media" / "samples").glob("*.png").__next__()
+    image_bytes = image.read_bytes()
+    shutil.rmtree(local)  # only the object store has them now
+
+    app = create_app(root, loopback_only=False)
+    app.state.dashboard.files = RemoteArtifacts(location)
+    client = TestClient(app)
+    assert client.get(f"/api/runs/{run.id}").json()["config"] == {"lr": 0.1}
+    console = client.get(f"/api/runs/{run.id}/console").json()
+    assert console["files"] == [{"name": "console.log", "bytes": 14}] and console["text"] == "hello\nfrom s3\n"
+    checkpoints = client.get(f"/api/runs/{run.id}/checkpoints").json()
+    assert checkpoints["latest"] == "step-000005" and [row["state"] for row in checkpoints["checkpoints"]] == ["present"]
+    [media] = client.get(f"/api/runs/{run.id}/media").json()["media"]
+    served = client.get(media["url"])
+    assert served.status_code == 200 and served.content == image_bytes and served.headers["content-type"] == "image/png"
+    for path in ("media/%2e%2e/config.yaml", "config.yaml", "media/..%2fconfig.yaml"):
+        assert client.get(f"/api/runs/{run.id}/files/{path}").status_code == 404, path
+
+
 # -- S3 (moto's server) behind a real uvicorn server ---------------------------------------
 
 
