@@ -113,6 +113,28 @@ def test_files_round_trip_through_the_server_on_a_local_directory(tmp_path: Path
     assert (location / "vision" / "run1" / "media" / "blob.bin").exists()
 
 
+def test_a_store_that_fails_while_a_body_streams_answers_503_and_keeps_nothing(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    class FailingSink:
+        def write(self, data: object) -> None:
+            calls.append("write")
+            raise OSError(28, "No space left on device")
+
+        def close(self) -> None:
+            calls.append("close")
+
+        def abort(self) -> None:
+            calls.append("abort")
+
+    files = ObjectStore.open(tmp_path / "artifacts")
+    files.writer = lambda *args: FailingSink()  # type: ignore[method-assign, assignment, return-value]
+    client = TestClient(files_app(files))
+    response = client.put("/api/store/runs/run1/files/media/big.bin", content=b"x" * (20 * 2**20))
+    assert response.status_code == 503 and "nothing stored" in response.json()["detail"]
+    assert calls == ["write", "abort"]
+
+
 def test_the_dashboard_reads_a_runs_files_from_the_object_store(root: Path) -> None:
     """The team server's dashboard: the store knows the run, its files are only in the object store."""
     import shutil

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from typing import Any, Callable, Iterator
@@ -27,7 +28,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from ..artifacts.storage import NotRegularFileError
+from ..artifacts.storage import FileSink, NotRegularFileError
 from ..errors import InvalidArgumentError, RunNotFoundError
 from .auth import Scope, audit, authorize
 from .object_store import ObjectStore, check_name
@@ -95,6 +96,51 @@ def _stream(handle: Any, start: int, length: int) -> Iterator[bytes]:
         handle.close()
 
 
+async def _receive(request: Request, sink: FileSink, digest: Any) -> int:
+    """Hash the request's body into ``digest`` and write it to ``sink``; the byte count.
+
+    Writing (an S3 part upload) overlaps receiving the next chunk: one writer task drains a
+    queue of two chunks, so the body streams at the slower of the two, not their sum. Every
+    write has finished when this returns or raises.
+    """
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=2)
+
+    async def drain() -> None:
+        while (chunk := await queue.get()) is not None:
+            await run_in_threadpool(sink.write, chunk)
+
+    writer = asyncio.ensure_future(drain())
+
+    async def send(item: bytes | None) -> None:
+        put = asyncio.ensure_future(queue.put(item))
+        await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():
+            put.cancel()
+            writer.result()  # the writer failed: its error
+
+    size, pending = 0, bytearray()
+    try:
+        async for chunk in request.stream():
+            digest.update(chunk)
+            size += len(chunk)
+            pending += chunk
+            if len(pending) >= WRITE_CHUNK:
+                await send(bytes(pending))
+                pending.clear()
+        if pending:
+            await send(bytes(pending))
+        await send(None)
+        await writer
+    finally:
+        if not writer.done():  # an error while receiving: let the writer finish what it holds, then stop
+            with contextlib.suppress(BaseException):
+                while not writer.done():
+                    with contextlib.suppress(asyncio.QueueFull):
+                        queue.put_nowait(None)
+                    await asyncio.wait({writer}, timeout=0.1)
+    return size
+
+
 def files_router(files: ObjectStore, project_of: Callable[[str], str], *, prefix: str = "/api/store") -> APIRouter:  # long: one closure per route, sharing the store and the lookup
     """The files API over ``files``; ``project_of(run_id)`` names a run's project (RunNotFoundError: 404)."""
     router = APIRouter(prefix=prefix, tags=["run files (team server)"])
@@ -113,22 +159,16 @@ def files_router(files: ObjectStore, project_of: Callable[[str], str], *, prefix
             sink = await run_in_threadpool(files.writer, owner, run_id, path)
         import xxhash
 
-        digest, size, pending = xxhash.xxh3_128(), 0, bytearray()
+        digest = xxhash.xxh3_128()
         try:
-            async for chunk in request.stream():
-                digest.update(chunk)
-                size += len(chunk)
-                pending += chunk
-                if len(pending) >= WRITE_CHUNK:
-                    await run_in_threadpool(sink.write, bytes(pending))
-                    pending.clear()
+            size = await _receive(request, sink, digest)
             if expected is not None and digest.hexdigest() != expected:
                 raise HTTPException(400, f"the body's xxh3 is {digest.hexdigest()}, {HASH_HEADER} says {expected}: nothing stored")
-            if pending:
-                await run_in_threadpool(sink.write, bytes(pending))
             await run_in_threadpool(sink.close)
-        except BaseException:
+        except BaseException as exc:
             await run_in_threadpool(sink.abort)
+            if isinstance(exc, OSError):  # the location failed, not the client: say so, without its paths
+                raise HTTPException(503, f"the server could not store the file ({type(exc).__name__}); nothing stored") from None
             raise
         audit(request, "files.put", project=owner, run_id=run_id, target=path, detail={"bytes": size})
         return JSONResponse({"path": path, "bytes": size, "xxh3": digest.hexdigest()}, status_code=201)
