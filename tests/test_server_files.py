@@ -91,6 +91,12 @@ def test_files_round_trip_through_the_server_on_a_local_directory(tmp_path: Path
     assert client.put("/api/store/runs/run1/files/media/link.txt", content=b"x").status_code == 201
     assert (location / "vision" / "run1" / "media" / "link.txt").read_bytes() == b"x"
     (location / "vision" / "run1" / "media" / "link2.txt").symlink_to(secret)
+    (tmp_path / "outside").mkdir()
+    (location / "vision" / "run1" / "linked").symlink_to(tmp_path / "outside")
+    assert client.put("/api/store/runs/run1/files/linked/x.bin", content=b"x").status_code == 400
+    assert client.get("/api/store/runs/run1/files/linked/x.bin").status_code == 404
+    assert list((tmp_path / "outside").iterdir()) == [] and list((location / ".uploads").iterdir()) == []
+    (tmp_path / "outside").rmdir()
     assert secret.read_text() == "s3cr3t-bytes" and sorted(p.name for p in tmp_path.iterdir()) == ["artifacts", "back.bin", "blob.bin", "secret.txt"]
     assert client.get("/api/store/runs/..%2fvision/files/x").status_code in (400, 404)
     with pytest.raises(Exception):
@@ -279,6 +285,9 @@ def test_files_on_s3_presigned_and_proxied_and_a_checkpoint_restores_from_the_bu
         files.upload("run1", f"media/{name}", tmp_path / "blob.bin")
         assert fs.cat(f"{bucket}/team/vision/run1/media/{name}") == data
         assert files.download("run1", f"media/{name}", tmp_path / f"back-{name}").read_bytes() == data
+    fetch = presigning._http.post("/api/store/runs/run1/files/media/a.bin/download-url").json()
+    assert fetch["method"] == "GET" and fetch["url"].startswith(os.environ["AWS_ENDPOINT_URL"])  # downloads go direct too
+    assert presigning._http.post("/api/store/runs/run1/files/media/none.bin/download-url").status_code == 404
     assert fs.metadata(f"{bucket}/team/vision/run1/media/a.bin") == {"xxh3": file_xxh3(tmp_path / "blob.bin")}
     assert presigning.list("run1", "media/") == [("media/a.bin", len(data)), ("media/b.bin", len(data))]
 

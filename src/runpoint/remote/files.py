@@ -89,7 +89,7 @@ class RemoteFiles:
             response = self._http.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
             raise RemoteFileError(f"{method} {self.base_url}{url.split('?')[0]} failed: {type(exc).__name__}: {exc}") from None
-        if response.status_code >= 400 and not (response.status_code == 404 and url.endswith("/upload-url")):
+        if response.status_code >= 400 and not (response.status_code == 404 and url.endswith(("/upload-url", "/download-url"))):
             raise RemoteFileError(f"{method} {url.split('?')[0]}: HTTP {response.status_code}: {_detail(response)}",
                                   response.status_code)
         return response
@@ -126,14 +126,19 @@ class RemoteFiles:
         return size
 
     def download(self, run_id: str, rel_path: str, dest: str | os.PathLike[str]) -> Path:
-        """The run's ``rel_path`` written to ``dest`` (replaced whole, only once every byte arrived)."""
+        """The run's ``rel_path`` written to ``dest`` (replaced whole, only once every byte arrived);
+        straight from the object store when the server presigns downloads."""
         target = Path(dest)
         partial = target.with_name(f".{target.name}.part")
+        offer = self._request("POST", self._url(run_id, rel_path, "/download-url"))
+        if offer.status_code == 404 and not offer.json().get("proxy"):
+            raise RemoteFileError(f"GET {rel_path}: HTTP 404: {_detail(offer)}", 404)
+        client, url = (self._http, self._url(run_id, rel_path)) if offer.status_code == 404 else (self._direct, offer.json()["url"])
         try:
-            with self._http.stream("GET", self._url(run_id, rel_path)) as response:
+            with client.stream("GET", url) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise RemoteFileError(f"GET {rel_path}: HTTP {response.status_code}: {_detail(response)}",
+                    raise RemoteFileError(f"GET {rel_path}: HTTP {response.status_code}: {_detail(response)[:200]}",
                                           response.status_code)
                 expected = int(response.headers.get("content-length", -1))
                 received = 0
@@ -145,7 +150,7 @@ class RemoteFiles:
                 raise RemoteFileError(f"GET {rel_path}: got {received} of {expected} bytes")
             os.replace(partial, target)
         except httpx.HTTPError as exc:
-            raise RemoteFileError(f"GET {rel_path} from {self.base_url} failed: {type(exc).__name__}: {exc}") from None
+            raise RemoteFileError(f"GET {rel_path} failed: {type(exc).__name__}: {exc}") from None
         finally:
             partial.unlink(missing_ok=True)
         return target

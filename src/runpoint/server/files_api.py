@@ -5,6 +5,7 @@
     GET    /api/store/runs/{run_id}/files?prefix=            [{"path", "bytes"}]
     DELETE /api/store/runs/{run_id}/files?prefix=            remove a prefix (manifests first)
     POST   /api/store/runs/{run_id}/files/{path}/upload-url  a presigned PUT, or 404 {"proxy": true}
+    POST   /api/store/runs/{run_id}/files/{path}/download-url  a presigned GET, or 404 {"proxy": true}
 
 A PUT may carry ``x-runpoint-xxh3`` (the xxh3-128 hex of the file, as checkpoint manifests
 record it): the body is hashed as it streams and a mismatch answers 400 with nothing
@@ -167,6 +168,8 @@ def files_router(files: ObjectStore, project_of: Callable[[str], str], *, prefix
             await run_in_threadpool(sink.close)
         except BaseException as exc:
             await run_in_threadpool(sink.abort)
+            if isinstance(exc, InvalidArgumentError):
+                raise HTTPException(400, str(exc)) from None
             if isinstance(exc, OSError):  # the location failed, not the client: say so, without its paths
                 raise HTTPException(503, f"the server could not store the file ({type(exc).__name__}); nothing stored") from None
             raise
@@ -220,6 +223,19 @@ def files_router(files: ObjectStore, project_of: Callable[[str], str], *, prefix
             return JSONResponse({"detail": "this server's file location cannot presign uploads: PUT the file to the server",
                                  "proxy": True}, status_code=404)
         audit(request, "files.upload_url", project=owner, run_id=run_id, target=path, detail={"bytes": body.size})
+        return {"method": signed.method, "url": signed.url, "headers": signed.headers, "expires_in": signed.expires_in}
+
+    @router.post("/runs/{run_id}/files/{path:path}/download-url", summary="A presigned GET for a run's file",
+                 response_model=None)
+    def download_url(request: Request, run_id: str, path: str) -> Any:
+        owner = project(request, run_id, "read")
+        with _http_errors():
+            files.size(owner, run_id, path)  # 404 here rather than from the object store
+            signed = files.presign_get(owner, run_id, path)
+        if signed is None:
+            return JSONResponse({"detail": "this server's file location cannot presign downloads: GET the file from the server",
+                                 "proxy": True}, status_code=404)
+        audit(request, "files.download_url", project=owner, run_id=run_id, target=path)
         return {"method": signed.method, "url": signed.url, "headers": signed.headers, "expires_in": signed.expires_in}
 
     return router

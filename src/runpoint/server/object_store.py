@@ -151,6 +151,7 @@ class _LocalUpload:
     """A file written under ``.uploads/`` and renamed into place at ``close``."""
 
     def __init__(self, artifacts: Artifacts, target: str) -> None:
+        _refuse_links(artifacts.root, target)  # before the body arrives; checked again at close
         self._artifacts = artifacts
         self._target = target
         artifacts.makedirs(UPLOADS_DIR)
