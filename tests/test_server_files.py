@@ -7,11 +7,13 @@ import http.client
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -165,8 +167,11 @@ def test_the_dashboard_reads_a_runs_files_from_the_object_store(root: Path) -> N
     image_bytes = image.read_bytes()
     shutil.rmtree(local)  # only the object store has them now
 
+    fsspec.filesystem("memory").pipe(f"{location}/nlp/other/logs/console.log", b"another project's log\n")
+    with sqlite3.connect(root / "runpoint.db") as db:  # a client that recorded a crafted directory
+        db.execute("UPDATE runs SET dir = 'nlp/other' WHERE id = ?", (run.id,))
     app = create_app(root, loopback_only=False)
-    app.state.dashboard.files = RemoteArtifacts(location)
+    app.state.dashboard = replace(app.state.dashboard, files=None, object_store=ObjectStore(RemoteArtifacts(location)))
     client = TestClient(app)
     assert client.get(f"/api/runs/{run.id}").json()["config"] == {"lr": 0.1}
     console = client.get(f"/api/runs/{run.id}/console").json()

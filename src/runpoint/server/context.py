@@ -17,6 +17,7 @@ from .run_files import RunFiles
 
 if TYPE_CHECKING:
     from .launch import Launcher
+    from .object_store import ObjectStore
 
 
 @dataclass
@@ -27,14 +28,23 @@ class Dashboard:
     store: Store
     reader: BulkReader
     launcher: "Launcher"
-    files: Artifacts | None = None  # where runs' files live: the root (None) or the team server's object store
+    files: Artifacts | None = None  # where runs' files live: the root when None
+    object_store: "ObjectStore | None" = None  # the team server's files: they are found by project and run id
 
     def __post_init__(self) -> None:
-        if self.files is None:
+        if self.object_store is not None:
+            self.files = self.object_store.artifacts
+        elif self.files is None:
             self.files = LocalArtifacts(self.root)
 
     def run_files(self, run: RunRecord) -> RunFiles:
-        """The run's files, wherever they live; StoreError for a recorded directory outside them."""
+        """The run's files, wherever they live; StoreError for a recorded directory outside them.
+
+        On the team server the directory a client recorded is not trusted: the files are
+        the object store's ``<project>/<run id>/``, where its files API put them.
+        """
+        if self.object_store is not None:
+            return self.object_store.run_files(run)
         assert self.files is not None  # set by __post_init__
         return RunFiles.of(self.files, run)
 

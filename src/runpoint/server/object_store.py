@@ -24,7 +24,9 @@ from typing import Any, BinaryIO, Mapping
 
 from ..artifacts.storage import Artifacts, FileSink, open_artifacts
 from ..errors import InvalidArgumentError
+from ..store.base import RunRecord
 from ..store.wire import check_relative_path
+from .run_files import RunFiles
 
 MAX_PRESIGNED_PUT = 5 * 2**30  # S3's limit for one PUT; larger files go through the server (multipart)
 UPLOADS_DIR = ".uploads"  # local backend: where an upload is written before it is renamed into place
@@ -109,6 +111,10 @@ class ObjectStore:
         for path, _ in files:
             self.artifacts.remove_file(*self.parts(project, run_id, path))
         return len(files)
+
+    def run_files(self, run: RunRecord) -> RunFiles:
+        """The run's files as the dashboard reads them: ``<project>/<run id>/``, whatever ``dir`` the run records."""
+        return RunFiles(self.artifacts, "/".join(self.parts(run.project, run.id)))
 
     def delete_run(self, project: str, run_id: str) -> None:
         """Every file of the run."""
