@@ -230,7 +230,11 @@ def read_yaml_file(path: str | os.PathLike[str], label: str | None = None) -> An
     or over a limit.
     """
     label = label if label is not None else str(path)
-    text = read_limited(path, label)
+    return read_yaml_text(read_limited(path, label), label)
+
+
+def read_yaml_text(text: str, label: str) -> Any:
+    """The data of YAML text runpoint wrote, within the limits (see :func:`read_yaml_file`)."""
     loader = BoundedSafeLoader(text)
     try:
         return loader.get_single_data()

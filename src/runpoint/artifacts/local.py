@@ -117,6 +117,20 @@ class LocalArtifacts:
     def size(self, *parts: str) -> int:
         return os.path.getsize(self.path(*parts))
 
+    def list_files(self, *parts: str) -> list[tuple[str, int]]:
+        """(path relative to ``parts``, size) of every regular file below ``parts``, sorted.
+
+        Symbolic links are neither followed nor listed; [] when ``parts`` is not a directory.
+        """
+        base = self.path(*parts)
+        found: list[tuple[str, int]] = []
+        for directory, _, names in os.walk(base):  # os.walk does not descend into linked directories
+            for name in names:
+                info = os.lstat(os.path.join(directory, name))
+                if stat.S_ISREG(info.st_mode):
+                    found.append((os.path.relpath(os.path.join(directory, name), base).replace(os.sep, "/"), info.st_size))
+        return sorted(found)
+
     def makedirs(self, *parts: str) -> None:
         os.makedirs(self.path(*parts), exist_ok=True)
 

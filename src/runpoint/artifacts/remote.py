@@ -63,6 +63,25 @@ class RemoteArtifacts:
     def size(self, *parts: str) -> int:
         return int(self._fs.size(self.path(*parts)))
 
+    def list_files(self, *parts: str) -> list[tuple[str, int]]:
+        """(path relative to ``parts``, size) of every object below ``parts``, sorted."""
+        base = self.path(*parts).rstrip("/")
+        try:
+            entries = self._fs.find(base, detail=True)
+        except FileNotFoundError:
+            return []
+        prefix = base.lstrip("/") + "/"
+        return sorted(
+            (name.lstrip("/")[len(prefix):], int(info.get("size") or 0))
+            for name, info in entries.items()
+            if info.get("type") != "directory" and name.lstrip("/").startswith(prefix)
+        )
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec file system (for what the protocol does not cover, e.g. presigned URLs)."""
+        return self._fs
+
     def makedirs(self, *parts: str) -> None:
         self._fs.makedirs(self.path(*parts), exist_ok=True)
 
@@ -108,6 +127,10 @@ class _RemoteSink:
 
     def abort(self) -> None:
         try:
-            self._handle.discard() if hasattr(self._handle, "discard") else self._handle.close()
+            if hasattr(self._handle, "discard"):
+                self._handle.discard()  # s3fs: aborts the multipart upload
+                self._handle.closed = True  # else garbage collection closes it, which uploads what was written
+            else:
+                self._handle.close()
         except Exception:
             pass

@@ -23,7 +23,7 @@ import re
 import sys
 import threading
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Iterable, TextIO
 
 from .._util.forksafe import call_after_fork
 
@@ -193,10 +193,15 @@ def console_logs(logs: Path) -> list[Path]:
     """
     if not logs.is_dir():
         return []
-    found = [(path, CONSOLE_LOG_NAME.match(path.name)) for path in logs.iterdir()]
-    ordered = [(int(match.group(2) or 0), int(match.group(4) or 0), path)
-               for path, match in found if match and path.is_file()]
-    return [path for _, _, path in sorted(ordered)]
+    files = {path.name: path for path in logs.iterdir() if path.is_file()}
+    return [files[name] for name in sort_console_logs(files)]
+
+
+def sort_console_logs(names: Iterable[str]) -> list[str]:
+    """The console log names among ``names``, in the order :func:`console_logs` gives them."""
+    found = [(name, CONSOLE_LOG_NAME.match(name)) for name in names]
+    ordered = [(int(match.group(2) or 0), int(match.group(4) or 0), name) for name, match in found if match]
+    return [name for _, _, name in sorted(ordered)]
 
 
 def clean_console(text: str) -> str:

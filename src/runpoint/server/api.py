@@ -110,12 +110,14 @@ def run_details(ctx: Ctx, ref: str) -> StrictJSONResponse:
 
 def _read_config(ctx: Dashboard, run: RunRecord) -> Any:
     """The run's config.yaml, or None when it is missing, malformed or over the config limits."""
-    from .._util.yaml import read_yaml_file
+    from .._util.yaml import MAX_CONFIG_BYTES, read_yaml_text
     from ..errors import ConfigError
 
+    files = ctx.run_files(run)
     try:
-        return read_yaml_file(ctx.run_dir(run) / "config.yaml") or {}
-    except ConfigError:
+        text = files.read_bytes("config.yaml", limit=MAX_CONFIG_BYTES).decode("utf-8")
+        return read_yaml_text(text, files.display("config.yaml")) or {}
+    except (ConfigError, OSError, ValueError):  # missing, a link, too long, not UTF-8, malformed
         return None
 
 

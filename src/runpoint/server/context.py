@@ -10,11 +10,14 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from .._util.jsonable import jsonable
+from ..artifacts.storage import Artifacts, LocalArtifacts
 from ..store.base import RunRecord, Store
 from ..store.bulk import BulkReader
+from .run_files import RunFiles
 
 if TYPE_CHECKING:
     from .launch import Launcher
+    from .object_store import ObjectStore
 
 
 @dataclass
@@ -25,9 +28,28 @@ class Dashboard:
     store: Store
     reader: BulkReader
     launcher: "Launcher"
+    files: Artifacts | None = None  # where runs' files live: the root when None
+    object_store: "ObjectStore | None" = None  # the team server's files: they are found by project and run id
+
+    def __post_init__(self) -> None:
+        if self.object_store is not None:
+            self.files = self.object_store.artifacts
+        elif self.files is None:
+            self.files = LocalArtifacts(self.root)
+
+    def run_files(self, run: RunRecord) -> RunFiles:
+        """The run's files, wherever they live; StoreError for a recorded directory outside them.
+
+        On the team server the directory a client recorded is not trusted: the files are
+        the object store's ``<project>/<run id>/``, where its files API put them.
+        """
+        if self.object_store is not None:
+            return self.object_store.run_files(run)
+        assert self.files is not None  # set by __post_init__
+        return RunFiles.of(self.files, run)
 
     def run_dir(self, run: RunRecord) -> Path:
-        """The run's directory; refuses a recorded ``dir`` that points outside the root."""
+        """The run's local directory (the launcher's runs); refuses a recorded ``dir`` that points outside the root."""
         from ..artifacts.paths import run_directory
 
         return run_directory(self.root, run.dir, run.id)

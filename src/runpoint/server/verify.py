@@ -40,7 +40,7 @@ def verify_timeout() -> float:
     return value if value > 0 else DEFAULT_TIMEOUT_S
 
 
-def verify_in_child(folder: Path, timeout: float | None = None) -> list[str]:
+def verify_in_child(folder: str | os.PathLike[str], timeout: float | None = None) -> list[str]:
     """The problems :func:`runpoint.checkpoint.verify_checkpoint` finds in ``folder``; [] when it is intact.
 
     Raises HTTPException 504 when it takes longer than ``timeout`` (the child is killed),
@@ -53,12 +53,12 @@ def verify_in_child(folder: Path, timeout: float | None = None) -> list[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
     try:
         done = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(folder)], capture_output=True, text=True, timeout=timeout,
+            [sys.executable, "-c", _CHILD, os.fspath(folder)], capture_output=True, text=True, timeout=timeout,
             env=env, stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:  # subprocess.run has killed and reaped the child
         raise HTTPException(
-            504, f"verifying {folder.name} took longer than {timeout:g} s and was stopped; run "
+            504, f"verifying {os.path.basename(os.fspath(folder).rstrip('/'))} took longer than {timeout:g} s and was stopped; run "
             f"`runpoint ckpt verify` on it in a terminal, or raise ${TIMEOUT_ENV}",
         ) from None
     finally:
