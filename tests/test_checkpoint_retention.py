@@ -78,7 +78,7 @@ def test_retention_keeps_exactly_what_the_rules_say(tmp_path_factory, plan, keep
 
 
 def test_policy_objects_combine() -> None:
-    from runpoint.checkpoint.manifest import CheckpointInfo, FileEntry, Manifest
+    from runpoint.artifacts.manifest import CheckpointInfo, FileEntry, Manifest
 
     def info(step: int, loss: float) -> CheckpointInfo:
         manifest = Manifest(step=step, sequence=step, created_at=0.0, files={"f": FileEntry(1, "x")}, metrics={"loss": loss})

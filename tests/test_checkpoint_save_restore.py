@@ -148,7 +148,7 @@ def test_the_manifest_reads_without_torch(tmp_path) -> None:
     rp.CheckpointManager(tmp_path).save(5, {"w": torch.ones(2)}, metrics={"acc": 0.5})
     code = (
         "import sys, pathlib\n"
-        "from runpoint.checkpoint.manifest import Manifest\n"
+        "from runpoint.artifacts.manifest import Manifest\n"
         f"m = Manifest.from_json(pathlib.Path({str(tmp_path / 'step-000005' / 'manifest.json')!r}).read_text())\n"
         "assert m.step == 5 and m.metrics == {'acc': 0.5}, m\n"
         "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'imported something heavy'\n"

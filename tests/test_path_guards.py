@@ -20,7 +20,7 @@ import pytest
 import xxhash
 
 import runpoint as rp
-from runpoint.checkpoint.manifest import Manifest
+from runpoint.artifacts.manifest import Manifest
 from runpoint.store import MediaRecord, RunRecord, RunStatus, WriteBatch
 from runpoint.store.sqlite import SQLiteStore
 

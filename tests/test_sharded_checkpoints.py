@@ -253,7 +253,7 @@ def test_multi_rank_environment_without_a_process_group_is_refused(tmp_path, mon
 
 
 def test_sharded_manifests_keep_their_files_inside_and_single_process_ones_are_unchanged():
-    from runpoint.checkpoint.manifest import FileEntry, Manifest
+    from runpoint.artifacts.manifest import FileEntry, Manifest
 
     entry = FileEntry(bytes=1, hash="00")
     single = Manifest(step=1, sequence=1, created_at=0.0, files={"state.msgpack": entry})

@@ -22,27 +22,31 @@ class DirectoryFiles:
         self.directory = directory
         self.uploads: list[str] = []
 
-    def upload(self, run_id: str, rel_path: str, local_path: Path) -> None:
+    def upload(self, run_id: str, rel_path: str, local_path, *, xxh3=None) -> int:
         target = self.directory / run_id / rel_path
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(local_path, target)
         self.uploads.append(rel_path)
+        return target.stat().st_size
 
-    def upload_checkpoint(self, run_id: str, local_dir: Path, rel_dir: str) -> None:
+    def upload_checkpoint(self, run_id: str, local_dir, rel_dir: str) -> int:
+        local_dir = Path(local_dir)
         names = sorted(p.relative_to(local_dir).as_posix() for p in local_dir.rglob("*") if p.is_file())
-        for name in sorted(names, key=lambda n: n == "manifest.json"):  # the manifest last
-            self.upload(run_id, f"{rel_dir}/{name}", local_dir / name)
+        return sum(self.upload(run_id, f"{rel_dir}/{name}", local_dir / name)
+                   for name in sorted(names, key=lambda n: n == "manifest.json"))  # the manifest last
 
-    def delete_prefix(self, run_id: str, prefix: str) -> None:
+    def delete_prefix(self, run_id: str, prefix: str) -> int:
         shutil.rmtree(self.directory / run_id / prefix, ignore_errors=True)
+        return 1
 
-    def list(self, run_id: str, prefix: str) -> list[dict]:
+    def list(self, run_id: str, prefix: str = "") -> list[tuple[str, int]]:
         base = self.directory / run_id
         found = [p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()]
-        return [{"path": p, "size": (base / p).stat().st_size} for p in sorted(found) if p.startswith(prefix)]
+        return [(p, (base / p).stat().st_size) for p in sorted(found) if p.startswith(prefix)]
 
-    def download(self, run_id: str, rel_path: str, destination: Path) -> None:
-        shutil.copyfile(self.directory / run_id / rel_path, destination)
+    def download(self, run_id: str, rel_path: str, dest) -> Path:
+        shutil.copyfile(self.directory / run_id / rel_path, dest)
+        return Path(dest)
 
 
 def _record(root: Path, steps: int, *, resume: str | None = None, summary: float = 1.0) -> str:

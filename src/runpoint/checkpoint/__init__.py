@@ -20,7 +20,7 @@ from .data import ResumableSampler
 from .io import CheckpointIO, Payload, SafetensorsIO
 from .load import VerifyResult, load_checkpoint, verify_checkpoint
 from .manager import CheckpointManager
-from .manifest import CheckpointInfo, FileEntry, Manifest
+from ..artifacts.manifest import CheckpointInfo, FileEntry, Manifest
 from .options import CheckpointKeywords, CheckpointOptions
 from .policy import (
     AnyOf,

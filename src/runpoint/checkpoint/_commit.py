@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from . import atomic
 from ._checks import save_error, versions
-from .manifest import CheckpointInfo, Manifest, checkpoint_name
+from ..artifacts.manifest import CheckpointInfo, Manifest, checkpoint_name
 
 if TYPE_CHECKING:
     from ..artifacts import Artifacts

@@ -31,7 +31,7 @@ from torch.distributed.checkpoint.filesystem import FileSystemBase
 
 from ..artifacts.storage import Artifacts
 from ._streams import HashingSink
-from .manifest import FileEntry
+from ..artifacts.manifest import FileEntry
 
 DCP_DIR = "dcp"
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 from .load import read_checkpoint
-from .manifest import CheckpointInfo, Manifest, parse_step
+from ..artifacts.manifest import CheckpointInfo, Manifest, parse_step
 
 if TYPE_CHECKING:
     from ..artifacts import Artifacts

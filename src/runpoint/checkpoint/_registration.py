@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..artifacts.storage import Artifacts
 from ..store import CheckpointRecord, checkpoint_registry
-from .manifest import CheckpointInfo, Manifest, checkpoint_name
+from ..artifacts.manifest import CheckpointInfo, Manifest, checkpoint_name
 
 if TYPE_CHECKING:
     from ..handle import RunHandle

@@ -28,7 +28,7 @@ from ..errors import CheckpointCorruptError, CheckpointError
 from . import _state
 from ._restore import load_into
 from .io import SafetensorsIO
-from .manifest import CheckpointInfo, Manifest
+from ..artifacts.manifest import CheckpointInfo, Manifest
 from .sharded import owner_of, raise_for_ranks, rank_dir
 
 if TYPE_CHECKING:

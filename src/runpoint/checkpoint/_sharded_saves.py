@@ -18,7 +18,7 @@ from ..distributed import all_gather_objects, over
 from ..errors import CheckpointError
 from ._async import BackgroundSaver
 from ._sharded_stage import stage
-from .manifest import CheckpointInfo
+from ..artifacts.manifest import CheckpointInfo
 from .sharded import PreparedSave, commit_sharded, prepare_sharded, raise_for_ranks
 
 if TYPE_CHECKING:

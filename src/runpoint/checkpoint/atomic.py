@@ -48,7 +48,7 @@ from ..artifacts.storage import (
     open_regular,
 )
 from ..run.liveness import process_alive
-from .manifest import MANIFEST_NAME, parse_step
+from ..artifacts.manifest import MANIFEST_NAME, parse_step
 
 STAGING = ".tmp-"
 REPLACED = ".replaced-"

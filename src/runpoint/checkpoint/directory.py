@@ -26,7 +26,7 @@ from ..errors import (
     InvalidArgumentError,
 )
 from . import atomic
-from .manifest import (
+from ..artifacts.manifest import (
     MANIFEST_NAME,
     MAX_MANIFEST_BYTES,
     CheckpointInfo,

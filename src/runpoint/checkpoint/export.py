@@ -14,7 +14,7 @@ from ..artifacts.storage import Artifacts, open_artifacts
 from ..errors import InvalidArgumentError
 from . import _safetensors
 from ._state import Stateful, TensorRef
-from .manifest import Manifest
+from ..artifacts.manifest import Manifest
 
 if TYPE_CHECKING:
     from .directory import CheckpointDirectory

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 from ..artifacts.storage import open_artifacts
 from . import atomic
 from .directory import CheckpointDirectory
-from .manifest import CheckpointInfo
+from ..artifacts.manifest import CheckpointInfo
 from .policy import Mode, RetentionPolicy
 
 

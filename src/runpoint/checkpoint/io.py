@@ -49,7 +49,7 @@ from ._streams import (
     read_all,
     stored_size,
 )
-from .manifest import FileEntry, Manifest
+from ..artifacts.manifest import FileEntry, Manifest
 
 TENSORS_FILE = "tensors.safetensors"
 STATE_FILE = "state.msgpack"

@@ -22,7 +22,7 @@ from ..errors import CheckpointCorruptError, CheckpointError, CheckpointNotFound
 from . import _state, atomic
 from .directory import BEST_POINTER, LATEST_POINTER, CheckpointDirectory, read_manifest
 from .io import STATE_FILE, CheckpointIO, SafetensorsIO
-from .manifest import MANIFEST_NAME, Manifest
+from ..artifacts.manifest import MANIFEST_NAME, Manifest
 
 
 def read_checkpoint(

@@ -32,7 +32,7 @@ from ._sharded_restore import restore_sharded, verifier
 from ._sharded_saves import ShardedSaves
 from .directory import CheckpointDirectory
 from .io import CheckpointIO, Payload
-from .manifest import CheckpointInfo, Manifest
+from ..artifacts.manifest import CheckpointInfo, Manifest
 from .options import (
     CheckpointKeywords,
     CheckpointOptions,

@@ -25,7 +25,7 @@ from typing import Literal, Protocol, Sequence, runtime_checkable
 
 from .._util.schedule import NO_TRIGGER, step_is_due
 from ..errors import InvalidArgumentError
-from .manifest import CheckpointInfo
+from ..artifacts.manifest import CheckpointInfo
 
 Mode = Literal["min", "max"]
 

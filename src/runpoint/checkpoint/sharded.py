@@ -42,7 +42,7 @@ from . import _state, atomic
 from ._checks import save_error, versions
 from ._commit import _flush
 from .io import Payload, SafetensorsIO
-from .manifest import CheckpointInfo, FileEntry, Manifest, checkpoint_name
+from ..artifacts.manifest import CheckpointInfo, FileEntry, Manifest, checkpoint_name
 
 if TYPE_CHECKING:
     from ..artifacts import Artifacts

@@ -181,7 +181,7 @@ def _reconcile(where: _Target, directory: Any, rows: list[dict[str, Any]], regis
     """
     import time
 
-    from ..checkpoint.manifest import checkpoint_name
+    from ..artifacts.manifest import checkpoint_name
 
     location = Path(where.location)
     if "://" in where.location or not location.is_dir():

@@ -39,7 +39,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .._util.optional import is_installed, require
 from ..artifacts.paths import DB_NAME, RunPaths, resolve_root
-from ..checkpoint.manifest import parse_step
+from ..artifacts.manifest import parse_step
 from ..config import to_plain
 from ..errors import RunNotFoundError, RunpointError
 from ..run.run import Run

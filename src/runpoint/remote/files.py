@@ -170,7 +170,7 @@ class RemoteFiles:
         Any manifest already there goes first and the new one last, so readers never see a
         manifest beside files of another version or missing files.
         """
-        from ..checkpoint.manifest import MANIFEST_NAME, Manifest
+        from ..artifacts.manifest import MANIFEST_NAME, Manifest
 
         folder = Path(local_checkpoint_dir)
         rel_dir = check_relative_path(rel_dir.rstrip("/"), "rel_dir")

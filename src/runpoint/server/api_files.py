@@ -74,7 +74,7 @@ def _pointer(files: RunFiles, name: str) -> str | None:
 
 
 def _checkpoint_state(files: RunFiles, row: dict[str, Any]) -> str:
-    from ..checkpoint.manifest import MANIFEST_NAME
+    from ..artifacts.manifest import MANIFEST_NAME
 
     if row.get("deleted_at") is not None:
         return "deleted"
@@ -100,7 +100,7 @@ def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> StrictJSONResponse:
     It runs in a child process with a time limit (:mod:`runpoint.server.verify`): 504 when it is up.
     """
     from ..checkpoint.directory import read_manifest
-    from ..checkpoint.manifest import MANIFEST_NAME
+    from ..artifacts.manifest import MANIFEST_NAME
 
     run, files = _run(ctx, ref)
     row = next((r for r in ctx.reader.checkpoint_rows(run.id) if r["step"] == step), None)

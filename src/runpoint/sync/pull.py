@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import RunNotFoundError, RunpointError
 from ..store.base import RunQuery, Store, WriteBatch
 from ..store.registry import checkpoint_registry
-from .push import SyncTarget
+from .push import FileTarget, SyncTarget
 from .state import SyncState
 
 logger = logging.getLogger("runpoint")
@@ -75,10 +75,11 @@ def pull_run(target: SyncTarget, root: Path, store: Store, run_id: str) -> None:
 
 
 def _pull_files(target: SyncTarget, store: Store, run_dir: Path, state: SyncState, run_id: str) -> None:
-    files: Any = target.files
-    for entry in files.list(run_id, ""):
-        if not entry["path"].startswith(("checkpoints/", "media/")):
-            _fetch(files, state, run_id, run_dir, entry["path"])
+    files = target.files
+    assert files is not None
+    for path, _ in files.list(run_id, ""):
+        if not path.startswith(("checkpoints/", "media/")):
+            _fetch(files, state, run_id, run_dir, path)
     remote_registry, local_registry = target.registry, checkpoint_registry(store)
     if remote_registry is None or local_registry is None:
         return
@@ -88,14 +89,14 @@ def _pull_files(target: SyncTarget, store: Store, run_dir: Path, state: SyncStat
     latest = max(live, key=lambda r: r.step, default=None)
     if latest is None or "://" in latest.path:
         return
-    for entry in files.list(run_id, latest.path.rstrip("/") + "/"):
-        _fetch(files, state, run_id, run_dir, entry["path"])
-    for entry in files.list(run_id, "checkpoints/"):
-        if entry["path"].count("/") == 1:  # the latest/best pointer files
-            _fetch(files, state, run_id, run_dir, entry["path"])
+    for path, _ in files.list(run_id, latest.path.rstrip("/") + "/"):
+        _fetch(files, state, run_id, run_dir, path)
+    for path, _ in files.list(run_id, "checkpoints/"):
+        if path.count("/") == 1:  # the latest/best pointer files
+            _fetch(files, state, run_id, run_dir, path)
 
 
-def _fetch(files: Any, state: SyncState, run_id: str, run_dir: Path, rel: str) -> None:
+def _fetch(files: FileTarget, state: SyncState, run_id: str, run_dir: Path, rel: str) -> None:
     destination = run_dir / rel
     destination.parent.mkdir(parents=True, exist_ok=True)
     files.download(run_id, rel, destination)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,11 +42,15 @@ _ALL_STEPS = -(2**63)
 class FileTarget(Protocol):
     """Where a run's files go (:class:`runpoint.remote.files.RemoteFiles` for a server)."""
 
-    def upload(self, run_id: str, rel_path: str, local_path: Path) -> None: ...
+    def upload(self, run_id: str, rel_path: str, local_path: str | os.PathLike[str], *, xxh3: str | None = None) -> int: ...
 
-    def upload_checkpoint(self, run_id: str, local_dir: Path, rel_dir: str) -> None: ...
+    def upload_checkpoint(self, run_id: str, local_checkpoint_dir: str | os.PathLike[str], rel_dir: str) -> int: ...
 
-    def delete_prefix(self, run_id: str, prefix: str) -> None: ...
+    def delete_prefix(self, run_id: str, prefix: str) -> int: ...
+
+    def list(self, run_id: str, prefix: str = "") -> list[tuple[str, int]]: ...
+
+    def download(self, run_id: str, rel_path: str, dest: str | os.PathLike[str]) -> Path: ...
 
 
 @dataclass
