@@ -16,11 +16,11 @@ Example::
             ...
 """
 
+from ..artifacts.manifest import CheckpointInfo, FileEntry, Manifest
 from .data import ResumableSampler
 from .io import CheckpointIO, Payload, SafetensorsIO
 from .load import VerifyResult, load_checkpoint, verify_checkpoint
 from .manager import CheckpointManager
-from ..artifacts.manifest import CheckpointInfo, FileEntry, Manifest
 from .options import CheckpointKeywords, CheckpointOptions
 from .policy import (
     AnyOf,

@@ -6,9 +6,9 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from ..artifacts.manifest import CheckpointInfo, Manifest, checkpoint_name
 from . import atomic
 from ._checks import save_error, versions
-from ..artifacts.manifest import CheckpointInfo, Manifest, checkpoint_name
 
 if TYPE_CHECKING:
     from ..artifacts import Artifacts

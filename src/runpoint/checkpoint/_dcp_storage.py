@@ -29,9 +29,9 @@ from torch.distributed.checkpoint.default_planner import (
 )
 from torch.distributed.checkpoint.filesystem import FileSystemBase
 
+from ..artifacts.manifest import FileEntry
 from ..artifacts.storage import Artifacts
 from ._streams import HashingSink
-from ..artifacts.manifest import FileEntry
 
 DCP_DIR = "dcp"
 

@@ -6,9 +6,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..artifacts.manifest import CheckpointInfo, Manifest, parse_step
 from ..errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 from .load import read_checkpoint
-from ..artifacts.manifest import CheckpointInfo, Manifest, parse_step
 
 if TYPE_CHECKING:
     from ..artifacts import Artifacts

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..artifacts.manifest import CheckpointInfo, Manifest, checkpoint_name
 from ..artifacts.storage import Artifacts
 from ..store import CheckpointRecord, checkpoint_registry
-from ..artifacts.manifest import CheckpointInfo, Manifest, checkpoint_name
 
 if TYPE_CHECKING:
     from ..handle import RunHandle

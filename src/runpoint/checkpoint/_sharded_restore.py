@@ -23,12 +23,12 @@ import logging
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, MutableMapping
 
+from ..artifacts.manifest import CheckpointInfo, Manifest
 from ..distributed import active_group, all_gather_objects
 from ..errors import CheckpointCorruptError, CheckpointError
 from . import _state
 from ._restore import load_into
 from .io import SafetensorsIO
-from ..artifacts.manifest import CheckpointInfo, Manifest
 from .sharded import owner_of, raise_for_ranks, rank_dir
 
 if TYPE_CHECKING:

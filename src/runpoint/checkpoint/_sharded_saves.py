@@ -14,11 +14,11 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from ..artifacts.manifest import CheckpointInfo
 from ..distributed import all_gather_objects, over
 from ..errors import CheckpointError
 from ._async import BackgroundSaver
 from ._sharded_stage import stage
-from ..artifacts.manifest import CheckpointInfo
 from .sharded import PreparedSave, commit_sharded, prepare_sharded, raise_for_ranks
 
 if TYPE_CHECKING:

@@ -42,13 +42,13 @@ import zlib
 from collections import Counter
 from typing import Callable, Iterator
 
+from ..artifacts.manifest import MANIFEST_NAME, parse_step
 from ..artifacts.storage import (
     Artifacts,
     NotRegularFileError,
     open_regular,
 )
 from ..run.liveness import process_alive
-from ..artifacts.manifest import MANIFEST_NAME, parse_step
 
 STAGING = ".tmp-"
 REPLACED = ".replaced-"

@@ -18,6 +18,13 @@ import logging
 import threading
 from typing import Any
 
+from ..artifacts.manifest import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    CheckpointInfo,
+    Manifest,
+    parse_step,
+)
 from ..artifacts.storage import Artifacts, NotRegularFileError
 from ..errors import (
     CheckpointCorruptError,
@@ -26,13 +33,6 @@ from ..errors import (
     InvalidArgumentError,
 )
 from . import atomic
-from ..artifacts.manifest import (
-    MANIFEST_NAME,
-    MAX_MANIFEST_BYTES,
-    CheckpointInfo,
-    Manifest,
-    parse_step,
-)
 from .policy import Mode, ranked
 
 logger = logging.getLogger("runpoint")

@@ -10,11 +10,11 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any, Mapping
 
+from ..artifacts.manifest import Manifest
 from ..artifacts.storage import Artifacts, open_artifacts
 from ..errors import InvalidArgumentError
 from . import _safetensors
 from ._state import Stateful, TensorRef
-from ..artifacts.manifest import Manifest
 
 if TYPE_CHECKING:
     from .directory import CheckpointDirectory

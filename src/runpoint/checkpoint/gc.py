@@ -16,10 +16,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from ..artifacts.manifest import CheckpointInfo
 from ..artifacts.storage import open_artifacts
 from . import atomic
 from .directory import CheckpointDirectory
-from ..artifacts.manifest import CheckpointInfo
 from .policy import Mode, RetentionPolicy
 
 

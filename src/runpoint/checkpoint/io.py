@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, runtime_checkable
 
+from ..artifacts.manifest import FileEntry, Manifest
 from ..artifacts.storage import Artifacts, NotRegularFileError
 from ..errors import (
     CheckpointCorruptError,
@@ -49,7 +50,6 @@ from ._streams import (
     read_all,
     stored_size,
 )
-from ..artifacts.manifest import FileEntry, Manifest
 
 TENSORS_FILE = "tensors.safetensors"
 STATE_FILE = "state.msgpack"

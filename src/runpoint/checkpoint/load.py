@@ -17,12 +17,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..artifacts.manifest import MANIFEST_NAME, Manifest
 from ..artifacts.storage import Artifacts, open_artifacts
 from ..errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 from . import _state, atomic
 from .directory import BEST_POINTER, LATEST_POINTER, CheckpointDirectory, read_manifest
 from .io import STATE_FILE, CheckpointIO, SafetensorsIO
-from ..artifacts.manifest import MANIFEST_NAME, Manifest
 
 
 def read_checkpoint(

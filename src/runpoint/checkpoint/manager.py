@@ -16,6 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Unpack
 
+from ..artifacts.manifest import CheckpointInfo, Manifest
 from ..artifacts.storage import open_artifacts
 from ..distributed import over, share_outcome
 from ..errors import InvalidArgumentError
@@ -32,7 +33,6 @@ from ._sharded_restore import restore_sharded, verifier
 from ._sharded_saves import ShardedSaves
 from .directory import CheckpointDirectory
 from .io import CheckpointIO, Payload
-from ..artifacts.manifest import CheckpointInfo, Manifest
 from .options import (
     CheckpointKeywords,
     CheckpointOptions,

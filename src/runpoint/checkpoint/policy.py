@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, Sequence, runtime_checkable
 
 from .._util.schedule import NO_TRIGGER, step_is_due
-from ..errors import InvalidArgumentError
 from ..artifacts.manifest import CheckpointInfo
+from ..errors import InvalidArgumentError
 
 Mode = Literal["min", "max"]
 

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from ..artifacts.manifest import CheckpointInfo, FileEntry, Manifest, checkpoint_name
 from ..distributed import (
     active_group,
     all_gather_objects,
@@ -42,7 +43,6 @@ from . import _state, atomic
 from ._checks import save_error, versions
 from ._commit import _flush
 from .io import Payload, SafetensorsIO
-from ..artifacts.manifest import CheckpointInfo, FileEntry, Manifest, checkpoint_name
 
 if TYPE_CHECKING:
     from ..artifacts import Artifacts

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .._util.optional import is_installed, require
-from ..artifacts.paths import DB_NAME, RunPaths, resolve_root
 from ..artifacts.manifest import parse_step
+from ..artifacts.paths import DB_NAME, RunPaths, resolve_root
 from ..config import to_plain
 from ..errors import RunNotFoundError, RunpointError
 from ..run.run import Run

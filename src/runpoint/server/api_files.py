@@ -99,8 +99,8 @@ def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> StrictJSONResponse:
 
     It runs in a child process with a time limit (:mod:`runpoint.server.verify`): 504 when it is up.
     """
-    from ..checkpoint.directory import read_manifest
     from ..artifacts.manifest import MANIFEST_NAME
+    from ..checkpoint.directory import read_manifest
 
     run, files = _run(ctx, ref)
     row = next((r for r in ctx.reader.checkpoint_rows(run.id) if r["step"] == step), None)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from ..errors import RunNotFoundError, RunpointError
 from ..store.base import RunQuery, Store, WriteBatch
