@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import math
+import posixpath
 import sys
 from array import array
 from dataclasses import asdict
@@ -255,6 +256,14 @@ def check_relative_path(value: Any, field: str) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise InvalidArgumentError(field, "contains a control character")
     return value
+
+
+def media_path_leaves(path: str | None) -> bool:
+    """True when a media record's ``path`` is not inside the run's ``media/`` (every backend refuses it)."""
+    if path is None:
+        return False
+    normal = posixpath.normpath(path.replace("\\", "/"))
+    return path.startswith(("/", "\\")) or not normal.startswith("media/") or ".." in normal.split("/")
 
 
 # -- records ---------------------------------------------------------------------------
