@@ -15,6 +15,7 @@ import pytest
 
 from runpoint.store.sqlite import SQLiteStore
 
+from .http_server_fixture import http_store_url, store_server  # noqa: F401  (fixtures)
 from .postgres_fixture import postgres_dsn, postgres_empty_url, postgres_url  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
