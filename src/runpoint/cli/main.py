@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .._version import __version__
-from . import ckpt, config, demo, diagnostics, runs, transfer, ui
+from . import ckpt, config, demo, diagnostics, runs, server, transfer, ui
 
 app = typer.Typer(
     name="runpoint",
@@ -37,6 +37,7 @@ diagnostics.register(app)
 transfer.register(app)
 config.register(app)
 ckpt.register(app)
+server.register(app)
 
 
 def main() -> None:
