@@ -19,7 +19,13 @@ from dataclasses import asdict
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
-from ..errors import AccessDeniedError, InvalidArgumentError, RunNotFoundError, RunpointError, StoreError
+from ..errors import (
+    AccessDeniedError,
+    InvalidArgumentError,
+    RunNotFoundError,
+    RunpointError,
+    StoreError,
+)
 from ..store.base import (
     CheckpointRecord,
     MediaKey,
@@ -32,6 +38,7 @@ from ..store.base import (
     RunStatus,
     WriteBatch,
 )
+from ..store.registry import register_backend
 from ..store.wire import (
     MSGPACK,
     checkpoint_from_wire,
@@ -44,7 +51,6 @@ from ..store.wire import (
     series_from_wire,
     stats_from_wire,
 )
-from ..store.registry import register_backend
 from .http import HttpSession
 
 _KEYS_PER_REQUEST = 100  # metric_stats of many keys: several requests, so that URLs stay short

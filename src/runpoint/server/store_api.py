@@ -38,7 +38,13 @@ from .._util.ids import is_valid_identifier
 from ..errors import InvalidArgumentError, RunNotFoundError, RunpointError
 from ..store.base import Store, WriteBatch
 from ..store.registry import checkpoint_registry
-from ..store.wire import MSGPACK, batch_from_wire, decode_batch, media_path_leaves, run_to_wire
+from ..store.wire import (
+    MSGPACK,
+    batch_from_wire,
+    decode_batch,
+    media_path_leaves,
+    run_to_wire,
+)
 from .auth import audit, authorize
 from .store_api_models import (
     BestIn,
@@ -51,7 +57,14 @@ from .store_api_models import (
     StatusIn,
     TruncateIn,
 )
-from .store_api_service import StoreService, existing_run_project, reply, run_project, service, store_errors
+from .store_api_service import (
+    StoreService,
+    existing_run_project,
+    reply,
+    run_project,
+    service,
+    store_errors,
+)
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 PREFIX = "/api/store"

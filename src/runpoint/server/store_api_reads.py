@@ -46,7 +46,14 @@ from ..store.wire import (
 from .auth import audit, principal, visible_project
 from .store_api import PREFIX
 from .store_api_models import Int64, QueryIn
-from .store_api_service import existing_run_project, reply, run_project, service, store_errors, wants_msgpack
+from .store_api_service import (
+    existing_run_project,
+    reply,
+    run_project,
+    service,
+    store_errors,
+    wants_msgpack,
+)
 
 router = APIRouter(prefix=PREFIX, tags=["store"])
 Key = Annotated[str, Query(min_length=1, max_length=512)]
@@ -63,7 +70,7 @@ def get_run(request: Request, run_id: str) -> Response:
     project = existing_run_project(request, run_id, "read")
     with store_errors():
         run = _store(request).get_run(run_id)
-    audit(request, "run.read", project=project, run_id=run_id)
+    audit(request, "run.get", project=project, run_id=run_id)
     return reply(request, run_to_wire(run))
 
 
