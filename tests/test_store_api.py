@@ -93,7 +93,7 @@ def test_bad_input_is_a_4xx_with_a_reason_never_a_500(api) -> None:
         (api.get("/api/store/runs/nope"), 404, "no run matches"),
         (api.get("/api/store/runs/a/metrics/series"), 422, "key"),
         (api.get("/api/store/runs/a/media/file", params={"key": "../../runpoint.db", "step": 0}), 404, "no file"),
-        (api.put("/api/store/runs/a/ranks/70000", json={"started_at": 1.0, "heartbeat_at": 1.0}), 400, "rank"),
+        (api.put("/api/store/runs/a/ranks/70000", json={"started_at": 1.0, "heartbeat_at": 1.0}), 422, "rank"),
         (api.delete("/api/store/runs/nope"), 404, "no run matches"),
     ]
     for number, (response, status, words) in enumerate(cases):
@@ -186,11 +186,11 @@ def test_two_server_processes_on_one_database_serve_one_store(postgres_url, tmp_
 
 
 @pytest.mark.slow
-def test_the_store_api_never_answers_5xx_to_fuzzed_input(tmp_path) -> None:
+def test_the_store_api_never_answers_5xx_to_fuzzed_input(postgres_url) -> None:
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
 
-    app = create_server_app(f"sqlite:///{tmp_path}/runpoint.db")
+    app = create_server_app(postgres_url)  # the team server's database: its refusals (NUL in text...) are 4xx too
     TestClient(app).post("/api/store/runs", json={"run": _run("a")})
     schema = schemathesis.openapi.from_asgi("/api/openapi.json", app).include(path_regex="^/api/store/")
     failures: list[str] = []
@@ -199,7 +199,7 @@ def test_the_store_api_never_answers_5xx_to_fuzzed_input(tmp_path) -> None:
 
     for operation in operations:
         @given(case=operation.as_strategy())
-        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def check(case: Any) -> None:
             if "run_id" in (case.path_parameters or {}) and case.path_parameters["run_id"] != "b":
                 case.path_parameters["run_id"] = "a"  # a run that exists, so that writes get past the 404
@@ -209,4 +209,5 @@ def test_the_store_api_never_answers_5xx_to_fuzzed_input(tmp_path) -> None:
                                 f"{response.status_code}: {response.text[:200]}")
 
         check()
+    app.state.dashboard.store.close()
     assert not failures, "\n".join(failures[:10])

@@ -28,9 +28,9 @@ Example::
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -47,6 +47,7 @@ from ..store.wire import (
 )
 from .auth import audit, authorize
 from .store_api_models import (
+    Int64,
     BestIn,
     CheckpointIn,
     CreateRunIn,
@@ -69,6 +70,7 @@ from .store_api_service import (
 MAX_BODY_BYTES = 64 * 1024 * 1024
 PREFIX = "/api/store"
 router = APIRouter(prefix=PREFIX, tags=["store"])
+RankNumber = Annotated[int, Path(ge=0, le=65535)]
 
 _BATCH_BODY = {
     "requestBody": {
@@ -192,11 +194,9 @@ def reopen_run(request: Request, run_id: str, body: ReopenIn) -> Response:
 
 
 @router.put("/runs/{run_id}/ranks/{rank}", status_code=204)
-def register_rank(request: Request, run_id: str, rank: int, body: RankIn) -> Response:
+def register_rank(request: Request, run_id: str, rank: RankNumber, body: RankIn) -> Response:
     """Insert or replace one rank's row; ``reset`` drops the other ranks' rows first."""
     project = existing_run_project(request, run_id, "write")
-    if not 0 <= rank < 1 << 16:
-        raise HTTPException(400, "rank: must be between 0 and 65535")
     with store_errors():
         service(request).store.register_rank(body.record(run_id, rank), reset=body.reset)
     audit(request, "run.rank", project=project, run_id=run_id, detail={"rank": rank, "reset": body.reset})
@@ -204,7 +204,7 @@ def register_rank(request: Request, run_id: str, rank: int, body: RankIn) -> Res
 
 
 @router.post("/runs/{run_id}/ranks/{rank}/status", status_code=204)
-def set_rank_status(request: Request, run_id: str, rank: int, body: RankStatusIn) -> Response:
+def set_rank_status(request: Request, run_id: str, rank: RankNumber, body: RankStatusIn) -> Response:
     """Record how one rank ended."""
     project = run_project(request, run_id, "write")
     with store_errors():
@@ -253,7 +253,7 @@ def add_checkpoint(request: Request, run_id: str, body: CheckpointIn) -> Respons
 
 
 @router.post("/runs/{run_id}/checkpoints/{step}/deleted", status_code=204)
-def mark_checkpoint_deleted(request: Request, run_id: str, step: int, body: DeletedIn) -> Response:
+def mark_checkpoint_deleted(request: Request, run_id: str, step: Int64, body: DeletedIn) -> Response:
     """Record that retention removed the checkpoint's files."""
     project = existing_run_project(request, run_id, "write")
     with store_errors():

@@ -87,8 +87,11 @@ def find_runs(request: Request, text: Annotated[str, Query(max_length=512)]) -> 
 def list_runs(request: Request, body: QueryIn) -> Response:
     """Runs matching the query, newest first unless it says otherwise."""
     query = body.query(visible_project(request, body.project))
-    with store_errors():
-        runs = _store(request).list_runs(query)
+    try:
+        with store_errors():
+            runs = _store(request).list_runs(query)
+    except ValueError as exc:  # a condition the backend cannot evaluate (metrics compare numbers)
+        raise HTTPException(400, f"conditions: {exc}") from None
     return reply(request, [run_to_wire(run) for run in runs])
 
 
