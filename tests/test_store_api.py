@@ -20,8 +20,15 @@ from runpoint.remote.store import HttpStore  # noqa: E402
 from runpoint.server.auth import Principal  # noqa: E402
 from runpoint.server.store_api import MAX_BODY_BYTES  # noqa: E402
 from runpoint.server.team import create_server_app  # noqa: E402
-from runpoint.store import MetricSeries, RunQuery, RunRecord, RunStatus, WriteBatch, open_store  # noqa: E402
-from runpoint.store.wire import MSGPACK, encode_batch  # noqa: E402
+from runpoint.store import (  # noqa: E402
+    MetricSeries,
+    RunQuery,
+    RunRecord,
+    RunStatus,
+    WriteBatch,
+    open_store,
+)
+from runpoint.store.wire import MSGPACK  # noqa: E402
 
 from .http_server_fixture import start_server_process, stop_server_process  # noqa: E402
 

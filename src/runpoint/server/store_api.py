@@ -47,11 +47,11 @@ from ..store.wire import (
 )
 from .auth import audit, authorize
 from .store_api_models import (
-    Int64,
     BestIn,
     CheckpointIn,
     CreateRunIn,
     DeletedIn,
+    Int64,
     RankIn,
     RankStatusIn,
     ReopenIn,
