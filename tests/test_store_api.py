@@ -218,3 +218,20 @@ def test_the_store_api_never_answers_5xx_to_fuzzed_input(postgres_url) -> None:
         check()
     app.state.dashboard.store.close()
     assert not failures, "\n".join(failures[:10])
+
+
+def test_runpoint_server_refuses_unsafe_or_incomplete_options(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from runpoint.cli.main import app
+
+    monkeypatch.delenv("RUNPOINT_SERVER_TOKEN", raising=False)
+    db = f"sqlite:///{tmp_path}/runpoint.db"
+    for args, words in ((["--host", "0.0.0.0"], "needs $RUNPOINT_SERVER_TOKEN"),
+                        (["--ssl-certfile", str(tmp_path)], "go together"),
+                        (["--ssl-certfile", "missing.pem", "--ssl-keyfile", "missing.key"], "no such file")):
+        result = CliRunner().invoke(app, ["server", "--db", db, *args])
+        assert result.exit_code == 2 and words in result.output, result.output
+    result = CliRunner().invoke(app, ["server", "--db", "postgresql://ada:hunter2@127.0.0.1:1/x"])
+    assert result.exit_code == 1 and "hunter2" not in result.output and "127.0.0.1:1" in result.output
+    assert not (tmp_path / "runpoint.db").exists()  # refused before anything was created

@@ -149,18 +149,18 @@ def _decode(content_type: str, body: bytes) -> WriteBatch:
     return batch
 
 
-def _write(store_service: StoreService, run_id: str, content_type: str, body: bytes) -> None:
+def _write(request: Request, run_id: str, body: bytes) -> None:
+    existing_run_project(request, run_id, "write")
     with store_errors():
-        batch = _decode(content_type, body)
-        store_service.store.write(run_id, batch)
+        batch = _decode(request.headers.get("content-type", ""), body)
+        service(request).store.write(run_id, batch)
 
 
 @router.post("/runs/{run_id}/batches", status_code=204, openapi_extra={**_BATCH_BODY})
 async def write(request: Request, run_id: str) -> Response:
     """Apply one WriteBatch atomically (once per ``sequence``); 404 for an unknown run, 413 over 64 MiB."""
-    await run_in_threadpool(existing_run_project, request, run_id, "write")
-    body = await _read_body(request)
-    await run_in_threadpool(_write, service(request), run_id, request.headers.get("content-type", ""), body)
+    body = await _read_body(request)  # (an unauthenticated caller never gets here: the accounts' middleware)
+    await run_in_threadpool(_write, request, run_id, body)  # one trip to a worker thread: check, decode, write
     return Response(status_code=204)
 
 
