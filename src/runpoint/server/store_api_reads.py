@@ -36,11 +36,12 @@ from ..query.runs import media_store
 from ..store.base import Store
 from ..store.registry import checkpoint_registry
 from ..store.wire import (
+    MSGPACK,
     checkpoint_to_wire,
+    encode_series,
     media_to_wire,
     rank_to_wire,
     run_to_wire,
-    series_to_wire,
     stats_to_wire,
 )
 from .auth import audit, principal, visible_project
@@ -158,7 +159,7 @@ def read_metric(request: Request, run_id: str, key: Key, min_step: Step = None, 
     with store_errors():
         series = _store(request).read_metric(run_id, key, min_step=min_step, max_step=max_step)
     if wants_msgpack(request):
-        return reply(request, series_to_wire(series))
+        return Response(encode_series(series), media_type=MSGPACK)
     return reply(request, {"steps": series.steps.tolist(), "values": series.values.tolist(),
                            "times": series.times.tolist()})
 

@@ -73,6 +73,17 @@ def series_to_wire(series: MetricSeries) -> list[bytes]:
     return [_le(series.steps), _le(series.values), _le(series.times)]
 
 
+def encode_series(series: MetricSeries) -> bytes:
+    """``msgpack.packb(series_to_wire(series))``, built with one copy of the arrays (a 1M-point read is 24 MB); always bin 32."""
+    if not _LITTLE:
+        return msgpack.packb(series_to_wire(series), use_bin_type=True)
+    parts: list[Any] = [b"\x93"]  # an array of three
+    for column in (series.steps, series.values, series.times):
+        view = memoryview(column).cast("B")
+        parts += [b"\xc6" + len(view).to_bytes(4, "big"), view]  # bin 32: length, then the bytes
+    return b"".join(parts)
+
+
 def series_from_wire(value: Any, field: str) -> MetricSeries:
     """A series from ``[steps, values, times]`` (byte strings, or lists in JSON, or a map with those names)."""
     if isinstance(value, Mapping):
