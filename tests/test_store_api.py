@@ -235,3 +235,45 @@ def test_runpoint_server_refuses_unsafe_or_incomplete_options(tmp_path, monkeypa
     result = CliRunner().invoke(app, ["server", "--db", "postgresql://ada:hunter2@127.0.0.1:1/x"])
     assert result.exit_code == 1 and "hunter2" not in result.output and "127.0.0.1:1" in result.output
     assert not (tmp_path / "runpoint.db").exists()  # refused before anything was created
+
+
+def test_connections_of_ended_threads_are_closed_not_leaked(postgres_url) -> None:
+    # a web server's thread pool retires idle threads and starts new ones: each thread's
+    # PostgreSQL connection must go with it, or a long-running server exhausts max_connections
+    import threading
+
+    import psycopg
+
+    store = open_store(postgres_url)
+    database = postgres_url.rsplit("/", 1)[1]
+
+    def sessions(expected: int) -> int:  # a closed session's backend leaves pg_stat_activity soon after
+        for _ in range(100):
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,)).fetchone()
+            if int(row[0]) - 1 == expected:  # not counting this one
+                break
+            time.sleep(0.05)
+        return int(row[0]) - 1
+
+    try:
+        for _ in range(6):  # six threads in turn, each reading once and ending
+            thread = threading.Thread(target=store.count_runs)
+            thread.start()
+            thread.join()
+        counted, done = threading.Event(), threading.Event()
+
+        def seventh() -> None:  # connects, and the ended threads' connections close
+            store.count_runs()
+            counted.set()
+            done.wait()
+
+        thread = threading.Thread(target=seventh)
+        thread.start()
+        counted.wait()
+        assert sessions(2) == 2  # the opening thread's and the seventh's, not six more
+        done.set()
+        thread.join()
+    finally:
+        store.close()
+    assert sessions(0) == 0
