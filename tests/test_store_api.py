@@ -277,3 +277,13 @@ def test_connections_of_ended_threads_are_closed_not_leaked(postgres_url) -> Non
     finally:
         store.close()
     assert sessions(0) == 0
+
+
+def test_the_server_caps_its_threads_and_so_its_database_connections(tmp_path) -> None:
+    import anyio.to_thread
+
+    app = create_server_app(f"sqlite:///{tmp_path}/runpoint.db", threads=7)
+    with TestClient(app) as client:  # runs the lifespan, as uvicorn does
+        assert client.get("/api/store/count").json() == {"count": 0}
+        assert client.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens) == 7
+    app.state.dashboard.store.close()

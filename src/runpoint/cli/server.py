@@ -45,6 +45,7 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port.")] = DEFAULT_PORT,
     workers: Annotated[int, typer.Option("--workers", min=1, max=256, help="Server processes (each opens its own connections).")] = 1,
+    threads: Annotated[int, typer.Option("--threads", min=1, max=1024, help="Threads per process; each holds a database connection (keep threads x workers under PostgreSQL's max_connections).")] = 16,
     ssl_certfile: Annotated[Optional[Path], typer.Option("--ssl-certfile", help="TLS certificate (PEM).", show_default=False)] = None,
     ssl_keyfile: Annotated[Optional[Path], typer.Option("--ssl-keyfile", help="TLS private key (PEM).", show_default=False)] = None,
 ) -> None:
@@ -68,6 +69,7 @@ def serve(
         raise fail(f"--host {host} needs ${team.TOKEN_ENV} (a token every client sends as $RUNPOINT_TOKEN)", 2)
     team.create_server_app(db, artifacts).state.dashboard.store.close()  # migrate, and fail here, once
     os.environ[team.DB_ENV] = db
+    os.environ[team.THREADS_ENV] = str(threads)
     if artifacts:
         os.environ[team.ARTIFACTS_ENV] = artifacts
     scheme = "https" if ssl_certfile else "http"

@@ -22,7 +22,7 @@ Example::
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Any, Callable
 
 from fastapi import FastAPI
 
@@ -35,6 +35,8 @@ DB_ENV = "RUNPOINT_SERVER_DB"
 ARTIFACTS_ENV = "RUNPOINT_SERVER_ARTIFACTS"
 TOKEN_ENV = "RUNPOINT_SERVER_TOKEN"
 LOOPBACK_ENV = "RUNPOINT_SERVER_LOOPBACK_ONLY"
+THREADS_ENV = "RUNPOINT_SERVER_THREADS"
+DEFAULT_THREADS = 16
 
 AccountsHook = Callable[[FastAPI], None]
 
@@ -52,6 +54,7 @@ def create_server_app(
     accounts: AccountsHook | None = None,
     token: str | None = None,
     loopback_only: bool = False,
+    threads: int = DEFAULT_THREADS,
 ) -> FastAPI:
     """The team server's app over the store at ``db``; ``artifacts`` is where run files live (files API).
 
@@ -59,6 +62,8 @@ def create_server_app(
         accounts: installs authentication (middleware, audit sink) on the app; turns the shared token off.
         token: without ``accounts``: the one token every request must carry (None: none).
         loopback_only: answer only requests addressed to localhost.
+        threads: worker threads of the process for the store's calls; each holds one database
+            connection, so ``threads`` x processes must stay under PostgreSQL's ``max_connections``.
     """
     from .app import create_app
 
@@ -71,9 +76,25 @@ def create_server_app(
     app.state.artifacts_url = without_credentials(artifacts) if artifacts else None
     app.state.artifacts = artifacts  # the files API (runpoint.server.files_api) reads it
     add_store_api(app, app.state.dashboard.store)
+    app.add_middleware(_ThreadLimit, threads=threads)
     if accounts is not None:
         accounts(app)
     return app
+
+
+class _ThreadLimit:
+    """ASGI middleware: at startup, cap the threads that run sync routes (anyio's default is 40)."""
+
+    def __init__(self, app: Any, *, threads: int) -> None:
+        self.app = app
+        self.threads = max(1, threads)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = self.threads
+        await self.app(scope, receive, send)
 
 
 def app_from_env() -> FastAPI:
@@ -84,4 +105,5 @@ def app_from_env() -> FastAPI:
     return create_server_app(
         db, os.environ.get(ARTIFACTS_ENV) or None, token=os.environ.get(TOKEN_ENV) or None,
         loopback_only=os.environ.get(LOOPBACK_ENV) == "1",
+        threads=int(os.environ.get(THREADS_ENV) or DEFAULT_THREADS),
     )
