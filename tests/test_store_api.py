@@ -141,8 +141,11 @@ def test_a_limited_token_reaches_only_its_project_and_its_scope(api) -> None:
 def test_http_store_maps_errors_and_keeps_the_token_out_of_messages(api, monkeypatch) -> None:
     import httpx
 
+    sent: set[str] = set()
+
     class _Through(httpx.BaseTransport):  # HttpStore over the TestClient's app, no socket
         def handle_request(self, request: httpx.Request) -> httpx.Response:
+            sent.add(request.headers.get("authorization", ""))
             response = api._transport.handle_request(request)
             return httpx.Response(response.status_code, headers=response.headers, content=response.read())
 
@@ -161,6 +164,9 @@ def test_http_store_maps_errors_and_keeps_the_token_out_of_messages(api, monkeyp
     with pytest.raises(AccessDeniedError) as denied:
         store.write("a", WriteBatch(heartbeat_at=5.0))
     assert denied.value.status == 403 and "rp_secret" not in str(denied.value) and "rp_secret" not in repr(store)
+    in_url = HttpStore("x", session=HttpSession("http://rp_in_url@testserver", transport=_Through(), retries=0))
+    assert in_url.count_runs() == 1 and "rp_in_url" not in repr(in_url)
+    assert sent == {"Bearer rp_secret_token_value", "Bearer rp_in_url"}
     assert [run.id for run in store.list_runs(RunQuery())] == ["a"]
 
 

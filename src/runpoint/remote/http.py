@@ -22,6 +22,7 @@ import json
 import os
 import time
 from typing import Any, Mapping
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import msgpack
@@ -73,8 +74,8 @@ class HttpSession:
     """Calls to one runpoint server.
 
     Args:
-        base_url: ``http(s)://host[:port][/prefix]``.
-        token: the bearer token; None reads ``$RUNPOINT_TOKEN`` (none: send no token).
+        base_url: ``http(s)://host[:port][/prefix]`` (``https://<token>@host`` also gives the token).
+        token: the bearer token; None: the URL's, else ``$RUNPOINT_TOKEN`` (none: send no token).
         timeout: seconds to wait for a reply (connecting: at most 10).
         retries: how often a call that failed to connect (or got 502/503/504) is tried again.
     """
@@ -83,9 +84,11 @@ class HttpSession:
         self, base_url: str, *, token: str | None = None, timeout: float = 60.0, retries: int = 4,
         backoff: float = 0.2, transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.location = without_credentials(self.base_url)
-        self._token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+        self.base_url = without_credentials(base_url).rstrip("/")  # never sent as Basic auth
+        self.location = self.base_url
+        userinfo = urlsplit(base_url).netloc.rpartition("@")[0]  # https://<token>@host also names the token
+        in_url = unquote(userinfo.rpartition(":")[2] or userinfo.partition(":")[0])
+        self._token = token if token is not None else in_url or os.environ.get(TOKEN_ENV) or None
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
         self._retries = retries
         self._backoff = backoff
