@@ -16,6 +16,7 @@ import pytest
 from runpoint.store.sqlite import SQLiteStore
 
 from .accounts_fixtures import server_db  # noqa: F401  (fixture)
+from .http_server_fixture import http_store_url, store_server  # noqa: F401  (fixtures)
 from .postgres_fixture import postgres_dsn, postgres_empty_url, postgres_url  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]

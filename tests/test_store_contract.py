@@ -1,4 +1,4 @@
-"""One contract test over every Store backend: SQLite (a root, a URI) and PostgreSQL (the server's client comes later)."""
+"""One contract test over every Store backend: SQLite (a root, a URI), PostgreSQL, and a team server's (HttpStore over PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -49,8 +49,12 @@ def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     return open_store(request.getfixturevalue("postgres_url"))  # a fresh database on the session's server
 
 
+def _http(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    return open_store(request.getfixturevalue("http_store_url"))  # runpoint server over a fresh PostgreSQL database
+
+
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
-    "sqlite-root": _sqlite_root, "sqlite-uri": _sqlite_uri, "postgres": _postgres,
+    "sqlite-root": _sqlite_root, "sqlite-uri": _sqlite_uri, "postgres": _postgres, "http": _http,
 }
 
 

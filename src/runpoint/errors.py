@@ -11,6 +11,7 @@ for code that does not know runpoint::
     │   └── CheckpointCorruptError                       .path, .file
     ├── StoreError                                       .location
     │   └── SchemaVersionError                           .location, .found, .supported
+    ├── AccessDeniedError            (PermissionError)   .status, .location
     ├── RunExistsError               (FileExistsError)   .run_id, .path
     ├── RunNotFoundError             (LookupError)       .ref, .root
     ├── InvalidValueError            (TypeError)         .key, .value_type
@@ -124,6 +125,17 @@ class SchemaVersionError(StoreError):
             f"supports up to {supported}; upgrade runpoint to read it",
             location,
         )
+
+
+class AccessDeniedError(RunpointError, PermissionError):
+    """A runpoint server refused the request: no or a bad token (401), or not allowed (403)."""
+
+    def __init__(self, message: str, status: int, location: str | None = None) -> None:
+        self.status = status
+        self.location = location
+        where = f"{location}: " if location else ""
+        hint = "; set $RUNPOINT_TOKEN to a valid token" if status == 401 else ""
+        super().__init__(f"{where}access denied ({status}): {message}{hint}")
 
 
 class RunExistsError(RunpointError, FileExistsError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .._version import __version__
-from . import ckpt, config, demo, diagnostics, runs, sync, transfer, ui
+from . import ckpt, config, demo, diagnostics, runs, server, sync, transfer, ui
 
 app = typer.Typer(
     name="runpoint",
@@ -38,6 +38,7 @@ transfer.register(app)
 config.register(app)
 ckpt.register(app)
 sync.register(app)
+server.register(app)
 
 
 def main() -> None:

@@ -5,7 +5,7 @@
     open_store("sqlite:///relative.db")       relative to the working directory (SQLAlchemy's rule)
     open_store("postgresql://user@host:5432/db")   also postgres://; needs the server extra (psycopg)
 
-``http://`` and ``https://`` are reserved for the runpoint server's client.
+    open_store("https://runpoint.example.com")     a team server (runpoint server); token from $RUNPOINT_TOKEN
 """
 
 from __future__ import annotations
@@ -50,12 +50,21 @@ register_backend("sqlite", _sqlite)
 register_backend("postgresql", _postgres)
 register_backend("postgres", _postgres)
 
+# Backends defined in packages above this one: they import the store, so the store must not
+# import them (no package cycle). Their module registers them when imported; open_store
+# imports it the first time a URI of its scheme is opened.
+_PLUGIN_MODULES = {"http": "runpoint.remote.store", "https": "runpoint.remote.store"}
+
 
 def open_store(location: str | os.PathLike[str], *, create: bool = True) -> Store:
     """Open the store at ``location``: a URI with a registered scheme, or a root directory."""
     text = os.fspath(location)
     scheme, sep, _ = text.partition("://")
     if sep:
+        if scheme not in _BACKENDS and scheme in _PLUGIN_MODULES:
+            import importlib
+
+            importlib.import_module(_PLUGIN_MODULES[scheme])
         factory = _BACKENDS.get(scheme)
         if factory is None:
             known = ", ".join(sorted(_BACKENDS))

@@ -47,6 +47,7 @@ class PostgresConnections:
         self.location = without_credentials(dsn)
         self._local = threading.local()
         self._connections: list[Connection] = []
+        self._owners: dict[int, threading.Thread] = {}  # id(connection) -> the thread it belongs to
         self._orphans: list[Connection] = []  # inherited across fork(): kept, never closed
         self._lock = threading.Lock()
         self._closed = False
@@ -62,14 +63,28 @@ class PostgresConnections:
             conn = psycopg.connect(self._dsn, autocommit=True, row_factory=dict_row)
         self._local.conn = conn
         with self._lock:
+            self._close_those_of_ended_threads()
             self._connections.append(conn)
+            self._owners[id(conn)] = threading.current_thread()
         return conn
+
+    def _close_those_of_ended_threads(self) -> None:
+        """Close the connections of threads that ended (a web server's pool retires idle threads): no leak."""
+        ended = [c for c in self._connections if not self._owners.get(id(c), threading.current_thread()).is_alive()]
+        for conn in ended:
+            self._connections.remove(conn)
+            self._owners.pop(id(conn), None)
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
 
     def _forget_connections_after_fork(self) -> None:
         for conn in self._connections:
             _detach(conn)
         self._orphans.extend(self._connections)
         self._connections = []
+        self._owners = {}
         self._local = threading.local()
         self._lock = threading.Lock()
 
@@ -129,6 +144,7 @@ class PostgresConnections:
         """Close every connection; the next read or write opens a new one (a finished run calls this)."""
         with self._lock:
             connections, self._connections = self._connections, []
+            self._owners = {}
             self._local = threading.local()
         for conn in connections:
             try:

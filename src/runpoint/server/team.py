@@ -1,0 +1,109 @@
+"""The team server's application: the dashboard and the store API over one shared database.
+
+``runpoint server`` serves this app: the dashboard (UI and its JSON API) over the store at
+``db`` (``postgresql://...`` or ``sqlite:///path``), plus the store API under
+``/api/store`` (:mod:`runpoint.server.store_api`) through which training clients
+(``runpoint.remote.HttpStore``) record. The app is stateless beyond the database, so
+several processes (``--workers``, or several hosts) can serve one database. Migrations run
+when it opens the store. The dashboard's Launch page launches nothing here (no entry points).
+
+Authentication is not built here: ``accounts`` is the hook. It is called with the app and
+installs what authenticates requests (ASGI middleware putting a
+:class:`~runpoint.server.auth.Principal` on ``request.state.principal``, and an
+``app.state.audit_sink``); with it, the local UI's shared token is off. Without ``accounts``,
+``token`` (when given) is one shared token every request must carry, as in ``runpoint ui``.
+
+Example::
+
+    app = create_server_app("postgresql://runpoint@db/runpoint", accounts=install_accounts)
+    uvicorn.run(app, host="0.0.0.0", port=6400)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from fastapi import FastAPI
+
+from .._util.uri import without_credentials
+from ..errors import InvalidArgumentError
+from ..store import open_store
+from .store_api import add_store_api
+
+DB_ENV = "RUNPOINT_SERVER_DB"
+ARTIFACTS_ENV = "RUNPOINT_SERVER_ARTIFACTS"
+TOKEN_ENV = "RUNPOINT_SERVER_TOKEN"
+LOOPBACK_ENV = "RUNPOINT_SERVER_LOOPBACK_ONLY"
+THREADS_ENV = "RUNPOINT_SERVER_THREADS"
+DEFAULT_THREADS = 16
+
+AccountsHook = Callable[[FastAPI], None]
+
+
+def _store_url(db: str) -> str:
+    if "://" not in db:
+        raise InvalidArgumentError("db", f"{db!r} is not a URL: use postgresql://user@host/db or sqlite:///path")
+    return db
+
+
+def create_server_app(
+    db: str,
+    artifacts: str | None = None,
+    *,
+    accounts: AccountsHook | None = None,
+    token: str | None = None,
+    loopback_only: bool = False,
+    threads: int = DEFAULT_THREADS,
+) -> FastAPI:
+    """The team server's app over the store at ``db``; ``artifacts`` is where run files live (files API).
+
+    Args:
+        accounts: installs authentication (middleware, audit sink) on the app; turns the shared token off.
+        token: without ``accounts``: the one token every request must carry (None: none).
+        loopback_only: answer only requests addressed to localhost.
+        threads: worker threads of the process for the store's calls; each holds one database
+            connection, so ``threads`` x processes must stay under PostgreSQL's ``max_connections``.
+    """
+    from .app import create_app
+
+    url = _store_url(db)
+    open_store(url, create=True).close()  # create the schema or migrate it, once, before serving
+    app = create_app(url, token=None if accounts is not None else token, loopback_only=loopback_only,
+                     include_demo=False)
+    app.title = "runpoint server"
+    app.state.store_url = without_credentials(url)
+    app.state.artifacts_url = without_credentials(artifacts) if artifacts else None
+    app.state.artifacts = artifacts  # the files API (runpoint.server.files_api) reads it
+    add_store_api(app, app.state.dashboard.store)
+    app.add_middleware(_ThreadLimit, threads=threads)
+    if accounts is not None:
+        accounts(app)
+    return app
+
+
+class _ThreadLimit:
+    """ASGI middleware: at startup, cap the threads that run sync routes (anyio's default is 40)."""
+
+    def __init__(self, app: Any, *, threads: int) -> None:
+        self.app = app
+        self.threads = max(1, threads)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = self.threads
+        await self.app(scope, receive, send)
+
+
+def app_from_env() -> FastAPI:
+    """The app ``runpoint server`` starts in each uvicorn worker (a factory: config from the environment)."""
+    db = os.environ.get(DB_ENV)
+    if not db:
+        raise InvalidArgumentError("db", f"${DB_ENV} is not set (runpoint server sets it for its workers)")
+    return create_server_app(
+        db, os.environ.get(ARTIFACTS_ENV) or None, token=os.environ.get(TOKEN_ENV) or None,
+        loopback_only=os.environ.get(LOOPBACK_ENV) == "1",
+        threads=int(os.environ.get(THREADS_ENV) or DEFAULT_THREADS),
+    )
