@@ -104,9 +104,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server_process(db: str, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server_process(db: str, tmp_path: Path, *extra: str, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """``runpoint server --db db`` in a process group of its own on a free port; (process, URL) once it answers."""
-    port = _free_port()
+    port = port or _free_port()
     log = open(tmp_path / f"server-{port}.log", "wb")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     process = subprocess.Popen([sys.executable, "-m", "runpoint", "server", "--db", db, "--port", str(port), *extra],
@@ -115,7 +115,7 @@ def start_server_process(db: str, tmp_path: Path, *extra: str) -> tuple[subproce
     deadline = time.monotonic() + 60
     while True:
         try:
-            if httpx.get(f"{url}/api/store/count", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/api/store/count", timeout=1).status_code in (200, 401):  # 401: it checks tokens
                 return process, url
         except httpx.TransportError:
             pass

@@ -171,7 +171,12 @@ def test_http_store_maps_errors_and_keeps_the_token_out_of_messages(api, monkeyp
 
 
 @pytest.mark.slow
-def test_two_server_processes_on_one_database_serve_one_store(postgres_url, tmp_path) -> None:
+def test_two_server_processes_on_one_database_serve_one_store(postgres_url, tmp_path, monkeypatch) -> None:
+    from runpoint.server.accounts import Accounts
+
+    with Accounts(postgres_url) as accounts:  # the servers check tokens in the database they share
+        accounts.add_user("ci")
+        monkeypatch.setenv("RUNPOINT_TOKEN", accounts.create_token("ci", "write").text)
     first, url1 = start_server_process(postgres_url, tmp_path)
     try:
         second, url2 = start_server_process(postgres_url, tmp_path, "--workers", "2")
@@ -236,7 +241,7 @@ def test_runpoint_server_refuses_unsafe_or_incomplete_options(tmp_path, monkeypa
 
     monkeypatch.delenv("RUNPOINT_SERVER_TOKEN", raising=False)
     db = f"sqlite:///{tmp_path}/runpoint.db"
-    for args, words in ((["--host", "0.0.0.0"], "needs $RUNPOINT_SERVER_TOKEN"),
+    for args, words in ((["--host", "0.0.0.0", "--no-auth"], "only on loopback"),
                         (["--ssl-certfile", str(tmp_path)], "go together"),
                         (["--ssl-certfile", "missing.pem", "--ssl-keyfile", "missing.key"], "no such file")):
         result = CliRunner().invoke(app, ["server", "--db", db, *args])

@@ -48,6 +48,7 @@ def serve(
     threads: Annotated[int, typer.Option("--threads", min=1, max=1024, help="Threads per process; each holds a database connection (keep threads x workers under PostgreSQL's max_connections).")] = 16,
     ssl_certfile: Annotated[Optional[Path], typer.Option("--ssl-certfile", help="TLS certificate (PEM).", show_default=False)] = None,
     ssl_keyfile: Annotated[Optional[Path], typer.Option("--ssl-keyfile", help="TLS private key (PEM).", show_default=False)] = None,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without tokens (loopback only: for trying it out).")] = False,
 ) -> None:
     """Serve the dashboard and the store API (runpoint.remote.HttpStore's server) from one database."""
     if ctx.invoked_subcommand is not None:
@@ -64,10 +65,19 @@ def serve(
     from .._util.uri import without_credentials
     from ..server.security import is_loopback
 
-    if not is_loopback(host) and not os.environ.get(team.TOKEN_ENV):
-        # until accounts are in charge: beyond loopback nobody is served without a token
-        raise fail(f"--host {host} needs ${team.TOKEN_ENV} (a token every client sends as $RUNPOINT_TOKEN)", 2)
+    if no_auth and not is_loopback(host):
+        raise fail(f"--no-auth serves anyone who can reach the server: only on loopback, not --host {host}", 2)
     team.create_server_app(db, artifacts).state.dashboard.store.close()  # migrate, and fail here, once
+    if no_auth:
+        os.environ[team.NO_AUTH_ENV] = "1"
+    else:
+        from ..server.accounts import Accounts
+
+        with Accounts(db) as accounts:
+            has_tokens = bool(accounts.tokens(include_revoked=False))
+        if not has_tokens:
+            err_console.print("no tokens yet: every request will be refused until you create one, e.g.\n"
+                              "  runpoint server token create --user you --scope admin", markup=False)
     os.environ[team.DB_ENV] = db
     os.environ[team.THREADS_ENV] = str(threads)
     if artifacts:
@@ -90,4 +100,7 @@ server_app.callback()(serve)
 
 
 def register(app: typer.Typer) -> None:
+    from . import server_admin
+
+    server_admin.register(server_app)  # runpoint server token|user|audit
     app.add_typer(server_app)

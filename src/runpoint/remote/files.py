@@ -60,11 +60,12 @@ def _detail(response: httpx.Response) -> str:
 
 
 class RemoteFiles:
-    """A run's files on the team server at ``base_url``."""
+    """A run's files on the team server at ``base_url`` (token: the argument, else ``$RUNPOINT_TOKEN``)."""
 
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 60.0,
                  client: httpx.Client | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        token = token if token is not None else os.environ.get("RUNPOINT_TOKEN") or None
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self._http = client or httpx.Client(base_url=self.base_url, timeout=timeout)
         self._http.headers.update(headers)

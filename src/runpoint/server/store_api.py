@@ -231,6 +231,9 @@ def delete_run(request: Request, run_id: str) -> Response:
     with store_errors():
         service(request).store.delete_run(run_id)
     service(request).forget(run_id)
+    files = getattr(request.app.state, "object_store", None)
+    if files is not None:  # the run's files on the object store go with it
+        files.delete_run(project, run_id)
     audit(request, "run.delete", project=project, run_id=run_id)
     return Response(status_code=204)
 

@@ -36,6 +36,7 @@ ARTIFACTS_ENV = "RUNPOINT_SERVER_ARTIFACTS"
 TOKEN_ENV = "RUNPOINT_SERVER_TOKEN"
 LOOPBACK_ENV = "RUNPOINT_SERVER_LOOPBACK_ONLY"
 THREADS_ENV = "RUNPOINT_SERVER_THREADS"
+NO_AUTH_ENV = "RUNPOINT_SERVER_NO_AUTH"
 DEFAULT_THREADS = 16
 
 AccountsHook = Callable[[FastAPI], None]
@@ -74,12 +75,35 @@ def create_server_app(
     app.title = "runpoint server"
     app.state.store_url = without_credentials(url)
     app.state.artifacts_url = without_credentials(artifacts) if artifacts else None
-    app.state.artifacts = artifacts  # the files API (runpoint.server.files_api) reads it
     add_store_api(app, app.state.dashboard.store)
+    if artifacts:
+        _add_files(app, artifacts)
     app.add_middleware(_ThreadLimit, threads=threads)
     if accounts is not None:
         accounts(app)
     return app
+
+
+def _add_files(app: FastAPI, artifacts: str) -> None:
+    """The files API over the object store at ``artifacts``; the dashboard reads runs' files from it too."""
+    from dataclasses import replace
+
+    from ..errors import RunNotFoundError
+    from .files_api import files_router
+    from .object_store import ObjectStore
+
+    files = ObjectStore.open(artifacts)
+    service = app.state.store_service
+
+    def project_of(run_id: str) -> str:
+        project = service.project_of(run_id)
+        if project is None:
+            raise RunNotFoundError(run_id, app.state.store_url)
+        return str(project)
+
+    app.state.object_store = files
+    app.state.dashboard = replace(app.state.dashboard, files=None, object_store=files)
+    app.include_router(files_router(files, project_of))
 
 
 class _ThreadLimit:
@@ -102,8 +126,22 @@ def app_from_env() -> FastAPI:
     db = os.environ.get(DB_ENV)
     if not db:
         raise InvalidArgumentError("db", f"${DB_ENV} is not set (runpoint server sets it for its workers)")
+    accounts = None if os.environ.get(NO_AUTH_ENV) == "1" else _accounts_of(db)
     return create_server_app(
-        db, os.environ.get(ARTIFACTS_ENV) or None, token=os.environ.get(TOKEN_ENV) or None,
+        db, os.environ.get(ARTIFACTS_ENV) or None, accounts=accounts, token=os.environ.get(TOKEN_ENV) or None,
         loopback_only=os.environ.get(LOOPBACK_ENV) == "1",
         threads=int(os.environ.get(THREADS_ENV) or DEFAULT_THREADS),
     )
+
+
+def _accounts_of(db: str) -> AccountsHook:
+    """Tokens and the audit log, kept in ``db`` beside the runs (runpoint.server.accounts)."""
+    from .accounts import Accounts
+    from .authn import install_accounts
+
+    accounts = Accounts(db)
+
+    def install(app: FastAPI) -> None:
+        install_accounts(app, accounts)
+
+    return install

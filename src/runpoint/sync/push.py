@@ -214,15 +214,19 @@ def _send_points(remote: Store, run_id: str, generation: int, metrics: dict[str,
 
 
 def _push_media(source: Store, root: Path, remote: Store, local: RunRecord, generation: int) -> int:
-    if not isinstance(source, MediaStore) or not isinstance(remote, MediaStore):
+    from ..store.sqlite import SQLiteStore
+    from ..store.sqlite.media import SQLiteMediaStore
+
+    local_media = SQLiteMediaStore(source) if isinstance(source, SQLiteStore) else source
+    if not isinstance(local_media, MediaStore) or not isinstance(remote, MediaStore):
         return 0
     remote_counts = {k.key: k.count for k in remote.media_keys(local.id)}
     sent = 0
-    for key in source.media_keys(local.id):
+    for key in local_media.media_keys(local.id):
         if key.count <= remote_counts.get(key.key, 0):
             continue
         have = {r.step for r in remote.read_media(local.id, key.key)} if key.key in remote_counts else set()
-        missing = [r for r in source.read_media(local.id, key.key) if r.step not in have]
+        missing = [r for r in local_media.read_media(local.id, key.key) if r.step not in have]
         for start in range(0, len(missing), MEDIA_PER_BATCH):
             records = [_with_file(r, root / local.dir) for r in missing[start:start + MEDIA_PER_BATCH]]
             steps = [r.step for r in records]

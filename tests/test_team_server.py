@@ -1,0 +1,150 @@
+"""The team server end to end: a training process with an https root, the real `runpoint server` on PostgreSQL.
+
+What reaches the server is compared point for point with the client's spool; faults
+(the server SIGKILLed and restarted mid-run, the client SIGKILLed mid-run) lose and
+duplicate nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from runpoint.errors import AccessDeniedError
+from runpoint.remote import HttpStore, RemoteFiles
+from runpoint.server.accounts import Accounts
+from runpoint.store import RunStatus, open_store
+
+from .http_server_fixture import start_server_process, stop_server_process
+
+TRAIN = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    import runpoint as rp
+    steps, pause = int(sys.argv[1]), float(sys.argv[2])
+    with rp.init(project="team", config={"lr": 0.1, "db_password": "hunter2"}, system_metrics=False) as run:
+        ckpt = rp.CheckpointManager(run, keep_last=2)
+        for step in range(steps):
+            run.log({"loss": 1.0 / (step + 1), "acc": step / steps}, step=step)
+            if step % 500 == 0:
+                run.log({"sample": rp.Image(np.full((4, 4, 3), step % 255, dtype=np.uint8))}, step=step)
+                ckpt.save(step, {"weights": np.arange(1000, dtype=np.float64) * step})
+                print("checkpoint at", step, flush=True)
+                time.sleep(pause)
+        run.summary["final"] = 0.5
+        print("RUN", run.id, flush=True)
+""")
+
+
+@pytest.fixture
+def team(postgres_url, tmp_path, monkeypatch):
+    """A running `runpoint server` over a fresh PostgreSQL database and a files directory, with two tokens."""
+    with Accounts(postgres_url) as accounts:
+        accounts.add_user("alice")
+        writer = accounts.create_token("alice", "write", project="team").text
+        stranger = accounts.create_token("alice", "write", project="other").text
+    files = tmp_path / "server-files"
+    process, url = start_server_process(postgres_url, tmp_path, "--artifacts", str(files))
+    env = {**os.environ, "RUNPOINT_ROOT": url, "RUNPOINT_TOKEN": writer, "RUNPOINT_SPOOL": str(tmp_path / "spool"),
+           "RUNPOINT_SYNC_INTERVAL": "0.2", "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("RUNPOINT_UI_TOKEN", None)
+    state = {"process": process, "url": url, "env": env, "files": files, "stranger": stranger, "db": postgres_url}
+    yield state
+    stop_server_process(state["process"])
+
+
+def _train(team, tmp_path, steps: int, pause: float) -> subprocess.Popen:
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN)
+    return subprocess.Popen([sys.executable, str(script), str(steps), str(pause)], env=team["env"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _spool(tmp_path: Path):
+    [root] = [p for p in (tmp_path / "spool").iterdir() if (p / "runpoint.db").exists()]
+    return root, open_store(root)
+
+
+def _assert_same_points(local, remote, run_id: str) -> None:
+    assert local.metric_keys(run_id) == remote.metric_keys(run_id)
+    for key in local.metric_keys(run_id):
+        assert local.read_metric(run_id, key) == remote.read_metric(run_id, key), key
+
+
+def test_a_run_recorded_against_the_server_arrives_whole(team, tmp_path) -> None:
+    process = _train(team, tmp_path, 2000, 0.0)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    run_id = out.split("RUN ")[1].split()[0]
+    remote = HttpStore(team["url"], token=team["env"]["RUNPOINT_TOKEN"])
+    record = remote.get_run(run_id)
+    assert record.status is RunStatus.COMPLETED and record.project == "team"
+    _, local = _spool(tmp_path)
+    _assert_same_points(local, remote, run_id)
+    assert remote.get_params(run_id)["db_password"] != "hunter2" and remote.get_summary(run_id) == {"final": 0.5}
+    assert [m.step for m in remote.read_media(run_id, "sample")] == [0, 500, 1000, 1500]
+
+    files = RemoteFiles(team["url"], token=team["env"]["RUNPOINT_TOKEN"])
+    listed = dict(files.list(run_id))
+    assert "checkpoint at 1500" in (team["files"] / "team" / run_id / "logs" / "console.log").read_text()
+    kept = sorted(p for p in listed if p.endswith("/manifest.json"))
+    assert kept == ["checkpoints/step-001000/manifest.json", "checkpoints/step-001500/manifest.json"]  # keep_last=2
+    assert [c.step for c in remote.list_checkpoints(run_id)] == [1000, 1500]  # the registry mirrors retention
+    manifest = json.loads((team["files"] / "team" / run_id / "checkpoints" / "step-001500" / "manifest.json").read_text())
+    assert manifest["step"] == 1500
+
+    # the command line reads the server; a token of another project sees nothing of this one
+    shown = subprocess.run([sys.executable, "-m", "runpoint", "ls", "--root", team["url"], "--json"],
+                           env=team["env"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and run_id in shown.stdout, shown.stderr
+    with pytest.raises(AccessDeniedError, match="project"):
+        HttpStore(team["url"], token=team["stranger"]).get_run(run_id)
+    assert team["env"]["RUNPOINT_TOKEN"] not in shown.stdout + shown.stderr
+
+
+@pytest.mark.slow
+def test_the_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing(team, tmp_path) -> None:
+    process = _train(team, tmp_path, 4000, 0.6)  # about 5 s of training with checkpoints on the way
+    time.sleep(1.5)
+    port = int(team["url"].rsplit(":", 1)[1])
+    os.killpg(team["process"].pid, signal.SIGKILL)  # the server dies mid-ingest
+    team["process"].wait()
+    time.sleep(2.0)
+    team["process"], _ = start_server_process(team["db"], tmp_path, "--artifacts", str(team["files"]), port=port)
+    out, err = process.communicate(timeout=180)
+    assert process.returncode == 0, err
+    assert "cannot reach the server" in err and "reachable again" in err  # the user was told, once each
+    run_id = out.split("RUN ")[1].split()[0]
+    remote = HttpStore(team["url"], token=team["env"]["RUNPOINT_TOKEN"])
+    _, local = _spool(tmp_path)
+    _assert_same_points(local, remote, run_id)
+    assert remote.get_run(run_id).status is RunStatus.COMPLETED
+
+
+@pytest.mark.slow
+def test_a_client_killed_mid_run_is_completed_by_runpoint_sync(team, tmp_path) -> None:
+    process = _train(team, tmp_path, 100_000, 0.3)
+    time.sleep(4)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    root, local = _spool(tmp_path)
+    [run] = local.list_runs()
+    status = subprocess.run([sys.executable, "-m", "runpoint", "sync", "--status", "--json"], env=team["env"],
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    for attempt in range(2):  # twice: the second sends nothing
+        result = subprocess.run([sys.executable, "-m", "runpoint", "sync", "--all", "--json"], env=team["env"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+    remote = HttpStore(team["url"], token=team["env"]["RUNPOINT_TOKEN"])
+    _assert_same_points(local, remote, run.id)
+    assert all(r.deleted_at is not None or r.step <= local.metric_stats(run.id)["loss"].last_step
+               for r in remote.list_checkpoints(run.id, include_deleted=True))
