@@ -8,7 +8,7 @@ tracking URL) and what to do:
   on stdin (every client starts together), then send ``keys`` x ``steps`` points in batches
   of ``batch_points`` and print the wall clock at start and end and each batch's latency.
 - ``runs``: create runs ``start`` .. ``start + count`` of the search data set (10 params and
-  5 one-point metrics each), the same on both servers, and print how long it took.
+  5 one-point metrics each), the same on both servers, starting on "go" as ``ingest`` does.
 
 Both servers get the same data: :func:`search_params` and :func:`search_metrics` define it.
 """
@@ -137,10 +137,12 @@ def ingest(job: dict[str, Any]) -> dict[str, Any]:
 
 def create_runs(job: dict[str, Any]) -> dict[str, Any]:
     client = _client(job)
-    started = time.perf_counter()
+    print(json.dumps({"ready": None}), flush=True)
+    sys.stdin.readline()
+    start = time.time()
     for i in range(job["start"], job["start"] + job["count"]):
         client.search_run(i, job["project"])
-    return {"seconds": time.perf_counter() - started, "runs": job["count"]}
+    return {"start": start, "end": time.time(), "runs": job["count"]}
 
 
 def main() -> None:

@@ -29,8 +29,8 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "RUNPOINT_TOKEN": TOKEN, "MLFLOW_HTTP_REQUEST_TIMEOUT": "600"}
 
 
-def run_clients(jobs: list[dict[str, Any]], logdir: Path, together: bool = True) -> list[dict[str, Any]]:
-    """One process per job; with ``together`` each signals ready and all start on one "go"."""
+def run_clients(jobs: list[dict[str, Any]], logdir: Path) -> list[dict[str, Any]]:
+    """One process per job; each signals ready and all start on one "go"; their results."""
     processes: list[subprocess.Popen[str]] = []
     try:
         for index, job in enumerate(jobs):
@@ -39,11 +39,12 @@ def run_clients(jobs: list[dict[str, Any]], logdir: Path, together: bool = True)
                 [sys.executable, "-m", "benchmarks._server_clients", json.dumps(job)], cwd=ROOT, env=_env(),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True))
             log.close()
-        if together:
-            for process, job in zip(processes, jobs):
+        for index, (process, job) in enumerate(zip(processes, jobs)):
+            line = "-"
+            while line and '"ready"' not in line:  # a library may print to stdout first
                 line = process.stdout.readline() if process.stdout else ""
-                if '"ready"' not in line:
-                    raise RuntimeError(f"a {job['target']} client did not get ready: {_log_tail(logdir, job, processes.index(process))}")
+            if not line:
+                raise RuntimeError(f"a {job['target']} client did not get ready: {_log_tail(logdir, job, index)}")
         for process in processes:
             if process.stdin:
                 process.stdin.write("go\n")
@@ -65,6 +66,11 @@ def run_clients(jobs: list[dict[str, Any]], logdir: Path, together: bool = True)
 def _log_tail(logdir: Path, job: dict[str, Any], index: int) -> str:
     path = logdir / f"client-{job['target']}-{job['kind']}-{index}.log"
     return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+
+def _wall(results: list[dict[str, Any]]) -> float:
+    """From the first client's start to the last one's end (interpreter start-up and imports left out)."""
+    return max(r["end"] for r in results) - min(r["start"] for r in results)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -154,9 +160,7 @@ def mlflow_read(url: str, experiment_id: str, points: int, repeats: int, logdir:
     share = -(-points // writers)
     jobs = [dict(kind="ingest", target="mlflow", url=url, experiment_id=experiment_id, run_id=run_id, keys=["train/loss"],
                  first_step=w * share, steps=min(share, points - w * share), batch_points=1000) for w in range(writers)]
-    started = time.perf_counter()
-    run_clients([job for job in jobs if job["steps"] > 0], logdir)
-    setup = time.perf_counter() - started
+    setup = _wall(run_clients([job for job in jobs if job["steps"] > 0], logdir))
     got: list[Any] = []
     seconds = _best(repeats, lambda: got.append(client.get_metric_history(run_id, "train/loss")))
     if len(got[-1]) != points:
@@ -166,13 +170,11 @@ def mlflow_read(url: str, experiment_id: str, points: int, repeats: int, logdir:
 
 def create_search_runs(target: str, url: str, runs: int, processes: int, logdir: Path,
                        experiment_id: str | None = None) -> float:
-    """The search data set (``runs`` runs) created by ``processes`` clients at once; the wall seconds."""
+    """The search data set (``runs`` runs) created by ``processes`` clients started together; the wall seconds."""
     share = -(-runs // processes)
     jobs = [dict(kind="runs", target=target, url=url, experiment_id=experiment_id, project="search", start=p * share,
                  count=min(share, runs - p * share)) for p in range(processes) if p * share < runs]
-    started = time.perf_counter()
-    run_clients(jobs, logdir, together=False)
-    return time.perf_counter() - started
+    return _wall(run_clients(jobs, logdir))
 
 
 def expected_search(runs: int, limit: int) -> list[str]:

@@ -57,9 +57,9 @@ class Sizes:
 def sizes(ctx: Context) -> Sizes:
     return ctx.size(
         Sizes(clients=32, steps=10_000, batch_points=5_000, mlflow_clients=32, mlflow_steps=1_000, read_points=1_000_000,
-              mlflow_read_points=200_000, search_runs=10_000, creators=8, upload_files=4, upload_file_mib=50),
+              mlflow_read_points=200_000, search_runs=10_000, creators=16, upload_files=4, upload_file_mib=50),
         Sizes(clients=8, steps=2_000, batch_points=5_000, mlflow_clients=8, mlflow_steps=500, read_points=200_000,
-              mlflow_read_points=50_000, search_runs=2_000, creators=4, upload_files=4, upload_file_mib=10),
+              mlflow_read_points=50_000, search_runs=2_000, creators=8, upload_files=4, upload_file_mib=10),
         Sizes(clients=2, steps=500, batch_points=1_000, mlflow_clients=2, mlflow_steps=100, read_points=5_000,
               mlflow_read_points=2_000, search_runs=100, creators=2, upload_files=2, upload_file_mib=1, keys=2, repeats=2),
     )
