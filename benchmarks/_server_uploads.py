@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._services import s3_client
 from ._server_workloads import TOKEN
+from ._services import s3_client
 
 
 def make_checkpoint(folder: Path, files: int, file_bytes: int) -> int:

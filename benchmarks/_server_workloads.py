@@ -129,7 +129,13 @@ def runpoint_read(url: str, points: int, repeats: int) -> dict[str, Any]:
     """A run with one metric of ``points`` points, written through ``url``, then read whole."""
     from array import array
 
-    from runpoint.store import MetricSeries, RunRecord, RunStatus, WriteBatch, open_store
+    from runpoint.store import (
+        MetricSeries,
+        RunRecord,
+        RunStatus,
+        WriteBatch,
+        open_store,
+    )
 
     store = open_store(url)
     try:

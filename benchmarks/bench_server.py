@@ -217,7 +217,15 @@ def run(ctx: Context) -> Section:
     mode = runpoint_mode()
     if ctx.smoke and find_spec("mlflow") is None:
         print("  (mlflow is not installed: runpoint's side only)")
-    results = _measure(ctx, s, mode)
+    previous_token = os.environ.get("RUNPOINT_TOKEN")
+    os.environ["RUNPOINT_TOKEN"] = work.TOKEN  # this process's own HttpStore reads it, as any client does
+    try:
+        results = _measure(ctx, s, mode)
+    finally:
+        if previous_token is None:
+            os.environ.pop("RUNPOINT_TOKEN", None)
+        else:
+            os.environ["RUNPOINT_TOKEN"] = previous_token
     label = (f"runpoint server ({RUNPOINT_WORKERS} workers)" if mode == "server"
              else "runpoint PostgresStore in the clients (stand-in, NO server)")
     intro = (__doc__ or "").split("\n", 1)[1]
