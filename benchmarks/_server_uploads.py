@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._server_workloads import TOKEN
 from ._services import s3_client
 
 
@@ -59,7 +58,7 @@ def runpoint_upload(url: str, folder: Path, run_id: str) -> dict[str, Any]:
     store.create_run(RunRecord(id=run_id, project="ckpt", name=run_id, status=RunStatus.RUNNING, created_at=now,
                                heartbeat_at=now, dir=f"ckpt/{run_id}"))
     store.close()
-    with RemoteFiles(url, TOKEN) as files:
+    with RemoteFiles(url) as files:  # the token: $RUNPOINT_TOKEN
         started = time.perf_counter()
         sent = files.upload_checkpoint(run_id, folder, "checkpoints/step-000100")
         seconds = time.perf_counter() - started

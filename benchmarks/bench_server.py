@@ -52,6 +52,7 @@ class Sizes:
     upload_file_mib: int
     keys: int = 10
     repeats: int = 5
+    log_steps: int = 20_000  # run.log calls of the caller-cost comparison
 
 
 def sizes(ctx: Context) -> Sizes:
@@ -61,7 +62,8 @@ def sizes(ctx: Context) -> Sizes:
         Sizes(clients=8, steps=2_000, batch_points=5_000, mlflow_clients=8, mlflow_steps=500, read_points=200_000,
               mlflow_read_points=50_000, search_runs=2_000, creators=8, upload_files=4, upload_file_mib=10),
         Sizes(clients=2, steps=500, batch_points=1_000, mlflow_clients=2, mlflow_steps=100, read_points=5_000,
-              mlflow_read_points=2_000, search_runs=100, creators=2, upload_files=2, upload_file_mib=1, keys=2, repeats=2),
+              mlflow_read_points=2_000, search_runs=100, creators=2, upload_files=2, upload_file_mib=1, keys=2, repeats=2,
+              log_steps=1_000),
     )
 
 
@@ -94,7 +96,14 @@ def _measure(ctx: Context, s: Sizes, mode: str) -> dict[str, Any]:  # long: one 
         cluster = services.postgres()
         endpoint = services.moto(("runpoint-artifacts", "mlflow-artifacts", "plain"))
         rp_db, ml_db = cluster.create_database("runpoint_bench"), cluster.create_database("mlflow_bench")
-        token = {"RUNPOINT_SERVER_TOKEN": work.TOKEN}
+        token: dict[str, str] = {}
+        if mode != "direct":  # the server checks tokens: one of its own accounts, as an admin would create it
+            from runpoint.server.accounts import Accounts
+
+            with Accounts(rp_db) as accounts:
+                accounts.add_user("bench")
+                work.TOKEN = accounts.create_token("bench", "write").text
+            os.environ["RUNPOINT_TOKEN"] = work.TOKEN
         rp = rp_db if mode == "direct" else services.runpoint(rp_db, "s3://runpoint-artifacts/runs", RUNPOINT_WORKERS, env=token)
         ml: dict[str, Any] = {}
         _peer(ml, "server", ctx.smoke, lambda: _start_mlflow(services, ml_db))
@@ -127,6 +136,9 @@ def _measure(ctx: Context, s: Sizes, mode: str) -> dict[str, Any]:  # long: one 
             _peer(r["upload"], "MLflow log_artifacts (artifact proxy)", ctx.smoke,
                   lambda: uploads.mlflow_upload(ml["server"]["url"], ml["server"]["experiments"]["ckpt"], folder))
         r["upload"]["boto3 upload_file (plain S3)"] = uploads.boto3_upload(endpoint, "plain", folder)
+        if mode == "server":
+            print("  run.log caller cost, local root vs server root ...", flush=True)
+            r["caller"] = _caller_cost(rp, workdir, s.log_steps)
     r["mlflow_server"] = ml["server"]
     return r
 
@@ -141,6 +153,22 @@ def _proxied_upload(services: Services, db: str, folder: Any, env: dict[str, str
             raise
         return {"error": f"runpoint server has no {' '.join(PROXY_ONLY)} switch: nothing sends uploads through it"}
     return uploads.runpoint_upload(url, folder, "ckptproxied")
+
+
+def _caller_cost(url: str, workdir: Any, steps: int) -> dict[str, Any]:
+    """run.log's cost to the training loop with a local root and with the server's (spool + replicator), same run."""
+    from .bench_logging import PEERS, _measure_peer
+
+    local = PEERS["runpoint"]
+    remote = {**local, "setup": f"run = rp.init(project='bench', root={url!r}, console=False)"}
+    os.environ["RUNPOINT_SPOOL"] = str(workdir / "spool")
+    os.environ["RUNPOINT_SYNC_TIMEOUT"] = "600"
+    try:
+        return {"local root": _measure_peer("local root", local, workdir, steps),
+                "server root": _measure_peer("server root", remote, workdir, steps)}
+    finally:
+        os.environ.pop("RUNPOINT_SPOOL", None)
+        os.environ.pop("RUNPOINT_SYNC_TIMEOUT", None)
 
 
 def _start_mlflow(services: Services, db_url: str) -> dict[str, Any]:
@@ -233,6 +261,17 @@ def _tables(r: dict[str, Any], s: Sizes, label: str) -> list[Table]:
     tables.append(Table(["upload", "MiB", "seconds", "MiB/s", "speed vs plain boto3"], rows,
                         title=f"4. Checkpoint upload to S3 (moto): {s.upload_files} files of {s.upload_file_mib} MiB",
                         note="One upload each. runpoint and MLflow also upload the manifest / every file of the folder."))
+    caller = r.get("caller")
+    if caller:
+        base = caller["local root"]["mean_us"]
+        rows = [[name, f["mean_us"], f["p99_us"], f["max_us"], f["cpu_us"], f["durable_s"], f"{f['mean_us'] / base:.2f}x"]
+                for name, f in caller.items()]
+        tables.append(Table(["runpoint root", "caller µs/step", "p99 µs", "worst µs", "process CPU µs/step",
+                             "finish s", "caller cost vs local"], rows,
+                            title=f"5. run.log with a server root: {s.log_steps:,} steps of 5 scalars",
+                            note="The same loop as the logging benchmark. With a server root the run records into the "
+                                 "local spool and a background thread ships it to this server every second; 'finish' "
+                                 "includes the last pass that sends everything. Target: caller cost within 1.5x of local."))
     return tables
 
 

@@ -48,6 +48,7 @@ def serve(
     threads: Annotated[int, typer.Option("--threads", min=1, max=1024, help="Threads per process; each holds a database connection (keep threads x workers under PostgreSQL's max_connections).")] = 16,
     ssl_certfile: Annotated[Optional[Path], typer.Option("--ssl-certfile", help="TLS certificate (PEM).", show_default=False)] = None,
     ssl_keyfile: Annotated[Optional[Path], typer.Option("--ssl-keyfile", help="TLS private key (PEM).", show_default=False)] = None,
+    no_presign: Annotated[bool, typer.Option("--no-presign", help="Send every upload through the server (no presigned URLs to the object store).")] = False,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without tokens (loopback only: for trying it out).")] = False,
 ) -> None:
     """Serve the dashboard and the store API (runpoint.remote.HttpStore's server) from one database."""
@@ -68,6 +69,8 @@ def serve(
     if no_auth and not is_loopback(host):
         raise fail(f"--no-auth serves anyone who can reach the server: only on loopback, not --host {host}", 2)
     team.create_server_app(db, artifacts).state.dashboard.store.close()  # migrate, and fail here, once
+    if no_presign:
+        os.environ[team.NO_PRESIGN_ENV] = "1"
     if no_auth:
         os.environ[team.NO_AUTH_ENV] = "1"
     else:

@@ -37,6 +37,7 @@ TOKEN_ENV = "RUNPOINT_SERVER_TOKEN"
 LOOPBACK_ENV = "RUNPOINT_SERVER_LOOPBACK_ONLY"
 THREADS_ENV = "RUNPOINT_SERVER_THREADS"
 NO_AUTH_ENV = "RUNPOINT_SERVER_NO_AUTH"
+NO_PRESIGN_ENV = "RUNPOINT_SERVER_NO_PRESIGN"
 DEFAULT_THREADS = 16
 
 AccountsHook = Callable[[FastAPI], None]
@@ -92,7 +93,7 @@ def _add_files(app: FastAPI, artifacts: str) -> None:
     from .files_api import files_router
     from .object_store import ObjectStore
 
-    files = ObjectStore.open(artifacts)
+    files = ObjectStore.open(artifacts, presign=os.environ.get(NO_PRESIGN_ENV) != "1")
     service = app.state.store_service
 
     def project_of(run_id: str) -> str:
