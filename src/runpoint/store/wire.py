@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import base64
+import json
 import math
 import posixpath
 import sys
@@ -153,6 +154,20 @@ def _map(value: Any, field: str) -> dict[str, Any]:
     return {check_key(k, f"{field} key"): v for k, v in value.items()}
 
 
+def _json_text(values: Mapping[str, Any]) -> str | None:
+    return json.dumps(values, sort_keys=True, default=str) if values else None
+
+
+def _from_json_text(value: Any, field: str) -> Any:
+    """A map given as JSON text (what the client sends) or as a map (JSON bodies)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise InvalidArgumentError(field, "is not valid JSON text") from None
+
+
 def _strings(value: Any, field: str) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -167,7 +182,8 @@ def _strings(value: Any, field: str) -> tuple[str, ...]:
 def batch_to_wire(batch: WriteBatch) -> dict[str, Any]:
     return {
         "sequence": batch.sequence, "rank": batch.rank, "heartbeat_at": batch.heartbeat_at,
-        "tags": list(batch.tags), "params": batch.params, "summary": batch.summary,
+        # params and summary travel as the JSON text the stores keep: any int, NaN, str() of the rest
+        "tags": list(batch.tags), "params": _json_text(batch.params), "summary": _json_text(batch.summary),
         "summary_deleted": list(batch.summary_deleted),
         "metrics": {key: series_to_wire(s) for key, s in batch.metrics.items()},
         "media": [media_to_wire(m) for m in batch.media],
@@ -210,9 +226,9 @@ def batch_from_wire(value: Any) -> WriteBatch:  # long: one check per field of a
         raise InvalidArgumentError("rank", "must be between 0 and 65535")
     return WriteBatch(
         metrics=metrics,
-        params=_map(value.get("params"), "params"),
+        params=_map(_from_json_text(value.get("params"), "params"), "params"),
         tags=_strings(value.get("tags"), "tags"),
-        summary=_map(value.get("summary"), "summary"),
+        summary=_map(_from_json_text(value.get("summary"), "summary"), "summary"),
         summary_deleted=_strings(value.get("summary_deleted"), "summary_deleted"),
         heartbeat_at=_number(value.get("heartbeat_at"), "heartbeat_at", optional=True),
         media=[media_from_wire(m, f"media[{i}]") for i, m in enumerate(media)],
