@@ -149,6 +149,7 @@ def _rewrite(archive_path: Path, target: Path, change) -> None:
             out.addfile(info, io.BytesIO(payload))
 
 
+@pytest.mark.slow  # over 5 s: the default run keeps under 6 minutes on 2 cores
 def test_a_damaged_or_unsafe_archive_is_refused_and_leaves_nothing_behind(source, tmp_path) -> None:
     good = tmp_path / "good.tar"
     assert cli(source, "export", "src1", "--archive", "--out", str(good)).returncode == 0

@@ -60,6 +60,7 @@ def test_gc_prunes_by_policy_but_never_the_latest_or_best(root) -> None:
     assert asked.returncode == 2 and "monitor" in asked.stderr
 
 
+@pytest.mark.slow  # over 5 s: the default run keeps under 6 minutes on 2 cores
 def test_gc_refuses_a_live_run_and_bad_targets_fail_in_one_line(root) -> None:
     with rp.init(project="p", id="live", root=root, console=False) as run:
         rp.CheckpointManager(run).save(1, {"x": 1})

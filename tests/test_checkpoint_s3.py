@@ -141,6 +141,7 @@ def test_a_corrupt_object_falls_back_and_async_compressed_saves_work(bucket) -> 
     assert torch.equal(state["w"], torch.ones(1000))
 
 
+@pytest.mark.slow  # over 5 s: the default run keeps under 6 minutes on 2 cores
 def test_a_run_with_checkpoints_in_s3_is_listed_and_verified_by_the_cli(bucket, s3_endpoint, root, store_at,
                                                                         monkeypatch) -> None:
     fs, name, options = bucket

@@ -230,6 +230,7 @@ def test_images_histograms_and_texts_come_in_as_media(tmp_path: Path, root: Path
     store.close()
 
 
+@pytest.mark.slow  # over 5 s: the default run keeps under 6 minutes on 2 cores
 def test_runpoint_import_tensorboard_on_the_command_line(tmp_path: Path, root: Path) -> None:
     import json
 

@@ -47,7 +47,8 @@ def _leftovers(directory) -> list[str]:
     return [name for name in os.listdir(directory) if name.startswith(".")]
 
 
-@pytest.mark.parametrize("async_save, with_run", [(False, False), (True, True)], ids=["sync-dir", "async-run"])
+@pytest.mark.parametrize("async_save, with_run", [(False, False), pytest.param(True, True, marks=pytest.mark.slow)],
+                         ids=["sync-dir", "async-run"])
 def test_the_latest_checkpoint_survives_sigkill_at_any_instant(tmp_path, async_save, with_run) -> None:
     zygote = shared_torch_zygote()
     root = tmp_path / "runpoint"

@@ -171,6 +171,7 @@ def _chromium():
     pytest.skip("no headless Chromium (apt-get install chromium, or playwright install chromium)")
 
 
+@pytest.mark.slow  # over 5 s: the default run keeps under 6 minutes on 2 cores
 def test_the_report_renders_in_a_browser_with_every_image_loaded(reported_run, tmp_path) -> None:
     result = cli(reported_run, "report", "rep1", "--out", str(tmp_path / "page.html"))
     assert result.returncode == 0, result.stderr

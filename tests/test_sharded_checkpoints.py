@@ -86,6 +86,7 @@ def test_ddp_resume_after_a_kill_is_exact_and_only_rank_zero_moves_pointers(tmp_
     assert all(result.ok for result in verify_checkpoint(tmp_path / "ckpts"))
 
 
+@pytest.mark.slow  # over 5 s: the default run keeps under 6 minutes on 2 cores
 def test_fsdp2_resume_is_exact_and_a_checkpoint_reshards_to_2_ranks_and_one_process(tmp_path, root):
     (tmp_path / "ref").mkdir()
     finish(run('train("fsdp", "unused", total=8, out="ref")', 4, tmp_path, root, "reference"), [0, 0, 0, 0])

@@ -64,6 +64,7 @@ def test_gc_of_an_imported_run_with_absolute_paths_prunes_its_own_copy(tmp_path)
     assert _steps(old) == ["step-000001", "step-000002", "step-000003"]
 
 
+@pytest.mark.slow  # over 5 s: the default run keeps under 6 minutes on 2 cores
 def test_ls_after_a_sigkill_during_retention_shows_the_deleted_checkpoint_as_deleted(root, tmp_path) -> None:
     code = """
         import os, signal, torch, runpoint as rp

@@ -57,6 +57,7 @@ def _cli(root, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60, env=child_env(root))
 
 
+@pytest.mark.slow  # over 5 s: the default run keeps under 6 minutes on 2 cores
 def test_read_commands_work_on_a_full_disk(full_root) -> None:
     root, run_id = full_root
     for _ in range(3):  # the failures were intermittent: every attempt must work
@@ -81,6 +82,7 @@ def test_writing_on_a_full_disk_names_the_path_and_the_fix(full_root) -> None:
     assert os.listdir(root / "p") == [run_id]  # nothing half-made left behind
 
 
+@pytest.mark.slow  # over 5 s: the default run keeps under 6 minutes on 2 cores
 def test_a_run_that_fills_the_disk_is_not_completed_and_keeps_its_points(small_disk, tmp_path) -> None:
     """The disk fills while a run logs: finish says failed, how many points and where they went;
     `runpoint recover` stores them once there is room, each exactly once."""
