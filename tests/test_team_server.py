@@ -148,3 +148,72 @@ def test_a_client_killed_mid_run_is_completed_by_runpoint_sync(team, tmp_path) -
     _assert_same_points(local, remote, run.id)
     assert all(r.deleted_at is not None or r.step <= local.metric_stats(run.id)["loss"].last_step
                for r in remote.list_checkpoints(run.id, include_deleted=True))
+
+
+@pytest.mark.slow
+def test_the_team_servers_dashboard_in_a_browser(team, tmp_path) -> None:
+    """A person opens the server with their token once: the run recorded through it is listed, charted, its console shown."""
+    from .dashboard_fixtures import browser_or_skip, screenshot
+
+    process = _train(team, tmp_path, 600, 0.0)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    run_id = out.split("RUN ")[1].split()[0]
+    manager, browser = browser_or_skip()
+    try:
+        page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.set_default_timeout(20_000)
+        assert page.goto(team["url"] + "/api/runs").status == 401  # no token, nothing
+        token = team["env"]["RUNPOINT_TOKEN"]
+        page.goto(f"{team['url']}/?token={token}")
+        assert token not in page.url  # the token became a cookie, and left the address bar
+        page.goto(team["url"] + "#/runs")
+        page.locator("#runs-table tbody tr").first.wait_for()
+        assert run_id in page.locator("#runs-table").inner_text()
+        page.goto(f"{team['url']}#/run/{run_id}")
+        page.locator("canvas").first.wait_for()
+        page.get_by_text("console", exact=False).first.click()
+        page.get_by_text("checkpoint at 500").first.wait_for()
+        screenshot(page, "team-server-run")
+        assert errors == [], errors
+    finally:
+        browser.close()
+        manager.stop()
+
+
+@pytest.mark.slow
+def test_postgresql_restarted_mid_run_loses_and_duplicates_nothing(tmp_path) -> None:
+    """The database behind the server goes down for two seconds during ingest, and comes back."""
+    from runpoint._devtools.pg_cluster import TempCluster, binaries
+
+    bin_dir = binaries()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed")
+    cluster = TempCluster(bin_dir)
+    try:
+        cluster.start()
+        db = cluster.create_database("team")
+        with Accounts(db) as accounts:
+            accounts.add_user("alice")
+            token = accounts.create_token("alice", "write").text
+        server, url = start_server_process(db, tmp_path, "--artifacts", str(tmp_path / "files"))
+        try:
+            env = {**os.environ, "RUNPOINT_ROOT": url, "RUNPOINT_TOKEN": token, "RUNPOINT_SPOOL": str(tmp_path / "spool"),
+                   "RUNPOINT_SYNC_INTERVAL": "0.2", "PYTHONPATH": os.pathsep.join(sys.path)}
+            process = _train({"env": env}, tmp_path, 4000, 0.6)
+            time.sleep(1.5)
+            cluster.restart(down_s=2.0)
+            out, err = process.communicate(timeout=180)
+            assert process.returncode == 0, err
+            run_id = out.split("RUN ")[1].split()[0]
+            remote = HttpStore(url, token=token)
+            _, local = _spool(tmp_path)
+            _assert_same_points(local, remote, run_id)
+            assert remote.get_run(run_id).status is RunStatus.COMPLETED
+            assert token not in err
+        finally:
+            stop_server_process(server)
+    finally:
+        cluster.stop()

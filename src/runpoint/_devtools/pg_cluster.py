@@ -25,6 +25,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 ROLE = "runpoint"
@@ -75,6 +76,17 @@ class TempCluster:
     def start(self) -> None:
         self._run([str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-N",
                    "-E", "UTF8", "--locale=C"])
+        self._start_server()
+        self.admin(f"CREATE ROLE {ROLE} LOGIN CREATEDB", f"CREATE DATABASE {ROLE} OWNER {ROLE}")
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop the server as an operator would (``-m fast``), wait ``down_s``, start it again: same port, same data."""
+        self._run([str(self.bin_dir / "pg_ctl"), "stop", "-m", "fast", "-w", "-D", str(self.data)])
+        self.running = False
+        time.sleep(down_s)
+        self._start_server()
+
+    def _start_server(self) -> None:
         options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.dir}"
                    " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
                    f" -c max_connections={self.max_connections}")
@@ -85,7 +97,6 @@ class TempCluster:
             log = (self.dir / "server.log").read_text() if (self.dir / "server.log").exists() else ""
             raise RuntimeError(f"pg_ctl start failed: {exc.stderr}\n{log}") from exc
         self.running = True
-        self.admin(f"CREATE ROLE {ROLE} LOGIN CREATEDB", f"CREATE DATABASE {ROLE} OWNER {ROLE}")
 
     def url(self, database: str = ROLE, user: str = ROLE) -> str:
         return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"

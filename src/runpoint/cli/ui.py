@@ -87,6 +87,14 @@ def ui(
     from ..artifacts.paths import resolve_root
     from ..store import open_store
 
+    import os
+
+    from ..sync.spool import is_server_url
+
+    location = os.fspath(root) if root is not None else os.environ.get("RUNPOINT_ROOT", "")
+    if is_server_url(location):
+        raise fail(f"{location} is a team server: it serves its own dashboard; open {location.rstrip('/')}/ "
+                   "(with ?token=... once) in a browser", 2)
     if create and "://" not in str(root or ""):
         open_store(resolve_root(root)).close()
     loopback = is_loopback(host)
