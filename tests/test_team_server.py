@@ -171,12 +171,19 @@ def test_the_team_servers_dashboard_in_a_browser(team, tmp_path) -> None:
         assert token not in page.url  # the token became a cookie, and left the address bar
         page.goto(team["url"] + "#/runs")
         page.locator("#runs-table tbody tr").first.wait_for()
-        assert run_id in page.locator("#runs-table").inner_text()
+        assert run_id[:8] in page.locator("#runs-table").inner_text()  # the table shows ids shortened
         page.goto(f"{team['url']}#/run/{run_id}")
         page.locator("canvas").first.wait_for()
         page.get_by_text("console", exact=False).first.click()
         page.get_by_text("checkpoint at 500").first.wait_for()
         screenshot(page, "team-server-run")
+        page.get_by_text("Media", exact=False).first.click()
+        image = page.locator("img").first
+        image.wait_for()
+        page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+        page.get_by_text("Checkpoints", exact=False).first.click()
+        page.get_by_text("500").first.wait_for()
+        screenshot(page, "team-server-checkpoints")
         assert errors == [], errors
     finally:
         browser.close()

@@ -54,7 +54,7 @@ def info(ctx: Ctx) -> StrictJSONResponse:
     """Version, root, projects with their run counts, and the entry points Launch offers."""
     return StrictJSONResponse({
         "version": __version__,
-        "root": str(ctx.root),
+        "root": ctx.store.location if "://" in ctx.store.location else str(ctx.root),  # a server's database, unsigned
         "projects": ctx.reader.projects(),
         "runs": ctx.store.count_runs(),
         "entry_points": sorted(ctx.launcher.entry_points),

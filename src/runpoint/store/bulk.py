@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
-from .base import MetricSeries, Store, nan_aware_extremes
+from .base import MediaStore, MetricSeries, Store, nan_aware_extremes
 
 COLUMN_SCOPES = ("params", "metrics", "summary")
 
@@ -135,10 +135,20 @@ class GenericBulkReader:
         return (series.steps if x == "steps" else series.times), series.values
 
     def checkpoint_rows(self, run_id: str) -> list[dict[str, Any]]:
-        return []  # backends without a checkpoint registry
+        from .registry import checkpoint_registry
+
+        registry = checkpoint_registry(self.store)
+        if registry is None:  # a backend without a checkpoint registry
+            return []
+        fields = ("step", "path", "bytes", "metrics", "is_best", "hash", "created_at", "deleted_at")
+        return [{name: getattr(record, name) for name in fields}
+                for record in registry.list_checkpoints(run_id, include_deleted=True)]
 
     def media_rows(self, run_id: str) -> list[dict[str, Any]]:
-        return []
+        if not isinstance(self.store, MediaStore):
+            return []
+        return [{"key": r.key, "step": r.step, "kind": r.kind, "path": r.path, "data": r.data or None, "time": r.time}
+                for key in self.store.media_keys(run_id) for r in self.store.read_media(run_id, key.key)]
 
 
 def bulk_reader(store: Store) -> BulkReader:

@@ -3,7 +3,8 @@
 Files are compared by size and modification time with what ``sync.db`` says was sent.
 A file that keeps growing (the console log) is sent again at most every
 :data:`GROWING_FILE_INTERVAL` seconds while the run lives, and once more at the end.
-``media/`` travels with the media records, and ``checkpoints/`` by checkpoint: each
+``media/`` files go up as files too (the dashboard serves them from the object store; the
+records travel in batches), and ``checkpoints/`` by checkpoint: each
 committed checkpoint directory goes up with its manifest last (on an object store the
 manifest is the commit), then the registry hears of it; a checkpoint retention removed
 here is removed there.
@@ -21,7 +22,7 @@ from .push import FileTarget, SyncTarget
 from .state import SyncState
 
 GROWING_FILE_INTERVAL = 10.0
-SKIPPED_DIRS = ("media", "checkpoints")
+SKIPPED_DIRS = ("checkpoints",)
 
 
 def _walk(run_dir: Path) -> list[tuple[str, os.stat_result]]:
