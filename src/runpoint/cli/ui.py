@@ -65,6 +65,15 @@ def _dashboard_url(host: str, port: int, token: str | None) -> str:
     return f"http://{shown_host}:{port}/" + (f"?token={quote(token, safe='')}" if token else "")
 
 
+def _refuse_a_server(root: object) -> None:
+    from ..sync.spool import is_server_url
+
+    location = os.fspath(root) if root is not None else os.environ.get("RUNPOINT_ROOT", "")  # type: ignore[call-overload]
+    if is_server_url(location):
+        raise fail(f"{location} is a team server: it serves its own dashboard; open {location.rstrip('/')}/ "
+                   "(with ?token=... once) in a browser", 2)
+
+
 def ui(
     root: RootOption = None,
     port: Annotated[Optional[int], typer.Option("--port", min=0, max=65535, help=f"Port (default {DEFAULT_PORT}, or the next free one; 0: any free port).", show_default=False)] = None,
@@ -87,14 +96,7 @@ def ui(
     from ..artifacts.paths import resolve_root
     from ..store import open_store
 
-    import os
-
-    from ..sync.spool import is_server_url
-
-    location = os.fspath(root) if root is not None else os.environ.get("RUNPOINT_ROOT", "")
-    if is_server_url(location):
-        raise fail(f"{location} is a team server: it serves its own dashboard; open {location.rstrip('/')}/ "
-                   "(with ?token=... once) in a browser", 2)
+    _refuse_a_server(root)
     if create and "://" not in str(root or ""):
         open_store(resolve_root(root)).close()
     loopback = is_loopback(host)
