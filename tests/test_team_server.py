@@ -224,3 +224,47 @@ def test_postgresql_restarted_mid_run_loses_and_duplicates_nothing(tmp_path) -> 
             stop_server_process(server)
     finally:
         cluster.stop()
+
+
+@pytest.mark.slow
+def test_the_server_speaks_tls_with_uvicorns_certificate_options(tmp_path, monkeypatch) -> None:
+    """`runpoint server --ssl-certfile --ssl-keyfile`: clients reach it over https (trusting that certificate) only."""
+    import shutil
+
+    import httpx
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem"), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    db = f"sqlite:///{tmp_path}/team.db"
+    with Accounts(db) as accounts:
+        accounts.add_user("alice")
+        token = accounts.create_token("alice", "write").text
+    from .http_server_fixture import _free_port
+
+    port = _free_port()
+    log = open(tmp_path / "tls.log", "wb")
+    server = subprocess.Popen([sys.executable, "-m", "runpoint", "server", "--db", db, "--port", str(port),
+                               "--ssl-certfile", str(tmp_path / "cert.pem"), "--ssl-keyfile", str(tmp_path / "key.pem")],
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        url = f"https://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                httpx.get(url + "/api/store/count", verify=str(tmp_path / "cert.pem"), timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))  # the client trusts this server's certificate
+        store = HttpStore(url, token=token)
+        assert store.count_runs() == 0
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/api/store/count", timeout=2)  # no plain HTTP on that port
+        with pytest.raises(Exception):  # an untrusted certificate is refused, not skipped
+            httpx.get(url + "/api/store/count", verify=True, trust_env=False, timeout=2)
+    finally:
+        stop_server_process(server)
+        log.close()
