@@ -105,6 +105,10 @@ def test_a_run_recorded_against_the_server_arrives_whole(team, tmp_path) -> None
     shown = subprocess.run([sys.executable, "-m", "runpoint", "ls", "--root", team["url"], "--json"],
                            env=team["env"], capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and run_id in shown.stdout, shown.stderr
+    listed_ckpts = subprocess.run([sys.executable, "-m", "runpoint", "ckpt", "ls", run_id, "--root", team["url"], "--json"],
+                                  env=team["env"], capture_output=True, text=True, timeout=60)
+    rows = json.loads(listed_ckpts.stdout)["checkpoints"]
+    assert [(r["step"], r["on_disk"], r["latest"]) for r in rows] == [(1000, True, False), (1500, True, True)]
     with pytest.raises(AccessDeniedError, match="project"):
         HttpStore(team["url"], token=team["stranger"]).get_run(run_id)
     assert team["env"]["RUNPOINT_TOKEN"] not in shown.stdout + shown.stderr

@@ -67,7 +67,8 @@ def _facts(store: Store, run: RunRecord, meta: dict[str, Any]) -> Table:
         dirty = f" + {changes}" if changes else ""
         head.add_row("git", escape(f"{(git.get('commit') or '?')[:12]} on {git.get('branch') or '?'}{dirty}"))
     head.add_row("config hash", (run.config_hash or "-")[:12])
-    head.add_row("directory", escape(str(query.run_dir(store, run))))
+    where = f"{store.location} ({run.dir} on the server)" if "://" in store.location else str(query.run_dir(store, run))
+    head.add_row("directory", escape(where))
     return head
 
 

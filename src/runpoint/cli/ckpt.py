@@ -14,9 +14,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from .. import query
+from ._ckpt_rows import ls_on_server as _ls_on_server
+from ._ckpt_rows import metrics_text as _metrics_text
+from ._ckpt_rows import size_text as _size
+from ._ckpt_rows import table as _table
 from ._oserror import writing
 from ._output import (
     JsonOption,
@@ -24,7 +27,6 @@ from ._output import (
     console,
     err_console,
     fail,
-    fmt_number,
     fmt_time,
     friendly_errors,
     print_json,
@@ -60,7 +62,17 @@ class _Target:
         except Exception:
             raise fail(f"{target!r} is neither a path nor a run (no store found for runs)") from None
         self.run = query.resolve_run(self.store, target)
+        if "://" in self.store.location:  # a team server's run: its files are on the server
+            self.location = f"{self.store.location}/{self.run.dir}/checkpoints"
+            return
         self.location = self._run_directory()
+
+    on_server = property(lambda self: self.store is not None and "://" in self.store.location)
+
+    def refuse_on_server(self, command: str) -> None:
+        if self.on_server:
+            raise fail(f"run {self.run.id} is on the server {self.store.location}: `runpoint ckpt {command}` works on "
+                       "local files (resuming the run pulls its latest checkpoint; the dashboard's Verify checks it there)")
 
     def _run_directory(self) -> str:
         """The run's own ``checkpoints/`` when it has one; else where its registry says (``directory=``).
@@ -97,19 +109,6 @@ class _Target:
         return checkpoint_registry(self.store) if self.store is not None else None
 
 
-def _size(count: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024  # type: ignore[assignment]
-    return str(count)
-
-
-def _metrics_text(metrics: dict[str, float]) -> str:
-    return "  ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={fmt_number(value)}"
-                     for key, value in metrics.items())
-
-
 def _which(value: str) -> Any:
     if value in {"latest", "best"}:
         return value
@@ -127,6 +126,8 @@ def ls(target: TargetArgument, root: RootOption = None,
     from ..checkpoint.directory import CheckpointDirectory
 
     where = _Target(target, root)
+    if where.on_server:
+        return _ls_on_server(where, show_all, as_json)
     directory = CheckpointDirectory(open_artifacts(where.location))
     on_disk = {info.step: info for info in directory.refresh()}
     latest, best = directory.latest(), directory.best(None, "min")
@@ -155,10 +156,7 @@ def ls(target: TargetArgument, root: RootOption = None,
         return
     title = f"run {where.run.id}: " if where.run is not None else ""
     console.print(f"[bold]{escape(title)}{escape(str(where.location))}[/]")
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for heading in ("STEP", "SAVED", "SIZE", "", "METRICS"):
-        table.add_column(heading, justify="right" if heading in {"STEP", "SIZE"} else "left",
-                         no_wrap=heading != "METRICS")
+    table = _table()
     for row in rows:
         flags = " ".join(f for f, on in (("latest", row["latest"]), ("best", row["best"])) if on)
         if row["deleted"]:
@@ -215,6 +213,7 @@ def verify(target: TargetArgument, root: RootOption = None, as_json: JsonOption 
     from ..checkpoint.load import verify_checkpoint
 
     where = _Target(target, root)
+    where.refuse_on_server("verify")
     results = verify_checkpoint(where.location)
     bad = [r for r in results if not r.ok]
     if as_json:
@@ -253,6 +252,7 @@ def gc(
 
     policy = _retention_policy(keep_last, keep_best, monitor, mode, keep_every)
     where = _Target(target, root)
+    where.refuse_on_server("gc")
     where.refuse_deleting_outside()
     if where.run is not None and not force:
         _refuse_running(where.store, where.run)
@@ -347,6 +347,7 @@ def export(
     from ..checkpoint.load import locate
 
     where = _Target(target, root)
+    where.refuse_on_server("export")
     storage, name = locate(where.location, _which(which))
     weights, manifest = _export.checkpoint_weights(storage, name, SafetensorsIO(), key)
     with writing(out, "choose another output file"):

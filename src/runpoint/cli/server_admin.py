@@ -86,7 +86,7 @@ def _open(db: str) -> Any:
 @friendly_errors
 def token_create(
     db: DbOption,
-    user: Annotated[str, typer.Option("--user", help="Whose token (see `runpoint server user add`).", show_default=False)],
+    user: Annotated[str, typer.Option("--user", help="Whose token (a new name adds the user).", show_default=False)],
     scope: Annotated[str, typer.Option("--scope", help="read, write (also read) or admin (everything).", show_default=False)],
     project: Annotated[Optional[str], typer.Option("--project", help="Limit the token to this project's runs.", show_default=False)] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="A label to recognise the token by (a machine, a job).", show_default=False)] = None,
@@ -95,6 +95,9 @@ def token_create(
     """Create a token and print it, once: it is stored only as a hash."""
     expires_in = parse_duration(expires, "--expires") if expires is not None else None
     with _open(db) as accounts:
+        if user not in {u.name for u in accounts.users()}:  # the first token of a new user adds the user
+            accounts.add_user(user)
+            err_console.print(f"Added user {user}.", markup=False)
         created = accounts.create_token(user, scope, project=project, label=name, expires_in_s=expires_in)
     reach = f"project {created.info.project}" if created.info.project else "every project"
     err_console.print(f"Token {created.info.id} of {user}: {scope} on {reach}"
