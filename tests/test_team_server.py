@@ -176,6 +176,7 @@ def test_the_team_servers_dashboard_in_a_browser(team, tmp_path) -> None:
         page.goto(team["url"] + "#/runs")
         page.locator("#runs-table tbody tr").first.wait_for()
         assert run_id[:8] in page.locator("#runs-table").inner_text()  # the table shows ids shortened
+        assert page.locator("[data-nav='launch']").count() == 0  # nothing to launch on a team server
         page.goto(f"{team['url']}#/run/{run_id}")
         page.locator("canvas").first.wait_for()
         page.get_by_text("console", exact=False).first.click()

@@ -48,5 +48,7 @@ get("/api/info").then((info) => {
   const root = document.getElementById("root-path");
   root.textContent = info.root;
   root.title = `runpoint ${info.version} · ${info.runs} runs`;
+  // a server with nothing to launch (the team server) shows no Launch page
+  if (!info.entry_points.length) document.querySelector("[data-nav='launch']")?.remove();
 }).catch(() => {});
 route();
