@@ -323,6 +323,7 @@ def test_a_token_is_required_on_every_request_when_set(tmp_path: Path) -> None:
             assert client.get("/static/app.css").status_code == 401
             assert client.get("/api/runs", headers={"authorization": "Bearer wrong"}).status_code == 401
             assert client.get("/api/runs", headers={"authorization": "Bearer s3cret-token"}).status_code == 200
+            assert client.get("/api/runs?token=s3cret-token").status_code == 401  # not in API URLs: they end up in logs
             landing = client.get("/?token=s3cret-token")
             assert landing.status_code == 303 and landing.headers["location"] == "/"
             assert "HttpOnly" in landing.headers["set-cookie"] and "SameSite=Strict" in landing.headers["set-cookie"]

@@ -134,8 +134,8 @@ class Guard:
                                         (b"content-length", b"0")]})
                 await send({"type": "http.response.body", "body": b""})
                 return
-            if not (self._token_ok(supplied) or self._token_ok(_cookie(headers, TOKEN_COOKIE))
-                    or self._token_ok(query.get("token"))):
+            # ``?token=`` only on pages (above: it becomes the cookie); on the API it would sit in logs and history
+            if not (self._token_ok(supplied) or self._token_ok(_cookie(headers, TOKEN_COOKIE))):
                 await _reply(send, 401, {"detail": "a token is required: open the URL `runpoint ui` printed, "
                                                    "or send 'Authorization: Bearer <token>'"},
                              [(b"www-authenticate", b"Bearer")])
