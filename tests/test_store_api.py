@@ -239,7 +239,6 @@ def test_runpoint_server_refuses_unsafe_or_incomplete_options(tmp_path, monkeypa
 
     from runpoint.cli.main import app
 
-    monkeypatch.delenv("RUNPOINT_SERVER_TOKEN", raising=False)
     db = f"sqlite:///{tmp_path}/runpoint.db"
     for args, words in ((["--host", "0.0.0.0", "--no-auth"], "only on loopback"),
                         (["--ssl-certfile", str(tmp_path)], "go together"),

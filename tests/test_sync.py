@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 import runpoint as rp
 from runpoint.store import RunStatus, open_store
 from runpoint.sync import SyncState, SyncTarget, sync_run
@@ -176,3 +178,43 @@ def test_a_run_checkpointed_on_one_machine_resumes_exactly_on_another(tmp_path, 
     assert torch.equal(restored.weight, model.weight) and torch.equal(restored.bias, model.bias)
     loss = spool_b.read_metric(run_id, "loss")
     assert loss.steps.tolist() == list(range(10)) and loss.values.tolist()[-1] == 90.0
+
+
+def test_a_second_copy_of_a_run_never_replaces_what_the_server_holds(tmp_path, postgres_url):
+    from runpoint.errors import RunpointError
+
+    remote = open_store(postgres_url)
+    for name, steps in (("a", 100), ("b", 50)):  # two roots recorded a run of the same id
+        root = tmp_path / name
+        with rp.init(project="p", id="shared", root=root, system_metrics=False, console=False) as run:
+            for step in range(steps):
+                run.log({"loss": float(step)}, step=step)
+        if name == "a":
+            sync_run(open_store(root), root, SyncState(root), SyncTarget(remote), "shared")
+    with pytest.raises(RunpointError, match="another copy"):
+        sync_run(open_store(root), root, SyncState(root), SyncTarget(remote), "shared")
+    assert len(remote.read_metric("shared", "loss")) == 100
+
+
+def test_a_pull_that_fails_halfway_leaves_no_half_run(tmp_path, postgres_url):
+    from runpoint.errors import RunNotFoundError, RunpointError
+    from runpoint.sync.pull import pull_for_resume
+
+    source_root = tmp_path / "a"
+    run_id = _record(source_root, 50)
+    remote, files = open_store(postgres_url), DirectoryFiles(tmp_path / "server-files")
+    sync_run(open_store(source_root), source_root, SyncState(source_root), SyncTarget(remote, files), run_id)
+
+    class Unreachable(DirectoryFiles):
+        def download(self, run_id, rel_path, dest):
+            raise RunpointError("the object store went away")
+
+    machine_b = tmp_path / "b"
+    spool = open_store(machine_b)
+    broken = SyncTarget(remote, Unreachable(tmp_path / "server-files"))
+    assert pull_for_resume(broken, machine_b, spool, project="p", resume=run_id, run_id=None) is None  # warned
+    with pytest.raises(RunNotFoundError):
+        spool.get_run(run_id)
+    assert not (machine_b / "p" / run_id).exists()
+    assert pull_for_resume(SyncTarget(remote, files), machine_b, spool, project="p", resume=run_id, run_id=None) == run_id
+    _same_metrics(spool, remote, run_id)

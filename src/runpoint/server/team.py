@@ -33,7 +33,6 @@ from .store_api import add_store_api
 
 DB_ENV = "RUNPOINT_SERVER_DB"
 ARTIFACTS_ENV = "RUNPOINT_SERVER_ARTIFACTS"
-TOKEN_ENV = "RUNPOINT_SERVER_TOKEN"
 LOOPBACK_ENV = "RUNPOINT_SERVER_LOOPBACK_ONLY"
 THREADS_ENV = "RUNPOINT_SERVER_THREADS"
 NO_AUTH_ENV = "RUNPOINT_SERVER_NO_AUTH"
@@ -127,10 +126,11 @@ def app_from_env() -> FastAPI:
     db = os.environ.get(DB_ENV)
     if not db:
         raise InvalidArgumentError("db", f"${DB_ENV} is not set (runpoint server sets it for its workers)")
-    accounts = None if os.environ.get(NO_AUTH_ENV) == "1" else _accounts_of(db)
+    no_auth = os.environ.get(NO_AUTH_ENV) == "1"
     return create_server_app(
-        db, os.environ.get(ARTIFACTS_ENV) or None, accounts=accounts, token=os.environ.get(TOKEN_ENV) or None,
-        loopback_only=os.environ.get(LOOPBACK_ENV) == "1",
+        db, os.environ.get(ARTIFACTS_ENV) or None, accounts=None if no_auth else _accounts_of(db),
+        # without tokens, only requests addressed to localhost: a page that rebinds its DNS name cannot read it
+        loopback_only=no_auth or os.environ.get(LOOPBACK_ENV) == "1",
         threads=int(os.environ.get(THREADS_ENV) or DEFAULT_THREADS),
     )
 

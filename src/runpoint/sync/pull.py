@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from ..errors import RunNotFoundError, RunpointError
@@ -65,12 +66,17 @@ def pull_run(target: SyncTarget, root: Path, store: Store, run_id: str) -> None:
     remote = target.store
     record = remote.get_run(run_id)
     store.create_run(record, remote.get_params(run_id), remote.get_meta(run_id))
-    metrics = {key: remote.read_metric(run_id, key) for key in remote.metric_keys(run_id)}
-    store.write(run_id, WriteBatch(metrics=metrics, summary=remote.get_summary(run_id), tags=record.tags))
-    state = SyncState(root)
-    state.update(run_id, resume_count=record.resume_count, done=int(record.status.is_final))
-    if target.files is not None:
-        _pull_files(target, store, root / record.dir, state, run_id)
+    try:
+        metrics = {key: remote.read_metric(run_id, key) for key in remote.metric_keys(run_id)}
+        store.write(run_id, WriteBatch(metrics=metrics, summary=remote.get_summary(run_id), tags=record.tags))
+        state = SyncState(root)
+        state.update(run_id, resume_count=record.resume_count, done=int(record.status.is_final))
+        if target.files is not None:
+            _pull_files(target, store, root / record.dir, state, run_id)
+    except BaseException:  # half a run would resume with half its history: none, and the next try pulls again
+        store.delete_run(run_id)
+        shutil.rmtree(root / record.dir, ignore_errors=True)
+        raise
 
 
 def _pull_files(target: SyncTarget, store: Store, run_dir: Path, state: SyncState, run_id: str) -> None:

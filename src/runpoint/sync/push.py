@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import RunNotFoundError
+from ..errors import RunNotFoundError, RunpointError
 from ..store.base import (
     CheckpointRegistry,
     MediaStore,
@@ -143,11 +143,15 @@ def _ensure_remote_run(
             remote_store.truncate_metrics(local.id, after_step)
             state.truncation_applied(truncation_id)
         generation = state.next_generation(local.id)
-    elif resumed_here or _server_ahead(source, remote_store, local.id):
+    elif resumed_here:
         # the local history was cut where no journal says how: send it again whole
         remote_store.truncate_metrics(local.id, _ALL_STEPS)
         generation = state.next_generation(local.id)
         report.notes.append("the run's history was cut locally (a resume): its points were sent again")
+    elif _server_ahead(source, remote_store, local.id):
+        # another copy of the run reached the server: never replace what it holds with less
+        raise RunpointError(f"the server holds points of run {local.id} that {source.location} lacks "
+                            "(another copy of the run was sent there); nothing sent")
     return generation
 
 
