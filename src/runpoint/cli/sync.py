@@ -27,6 +27,7 @@ from ..sync import SyncReport, SyncState, sync_run
 from ..sync.remote_root import connect
 from ..sync.spool import is_server_url, server_base, server_of, spool_root
 from ._output import JsonOption, RootOption, console, fail, friendly_errors, print_json
+from ._tables import print_table
 
 
 def _endpoints(root: Path | None, to: str | None) -> tuple[Path, str]:
@@ -116,12 +117,13 @@ def _print(rows: list[dict[str, Any]], server: str, as_json: bool) -> None:
         return
     table = Table(title=f"sent to {escape(server)}", title_justify="left")
     for column in ("run", "project", "points", "media", "files", "checkpoints", "result"):
-        table.add_column(column, justify="right" if column in ("points", "media", "files", "checkpoints") else "left")
+        table.add_column(column, justify="right" if column in ("points", "media", "files", "checkpoints") else "left",
+                         no_wrap=column in ("run", "project"))
     for row in rows:
         result = row["result"] + (f": {row['detail']}" if row.get("detail") else "")
         table.add_row(row["run"], row["project"], *(str(row.get(c, "")) for c in ("points", "media", "files", "checkpoints")),
                       escape(result))
-    console.print(table)
+    print_table(console, table)
 
 
 def _show_status(store: Store, state: SyncState, server: str, local: Path, as_json: bool) -> None:
@@ -137,12 +139,13 @@ def _show_status(store: Store, state: SyncState, server: str, local: Path, as_js
     table = Table(title=f"{escape(str(local))} → {escape(server)}" + ("" if reach is None else f"  (unreachable: {escape(reach)})"),
                   title_justify="left")
     for column in ("run", "project", "status", "pending points", "last sync", "state"):
-        table.add_column(column, justify="right" if column == "pending points" else "left")
+        table.add_column(column, justify="right" if column == "pending points" else "left",
+                         no_wrap=column in ("run", "project", "status"))
     for row in rows:
         synced = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["synced_at"])) if row["synced_at"] else "never"
         pending = "?" if row["pending_points"] is None else str(row["pending_points"])
         table.add_row(row["run"], row["project"], row["status"], pending, synced, escape(row["state"]))
-    console.print(table)
+    print_table(console, table)
 
 
 def _status_row(store: Store, state: SyncState, remote: Store | None, record: RunRecord) -> dict[str, Any]:

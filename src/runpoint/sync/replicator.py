@@ -26,6 +26,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable
 
+from ..errors import AccessDeniedError
 from ..store.base import Store
 from .push import SyncReport, SyncTarget, sync_run
 from .state import SyncState
@@ -102,6 +103,13 @@ class Replicator:
         self.state.update(self.run_id, error=f"{type(exc).__name__}: {exc}"[:500])
         if self.degraded_since is None:
             self.degraded_since = time.time()
+            if isinstance(exc, AccessDeniedError):  # not an outage: waiting will not mend it
+                logger.warning(
+                    "runpoint: run %s: the server at %s refused it (%s); the run keeps recording locally in %s: "
+                    "fix $RUNPOINT_TOKEN, then send it with: runpoint sync %s",
+                    self.run_id, self.server, _short(exc), self.root, self.run_id,
+                )
+                return
             logger.warning(
                 "runpoint: run %s: cannot reach the server at %s (%s); the run keeps recording locally in %s "
                 "and is sent when the server is back", self.run_id, self.server, _short(exc), self.root,
@@ -149,4 +157,4 @@ def _open_local(root: Path) -> Store:
 
 def _short(exc: BaseException | None) -> str:
     text = str(exc).splitlines()[0] if exc is not None and str(exc) else type(exc).__name__
-    return text[:200]
+    return text[:400]
