@@ -218,3 +218,14 @@ def test_a_pull_that_fails_halfway_leaves_no_half_run(tmp_path, postgres_url):
     assert not (machine_b / "p" / run_id).exists()
     assert pull_for_resume(SyncTarget(remote, files), machine_b, spool, project="p", resume=run_id, run_id=None) == run_id
     _same_metrics(spool, remote, run_id)
+
+
+def test_a_spool_that_cannot_be_made_is_one_clear_error(tmp_path, monkeypatch):
+    from runpoint.errors import RunpointError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("RUNPOINT_SPOOL", str(blocker))
+    with pytest.raises(RunpointError, match=r"spool .* set \$RUNPOINT_SPOOL"):
+        rp.init(project="p", root="http://127.0.0.1:9")
+    assert blocker.read_text() == "not a directory"

@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .._util.uri import without_credentials
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, RunpointError
 
 SPOOL_ENV = "RUNPOINT_SPOOL"
 REMOTE_FILE = "remote.json"
@@ -48,10 +48,14 @@ def spool_root(url: str) -> Path:
     name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{parts.hostname}-{port}{parts.path}")
     parent = Path(os.environ.get(SPOOL_ENV) or Path.home() / ".local" / "share" / "runpoint" / "spool")
     root = parent.expanduser().absolute() / name
-    root.mkdir(parents=True, exist_ok=True)
     marker = root / REMOTE_FILE
-    if not marker.exists():
-        marker.write_text(json.dumps({"server": base}) + "\n")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not marker.exists():
+            marker.write_text(json.dumps({"server": base}) + "\n")
+    except OSError as exc:
+        raise RunpointError(f"cannot keep the spool of {base} at {root} ({exc.strerror or exc}): runs bound for a "
+                            f"server are recorded there first; set ${SPOOL_ENV} to a writable directory") from exc
     return root
 
 
