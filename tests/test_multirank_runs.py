@@ -210,7 +210,7 @@ def test_without_a_group_or_an_id_the_ranks_are_told_what_to_do(root, monkeypatc
         rp.init(project="ranks", system_metrics=False)
 
 
-def test_a_schema_2_root_is_upgraded_to_3(tmp_path):
+def test_a_schema_2_root_is_upgraded_to_the_current_schema(tmp_path):
     path = tmp_path / "runpoint.db"
     conn = sqlite3.connect(path, isolation_level=None)
     MIGRATIONS[1](conn)
@@ -220,7 +220,7 @@ def test_a_schema_2_root_is_upgraded_to_3(tmp_path):
                  " VALUES ('a', 'p', 'a', 'running', 'p/a', 1.0, 1.0)")
     conn.close()
     store = SQLiteStore(path, create=False)
-    assert store._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert store._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 4
     assert store.get_run("a").name == "a" and store.list_ranks("a") == []
     store.register_rank(RankRecord(run_id="a", rank=1, host="h", pid=5, started_at=2.0, heartbeat_at=2.0, job="j/0"))
     store.set_rank_status("a", 1, RunStatus.FAILED, error="x", ended_at=3.0)
@@ -228,6 +228,8 @@ def test_a_schema_2_root_is_upgraded_to_3(tmp_path):
     assert (rank.rank, rank.status, rank.error, rank.ended_at, rank.job) == (1, RunStatus.FAILED, "x", 3.0, "j/0")
     store.delete_run("a")
     assert store._conn().execute("SELECT count(*) FROM run_ranks").fetchone()[0] == 0
+    tables = {row[0] for row in store._conn().execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"models", "model_versions", "model_aliases", "model_alias_events", "alerts"} <= tables
     store.close()
 
 

@@ -161,8 +161,72 @@ CREATE TABLE run_ranks (
 );
 """
 
+# Version 2: the model registry and alerts (the SQLite store's version 4; see there).
+_V2 = """
+CREATE TABLE models (
+    name         text COLLATE "C" PRIMARY KEY,
+    project      text COLLATE "C" NOT NULL,
+    description  text NOT NULL DEFAULT '',
+    created_at   double precision NOT NULL,
+    created_by   text
+);
+CREATE INDEX models_by_project ON models (project);
+
+CREATE TABLE model_versions (
+    name           text COLLATE "C" NOT NULL REFERENCES models (name) ON DELETE CASCADE,
+    version        integer NOT NULL,
+    run_id         text COLLATE "C",
+    step           bigint,
+    checkpoint     text NOT NULL,
+    manifest_hash  text,
+    lineage        text NOT NULL,          -- JSON
+    description    text NOT NULL DEFAULT '',
+    tags           text NOT NULL DEFAULT '[]',
+    registered_at  double precision NOT NULL,
+    registered_by  text,
+    deleted_at     double precision,
+    PRIMARY KEY (name, version)
+);
+CREATE INDEX model_versions_by_run ON model_versions (run_id, step);
+
+CREATE TABLE model_aliases (
+    name      text COLLATE "C" NOT NULL REFERENCES models (name) ON DELETE CASCADE,
+    alias     text COLLATE "C" NOT NULL,
+    version   integer NOT NULL,
+    moved_at  double precision NOT NULL,
+    moved_by  text,
+    PRIMARY KEY (name, alias)
+);
+
+CREATE TABLE model_alias_events (
+    id            bigserial PRIMARY KEY,
+    name          text COLLATE "C" NOT NULL REFERENCES models (name) ON DELETE CASCADE,
+    alias         text COLLATE "C" NOT NULL,
+    from_version  integer,
+    to_version    integer,
+    expected      integer,
+    outcome       text NOT NULL,
+    at            double precision NOT NULL,
+    by            text
+);
+CREATE INDEX model_alias_events_by_alias ON model_alias_events (name, alias, id);
+
+CREATE TABLE alerts (
+    id      bigserial PRIMARY KEY,
+    run_id  text COLLATE "C" NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    time    double precision NOT NULL,
+    step    bigint,
+    level   text NOT NULL,
+    kind    text NOT NULL,
+    key     text COLLATE "C",
+    title   text NOT NULL,
+    text    text NOT NULL DEFAULT ''
+);
+CREATE INDEX alerts_by_run ON alerts (run_id, id);
+"""
+
 # MIGRATIONS[n] takes version n to n + 1. Version 1 is the SQLite store's version 3, whole.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # pg_advisory_xact_lock key of "migrating a runpoint schema" (any bigint; this spells "rpschema")

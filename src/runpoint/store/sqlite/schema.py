@@ -18,7 +18,7 @@ from typing import Callable
 
 from ...errors import SchemaVersionError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V1 = """
 CREATE TABLE runs (
@@ -154,6 +154,75 @@ CREATE TABLE run_ranks (
 ) WITHOUT ROWID;
 """
 
+# Version 4: the model registry and alerts.
+# A model is a name; each registration adds a version (1, 2, ...) pointing at one saved
+# checkpoint, with its lineage. Versions keep no foreign key to ``runs``: a version outlives
+# the run row it came from. Aliases (champion, staging, ...) name one version each and move
+# by compare-and-set; every attempt, won or lost, is a row of ``model_alias_events``.
+# Alerts are a run's anomaly-detector findings and ``run.alert`` calls.
+_V4 = """
+CREATE TABLE models (
+    name         TEXT PRIMARY KEY,
+    project      TEXT NOT NULL,
+    description  TEXT NOT NULL DEFAULT '',
+    created_at   REAL NOT NULL,
+    created_by   TEXT
+) WITHOUT ROWID;
+CREATE INDEX models_by_project ON models(project);
+
+CREATE TABLE model_versions (
+    name           TEXT NOT NULL REFERENCES models(name) ON DELETE CASCADE,
+    version        INTEGER NOT NULL,
+    run_id         TEXT,             -- the run it came from; NULL for a path registered by hand
+    step           INTEGER,          -- the checkpoint's step
+    checkpoint     TEXT NOT NULL,    -- where the checkpoint lives (directory or URL)
+    manifest_hash  TEXT,             -- xxh3 of the checkpoint's manifest as registered
+    lineage        TEXT NOT NULL,    -- JSON: config hash, git commit and dirty flag, metric, summary...
+    description    TEXT NOT NULL DEFAULT '',
+    tags           TEXT NOT NULL DEFAULT '[]',  -- JSON list
+    registered_at  REAL NOT NULL,
+    registered_by  TEXT,
+    deleted_at     REAL,
+    PRIMARY KEY (name, version)
+) WITHOUT ROWID;
+CREATE INDEX model_versions_by_run ON model_versions(run_id, step);
+
+CREATE TABLE model_aliases (
+    name      TEXT NOT NULL REFERENCES models(name) ON DELETE CASCADE,
+    alias     TEXT NOT NULL,
+    version   INTEGER NOT NULL,
+    moved_at  REAL NOT NULL,
+    moved_by  TEXT,
+    PRIMARY KEY (name, alias)
+) WITHOUT ROWID;
+
+CREATE TABLE model_alias_events (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT NOT NULL REFERENCES models(name) ON DELETE CASCADE,
+    alias         TEXT NOT NULL,
+    from_version  INTEGER,          -- what the alias named before (NULL: nothing)
+    to_version    INTEGER,          -- what it was asked to name (NULL: removal)
+    expected      INTEGER,          -- the version the mover believed it named, when it said
+    outcome       TEXT NOT NULL,    -- moved | conflict | removed
+    at            REAL NOT NULL,
+    by            TEXT
+);
+CREATE INDEX model_alias_events_by_alias ON model_alias_events(name, alias, id);
+
+CREATE TABLE alerts (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id   TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    time     REAL NOT NULL,
+    step     INTEGER,
+    level    TEXT NOT NULL,          -- info | warning | error
+    kind     TEXT NOT NULL,          -- user, or the detector: nonfinite, spike, divergence, ...
+    key      TEXT,                   -- the metric it is about, when there is one
+    title    TEXT NOT NULL,
+    text     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX alerts_by_run ON alerts(run_id, id);
+"""
+
 
 def _execute_all(conn: sqlite3.Connection, script: str) -> None:
     """Run a script statement by statement (``executescript`` would COMMIT first)."""
@@ -169,6 +238,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: lambda conn: _execute_all(conn, _V1),
     2: lambda conn: _execute_all(conn, _V2),
     3: lambda conn: _execute_all(conn, _V3),
+    4: lambda conn: _execute_all(conn, _V4),
 }
 
 
