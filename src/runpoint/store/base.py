@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
+from .model_records import AliasEvent, AliasRecord, ModelRecord, ModelVersionRecord
 from .records import (
+    AlertRecord,
     CheckpointRecord,
     Condition,
     ConditionScope,
@@ -33,6 +35,10 @@ from .records import (
 )
 
 __all__ = [
+    "AlertRecord",
+    "AlertStore",
+    "AliasEvent",
+    "AliasRecord",
     "CheckpointRecord",
     "CheckpointRegistry",
     "Condition",
@@ -43,6 +49,9 @@ __all__ = [
     "MediaStore",
     "MetricSeries",
     "MetricStats",
+    "ModelRecord",
+    "ModelRegistry",
+    "ModelVersionRecord",
     "Operator",
     "RankRecord",
     "RunQuery",
@@ -184,3 +193,27 @@ class CheckpointRegistry(Protocol):
 
     def list_checkpoints(self, run_id: str, *, include_deleted: bool = False) -> list[CheckpointRecord]:
         """A run's checkpoints by step; those removed by retention only when asked."""
+
+
+@runtime_checkable
+class ModelRegistry(Protocol):
+    """Registered models: versions pointing at checkpoints, with lineage, and aliases that move.
+
+    The concern of ``runpoint models`` and ``rp.register_model``; the records are in
+    :mod:`runpoint.store.model_records`. Only the methods every caller relies on are
+    listed here; a backend implements the whole registry.
+    """
+
+    def versions_of_run(self, run_id: str) -> list[ModelVersionRecord]:
+        """The versions (not deleted) registered from ``run_id``'s checkpoints: they protect those checkpoints."""
+
+
+@runtime_checkable
+class AlertStore(Protocol):
+    """The read side of a run's alerts; they are written through :meth:`Store.write` (``WriteBatch.alerts``)."""
+
+    def read_alerts(self, run_id: str, *, after_id: int = 0, limit: int | None = None) -> list[AlertRecord]:
+        """The run's alerts with ``id > after_id``, oldest first."""
+
+    def alert_counts(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """For each run that has alerts: level -> how many."""

@@ -223,6 +223,27 @@ class MediaKey:
     last_step: int
 
 
+AlertLevel = Literal["info", "warning", "error"]
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """One alert of a run: a detector's finding (``kind`` names it) or ``run.alert`` (kind ``user``).
+
+    ``id`` is given by the store (0 before); ``key`` is the metric it is about, if any.
+    """
+
+    run_id: str
+    time: float
+    level: AlertLevel
+    kind: str
+    title: str
+    text: str = ""
+    step: int | None = None
+    key: str | None = None
+    id: int = 0
+
+
 @dataclass
 class WriteBatch:
     """Everything one flush of a run's writer sends to the store, applied atomically.
@@ -246,10 +267,12 @@ class WriteBatch:
     media: list[MediaRecord] = field(default_factory=list)
     sequence: int | None = None
     rank: int | None = None
+    alerts: list[AlertRecord] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (
             self.metrics or self.params or self.tags or self.summary or self.summary_deleted or self.media
+            or self.alerts
         ) and self.heartbeat_at is None
 
 

@@ -17,7 +17,7 @@ from typing import Callable
 from .._util.uri import without_credentials
 from ..artifacts.paths import DB_NAME
 from ..errors import StoreError
-from .base import CheckpointRegistry, Store
+from .base import CheckpointRegistry, ModelRegistry, Store
 
 _BACKENDS: dict[str, Callable[[str, bool], Store]] = {}
 
@@ -89,3 +89,25 @@ def checkpoint_registry(store: Store) -> CheckpointRegistry | None:
 
         return SQLiteCheckpointRegistry(store)
     return None
+
+
+def model_registry(store: Store) -> ModelRegistry | None:
+    """The model registry that goes with ``store``, or None if its backend has none."""
+    if isinstance(store, ModelRegistry):
+        return store
+    from .sqlite.store import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        from .sqlite.models import SQLiteModelRegistry
+
+        return SQLiteModelRegistry(store)
+    return None
+
+
+def registered_steps(store: Store, run_id: str) -> set[int]:
+    """The steps of ``run_id``'s checkpoints that a registered model version names: never delete them."""
+    registry = model_registry(store)
+    if registry is None:
+        return set()
+    return {version.step for version in registry.versions_of_run(run_id)
+            if version.step is not None and version.deleted_at is None}
