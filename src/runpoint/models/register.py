@@ -16,6 +16,7 @@ from ..checkpoint.pinned import PinnedCheckpoint, pinned
 from ..errors import CheckpointNotFoundError, InvalidArgumentError, RunNotFoundError
 from ..query import open_root, resolve_run, run_dir
 from ..store import ModelVersionRecord, RunRecord, Store, checkpoint_registry
+from .fetch import local_checkpoint
 from .refs import parse_source
 from .resolve import registry_of
 
@@ -73,10 +74,11 @@ def register_model(
     store = source.store if _is_run(source) and root is None else open_root(root)
     registry = registry_of(store)
     run, location = _source(store, source, step)
-    with pinned(location) as checkpoint:
+    with local_checkpoint(store, location) as local, pinned(local) as checkpoint:
         lineage = _lineage(store, run, checkpoint, metric)
+        recorded = _recorded_path(store, run, location if "://" in store.location else checkpoint.location)
         record = ModelVersionRecord(
-            name=name, version=0, checkpoint=_recorded_path(store, run, checkpoint.location), registered_at=0.0,
+            name=name, version=0, checkpoint=recorded, registered_at=0.0,
             run_id=run.id if run is not None else None, step=checkpoint.step, manifest_hash=checkpoint.digest,
             lineage=lineage, description=description, tags=tuple(tags), registered_by=current_user(),
         )
@@ -142,6 +144,8 @@ def _run_of_path(store: Store, location: str) -> RunRecord | None:
 
 def _recorded_path(store: Store, run: RunRecord | None, location: str) -> str:
     """The path to record: relative to the run's directory when inside it (a root can move), else as it is."""
+    if run is not None and location.startswith(f"{store.location}/{run.dir}/"):  # on the team server
+        return location[len(f"{store.location}/{run.dir}/"):]
     if run is None or "://" in location or "://" in store.location:
         return location
     try:
