@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
 
 from ..store.model_records import ModelRecord, to_wire
 from ..store.registry import model_registry
@@ -73,3 +74,29 @@ def run_models(ctx: Ctx, request: Request, run_id: str) -> StrictJSONResponse:
     registry = model_registry(ctx.store)
     versions = registry.versions_of_run(run_id) if registry is not None else []
     return StrictJSONResponse({"versions": [to_wire(v) for v in versions]})
+
+
+class RegisterBody(BaseModel):
+    """What the Checkpoints tab's Register form sends."""
+
+    name: str = Field(description="The model: letters, digits, '.', '_', '-'; created on its first version.")
+    alias: str | None = Field(None, description="Also point this alias (champion, staging...) at the new version.")
+    description: str = ""
+    tags: list[str] = []
+
+
+@router.post("/runs/{run_id}/checkpoints/{step}/register", response_model=None,
+             summary="Register a run's checkpoint as the next version of a model")
+def register(ctx: Ctx, request: Request, run_id: str, step: int, body: RegisterBody) -> StrictJSONResponse:
+    """Checks the checkpoint (every file's hash) and records its lineage, as ``rp.register_model`` does."""
+    from ..models import register_model
+
+    run = ctx.store.get_run(run_id)
+    authorize(request, "write", run.project)
+    if ctx.object_store is not None:
+        # the checkpoint's files are in the object store, which register_model reads through a client
+        raise HTTPException(501, "register this checkpoint from a client: "
+                                 f"runpoint models register {body.name} {run_id}:step={step} --root <this server's URL>")
+    version = register_model(body.name, run_id, step=step, alias=body.alias or None, description=body.description,
+                             tags=body.tags, root=ctx.root)
+    return StrictJSONResponse({**to_wire(version), "alias": body.alias or None})

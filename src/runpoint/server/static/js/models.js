@@ -81,11 +81,15 @@ async function renderModel(page, name) {
 }
 
 // The Checkpoints tab's "Register" control: a name (existing models offered), an optional alias and description.
+let info = null; // /api/info, once: whether this server registers checkpoints itself
+
 export function registerControl(runId, checkpoint, registered, onDone) {
   const box = h("span", { class: "register" });
+  info ||= get("/api/info").catch(() => ({}));
   const tagsOf = (list) => list.map((v) => h("a", { class: "tag alias", href: `#/models/${encodeURIComponent(v.name)}`, title: "registered model version" }, `${v.name}:${v.version}`));
   const button = h("button", { class: "small", disabled: checkpoint.state !== "present", onclick: () => openForm() }, "Register");
-  box.append(...tagsOf(registered), button);
+  box.append(...tagsOf(registered));
+  info.then((i) => { if (i.registers_models !== false) box.append(button); });
 
   async function openForm() {
     button.disabled = true;
