@@ -200,3 +200,25 @@ def test_the_demo_is_launched_watched_live_and_stopped(page, server, made) -> No
     while page.locator("#launches-table button.stop").count() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert page.locator("#launches-table button.stop").count() == 0
+
+
+def test_a_checkpoint_is_registered_from_its_tab_and_shown_on_the_models_page(page, server, made) -> None:  # noqa: ANN001
+    _, ids = made
+    page.goto(f"{server.url}#/run/{ids['cnn-0']}/checkpoints")
+    row = page.locator("#checkpoints-table tbody tr").first
+    row.get_by_role("button", name="Register").click()
+    row.get_by_label("model name").fill("cnn-classifier")
+    row.get_by_label("alias").fill("champion")
+    row.locator(".register-form").get_by_role("button", name="Register").click()
+    page.locator("#checkpoints-table a.tag.alias", has_text="cnn-classifier:1").wait_for()
+
+    page.click("[data-nav='models']")
+    model_row = page.locator("#models-table tr[data-model='cnn-classifier']")
+    assert "champion → v1" in model_row.inner_text()
+    model_row.get_by_role("link", name="cnn-classifier").click()
+    version = page.locator("#model-versions section[data-version='1']")
+    assert "champion" in version.inner_text() and "val/acc = 0.6" in version.inner_text()
+    assert "moved" in page.locator("#alias-history").inner_text()
+    screenshot(page, "models")
+    version.get_by_role("link", name=re.compile(ids["cnn-0"])).click()
+    page.wait_for_url(re.compile(f"#/run/{ids['cnn-0']}/checkpoints"))

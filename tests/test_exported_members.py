@@ -4,6 +4,7 @@ import runpoint
 def test_all_is_sorted_and_complete() -> None:
     assert runpoint.__all__ == sorted(runpoint.__all__)
     assert runpoint.__all__ == [
+        "AliasConflictError",
         "ArchiveError",
         "CheckpointCorruptError",
         "CheckpointError",
@@ -15,6 +16,8 @@ def test_all_is_sorted_and_complete() -> None:
         "InvalidArgumentError",
         "InvalidValueError",
         "MissingDependencyError",
+        "ModelNotFoundError",
+        "ModelVersion",
         "ProjectConfig",
         "Run",
         "RunExistsError",
@@ -28,6 +31,9 @@ def test_all_is_sorted_and_complete() -> None:
         "init",
         "load_checkpoint",
         "load_config",
+        "load_model",
+        "model_version",
+        "register_model",
     ]
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from ._util.lazy import lazy_attributes
 from ._version import __version__
 from .errors import (
+    AliasConflictError,
     ArchiveError,
     CheckpointCorruptError,
     CheckpointError,
@@ -28,6 +29,7 @@ from .errors import (
     InvalidArgumentError,
     InvalidValueError,
     MissingDependencyError,
+    ModelNotFoundError,
     RunExistsError,
     RunNotFoundError,
     RunpointError,
@@ -48,12 +50,17 @@ _LAZY = {
     "Image": ".media.types",
     "Table": ".media.types",
     "Text": ".media.types",
+    "register_model": ".models.register",
+    "load_model": ".models.load",
+    "model_version": ".models.load",
+    "ModelVersion": ".models",
 }
 
 # subpackages reachable as attributes without importing them first (rp.config.from_argv)
 _SUBPACKAGES = {"config"}
 
 __all__ = [
+    "AliasConflictError",
     "ArchiveError",
     "CheckpointCorruptError",
     "CheckpointError",
@@ -65,6 +72,8 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidValueError",
     "MissingDependencyError",
+    "ModelNotFoundError",
+    "ModelVersion",
     "ProjectConfig",
     "Run",
     "RunExistsError",
@@ -78,6 +87,9 @@ __all__ = [
     "init",
     "load_checkpoint",
     "load_config",
+    "load_model",
+    "model_version",
+    "register_model",
 ]
 
 
@@ -91,6 +103,9 @@ if TYPE_CHECKING:
     from .config.load import load_config
     from .config.schema import ProjectConfig
     from .media.types import Histogram, Image, Table, Text
+    from .models import ModelVersion
+    from .models.load import load_model, model_version
+    from .models.register import register_model
     from .run.run import Run
     from .run.start import init
     from .store.base import RunStatus

@@ -14,6 +14,8 @@ for code that does not know runpoint::
     ├── AccessDeniedError            (PermissionError)   .status, .location
     ├── RunExistsError               (FileExistsError)   .run_id, .path
     ├── RunNotFoundError             (LookupError)       .ref, .root
+    ├── ModelNotFoundError           (LookupError)       .name
+    ├── AliasConflictError                               .name, .alias, .expected, .current, .attempted
     ├── InvalidValueError            (TypeError)         .key, .value_type
     │   └── InvalidKeyError          (a key, not a value, is wrong)
     ├── InvalidArgumentError         (ValueError)        .argument
@@ -161,6 +163,38 @@ class RunNotFoundError(RunpointError, LookupError):
 
     def __str__(self) -> str:  # LookupError would otherwise quote the message like a KeyError
         return str(self.args[0])
+
+
+class ModelNotFoundError(RunpointError, LookupError):
+    """No registered model, version or alias matches a reference; the message names what exists."""
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        self.name = name
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class AliasConflictError(RunpointError):
+    """A compare-and-set move of an alias found it naming another version than ``expected``.
+
+    ``current`` is what the alias names (None: nothing); the losing attempt (to
+    ``attempted``; None: a removal) is in the alias's history as a ``conflict``.
+    """
+
+    def __init__(self, name: str, alias: str, expected: int | None, current: int | None,
+                 attempted: int | None) -> None:
+        self.name, self.alias = name, alias
+        self.expected, self.current, self.attempted = expected, current, attempted
+        believed = f"version {expected}" if expected else "nothing"
+        now = f"version {current}" if current is not None else "nothing"
+        what = f"move it to version {attempted}" if attempted is not None else "remove it"
+        super().__init__(
+            f"alias {alias!r} of model {name!r} names {now}, not {believed}: someone moved it first; "
+            f"the attempt to {what} was not applied (recorded as a conflict). Look at it again "
+            f"(runpoint models show {name}) and retry with --expect {current or 0}"
+        )
 
 
 class InvalidValueError(RunpointError, TypeError):

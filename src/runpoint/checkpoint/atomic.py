@@ -216,17 +216,23 @@ def reading(storage: Artifacts, name: str) -> Iterator[bool]:
                 del _reading[key]
 
 
-def remove(storage: Artifacts, name: str, remove_files: Callable[[Artifacts, str], None] | None = None) -> bool:
+def remove(storage: Artifacts, name: str, remove_files: Callable[[Artifacts, str], None] | None = None,
+           *, keep: Callable[[], bool] | None = None) -> bool:
     """Delete a committed checkpoint unless someone is reading it; True if it went.
 
     ``remove_files(storage, directory)`` deletes the files once the checkpoint is out of
-    sight (the IO's ``remove``); by default the whole directory goes.
+    sight (the IO's ``remove``); by default the whole directory goes. ``keep()`` is asked
+    once the checkpoint is locked for deletion (no reader holds it): True keeps it. A
+    model registration holds its checkpoint as a reader while it records the version, so
+    ``keep`` asking the registry then sees every version recorded before the lock.
     """
     remove_files = remove_files or (lambda where, directory: where.remove_tree(directory))
     with _reading_lock:
         if _reading[(storage.root, name)]:
             return False
     if not storage.is_local:
+        if keep is not None and keep():
+            return False
         storage.remove_file(name, MANIFEST_NAME)  # uncommitted first: never half a checkpoint
         remove_files(storage, name)
         return True
@@ -242,6 +248,8 @@ def remove(storage: Artifacts, name: str, remove_files: Callable[[Artifacts, str
                 return False  # another process is reading it; retention tries again later
             except OSError:
                 pass  # a file system without flock
+        if keep is not None and keep():
+            return False
         doomed = f"{DELETING}{name}-{_owner_tag()}"
         try:
             storage.rename(name, doomed)

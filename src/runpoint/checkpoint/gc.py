@@ -1,8 +1,8 @@
 """Applying a retention policy on demand, outside a training run (``runpoint ckpt gc``).
 
 The same rules as the manager's retention after each save: the policy decides, the
-latest and the best checkpoint are always kept, a checkpoint another process is reading
-is skipped, and the leftovers of interrupted saves are removed.
+latest and the best checkpoint and those of registered model versions are always kept,
+a checkpoint another process is reading is skipped, and the leftovers of interrupted saves are removed.
 
 Example::
 
@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 from ..artifacts.manifest import CheckpointInfo
 from ..artifacts.storage import open_artifacts
 from . import atomic
+from ._retention import still_registered
 from .directory import CheckpointDirectory
 from .policy import Mode, RetentionPolicy
 
@@ -43,8 +44,12 @@ def apply_retention(
     storage_options: Mapping[str, Any] | None = None,
     on_deleted: Callable[[CheckpointInfo], None] | None = None,
     only: Iterable[CheckpointInfo] | None = None,
+    registered: Callable[[], set[int]] | None = None,
 ) -> RetentionResult:
     """Delete the checkpoints of ``path`` that ``policy`` does not keep (all unless ``dry_run``).
+
+    ``registered()`` names the steps that registered model versions use: always kept (it
+    is asked again as each checkpoint is locked for deletion; an error keeps them all).
 
     ``only`` limits the deletion to these checkpoints (those of a dry run a person
     confirmed): the plan is made again, and a checkpoint it would delete that ``only`` does
@@ -57,6 +62,7 @@ def apply_retention(
     for protected in (directory.latest(), directory.best(monitor, mode)):
         if protected is not None:
             keep.add(protected.step)
+    keep |= registered() if registered is not None else set()
     result = RetentionResult()
     confirmed = None if only is None else {(info.step, info.sequence) for info in only}
     for info in checkpoints:
@@ -71,7 +77,8 @@ def apply_retention(
         return result
     result.leftovers = atomic.cleanup_leftovers(storage)
     for info in sorted(result.to_delete, key=lambda c: c.sequence):
-        if atomic.remove(storage, info.name):
+        if atomic.remove(storage, info.name,
+                         keep=None if registered is None else still_registered(registered, info.step)):
             result.deleted.append(info)
             if on_deleted is not None:
                 on_deleted(info)

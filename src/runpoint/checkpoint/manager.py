@@ -28,7 +28,7 @@ from ._commit import write_checkpoint
 from ._fallback import first_intact, rewind_resumed_run
 from ._registration import RegistrySync
 from ._restore import load_into
-from ._retention import apply_retention
+from ._retention import apply_retention, registered_of
 from ._sharded_restore import restore_sharded, verifier
 from ._sharded_saves import ShardedSaves
 from .directory import CheckpointDirectory
@@ -244,10 +244,11 @@ class CheckpointManager:
         self._apply_retention()
 
     def _apply_retention(self) -> builtins.list[int]:
-        """Delete what the policy does not keep; never the latest, the best, or one being read."""
+        """Delete what the policy does not keep; never the latest, the best, a registered model's, or one being read."""
         with self._lock:
             protected = [info.step for info in (self.latest, self.best) if info is not None]
-            return apply_retention(self._storage, self._dir, self.retention, protected, self.io, self._registry)
+            return apply_retention(self._storage, self._dir, self.retention, protected, self.io, self._registry,
+                                   registered_of(self.run))
 
     # -- restoring -------------------------------------------------------------------
 

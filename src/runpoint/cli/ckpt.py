@@ -247,7 +247,7 @@ def gc(
     force: Annotated[bool, typer.Option("--force", help="Also prune a run that is still running.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete checkpoints a retention policy does not keep (never the latest or the best)."""
+    """Delete checkpoints a retention policy does not keep (never the latest, the best or a registered model's)."""
     from ..checkpoint.gc import apply_retention
 
     policy = _retention_policy(keep_last, keep_best, monitor, mode, keep_every)
@@ -256,7 +256,9 @@ def gc(
     where.refuse_deleting_outside()
     if where.run is not None and not force:
         _refuse_running(where.store, where.run)
-    plan = apply_retention(where.location, policy, monitor=monitor, mode=mode, dry_run=True)  # type: ignore[arg-type]
+    registered = _registered(where, root)
+    plan = apply_retention(where.location, policy, monitor=monitor, mode=mode, dry_run=True,  # type: ignore[arg-type]
+                           registered=registered)
     if as_json and dry_run:
         print_json({"keep": [c.step for c in plan.kept], "delete": [c.step for c in plan.to_delete]})
         return
@@ -273,13 +275,28 @@ def gc(
         raise fail("nothing deleted")
     # the plan again, as the checkpoints may have changed while we asked: only what was shown goes
     result = apply_retention(where.location, policy, monitor=monitor, mode=mode,  # type: ignore[arg-type]
-                             on_deleted=_deletion_recorder(where), only=plan.to_delete)
+                             on_deleted=_deletion_recorder(where), only=plan.to_delete, registered=registered)
     if as_json:
         print_json({"deleted": [c.step for c in result.deleted], "skipped": [c.step for c in result.skipped],
                     "kept": [c.step for c in result.kept], "leftovers": result.leftovers,
                     "unconfirmed": [c.step for c in result.unconfirmed]})
         return
     _print_gc_result(result, listed=len(plan.to_delete))
+
+
+def _registered(where: _Target, root: Path | None) -> Callable[[], set[int]] | None:
+    """What asks which steps registered model versions use: by the run, else by the directory in the root's registry."""
+    from ..store import registered_steps
+
+    if where.run is not None:
+        return lambda: registered_steps(where.store, where.run.id)
+    try:
+        store = query.open_root(root)
+    except Exception:  # noqa: BLE001 - a directory outside any root: no registry names it
+        return None
+    from ..models.runs import registered_steps_in
+
+    return lambda: registered_steps_in(store, where.location)
 
 
 def _retention_policy(keep_last: int | None, keep_best: int | None, monitor: str | None, mode: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .._version import __version__
-from . import ckpt, config, demo, diagnostics, runs, server, sync, transfer, ui
+from . import ckpt, config, demo, diagnostics, models, runs, server, sync, transfer, ui
 
 app = typer.Typer(
     name="runpoint",
@@ -37,6 +37,7 @@ diagnostics.register(app)
 transfer.register(app)
 config.register(app)
 ckpt.register(app)
+models.register_commands(app)
 sync.register(app)
 server.register(app)
 

@@ -258,9 +258,10 @@ def rm(
     run_refs: Annotated[list[str], typer.Argument(help="Runs to delete.", show_default=False)],
     root: RootOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Also delete runs that are still running.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Also delete runs that are still running, and (with --yes) "
+                                        "runs that registered model versions come from, with those versions.")] = False,
 ) -> None:
-    """Delete runs: their records, metrics and directories."""
+    """Delete runs: their records, metrics and directories (asking first about registered model versions)."""
     store = _open(root)
     runs = list({run.id: run for run in (query.resolve_run(store, ref) for ref in run_refs)}.values())  # once each
     live = [run for run in runs if run.status is RunStatus.RUNNING and run_is_dead(store, run) is None]
@@ -273,19 +274,39 @@ def rm(
             directories[run.id] = query.run_dir(store, run)
         except StoreError:
             raise fail(f"refusing to delete {(root_dir / run.dir).resolve()}: it is outside the root {root_dir}") from None
+    held = _registered_versions(store, runs)
     for run in runs:
         console.print(f"  {run.id}  {escape(run.name)}  ({run.project}, {run.status.value})")
+    for run_id, versions in held.items():
+        console.print(f"run {run_id} has registered model versions {versions}; deleting it deletes their checkpoints, "
+                      "so those versions (and their aliases) are deleted with it", markup=False)
+    if held and yes and not force:
+        raise fail(f"run {next(iter(held))} has registered model versions {next(iter(held.values()))}; nothing "
+                   "deleted (pass --force with --yes to delete them with the run, or leave out --yes to be asked)")
     if not yes:
-        if not typer.confirm(f"Delete {len(runs)} run(s) and their files?", default=False):
+        question = f"Delete {len(runs)} run(s) and their files" + (" and those model versions?" if held else "?")
+        if not typer.confirm(question, default=False):
             raise fail("nothing deleted")
     left: list[str] = []
     for run in runs:
+        if run.id in held:  # the versions first: an alias never names a checkpoint that is gone
+            from ..models.runs import delete_run_versions
+
+            delete_run_versions(store, run.id)
         store.delete_run(run.id)
         if directories[run.id].exists():
             shutil.rmtree(directories[run.id], onerror=lambda _f, path, exc: left.append(f"{path}: {exc[1]}"))
     err_console.print(f"deleted {len(runs)} run(s)")
     if left:
         raise fail("some files could not be deleted: " + "; ".join(left[:3]) + (" ..." if len(left) > 3 else ""))
+
+
+def _registered_versions(store: Any, runs: list[Any]) -> dict[str, str]:
+    """run id -> ``m:1 (champion), m:2`` for the runs that registered model versions come from."""
+    from ..models.runs import run_versions_text
+
+    texts = {run.id: run_versions_text(store, run.id) for run in runs}
+    return {run_id: text for run_id, text in texts.items() if text}
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""``HttpStore``: the Store, MediaStore and CheckpointRegistry of a runpoint server, over its store API.
+"""``HttpStore``: the Store, MediaStore, CheckpointRegistry and ModelRegistry of a runpoint server, over its store API.
 
 ``open_store("https://runpoint.example.com")`` returns one; it behaves as the local stores
 do (the same contract test runs over it), so everything that takes a store (queries, the
@@ -52,6 +52,7 @@ from ..store.wire import (
     stats_from_wire,
 )
 from .http import HttpSession
+from .models import HttpModelRegistry
 
 _KEYS_PER_REQUEST = 100  # metric_stats of many keys: several requests, so that URLs stay short
 
@@ -64,7 +65,7 @@ def _query_to_wire(query: RunQuery) -> dict[str, Any]:
     return out
 
 
-class HttpStore:
+class HttpStore(HttpModelRegistry):
     """A store served by ``runpoint server`` at ``url`` (token: the argument, else ``$RUNPOINT_TOKEN``)."""
 
     def __init__(self, url: str, *, token: str | None = None, session: HttpSession | None = None) -> None:

@@ -58,6 +58,7 @@ def info(ctx: Ctx) -> StrictJSONResponse:
         "projects": ctx.reader.projects(),
         "runs": ctx.store.count_runs(),
         "entry_points": sorted(ctx.launcher.entry_points),
+        "registers_models": ctx.object_store is None,  # the team server's checkpoints are registered from clients
     })
 
 

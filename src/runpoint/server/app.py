@@ -26,14 +26,16 @@ from .. import query
 from .._version import __version__
 from ..artifacts.paths import ROOT_ENV, resolve_root
 from ..errors import (
+    AliasConflictError,
     ConfigError,
     InvalidArgumentError,
+    ModelNotFoundError,
     RunNotFoundError,
     RunpointError,
     StoreError,
 )
 from ..store.bulk import bulk_reader
-from . import api, api_files, api_launch
+from . import api, api_files, api_launch, api_models
 from .api_docs import docs_html
 from .context import Dashboard, StrictJSONResponse
 from .entry_points import EntryPoint, demo_entry_point
@@ -74,7 +76,7 @@ def create_app(
     app.state.dashboard = Dashboard(
         root=root_path, store=store, reader=bulk_reader(store), launcher=Launcher(root_path, entries)
     )
-    for router in (api.router, api_files.router, api_launch.router):
+    for router in (api.router, api_files.router, api_launch.router, api_models.router):
         app.include_router(router)
     _add_error_handlers(app)
 
@@ -99,6 +101,14 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RunNotFoundError)
     async def not_found(request: Request, exc: RunNotFoundError) -> JSONResponse:
         return _error(404, str(exc))
+
+    @app.exception_handler(ModelNotFoundError)
+    async def no_model(request: Request, exc: ModelNotFoundError) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(AliasConflictError)
+    async def alias_conflict(request: Request, exc: AliasConflictError) -> JSONResponse:
+        return _error(409, str(exc))
 
     @app.exception_handler(ConfigError)
     async def bad_config(request: Request, exc: ConfigError) -> JSONResponse:

@@ -17,7 +17,8 @@ stream (one a second per run), and the run's creation and status changes are.
     POST   /api/store/runs/{id}/checkpoints/{step}/deleted   mark_checkpoint_deleted
     PUT    /api/store/runs/{id}/checkpoints/best        set_best_checkpoint {step | null}
 
-The reads are in :mod:`runpoint.server.store_api_reads`; :func:`add_store_api` mounts both.
+The reads are in :mod:`runpoint.server.store_api_reads`, the model registry in
+:mod:`runpoint.server.store_api_registry`; :func:`add_store_api` mounts all three.
 
 Example::
 
@@ -277,12 +278,13 @@ def set_best_checkpoint(request: Request, run_id: str, body: BestIn) -> Response
 
 def add_store_api(app: FastAPI, store: Store) -> StoreService:
     """Serve ``store`` under ``/api/store`` from ``app``: the routes of this module and of the reads."""
-    from . import store_api_reads
+    from . import store_api_reads, store_api_registry
 
     store_service = StoreService(store)
     app.state.store_service = store_service
     app.include_router(router)
     app.include_router(store_api_reads.router)
+    app.include_router(store_api_registry.router)
     _document_batch_schema(app)
     return store_service
 

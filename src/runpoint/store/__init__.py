@@ -1,6 +1,7 @@
 """Where runs are indexed: the :class:`Store` protocol and its backends."""
 
-from .base import CheckpointRegistry, MediaStore, Store
+from .base import CheckpointRegistry, MediaStore, ModelRegistry, Store
+from .model_records import AliasEvent, AliasRecord, ModelRecord, ModelVersionRecord
 from .records import (
     CheckpointRecord,
     Condition,
@@ -14,9 +15,17 @@ from .records import (
     RunStatus,
     WriteBatch,
 )
-from .registry import checkpoint_registry, open_store, register_backend
+from .registry import (
+    checkpoint_registry,
+    model_registry,
+    open_store,
+    register_backend,
+    registered_steps,
+)
 
 __all__ = [
+    "AliasEvent",
+    "AliasRecord",
     "CheckpointRecord",
     "CheckpointRegistry",
     "Condition",
@@ -25,6 +34,9 @@ __all__ = [
     "MediaStore",
     "MetricSeries",
     "MetricStats",
+    "ModelRecord",
+    "ModelRegistry",
+    "ModelVersionRecord",
     "RankRecord",
     "RunQuery",
     "RunRecord",
@@ -32,6 +44,8 @@ __all__ = [
     "Store",
     "WriteBatch",
     "checkpoint_registry",
+    "model_registry",
     "open_store",
     "register_backend",
+    "registered_steps",
 ]

@@ -199,10 +199,63 @@ class CheckpointRegistry(Protocol):
 class ModelRegistry(Protocol):
     """Registered models: versions pointing at checkpoints, with lineage, and aliases that move.
 
-    The concern of ``runpoint models`` and ``rp.register_model``; the records are in
-    :mod:`runpoint.store.model_records`. Only the methods every caller relies on are
-    listed here; a backend implements the whole registry.
+    The concern of ``runpoint models`` and ``rp.register_model`` (:mod:`runpoint.models`,
+    which checks the checkpoint and builds the lineage); the records are in
+    :mod:`runpoint.store.model_records`. Implemented by the SQLite registry
+    (:func:`runpoint.store.model_registry`), :class:`~runpoint.store.postgres.PostgresStore`
+    and :class:`~runpoint.remote.HttpStore`. Names and aliases are checked by every backend
+    (:func:`~runpoint.store.model_records.check_model_name`); unknown models, versions and
+    aliases raise :class:`~runpoint.errors.ModelNotFoundError` naming what exists.
+
+    Example::
+
+        registry = model_registry(store)
+        v = registry.register_version(ModelVersionRecord("digits", 0, "checkpoints/step-000400", 0.0,
+                                                         run_id=run.id, step=400), project="vision")
+        registry.move_alias("digits", "champion", v.version, expected=0, by="ana")  # 0: "it names nothing yet"
     """
+
+    def register_version(self, version: ModelVersionRecord, *, project: str) -> ModelVersionRecord:
+        """Add a version of ``version.name`` (created in ``project`` if new), numbered 1, 2, ... atomically.
+
+        The given ``version`` and ``registered_at`` are ignored: the registry numbers and
+        stamps it. InvalidArgumentError when the model exists in another project.
+        """
+
+    def get_model(self, name: str) -> ModelRecord:
+        """The model called ``name``; ModelNotFoundError naming the models there are."""
+
+    def list_models(self, project: str | None = None) -> list[ModelRecord]:
+        """The models (of ``project``, else all), by name."""
+
+    def get_version(self, name: str, version: int, *, include_deleted: bool = False) -> ModelVersionRecord:
+        """One version; ModelNotFoundError (naming the versions there are) when it is missing or deleted."""
+
+    def list_versions(self, name: str, *, include_deleted: bool = False) -> list[ModelVersionRecord]:
+        """The model's versions, oldest first; ModelNotFoundError for an unknown model."""
+
+    def update_version(self, name: str, version: int, *, description: str | None = None,
+                       tags: Sequence[str] | None = None) -> ModelVersionRecord:
+        """Replace the description and/or tags (None: unchanged) of a live version; the updated record."""
+
+    def delete_version(self, name: str, version: int, *, by: str | None = None) -> ModelVersionRecord:
+        """Soft-delete a version (its number is never reused); aliases naming it are removed (as events)."""
+
+    def list_aliases(self, name: str) -> list[AliasRecord]:
+        """Where the model's aliases point now, by alias."""
+
+    def move_alias(self, name: str, alias: str, version: int | None, *, expected: int | None = None,
+                   by: str | None = None) -> AliasEvent:
+        """Point ``alias`` at ``version`` (None: remove it), atomically; the event recorded.
+
+        With ``expected`` it is a compare-and-set: applied only if the alias names version
+        ``expected`` now (``0``: names nothing); otherwise the attempt is recorded as a
+        ``conflict`` event and AliasConflictError is raised. ModelNotFoundError for an
+        unknown model or version, or when removing an alias that does not exist.
+        """
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
+        """Every move, removal and conflict of the model's aliases (or of one), oldest first."""
 
     def versions_of_run(self, run_id: str) -> list[ModelVersionRecord]:
         """The versions (not deleted) registered from ``run_id``'s checkpoints: they protect those checkpoints."""

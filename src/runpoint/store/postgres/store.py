@@ -5,8 +5,9 @@ table and statement for statement (see :mod:`.schema` for the schema and why it 
 versioned SQL over psycopg 3): a write is one transaction, a batch with a sequence is
 applied once per run, status changes are compare-and-set in one statement, metric points
 are packed chunks (``bytea``) with per-chunk stats. It is its own
-:class:`~runpoint.store.base.CheckpointRegistry` and
-:class:`~runpoint.store.base.MediaStore`. Connections are per thread and never cross a
+:class:`~runpoint.store.base.CheckpointRegistry`,
+:class:`~runpoint.store.base.MediaStore` and :class:`~runpoint.store.base.ModelRegistry`
+(:mod:`.models`). Connections are per thread and never cross a
 fork (:mod:`._connections`); the SQL lives in the private modules beside this one.
 
 Example::
@@ -39,10 +40,11 @@ from ..base import (
 from ..encoding import to_json
 from . import _metrics, _ranks, _reads, _runs, _write, checkpoints, media
 from ._connections import PostgresConnections
+from .models import PostgresModelRegistry
 from .schema import ensure_schema
 
 
-class PostgresStore(PostgresConnections):
+class PostgresStore(PostgresConnections, PostgresModelRegistry):
     """A :class:`~runpoint.store.base.Store` over one PostgreSQL database (its ``search_path`` schema).
 
     ``dsn`` is a libpq URI or connection string; the schema is created or migrated on open.

@@ -1,4 +1,4 @@
-// The dashboard's router: #/runs, #/run/<id>[/<tab>], #/compare?runs=a,b, #/launch.
+// The dashboard's router: #/runs, #/run/<id>[/<tab>], #/compare?runs=a,b, #/models[/<name>], #/launch.
 
 import { get } from "./api.js";
 import { h, clear } from "./dom.js";
@@ -6,6 +6,7 @@ import { renderRuns } from "./runs.js";
 import { renderRun } from "./run.js";
 import { renderCompare } from "./compare.js";
 import { renderLaunch } from "./launch.js";
+import { renderModels } from "./models.js";
 
 const page = document.getElementById("page");
 let cleanup = null;
@@ -35,6 +36,7 @@ async function route() {
     else if (name === "run" && parts[1]) stop = await renderRun(view, parts[1], parts[2] || "charts");
     else if (name === "compare") stop = await renderCompare(view, query);
     else if (name === "launch") stop = await renderLaunch(view);
+    else if (name === "models") stop = await renderModels(view, parts[1]);
     else view.append(h("div", { class: "empty" }, "No such page. ", h("a", { href: "#/runs" }, "Back to runs")));
   } catch (error) {
     clear(view).append(h("div", { class: "empty" }, h("strong", {}, "Could not load this page: "), error.message));

@@ -4,6 +4,7 @@
 import { get, post } from "./api.js";
 import { h, append, clear, badge, tags, fmtAge, fmtBytes, fmtDuration, fmtNum, fmtTime, num, toast, lowerIsBetter, directionless, PALETTE } from "./dom.js";
 import { MetricChart, chartToolbar } from "./chart.js";
+import { registerControl } from "./models.js";
 
 const TABS = ["charts", "overview", "config", "console", "checkpoints", "media"];
 const chartOptions = { axis: "step", smoothing: 0, log: false, filter: "" };
@@ -203,7 +204,8 @@ export async function renderRun(page, ref, initialTab) {
   }
 
   async function renderCheckpoints() {
-    const data = await get(`/api/runs/${runId}/checkpoints`);
+    const [data, registered] = await Promise.all([get(`/api/runs/${runId}/checkpoints`),
+      get(`/api/runs/${runId}/models`).then((r) => r.versions).catch(() => [])]);
     counts.checkpoints = data.checkpoints.length;
     renderTabs();
     if (!data.checkpoints.length) { body.append(h("div", { class: "empty" }, "No checkpoints recorded for this run.")); return; }
@@ -214,7 +216,7 @@ export async function renderRun(page, ref, initialTab) {
         h("span", { class: "muted" }, `latest: ${data.latest || "–"} · best: ${data.best || "–"} · ${fmtBytes(total)} on disk`)),
       h("table", { class: "data", id: "checkpoints-table" },
         h("thead", {}, h("tr", {}, h("th", { class: "num" }, "step"), h("th", {}, "path"), h("th", { class: "num" }, "size"),
-          ...metricKeys.map((k) => h("th", { class: "num" }, k)), h("th", {}, "saved"), h("th", {}, "state"), h("th", {}, ""))),
+          ...metricKeys.map((k) => h("th", { class: "num" }, k)), h("th", {}, "saved"), h("th", {}, "state"), h("th", {}, ""), h("th", {}, "model"))),
         h("tbody", {}, ...data.checkpoints.map((c) => {
           const result = h("span", { class: "muted" });
           const verify = h("button", { class: "small", disabled: c.state !== "present", onclick: async () => {
@@ -230,7 +232,8 @@ export async function renderRun(page, ref, initialTab) {
             h("td", { class: "mono" }, c.path, c.is_best ? h("span", { class: "tag", style: { marginLeft: "6px" } }, "best") : null,
               data.latest && c.path.endsWith(data.latest) ? h("span", { class: "tag" }, "latest") : null),
             h("td", { class: "num" }, fmtBytes(c.bytes)), ...metricKeys.map((k) => h("td", { class: "num mono" }, fmtNum(c.metrics[k]))),
-            h("td", { title: fmtTime(c.created_at) }, fmtAge(c.created_at)), h("td", {}, c.state), h("td", {}, verify, " ", result));
+            h("td", { title: fmtTime(c.created_at) }, fmtAge(c.created_at)), h("td", {}, c.state), h("td", {}, verify, " ", result),
+            h("td", {}, registerControl(runId, c, registered.filter((v) => v.step === c.step), () => { clear(body); renderCheckpoints(); })));
         })))));
   }
 
