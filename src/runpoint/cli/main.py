@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from .._version import __version__
-from . import ckpt, config, demo, diagnostics, runs, server, sync, transfer, ui
+from . import (
+    ckpt,
+    config,
+    demo,
+    diagnostics,
+    retention,
+    runs,
+    server,
+    sync,
+    transfer,
+    ui,
+)
 
 app = typer.Typer(
     name="runpoint",
@@ -37,6 +48,7 @@ diagnostics.register(app)
 transfer.register(app)
 config.register(app)
 ckpt.register(app)
+retention.register(app)
 sync.register(app)
 server.register(app)
 
