@@ -24,7 +24,8 @@ def parse_duration(text: object) -> float:
     if not compact:
         raise ValueError(f"an empty duration: give one, {EXAMPLES}")
     if compact.isdigit():
-        raise ValueError(f"{text!r} has no unit: write {compact}d for days, {compact}h for hours ({EXAMPLES})")
+        raise ValueError(f"{text!r} has no unit: write {compact}d for days or {compact}h for hours "
+                         "(units: s, m, h, d, w)")
     if not _WHOLE.match(compact):
         raise ValueError(f"{text!r} is not a duration: {EXAMPLES}")
     return float(sum(float(number) * UNIT_SECONDS[unit] for number, unit in _PART.findall(compact)))
@@ -36,3 +37,11 @@ def format_duration(seconds: float) -> str:
         if seconds >= UNIT_SECONDS[unit] and seconds % UNIT_SECONDS[unit] == 0:
             return f"{int(seconds // UNIT_SECONDS[unit])}{unit}"
     return f"{seconds:g}s"
+
+
+def format_age(seconds: float) -> str:
+    """Whole units, rounded down: ``95`` -> ``1m``, ``200000`` -> ``2d``."""
+    for unit in ("d", "h", "m"):
+        if seconds >= UNIT_SECONDS[unit]:
+            return f"{int(seconds // UNIT_SECONDS[unit])}{unit}"
+    return f"{int(max(0.0, seconds))}s"

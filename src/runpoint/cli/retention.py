@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import query, retention
+from .._util.durations import format_age
 from ..errors import InvalidArgumentError
 from ..store import Store
 from ._ckpt_rows import size_text
@@ -37,7 +38,8 @@ def _policy_rule(config: str, profile: str | None, project: str | None) -> tuple
         raise fail(f"--config {config}: no such file or directory (`runpoint config init` writes configs/base.yaml; "
                    "give the file that holds experiment.retention)", 2)
     loaded = load_config(config, profile, schema=ProjectConfig)
-    return retention.GcRule.from_policy(loaded.experiment.retention, project), loaded.experiment.root
+    scope = project if project is not None else loaded.experiment.project  # a project's policy covers its runs
+    return retention.GcRule.from_policy(loaded.experiment.retention, scope), loaded.experiment.root
 
 
 def _rule(older_than: str | None, status: str | None, keep_tag: list[str] | None, keep_last: int | None,
@@ -54,13 +56,6 @@ def _rule(older_than: str | None, status: str | None, keep_tag: list[str] | None
     return retention.GcRule.parse(older_than, status, tags, keep_last, project), None
 
 
-def _age(seconds: float) -> str:
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
-
-
 def _plan_table(plan: retention.GcPlan) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
     for heading in ("RUN", "PROJECT", "STATUS", "AGE", "SIZE", "CHECKPOINTS", "POINTS", "ACTION"):
@@ -69,7 +64,7 @@ def _plan_table(plan: retention.GcPlan) -> Table:
     table.add_column("REASON", overflow="fold")
     for entry in plan.entries:
         action = "[red]delete[/]" if entry.delete else "[green]keep[/]"
-        table.add_row(entry.run.id, escape(entry.run.project), status_text(entry.run.status.value), _age(entry.age_s),
+        table.add_row(entry.run.id, escape(entry.run.project), status_text(entry.run.status.value), format_age(entry.age_s),
                       size_text(entry.usage.total), size_text(entry.usage.checkpoints), str(entry.points), action,
                       escape(entry.reason))
     return table

@@ -174,12 +174,7 @@ def _verdict(store: Store, rule: GcRule, run: RunRecord, age: float, newest: set
         return False, registered
     if run.id in newest:
         return False, f"one of the newest {rule.keep_last} of project {run.project}"
-    return True, f"{run.status.value}, ended {format_duration(_rounded(age))} ago"
-
-
-def _rounded(seconds: float) -> float:
-    unit = 86400 if seconds >= 86400 else 3600 if seconds >= 3600 else 60
-    return max(unit, seconds // unit * unit)
+    return True, f"older than {format_duration(rule.older_than_s)}"
 
 
 def _newest(runs: list[RunRecord], keep_last: int | None) -> set[str]:
