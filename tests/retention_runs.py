@@ -92,3 +92,16 @@ def files_of(directory: Path) -> dict[str, int]:
     """Every regular file under ``directory`` and its size."""
     return {str(path.relative_to(directory)): path.stat().st_size
             for path in sorted(directory.rglob("*")) if path.is_file()}
+
+
+def run_cli(root: Path | None, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``runpoint ARGS [--root ROOT]`` in this process (no interpreter start), as ``conftest.cli`` answers."""
+    from typer.testing import CliRunner
+
+    from runpoint.cli.main import app
+
+    command = [*args, *(["--root", str(root)] if root is not None else [])]
+    result = CliRunner().invoke(app, command, input=input, env={"COLUMNS": "200", "RUNPOINT_ROOT": None})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(command, result.exit_code, result.stdout, result.stderr)

@@ -184,7 +184,7 @@ def _newest(runs: list[RunRecord], keep_last: int | None) -> set[str]:
     for run in runs:
         by_project[run.project].append(run)
     return {run.id for members in by_project.values()
-            for run in sorted(members, key=lambda r: r.created_at, reverse=True)[:keep_last]}
+            for run in sorted(members, key=lambda r: (r.created_at, r.id), reverse=True)[:keep_last]}
 
 
 def plan_gc(store: Store, rule: GcRule, now: float | None = None) -> GcPlan:
