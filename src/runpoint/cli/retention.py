@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -40,6 +41,14 @@ def _policy_rule(config: str, profile: str | None, project: str | None) -> tuple
     loaded = load_config(config, profile, schema=ProjectConfig)
     scope = project if project is not None else loaded.experiment.project  # a project's policy covers its runs
     return retention.GcRule.from_policy(loaded.experiment.retention, scope), loaded.experiment.root
+
+
+def _open_local(root: Path | str | None) -> Store:
+    """The root's store; a store URL is refused before any connection is tried."""
+    location = str(root) if root is not None else os.environ.get("RUNPOINT_ROOT", "")
+    if "://" in location and not location.startswith("file://"):
+        raise retention.not_local(location)
+    return query.open_root(root)
 
 
 def _rule(older_than: str | None, status: str | None, keep_tag: list[str] | None, keep_last: int | None,
@@ -130,7 +139,7 @@ def gc(  # long: one option per line
     rule, config_root = _rule(older_than, status, keep_tag, keep_last, project, policy, config, profile)
     if as_json and not (yes or dry_run):
         raise fail("--json needs --yes or --dry-run (a question would mix into the JSON)", 2)
-    store = query.open_root(root if root is not None or config_root is None else config_root)
+    store = _open_local(root if root is not None or config_root is None else config_root)
     plan = retention.plan_gc(store, rule)
     leftovers = len(retention.trash_entries(retention.local_root(store)))
     _report(store, plan, leftovers, as_json, dry_run)
@@ -174,7 +183,7 @@ def du(
     """Bytes per run or project: checkpoints (registered ones apart), media, logs, other; largest first."""
     if by not in {"run", "project"}:
         raise InvalidArgumentError("by", f"{by!r}: use run or project")
-    store = query.open_root(root)
+    store = _open_local(root)
     runs = retention.usage_by_run(store, project)
     rows: list[Any] = runs if by == "run" else retention.usage_by_project(runs)
     summed = retention.total(runs)

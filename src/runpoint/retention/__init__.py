@@ -18,11 +18,11 @@ from .deletion import (
     finish_interrupted,
     trash_entries,
 )
-from .selection import ENDED, GcEntry, GcPlan, GcRule, local_root, plan_gc
+from .selection import ENDED, GcEntry, GcPlan, GcRule, local_root, not_local, plan_gc
 from .usage import Usage, run_usage
 
 __all__ = [
     "ENDED", "TRASH_DIR", "GcEntry", "GcPlan", "GcResult", "GcRule", "Usage", "delete_runs",
-    "ProjectBytes", "RunBytes", "finish_interrupted", "local_root", "plan_gc", "run_usage", "total",
+    "ProjectBytes", "RunBytes", "finish_interrupted", "local_root", "not_local", "plan_gc", "run_usage", "total",
     "trash_entries", "usage_by_project", "usage_by_run",
 ]

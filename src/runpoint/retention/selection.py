@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .._util.durations import format_duration, parse_duration
+from .._util.uri import without_credentials
 from ..errors import InvalidArgumentError, StoreError
 from ..query import list_runs, record_dict, run_dir
 from ..store import RunRecord, RunStatus, Store
@@ -136,15 +137,19 @@ class GcPlan:
         return total
 
 
+def not_local(location: str) -> StoreError:
+    """The refusal of a store URL: gc and du need the run files, which live beside a local root's store."""
+    return StoreError(f"{without_credentials(location)} is not a local root: runpoint gc and du work on a root "
+                      "directory, where the run files are (docs/retention.md says why and what to do on a team "
+                      "server)", without_credentials(location))
+
+
 def local_root(store: Store) -> Path:
     """The directory of a local root's store; refuses a store URL (see ``docs/retention.md``)."""
     from ..store.sqlite.store import SQLiteStore
 
     if not isinstance(store, SQLiteStore):
-        raise StoreError(
-            f"{store.location} is not a local root: runpoint gc and du work on a root directory, where the run "
-            "files are; on a team server run them against the server's own root on its host "
-            "(docs/retention.md says why)", store.location)
+        raise not_local(store.location)
     return Path(store.location).parent.resolve()
 
 
