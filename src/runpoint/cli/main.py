@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .._version import __version__
-from . import ckpt, config, demo, diagnostics, models, runs, server, sync, transfer, ui
+from . import ckpt, config, demo, diagnostics, models, retention, runs, server, sync, transfer, ui
 
 app = typer.Typer(
     name="runpoint",
@@ -38,6 +38,7 @@ transfer.register(app)
 config.register(app)
 ckpt.register(app)
 models.register_commands(app)
+retention.register(app)
 sync.register(app)
 server.register(app)
 

@@ -41,6 +41,7 @@ from pydantic import (
     model_validator,
 )
 
+from ._retention import RetentionPolicy
 from ._section_types import SECTION, Fraction, Identifier, PositiveInt, Probability
 from ._sections_runtime import DeploymentConfig, OptimizationConfig
 from ._sinks import SinkEntry, sinks_json_schema
@@ -56,6 +57,7 @@ __all__ = [
     "OptimizationConfig",
     "PreprocessingConfig",
     "ProjectConfig",
+    "RetentionPolicy",
     "TrainingConfig",
 ]
 
@@ -322,6 +324,7 @@ class ExperimentConfig(BaseModel):
         default=100, description="Steps between gradient, parameter and histogram logs."
     )
     nan_guard: bool = Field(default=False, description="Mark the step where the loss first becomes NaN or infinite.")
+    retention: RetentionPolicy = Field(default_factory=RetentionPolicy, description=RetentionPolicy.__doc__)
 
     @model_validator(mode="wrap")
     @classmethod

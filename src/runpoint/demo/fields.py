@@ -68,6 +68,8 @@ ACTS: dict[str, tuple[Any, ...] | None] = {
     "experiment.log_parameters": None,
     "experiment.log_histograms": None,
     "experiment.watch_interval": None,
+    # read by `runpoint gc --policy`, not by the run: any valid value acts
+    **{f"experiment.retention.{name}": None for name in ("older_than", "statuses", "keep_tags", "keep_last")},
     "optimization.deterministic": None,  # these three through apply_torch_settings
     "optimization.cudnn_benchmark": None,
     "optimization.matmul_precision": None,
