@@ -98,10 +98,17 @@ def run_cli(root: Path | None, *args: str, input: str | None = None) -> subproce
     """``runpoint ARGS [--root ROOT]`` in this process (no interpreter start), as ``conftest.cli`` answers."""
     from typer.testing import CliRunner
 
+    from runpoint.cli import _output
     from runpoint.cli.main import app
 
     command = [*args, *(["--root", str(root)] if root is not None else [])]
-    result = CliRunner().invoke(app, command, input=input, env={"COLUMNS": "200", "RUNPOINT_ROOT": None})
+    # the CLI's consoles took their width when first imported, from whatever terminal this worker had
+    widths = _output.console.width, _output.err_console.width
+    _output.console.width = _output.err_console.width = 200
+    try:
+        result = CliRunner().invoke(app, command, input=input, env={"COLUMNS": "200", "RUNPOINT_ROOT": None})
+    finally:
+        _output.console.width, _output.err_console.width = widths
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return subprocess.CompletedProcess(command, result.exit_code, result.stdout, result.stderr)
