@@ -43,6 +43,7 @@ from ..artifacts.storage import Artifacts, NotRegularFileError
 from ..errors import (
     CheckpointCorruptError,
     CheckpointError,
+    CheckpointKeyError,
     InvalidArgumentError,
     RunpointError,
 )
@@ -288,9 +289,11 @@ class SafetensorsIO:
         if manifest.encryption is not None and self.key is not None:
             try:
                 check_manifest(manifest, self.key, where)
-            except CheckpointError as exc:
-                reason = getattr(exc, "reason", None)
-                return [f"{MANIFEST_NAME}: {reason}" if reason else f"not checked: {exc}"]
+            except CheckpointKeyError as exc:
+                return [f"{NOT_CHECKED}: encrypted with key id {exc.expected_key_id}, the key given has key id "
+                        f"{exc.given_key_id}"]
+            except CheckpointCorruptError as exc:
+                return [f"{MANIFEST_NAME}: {exc.reason}"]
         for name, entry in manifest.files.items():
             try:
                 uncompressed_size(manifest, name, entry, where)
@@ -321,6 +324,9 @@ class SafetensorsIO:
 
     def remove(self, storage: Artifacts, directory: str) -> None:
         storage.remove_tree(directory)
+
+
+NOT_CHECKED = "not checked"  # a verify problem line that is about the key, not the files
 
 
 def _checked_key(key: Any) -> "EncryptionKey | None":

@@ -66,10 +66,10 @@ def parse_key_text(text: str | bytes, source: str) -> bytes:
     except (binascii.Error, ValueError):
         decoded = None
     if decoded is None or len(decoded) != KEY_BYTES:
-        got = "is empty" if not cleaned else "is neither" if decoded is None else f"decodes to {len(decoded)} bytes, not"
+        got = "it is empty" if not cleaned else "it is neither" if decoded is None else f"it decodes to {len(decoded)} bytes"
         raise InvalidArgumentError(
-            "key", f"{source} {got} base64 or hex of {KEY_BYTES} bytes (44 base64 or 64 hex characters); "
-                   "make one with `runpoint ckpt keygen`")
+            "key", f"{source} is not a key: a key is base64 (44 characters) or hex (64) of {KEY_BYTES} bytes, "
+                   f"and {got}; make one with `runpoint ckpt keygen`")
     return decoded
 
 
