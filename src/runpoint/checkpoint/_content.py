@@ -53,7 +53,10 @@ def check_content(manifest: Manifest, name: str, entry: FileEntry, hashing: Hash
         for stream in (bounded, opened, hashing):  # (then the bytes after a compressed file's last frame)
             if stream is not None and _drain(stream, deadline) is not None:
                 return OUT_OF_TIME
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:
+        _drain(hashing, deadline)  # so that a wrong size or hash is what is reported, when it is the cause
+        return f"unreadable: {exc}"
+    except OSError as exc:
         return f"unreadable: {exc}"
     except Exception as exc:
         if type(exc).__module__.startswith("zstandard"):
