@@ -33,6 +33,7 @@ decrypts each segment, checking its tag, before its bytes go further.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from dataclasses import dataclass
@@ -223,6 +224,8 @@ class SafetensorsIO:
         check_manifest(manifest, self.key, where)
         if storage.is_local and not manifest.compression and manifest.encryption is None:
             tensors = self._map_tensors(storage, directory, tensors_name, manifest, verify, where)
+        elif manifest.encryption is not None and not manifest.compression:
+            tensors = self._read(storage, directory, tensors_name, manifest, verify, _decrypted_tensors, where)
         else:
             entry = manifest.files.get(tensors_name)
             size = None if entry is None else uncompressed_size(manifest, tensors_name, entry, where)
@@ -324,6 +327,23 @@ class SafetensorsIO:
 
     def remove(self, storage: Artifacts, directory: str) -> None:
         storage.remove_tree(directory)
+
+
+def _decrypted_tensors(stream: Any) -> dict[str, Any]:
+    """An encrypted tensors file, decrypted into pages of its own and viewed as tensors.
+
+    The pages are advised as huge pages: faulting in 4 KiB pages one by one cost more than
+    the decryption itself (on a VM, 3x), which a plain restore avoids by mapping the file.
+    """
+    size = stream.plain_bytes
+    if size < 8:
+        raise ValueError("the file is too short for a safetensors header")
+    pages = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    with contextlib.suppress(AttributeError, OSError):
+        pages.madvise(mmap.MADV_HUGEPAGE)
+    if stream.readinto(pages) != size or stream.read(1):
+        raise ValueError("the decrypted size differs from the manifest's")
+    return _safetensors.from_buffer(pages)
 
 
 NOT_CHECKED = "not checked"  # a verify problem line that is about the key, not the files
