@@ -19,7 +19,6 @@ import os
 import shutil
 import statistics
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from ._harness import Context, Section, Table

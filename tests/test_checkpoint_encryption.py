@@ -16,8 +16,18 @@ import torch
 
 import runpoint as rp
 from runpoint.checkpoint import SafetensorsIO, verify_checkpoint
-from runpoint.checkpoint._sealing import HEADER_BYTES, SEGMENT_BYTES, SealingWriter, sealed_size
-from runpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointKeyError, InvalidArgumentError
+from runpoint.checkpoint._sealing import (
+    HEADER_BYTES,
+    SEGMENT_BYTES,
+    SealingWriter,
+    sealed_size,
+)
+from runpoint.errors import (
+    CheckpointCorruptError,
+    CheckpointError,
+    CheckpointKeyError,
+    InvalidArgumentError,
+)
 
 from .conftest import cli
 

@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..artifacts.manifest import CheckpointInfo, Manifest, parse_step
-from ..errors import CheckpointCorruptError, CheckpointError, CheckpointKeyError, CheckpointNotFoundError
+from ..errors import (
+    CheckpointCorruptError,
+    CheckpointError,
+    CheckpointKeyError,
+    CheckpointNotFoundError,
+)
 from .load import read_checkpoint
 
 if TYPE_CHECKING:

@@ -20,7 +20,6 @@ from ._ckpt_rows import ls_on_server as _ls_on_server
 from ._ckpt_rows import metrics_text as _metrics_text
 from ._ckpt_rows import size_text as _size
 from ._ckpt_rows import table as _table
-from .ckpt_keys import KeyEnvOption, KeyFileOption, key_from
 from ._oserror import writing
 from ._output import (
     JsonOption,
@@ -32,6 +31,7 @@ from ._output import (
     friendly_errors,
     print_json,
 )
+from .ckpt_keys import KeyEnvOption, KeyFileOption, key_from
 
 TargetArgument = Annotated[
     str, typer.Argument(help="A run (id, prefix, name or 'latest') or a checkpoints path / URL.", show_default=False)
