@@ -213,3 +213,29 @@ print("restored", start, state["rank"], same, state["optimizer"].state_dict()["s
     assert {"dcp/.metadata", "ranks/rank-00000/state.msgpack", "ranks/rank-00001/state.msgpack"} <= set(manifest["files"])
     assert not [p for p in fs.find(f"{name}/ddp") if ".tmp-" in p or ".writing" in p]
     assert [r.ok for r in verify_checkpoint(url, storage_options=options)] == [True]
+
+
+def test_encrypted_async_saves_in_s3_restore_and_verify_with_and_without_the_key(bucket) -> None:
+    pytest.importorskip("cryptography")
+    from runpoint.checkpoint.rekey import rekey
+    from runpoint.errors import CheckpointKeyError, InvalidArgumentError
+
+    fs, name, options = bucket
+    url = f"s3://{name}/sealed"
+    key = rp.EncryptionKey.from_bytes(bytes(range(32)))
+    model = _model()
+    with rp.CheckpointManager(url, storage_options=options, encrypt=key, async_save=True, compress="zstd") as ckpt:
+        ckpt.save(1, {"model": model, "step": 1})
+        ckpt.wait()
+    stored = fs.cat(f"{name}/sealed/step-000001/state.msgpack.zst")
+    assert stored.startswith(b"RPSEAL") and b"step" not in stored
+    fresh = _model()
+    state = {"model": fresh, "step": 0}
+    assert rp.CheckpointManager(url, storage_options=options, encrypt=key).restore(state) == 2 and state["step"] == 1
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+    with pytest.raises(CheckpointKeyError, match=key.key_id):
+        rp.CheckpointManager(url, storage_options=options).restore(state)
+    assert all(r.ok for r in verify_checkpoint(url, storage_options=options))
+    assert all(r.ok for r in verify_checkpoint(url, storage_options=options, key=key))
+    with pytest.raises(InvalidArgumentError, match="no atomic rename"):
+        rekey(url, key, rp.EncryptionKey.from_bytes(bytes(32)), storage_options=options)

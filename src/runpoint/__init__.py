@@ -40,6 +40,7 @@ from .errors import (
 # name -> module that defines it, imported on first attribute access
 _LAZY = {
     "CheckpointManager": ".checkpoint.manager",
+    "EncryptionKey": ".checkpoint.keys",
     "load_checkpoint": ".checkpoint.load",
     "init": ".run.start",
     "load_config": ".config.load",
@@ -67,6 +68,7 @@ __all__ = [
     "CheckpointManager",
     "CheckpointNotFoundError",
     "ConfigError",
+    "EncryptionKey",
     "Histogram",
     "Image",
     "InvalidArgumentError",
@@ -98,6 +100,7 @@ __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, _SUBPACKAGES, __all__)
 
 if TYPE_CHECKING:
     from . import config
+    from .checkpoint.keys import EncryptionKey
     from .checkpoint.load import load_checkpoint
     from .checkpoint.manager import CheckpointManager
     from .config.load import load_config

@@ -8,7 +8,8 @@ for code that does not know runpoint::
     ├── ConfigError                  (ValueError)        .issues, .problems, .path
     ├── CheckpointError                                  .path
     │   ├── CheckpointNotFoundError  (FileNotFoundError) .path, .step
-    │   └── CheckpointCorruptError                       .path, .file
+    │   ├── CheckpointCorruptError                       .path, .file
+    │   └── CheckpointKeyError                           .path, .expected_key_id, .given_key_id
     ├── StoreError                                       .location
     │   └── SchemaVersionError                           .location, .found, .supported
     ├── AccessDeniedError            (PermissionError)   .status, .location
@@ -106,6 +107,26 @@ class CheckpointCorruptError(CheckpointError):
         self.file = file
         self.reason = reason
         super().__init__(f"checkpoint {path} is corrupt: {file}: {reason}", path)
+
+
+class CheckpointKeyError(CheckpointError):
+    """An encrypted checkpoint was read without its key, or with another key.
+
+    ``expected_key_id`` is the id its manifest records, ``given_key_id`` the id of the key
+    given (None when none was).
+    """
+
+    def __init__(self, path: str | Path, expected_key_id: str, given_key_id: str | None, given_from: str = "") -> None:
+        self.expected_key_id = expected_key_id
+        self.given_key_id = given_key_id
+        how = ("pass the key it was saved with: CheckpointManager(..., encrypt=rp.EncryptionKey.from_env(VAR)), "
+               "rp.load_checkpoint(path, key=...), or --key-env VAR / --key-file FILE to `runpoint ckpt`")
+        if given_key_id is None:
+            what = f"is encrypted (key id {expected_key_id}) and no key was given"
+        else:
+            source = f" ({given_from})" if given_from else ""
+            what = f"was encrypted with key id {expected_key_id}, but the key given{source} has key id {given_key_id}"
+        super().__init__(f"checkpoint {path} {what}; {how}", path)
 
 
 class StoreError(RunpointError):

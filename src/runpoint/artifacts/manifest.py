@@ -6,6 +6,11 @@ file with its size and a fast content hash (xxh3-128), the step, the metrics giv
 ``latest``), the state's top-level keys, which random generators were captured, and
 the versions of runpoint, Python and torch that wrote it.
 
+An encrypted checkpoint's manifest stays readable (listing, retention and keyless
+verification need it) and adds an ``encryption`` section: the cipher, the key id, the
+segment size and a MAC over the rest of the manifest (:func:`signed_bytes`), and each
+file's ``file_id``; its sizes and hashes are those of the encrypted bytes.
+
 It is plain JSON and this module imports nothing heavy, so tools can read checkpoints
 without torch::
 
@@ -27,6 +32,7 @@ MANIFEST_NAME = "manifest.json"
 FORMAT = "runpoint-checkpoint"
 FORMAT_VERSION = 1
 SHARDED_FORMAT_VERSION = 2  # only sharded checkpoints carry it: an older runpoint refuses them, saying so
+ENCRYPTED_FORMAT_VERSION = 3  # only encrypted ones carry it, for the same reason
 HASH_NAME = "xxh3_128"
 MAX_MANIFEST_BYTES = 16 * 2**20  # a manifest lists a few files; anything larger is not one
 
@@ -51,6 +57,37 @@ class FileEntry:
     bytes: int
     hash: str
     raw_bytes: int | None = None  # set when the file is compressed
+    file_id: str | None = None  # set when the file is encrypted: its salt, binding it to this manifest
+
+
+@dataclass(frozen=True)
+class Encryption:
+    """How an encrypted checkpoint's files were sealed, and the MAC that authenticates its manifest."""
+
+    cipher: str
+    key_id: str
+    segment_bytes: int
+    mac: str = ""
+
+
+def signed_bytes(data: Mapping[str, Any]) -> bytes:
+    """The canonical bytes of a manifest document that its MAC covers: everything but the MAC."""
+    encryption = dict(data.get("encryption") or {})
+    encryption.pop("mac", None)
+    document = {**data, "encryption": encryption}
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def _encryption(value: Any) -> Encryption | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"encryption entry {value!r} is not one")
+    segment = value.get("segment_bytes")
+    if type(segment) is not int or segment < 1:
+        raise ValueError(f"segment size {segment!r} is not a size")
+    return Encryption(cipher=str(value["cipher"]), key_id=str(value["key_id"]), segment_bytes=segment,
+                      mac=str(value.get("mac", "")))
 
 
 def _number(value: Any) -> float | str:
@@ -114,6 +151,8 @@ class Manifest:
     versions: dict[str, str] = field(default_factory=dict)
     world_size: int = 1
     sharded: tuple[str, ...] | None = None  # the keys saved through torch.distributed.checkpoint; None: one process
+    encryption: Encryption | None = None
+    signed: bytes | None = field(default=None, repr=False, compare=False)  # what the MAC covers, as read
 
     @property
     def is_sharded(self) -> bool:
@@ -124,9 +163,14 @@ class Manifest:
         return sum(entry.bytes for entry in self.files.values())
 
     def to_json(self) -> str:
-        data = {
+        return json.dumps(self.to_data(), indent=2, allow_nan=False) + "\n"
+
+    def to_data(self) -> dict[str, Any]:
+        """The manifest as the JSON document it is written as."""
+        data: dict[str, Any] = {
             "format": FORMAT,
-            "format_version": SHARDED_FORMAT_VERSION if self.sharded is not None else FORMAT_VERSION,
+            "format_version": ENCRYPTED_FORMAT_VERSION if self.encryption is not None else
+                              SHARDED_FORMAT_VERSION if self.sharded is not None else FORMAT_VERSION,
             "step": self.step,
             "sequence": self.sequence,
             "created_at": self.created_at,
@@ -138,14 +182,18 @@ class Manifest:
             "tensors": self.tensors,
             "hash": HASH_NAME,
             "files": {
-                name: {"bytes": e.bytes, "hash": e.hash, **({"raw_bytes": e.raw_bytes} if e.raw_bytes is not None else {})}
+                name: {"bytes": e.bytes, "hash": e.hash, **({"raw_bytes": e.raw_bytes} if e.raw_bytes is not None else {}),
+                       **({"file_id": e.file_id} if e.file_id is not None else {})}
                 for name, e in self.files.items()
             },
             "versions": self.versions,
         }
         if self.sharded is not None:  # absent otherwise: single-process manifests stay as they were
             data["sharded"] = {"world_size": self.world_size, "keys": list(self.sharded)}
-        return json.dumps(data, indent=2, allow_nan=False) + "\n"
+        if self.encryption is not None:  # absent otherwise: unencrypted manifests stay as they were
+            e = self.encryption
+            data["encryption"] = {"cipher": e.cipher, "key_id": e.key_id, "segment_bytes": e.segment_bytes, "mac": e.mac}
+        return data
 
     @classmethod
     def from_json(cls, text: str | bytes, path: str = "manifest.json") -> "Manifest":
@@ -154,7 +202,7 @@ class Manifest:
             data = json.loads(text)
             if not isinstance(data, dict) or data.get("format") != FORMAT:
                 raise ValueError("not a runpoint checkpoint manifest")
-            if int(data.get("format_version", 0)) > SHARDED_FORMAT_VERSION:
+            if int(data.get("format_version", 0)) > ENCRYPTED_FORMAT_VERSION:
                 raise ValueError(
                     f"written by a newer runpoint (format {data['format_version']}); upgrade runpoint to read it"
                 )
@@ -164,6 +212,7 @@ class Manifest:
                 str(name): FileEntry(
                     bytes=_size(entry["bytes"]), hash=str(entry["hash"]),
                     raw_bytes=_size(entry["raw_bytes"]) if entry.get("raw_bytes") is not None else None,
+                    file_id=str(entry["file_id"]) if entry.get("file_id") is not None else None,
                 )
                 for name, entry in data["files"].items()
             }
@@ -187,6 +236,8 @@ class Manifest:
                 versions={str(k): str(v) for k, v in (data.get("versions") or {}).items()},
                 world_size=sharded[0] if sharded is not None else 1,
                 sharded=sharded[1] if sharded is not None else None,
+                encryption=_encryption(data.get("encryption")),
+                signed=signed_bytes(data) if data.get("encryption") is not None else None,
             )
         except RecursionError:  # a crafted, deeply nested document
             raise CheckpointCorruptError(path.rsplit("/", 1)[0], MANIFEST_NAME, "unreadable manifest: nested too deeply") from None

@@ -19,6 +19,7 @@ Example::
 from ..artifacts.manifest import CheckpointInfo, FileEntry, Manifest
 from .data import ResumableSampler
 from .io import CheckpointIO, Payload, SafetensorsIO
+from .keys import EncryptionKey
 from .load import VerifyResult, load_checkpoint, verify_checkpoint
 from .manager import CheckpointManager
 from .options import CheckpointKeywords, CheckpointOptions
@@ -45,6 +46,7 @@ __all__ = [
     "CheckpointManager",
     "CheckpointOptions",
     "CheckpointProcess",
+    "EncryptionKey",
     "EveryNSteps",
     "FileEntry",
     "KeepAll",

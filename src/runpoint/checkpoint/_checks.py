@@ -46,6 +46,16 @@ def best_policy(policy: Any) -> BestN | None:
     return None
 
 
+def refuse_sharded_encryption(key: Any, process: Any) -> None:
+    """Encryption wraps the files SafetensorsIO writes; sharded saves are written by
+    ``torch.distributed.checkpoint``, whose files it does not see."""
+    if key is not None and getattr(process, "sharded", False):
+        raise InvalidArgumentError(
+            "encrypt", "is not supported for sharded checkpoints (a torch.distributed job): their files are "
+                       "written by torch.distributed.checkpoint, which runpoint cannot seal yet; save from one "
+                       "process (rp.CheckpointManager(..., process=LocalProcess()) on rank 0) or drop encrypt=")
+
+
 def versions() -> dict[str, str]:
     """Versions recorded in each manifest."""
     from .._version import __version__

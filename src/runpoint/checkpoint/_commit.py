@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ..artifacts.manifest import CheckpointInfo, Manifest, checkpoint_name
 from . import atomic
 from ._checks import save_error, versions
+from ._sealed_manifest import seal_manifest
 
 if TYPE_CHECKING:
     from ..artifacts import Artifacts
@@ -41,6 +42,7 @@ def write_checkpoint(storage: "Artifacts", directory: "CheckpointDirectory", io:
             metrics=metrics, keys=keys, rng=rng_names, compression=getattr(io, "compress", None),
             run_id=run.id if run is not None else None, tensors=len(payload.tensors), versions=versions(),
         )
+        manifest = seal_manifest(manifest, getattr(io, "key", None))
         _flush(run)
         staging.commit(manifest.to_json())
     except OSError as exc:

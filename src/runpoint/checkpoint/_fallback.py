@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..artifacts.manifest import CheckpointInfo, Manifest, parse_step
-from ..errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
+from ..errors import (
+    CheckpointCorruptError,
+    CheckpointError,
+    CheckpointKeyError,
+    CheckpointNotFoundError,
+)
 from .load import read_checkpoint
 
 if TYPE_CHECKING:
@@ -62,6 +67,8 @@ def first_intact(storage: "Artifacts", directory: "CheckpointDirectory", candida
             if not fall_back:
                 raise
             continue  # deleted meanwhile by another process's retention
+        except CheckpointKeyError:
+            raise  # not corruption: an older checkpoint must not be restored because the key is missing
         except CheckpointError as exc:
             if not fall_back:
                 raise

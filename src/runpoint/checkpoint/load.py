@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..artifacts.manifest import MANIFEST_NAME, Manifest
 from ..artifacts.storage import Artifacts, open_artifacts
@@ -23,6 +23,9 @@ from ..errors import CheckpointCorruptError, CheckpointError, CheckpointNotFound
 from . import _state, atomic
 from .directory import BEST_POINTER, LATEST_POINTER, CheckpointDirectory, read_manifest
 from .io import STATE_FILE, CheckpointIO, SafetensorsIO
+
+if TYPE_CHECKING:
+    from .keys import EncryptionKey
 
 
 def read_checkpoint(
@@ -114,6 +117,7 @@ def load_checkpoint(
     map_location: Any = None,
     verify: bool = True,
     storage_options: Mapping[str, Any] | None = None,
+    key: "EncryptionKey | None" = None,
 ) -> dict[str, Any]:
     """A checkpoint's state as plain values: tensors, dicts, lists, numbers.
 
@@ -128,6 +132,7 @@ def load_checkpoint(
         map_location: device for the tensors (default: where they were saved, if it
             exists here, else the CPU).
         storage_options: passed to fsspec for URLs (credentials, ``endpoint_url``...).
+        key: the :class:`~runpoint.EncryptionKey` of an encrypted checkpoint.
 
     Example::
 
@@ -142,7 +147,7 @@ def load_checkpoint(
             from ._sharded_restore import load_full
 
             return load_full(storage, name, manifest, map_location=map_location, verify=verify)
-    _, document, tensors = read_checkpoint(storage, name, SafetensorsIO(), verify=verify)
+    _, document, tensors = read_checkpoint(storage, name, SafetensorsIO(encrypt=key), verify=verify)
     result = _state.materialize(document["state"], tensors, map_location)
     if not isinstance(result, dict):  # pragma: no cover - decode checked it
         raise CheckpointError(f"{storage.display(name)} holds no state", storage.display(name))
@@ -164,7 +169,7 @@ class VerifyResult:
 
 def verify_checkpoint(
     path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None,
-    timeout: float | None = None,
+    timeout: float | None = None, key: "EncryptionKey | None" = None,
 ) -> list[VerifyResult]:
     """Re-hash one checkpoint, or every checkpoint of a directory; one result each.
 
@@ -172,12 +177,15 @@ def verify_checkpoint(
     (seconds), checking stops when it runs out and the unchecked files are reported as
     such (the dashboard's Verify button uses it).
 
+    An encrypted checkpoint is checked without its key too (sizes, ciphertext hashes, file
+    headers); with ``key`` its manifest's MAC is checked and every segment decrypted.
+
     Example::
 
         bad = [r for r in rp.checkpoint.verify_checkpoint("runs/x/checkpoints") if not r.ok]
     """
     storage = open_artifacts(path, storage_options)
-    io = SafetensorsIO()
+    io = SafetensorsIO(encrypt=key)
     deadline = None if timeout is None else time.monotonic() + timeout
     if storage.exists(MANIFEST_NAME):
         parent, _, name = storage.url.rstrip("/").rpartition("/")

@@ -23,7 +23,7 @@ from ..errors import InvalidArgumentError
 from . import _state
 from . import export as _export
 from ._async import BackgroundSaver, wait_at_exit
-from ._checks import check_metrics, check_step
+from ._checks import check_metrics, check_step, refuse_sharded_encryption
 from ._commit import write_checkpoint
 from ._fallback import first_intact, rewind_resumed_run
 from ._registration import RegistrySync
@@ -92,6 +92,7 @@ class CheckpointManager:
         self.options = options if options is not None else options_from_keywords(keywords)
         self.run, location = run_and_location(run_or_directory, self.options.location)
         self.process = process if process is not None else process_for(self.options.rng)
+        refuse_sharded_encryption(self.options.encrypt, self.process)
         self._storage = open_artifacts(location, self.options.storage_options)
         self._dir = CheckpointDirectory.prepare(self._storage, tidy=self.process.coordinates)
         if self.process.coordinates:

@@ -39,6 +39,7 @@ from .policy import (
 
 if TYPE_CHECKING:
     from ..handle import RunHandle
+    from .keys import EncryptionKey
 
 
 class CheckpointKeywords(TypedDict, total=False):
@@ -58,6 +59,8 @@ class CheckpointKeywords(TypedDict, total=False):
     - ``storage_options``: fsspec options for URLs (``{"endpoint_url": ...}``, credentials).
     - ``retention``: a :mod:`~runpoint.checkpoint.policy` object, instead of the keep_ keywords.
     - ``io``: a :class:`~runpoint.checkpoint.io.CheckpointIO` to read and write the files.
+    - ``encrypt``: an :class:`~runpoint.EncryptionKey`: files are sealed with AES-256-GCM and
+      restoring needs the same key (see "Encrypted checkpoints" in docs/checkpoints.md).
     """
 
     keep_last: int | None
@@ -75,6 +78,7 @@ class CheckpointKeywords(TypedDict, total=False):
     storage_options: Mapping[str, Any] | None
     retention: RetentionPolicy | None
     io: CheckpointIO | None
+    encrypt: "EncryptionKey | None"
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class CheckpointOptions:
         rng: save and restore the Python, NumPy, torch and CUDA generator states.
         location: with a run, put its checkpoints here instead of its ``checkpoints/``.
         storage_options: fsspec options for a URL location (endpoint, credentials).
+        encrypt: the key to seal the files with (AES-256-GCM); ``io`` then seals with it.
     """
 
     retention: RetentionPolicy = field(default_factory=KeepAll)
@@ -102,6 +107,7 @@ class CheckpointOptions:
     rng: bool = True
     location: str | os.PathLike[str] | None = None
     storage_options: Mapping[str, Any] | None = None
+    encrypt: "EncryptionKey | None" = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.retention, RetentionPolicy):
@@ -117,6 +123,10 @@ class CheckpointOptions:
         object.__setattr__(self, "triggers", tuple(self.triggers))
         if self.storage_options is not None:
             object.__setattr__(self, "storage_options", MappingProxyType(dict(self.storage_options)))
+        if self.encrypt is not None:
+            object.__setattr__(self, "io", _sealing_io(self.io, self.encrypt))
+        elif getattr(self.io, "key", None) is not None:  # SafetensorsIO(encrypt=key) given as io
+            object.__setattr__(self, "encrypt", self.io.key)  # type: ignore[attr-defined]
 
     @property
     def needs_monitor(self) -> bool:
@@ -146,6 +156,7 @@ class CheckpointOptions:
         storage_options: Mapping[str, Any] | None = None,
         retention: RetentionPolicy | None = None,
         io: CheckpointIO | None = None,
+        encrypt: "EncryptionKey | None" = None,
     ) -> "CheckpointOptions":
         """The options of :class:`~runpoint.CheckpointManager`'s keywords, each checked with a clear error."""
         if fmt != "safetensors":
@@ -162,8 +173,18 @@ class CheckpointOptions:
             retention=retention, monitor=monitor, mode=mode,
             triggers=save_triggers(save_every_n_steps, save_every_seconds),
             io=io if io is not None else SafetensorsIO(compress), async_save=bool(async_save), rng=bool(rng),
-            location=directory, storage_options=storage_options,
+            location=directory, storage_options=storage_options, encrypt=encrypt,
         )
+
+
+def _sealing_io(io: CheckpointIO, key: "EncryptionKey") -> CheckpointIO:
+    """``io`` sealing with ``key``: the key goes to the IO, which is where files are written."""
+    if getattr(io, "key", None) is key:
+        return io
+    if not isinstance(io, SafetensorsIO):
+        raise InvalidArgumentError("encrypt", f"needs the default SafetensorsIO; {type(io).__qualname__} "
+                                              "writes its files itself (give it the key, if it can take one)")
+    return io.with_key(key)
 
 
 def options_from_keywords(keywords: CheckpointKeywords) -> CheckpointOptions:
