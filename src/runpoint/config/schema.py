@@ -41,6 +41,7 @@ from pydantic import (
     model_validator,
 )
 
+from ._console_section import DEFAULT_CONSOLE_SEGMENT_BYTES, RedactConfig, console_segment_field
 from ._section_types import SECTION, Fraction, Identifier, PositiveInt, Probability
 from ._sections_runtime import DeploymentConfig, OptimizationConfig
 from ._sinks import SinkEntry, sinks_json_schema
@@ -56,6 +57,8 @@ __all__ = [
     "OptimizationConfig",
     "PreprocessingConfig",
     "ProjectConfig",
+    "DEFAULT_CONSOLE_SEGMENT_BYTES",
+    "RedactConfig",
     "TrainingConfig",
 ]
 
@@ -322,6 +325,8 @@ class ExperimentConfig(BaseModel):
         default=100, description="Steps between gradient, parameter and histogram logs."
     )
     nan_guard: bool = Field(default=False, description="Mark the step where the loss first becomes NaN or infinite.")
+    redact: RedactConfig = Field(default_factory=RedactConfig, description=RedactConfig.__doc__)
+    console_segment_bytes: int = console_segment_field()
 
     @model_validator(mode="wrap")
     @classmethod

@@ -44,6 +44,7 @@ from ._writer_ops import (
     ParamsOp,
     RewindOp,
     SummaryOp,
+    redact_media,
     resolve_deferred,
     to_columns,
 )
@@ -107,6 +108,7 @@ class Writer(CallerPacing):
         self._failure: BaseException | None = None
         self._fatal: BaseException | None = None
         self.listeners: list[BatchListener] = list(listeners or [])
+        self.redact_text: Callable[[str], str] | None = None  # rp.Text and captions (runpoint.logs.redact)
         self.on_tick: list[Callable[[], None]] = []  # called after every flush cycle
         self.points_written = 0
         # batches given up on at close (the store kept failing for 30 s): the run spills them
@@ -275,6 +277,8 @@ class Writer(CallerPacing):
                 break  # write what came before the marker now, so the flush returns promptly
             else:
                 entry.apply(batch)
+        if media and self.redact_text is not None:
+            redact_media(media, self.redact_text)
         if len(entries) > 1:
             self._batch_span = entries[-1][1] - entries[0][1]
         batch.metrics, count = to_columns(entries)
