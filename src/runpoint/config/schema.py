@@ -41,7 +41,11 @@ from pydantic import (
     model_validator,
 )
 
-from ._console_section import DEFAULT_CONSOLE_SEGMENT_BYTES, RedactConfig, console_segment_field
+from ._console_section import (
+    DEFAULT_CONSOLE_SEGMENT_BYTES,
+    RedactConfig,
+    console_segment_field,
+)
 from ._section_types import SECTION, Fraction, Identifier, PositiveInt, Probability
 from ._sections_runtime import DeploymentConfig, OptimizationConfig
 from ._sinks import SinkEntry, sinks_json_schema

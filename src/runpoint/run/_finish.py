@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from .._util.fs import write_atomic
 from ..errors import RunpointError
+from ..logs.run_log import close_run_log
 from ..store.base import RunStatus
 from . import lifecycle
-from ..logs.run_log import close_run_log
 from .ranks import finish_rank
 from .run_log import run_closed
 from .writer import Writer

@@ -32,15 +32,16 @@ from ..errors import (
     RunpointError,
     StoreError,
 )
+from ..logs.redact import Redactor
+from ..logs.run_log import emit
 from ..store import RunQuery, RunRecord, RunStatus, Store
 from ..store.base import RankRecord
 from . import metadata
-from ..logs.redact import Redactor
 from .console import ConsoleCapture
-from .run_log import start_run_log
 from .liveness import reap_crashed, run_is_dead
 from .ranks import RankRole
 from .run import Run
+from .run_log import start_run_log
 
 logger = logging.getLogger("runpoint")
 
@@ -214,10 +215,10 @@ def _resume(request: OpenRequest, resume: str, role: RankRole | None) -> Run:  #
     config = masked
     if masked and config_hash(masked) != record.config_hash:
         changed = paths.dir / f"config_resume_{record.resume_count}.yaml"
-        logger.warning(
-            "runpoint: run %s resumes with a different config than it started with; "
-            "the new one is saved as %s, params keep the original", record.id, changed.name,
-        )
+        emit(logger, logging.WARNING, "run.config_changed",
+             "runpoint: run %s resumes with a different config than it started with; "
+             "the new one is saved as %s, params keep the original", record.id, changed.name,
+             run_id=record.id, path=changed.name)
         write_config(changed, record.id, masked)
     elif not masked:
         config = read_config(paths)
