@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import threading
 from pathlib import Path
 
@@ -192,6 +193,19 @@ def compressor() -> Compressor:
         return _compressor
 
 
+_TEMPORARY = re.compile(r"^\..+\.zst\.(\d+)\.\d+\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: leave its file alone
+    return True
+
+
 def compress_leftovers(folder: Path) -> int:
     """Queue the plain segments a crashed process left in ``folder``; remove those whose ``.zst`` is complete."""
     try:
@@ -200,6 +214,10 @@ def compress_leftovers(folder: Path) -> int:
         return 0
     queued = 0
     for name in sorted(names):
+        temporary = _TEMPORARY.match(name)
+        if temporary and not _alive(int(temporary.group(1))):  # a compression a killed process left halfway
+            (folder / name).unlink(missing_ok=True)
+            continue
         match = SEGMENT_NAME.match(name)
         if match is None or match.group("zst"):
             continue
