@@ -5,8 +5,9 @@ patterns of your own are opt-in (``experiment.redact`` in the config, ``rp.init(
 A match becomes ``[REDACTED:<name>]``; where a pattern has a group named ``secret`` only
 that group is replaced (``Authorization: Bearer [REDACTED:bearer-token]``).
 
-Text with nothing that looks like a secret comes back identical, and cheaply: one search
-for the trigger words of the built-in formats decides whether the patterns run at all.
+Text with nothing that looks like a secret comes back identical, and cheaply: a built-in
+pattern runs only on text holding one of its trigger strings (``AKIA``, ``sk-``, ``://``...),
+found by substring search; your own patterns run on every text.
 
 Example::
 
@@ -40,11 +41,25 @@ BUILTIN_PATTERNS: dict[str, str] = {
 }
 EMAIL_PATTERN = r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
 
-# Every built-in pattern needs one of these to match; text without them skips the patterns.
-_TRIGGERS = re.compile(
-    r"PRIVATE KEY|AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|sk-|gh[pousr]_|github_pat_|xox|AIza|eyJ|rp_|://"
-    r"|(?i:secret|bearer|token|api_?key|auth|password|sig=)"
-)
+# A pattern runs only on text that holds one of its trigger strings (a substring search is
+# far cheaper than any regular expression); None: always. Lower-case triggers are looked for
+# in the lower-cased text.
+_TRIGGERS: dict[str, tuple[str, ...]] = {
+    "private-key": ("PRIVATE KEY",),
+    "aws-access-key": ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA"),
+    "aws-secret-key": ("secret",),
+    "openai-key": ("sk-",),
+    "github-token": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    "slack-token": ("xox",),
+    "google-api-key": ("AIza",),
+    "jwt": ("eyJ",),
+    "runpoint-token": ("rp_",),
+    "bearer-token": ("bearer",),
+    "url-token": ("token=", "api_key=", "apikey=", "auth=", "secret=", "password=", "sig="),
+    "url-password": ("://",),
+    "email": ("@",),
+}
+_CASELESS = {"aws-secret-key", "bearer-token", "url-token"}
 BUILTIN_NAMES = tuple(BUILTIN_PATTERNS)
 
 
@@ -52,6 +67,19 @@ BUILTIN_NAMES = tuple(BUILTIN_PATTERNS)
 class _Pattern:
     name: str
     regex: re.Pattern[str]
+    triggers: tuple[str, ...] | None = None
+    caseless: bool = False
+
+    @classmethod
+    def named(cls, name: str, regex: re.Pattern[str], known: bool) -> "_Pattern":
+        """A built-in pattern (``known``) gets its triggers; a user's pattern runs on every text."""
+        return cls(name, regex, _TRIGGERS.get(name) if known else None, name in _CASELESS)
+
+    def applies(self, text: str, lowered: str) -> bool:
+        if self.triggers is None:
+            return True
+        where = lowered if self.caseless else text
+        return any(trigger in where for trigger in self.triggers)
 
     def sub(self, text: str) -> str:
         replacement = f"[REDACTED:{self.name}]"
@@ -83,7 +111,7 @@ class Redactor:
     """Replaces secrets in text; :meth:`redact` is the one call. ``Redactor()`` redacts nothing."""
 
     builtin: tuple[_Pattern, ...] = ()
-    extra: tuple[_Pattern, ...] = field(default=())  # emails and user patterns: no trigger prefilter
+    extra: tuple[_Pattern, ...] = field(default=())  # emails and user patterns
 
     @classmethod
     def from_settings(cls, *, builtin: bool = True, emails: bool = False,
@@ -93,11 +121,11 @@ class Redactor:
         ``patterns``: regular expressions (replaced by ``[REDACTED:custom]``), ``(name, regex)``
         pairs or ``{name: regex}``.
         """
-        chosen = tuple(_Pattern(name, re.compile(p)) for name, p in BUILTIN_PATTERNS.items()) if builtin else ()
-        extra = [_Pattern("email", re.compile(EMAIL_PATTERN))] if emails else []
+        chosen = tuple(_Pattern.named(name, re.compile(p), True) for name, p in BUILTIN_PATTERNS.items()) if builtin else ()
+        extra = [_Pattern.named("email", re.compile(EMAIL_PATTERN), True)] if emails else []
         named = patterns.items() if isinstance(patterns, Mapping) else (
             ("custom", p) if isinstance(p, str) else p for p in patterns)
-        extra += [_Pattern(name, compile_pattern(name, pattern)) for name, pattern in named]
+        extra += [_Pattern.named(name, compile_pattern(name, pattern), False) for name, pattern in named]
         return cls(chosen, tuple(extra))
 
     @property
@@ -110,11 +138,10 @@ class Redactor:
 
     def redact(self, text: str) -> str:
         """``text`` with every secret replaced by ``[REDACTED:<name>]``."""
-        if self.builtin and _TRIGGERS.search(text):
-            for pattern in self.builtin:
+        lowered = text.lower() if self.builtin or self.extra else text
+        for pattern in self.builtin + self.extra:
+            if pattern.applies(text, lowered):
                 text = pattern.sub(text)
-        for pattern in self.extra:
-            text = pattern.sub(text)
         return text
 
 
@@ -137,8 +164,10 @@ class LineRedactor:
         self._key_prefix = ""
 
     def lines(self, lines: list[str]) -> list[str]:
-        if not self.redactor.builtin:
-            return [self.redactor.redact(line) for line in lines]
+        """``lines`` (finished, each ending in a newline) redacted; fewer when a key block is held back."""
+        joined = "".join(lines)
+        if self._in_key is None and (not self.redactor.builtin or "PRIVATE KEY-----" not in joined):
+            return [self.redactor.redact(joined)] if joined else []  # one pass over the whole flush
         out: list[str] = []
         for line in lines:
             if self._in_key is not None:
