@@ -9,9 +9,9 @@ import sqlite3
 import sys
 
 import pytest
-from pydantic import ValidationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 import runpoint as rp
 from runpoint.errors import InvalidArgumentError

@@ -42,4 +42,4 @@ def run_opened(run: "Run") -> None:
 def run_closed(run_id: str, status: str, seconds: float | None) -> None:
     """The "run.finish" event; the file stays open for what the closing hooks (the sync) still log."""
     emit(logger, logging.INFO, "run.finish", "runpoint: run %s ended %s", run_id, status,
-         run_id=run_id, status=status, seconds=seconds)
+         run_id=run_id, status=status, seconds=round(seconds, 3) if seconds is not None else None)
