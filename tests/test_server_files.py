@@ -160,7 +160,10 @@ def test_the_dashboard_reads_a_runs_files_from_the_object_store(root: Path) -> N
         run.log({"samples": rp.Image(np.full((4, 4, 3), 7, dtype=np.uint8))}, step=5)
     local = root / "vision" / run.id
     (local / "logs").mkdir(exist_ok=True)
-    (local / "logs" / "console.log").write_text("hello\nfrom s3\n")
+    import zstandard  # the log's first segment, compressed as a long run's console rotates it
+
+    (local / "logs" / "console.log.1.zst").write_bytes(zstandard.ZstdCompressor().compress(b"hello\n"))
+    (local / "logs" / "console.log").write_text("from s3\n")
     location = f"memory://dash-{uuid.uuid4().hex[:8]}"
     fsspec.filesystem("memory").put(str(local), f"{location}/vision/{run.id}", recursive=True)
     image = (local / "media" / "samples").glob("*.png").__next__()
@@ -175,7 +178,10 @@ def test_the_dashboard_reads_a_runs_files_from_the_object_store(root: Path) -> N
     client = TestClient(app)
     assert client.get(f"/api/runs/{run.id}").json()["config"] == {"lr": 0.1}
     console = client.get(f"/api/runs/{run.id}/console").json()
-    assert console["files"] == [{"name": "console.log", "bytes": 14}] and console["text"] == "hello\nfrom s3\n"
+    assert console["files"][0] == {"name": "console.log", "bytes": 14} and console["text"] == "hello\nfrom s3\n"
+    assert console["file"] == "console.log" and console["files"][1]["name"] == "runpoint.log"
+    events = client.get(f"/api/runs/{run.id}/console", params={"file": "runpoint.log"}).json()
+    assert "run.start" in events["text"] and "checkpoint.commit" in events["text"], events["text"]
     checkpoints = client.get(f"/api/runs/{run.id}/checkpoints").json()
     assert checkpoints["latest"] == "step-000005" and [row["state"] for row in checkpoints["checkpoints"]] == ["present"]
     [media] = client.get(f"/api/runs/{run.id}/media").json()["media"]

@@ -4,7 +4,8 @@
     <root>/<project>/<run id>/config.yaml   the resolved config, secrets masked
     <root>/<project>/<run id>/meta.json     host, packages, git, argv, seeds, times
     <root>/<project>/<run id>/git.diff      uncommitted changes when the run started
-    <root>/<project>/<run id>/logs/         console.log, console_resume_<N>.log (console.rank<R>.log ...)
+    <root>/<project>/<run id>/logs/         console.log, console_resume_<N>.log (console.rank<R>.log ...),
+                                            their segments (console.log.<N>.zst), runpoint.log (runpoint's events)
     <root>/<project>/<run id>/media/        images, histograms, text
     <root>/<project>/<run id>/checkpoints/  one directory per step, latest and best pointers
 """
@@ -90,6 +91,10 @@ class RunPaths:
         """
         name = "console" if resume_count == 0 else f"console_resume_{resume_count}"
         return self.logs / (f"{name}.rank{rank}.log" if rank else f"{name}.log")
+
+    def runpoint_log(self, rank: int = 0) -> Path:
+        """``runpoint.log``: runpoint's own events of the run, one JSON object a line (rank R > 0: ``runpoint.rank<R>.log``)."""
+        return self.logs / (f"runpoint.rank{rank}.log" if rank else "runpoint.log")
 
 
 def resolve_inside(base: Path, relative: str) -> Path:

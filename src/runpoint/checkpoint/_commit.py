@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from .io import CheckpointIO, Payload
     from .process import CheckpointProcess
 
+from ..logs.run_log import emit
+
 logger = logging.getLogger("runpoint")
 
 
@@ -31,6 +33,7 @@ def write_checkpoint(storage: "Artifacts", directory: "CheckpointDirectory", io:
     and the checkpoints saved before are untouched (``CheckpointError`` for an ``OSError``).
     """
     name = checkpoint_name(step)
+    started = time.monotonic()
     try:
         staging = atomic.Staging(storage, name)
     except OSError as exc:
@@ -54,6 +57,9 @@ def write_checkpoint(storage: "Artifacts", directory: "CheckpointDirectory", io:
     info = CheckpointInfo(step=step, path=storage.display(name), created_at=manifest.created_at,
                           bytes=manifest.total_bytes, metrics=metrics, manifest=manifest)
     directory.add(info)
+    emit(logger, logging.INFO, "checkpoint.commit", "runpoint: committed checkpoint %s (%d bytes in %.2f s)", info.path,
+         info.bytes, time.monotonic() - started, run_id=manifest.run_id, step=step, path=info.path, bytes=info.bytes,
+         seconds=round(time.monotonic() - started, 4), files=len(files))
     return info
 
 

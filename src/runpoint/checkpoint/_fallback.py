@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from .directory import CheckpointDirectory
     from .io import CheckpointIO
 
+from ..logs.run_log import emit
+
 logger = logging.getLogger("runpoint")
 
 
@@ -53,7 +55,8 @@ def first_intact(storage: "Artifacts", directory: "CheckpointDirectory", candida
         for name, reason in sorted(directory.broken.items()):
             if (parse_step(name) or 0) > newest:
                 corrupt.append(f"{where}/{name}: {reason}")
-                logger.warning("runpoint: %s/%s: %s; falling back to an older checkpoint", where, name, reason)
+                emit(logger, logging.WARNING, "checkpoint.fallback", "runpoint: %s/%s: %s; falling back to an older "
+                     "checkpoint", where, name, reason, path=f"{where}/{name}", error=reason)
     for info in candidates:
         try:
             if info.manifest.is_sharded:
@@ -73,10 +76,12 @@ def first_intact(storage: "Artifacts", directory: "CheckpointDirectory", candida
             if not fall_back:
                 raise
             corrupt.append(f"{info.path}: {exc}")
-            logger.warning("runpoint: %s; falling back to an older checkpoint", exc)
+            emit(logger, logging.WARNING, "checkpoint.fallback", "runpoint: %s; falling back to an older checkpoint",
+                 exc, path=info.path, step=info.step, error=str(exc))
             continue
         if corrupt:
-            logger.warning("runpoint: restored step %d of %s instead of the corrupt latest", info.step, where)
+            emit(logger, logging.WARNING, "checkpoint.fell_back", "runpoint: restored step %d of %s instead of the "
+                 "corrupt latest", info.step, where, step=info.step, path=info.path)
         return Found(info, manifest, document, tensors, corrupt)
     if corrupt:
         raise CheckpointError(f"no intact checkpoint in {storage.display()}: " + "; ".join(corrupt), storage.display())
@@ -93,5 +98,6 @@ def rewind_resumed_run(run: "RunHandle", manifest: Manifest) -> None:
     if run.resumed and manifest.run_id == run.id:
         dropped = run.rewind(manifest.step)
         if dropped:
-            logger.info("runpoint: run %s resumes after step %d; dropped %d points the stopped attempt "
-                        "logged after it", run.id, manifest.step, dropped)
+            emit(logger, logging.INFO, "run.rewound", "runpoint: run %s resumes after step %d; dropped %d points "
+                 "the stopped attempt logged after it", run.id, manifest.step, dropped, run_id=run.id,
+                 step=manifest.step, points=dropped)

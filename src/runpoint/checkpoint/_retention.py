@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from .directory import CheckpointDirectory
     from .io import CheckpointIO
 
+from ..logs.run_log import emit
+
 logger = logging.getLogger("runpoint")
 
 
@@ -52,7 +54,8 @@ def apply_retention(storage: "Artifacts", directory: "CheckpointDirectory", rete
     try:
         checkpoints = directory.refresh()
     except OSError as exc:
-        logger.warning("runpoint: could not list %s for retention: %s", storage.display(), exc)
+        emit(logger, logging.WARNING, "checkpoint.retention_failed", "runpoint: could not list %s for retention: %s",
+             storage.display(), exc, path=storage.display(), error=str(exc))
         return []
     try:
         versions = registered() if registered is not None else set()
@@ -69,11 +72,14 @@ def apply_retention(storage: "Artifacts", directory: "CheckpointDirectory", rete
             removed = atomic.remove(storage, info.name, io.remove,
                                     keep=None if registered is None else still_registered(registered, info.step))
         except OSError as exc:
-            logger.warning("runpoint: could not delete checkpoint %s: %s", info.path, exc)
+            emit(logger, logging.WARNING, "checkpoint.retention_failed", "runpoint: could not delete checkpoint %s: %s",
+                 info.path, exc, path=info.path, step=info.step, error=str(exc), run_id=info.manifest.run_id)
             continue
         if removed:
             directory.discard(info.step)
             deleted.append(info.step)
+            emit(logger, logging.INFO, "checkpoint.retention_deleted", "runpoint: retention deleted checkpoint %s",
+                 info.path, path=info.path, step=info.step, bytes=info.bytes, run_id=info.manifest.run_id)
             if registry is not None:
                 registry.deleted(info.step)
     return deleted

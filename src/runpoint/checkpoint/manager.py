@@ -20,6 +20,7 @@ from ..artifacts.manifest import CheckpointInfo, Manifest
 from ..artifacts.storage import open_artifacts
 from ..distributed import over, share_outcome
 from ..errors import InvalidArgumentError
+from ..logs import stderr as stderr_logs
 from . import _state
 from . import export as _export
 from ._async import BackgroundSaver, wait_at_exit
@@ -90,6 +91,7 @@ class CheckpointManager:
         if options is not None and not isinstance(options, CheckpointOptions):
             raise InvalidArgumentError("options", f"must be CheckpointOptions, not {type(options).__qualname__}")
         self.options = options if options is not None else options_from_keywords(keywords)
+        stderr_logs.install()
         self.run, location = run_and_location(run_or_directory, self.options.location)
         self.process = process if process is not None else process_for(self.options.rng)
         refuse_sharded_encryption(self.options.encrypt, self.process)

@@ -28,6 +28,9 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Local-first experiment tracking, checkpoints and configs for PyTorch."""
+    from ..logs.stderr import install
+
+    install()  # runpoint's diagnostics as RUNPOINT_LOG_FORMAT / RUNPOINT_LOG_LEVEL ask
 
 
 demo.register(app)

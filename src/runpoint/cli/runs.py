@@ -31,6 +31,7 @@ from ._output import (
 )
 from ._run_list import GROUP_KEYS, grouped, runs_json, runs_table
 from ._show import print_run_details
+from ._show_logs import print_console, print_runpoint_log
 from ._tables import natural_width, print_table, short_headers, value_column
 
 RunArgument = Annotated[str, typer.Argument(help="Run id, unique id prefix, run name, or 'latest'.", show_default=False)]
@@ -94,14 +95,31 @@ def show(
         bool, typer.Option("--all", help="Also list the config values left at the schema's defaults.")
     ] = False,
     as_json: JsonOption = False,
+    show_console: Annotated[bool, typer.Option("--console", help="Print the run's captured console output instead "
+                                               "(every log, across its compressed segments).")] = False,
+    runpoint_log: Annotated[bool, typer.Option("--runpoint-log", help="Print runpoint's own events of the run "
+                                               "(logs/runpoint.log) instead.")] = False,
+    lines: Annotated[Optional[int], typer.Option("--lines", "-n", min=1, help="With --console/--runpoint-log: "
+                                                 "only the last N lines.", show_default=False)] = None,
 ) -> None:
     """Everything about one run: status, config, summary, metrics, where it ran.
 
     With a typed config (rp.ProjectConfig), the values that differ from the schema's
-    defaults come first; --all lists the defaults too.
+    defaults come first; --all lists the defaults too. --console prints what the run
+    printed; --runpoint-log what runpoint itself logged about it (checkpoints, sync, sinks).
     """
     store = _open(root)
     run = query.resolve_run(store, run_ref)
+    if show_console or runpoint_log:
+        if show_console and runpoint_log:
+            raise fail("give one of --console and --runpoint-log")
+        if show_console:
+            print_console(store, run, lines)
+        else:
+            print_runpoint_log(store, run, lines, as_json)
+        return
+    if lines is not None:
+        raise fail("--lines goes with --console or --runpoint-log")
     details = query.run_details(store, run)
     external = read_external(query.run_dir(store, run))
     if external:

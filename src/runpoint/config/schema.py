@@ -41,6 +41,11 @@ from pydantic import (
     model_validator,
 )
 
+from ._console_section import (
+    DEFAULT_CONSOLE_SEGMENT_BYTES,
+    RedactConfig,
+    console_segment_field,
+)
 from ._retention import RetentionPolicy
 from ._section_types import SECTION, Fraction, Identifier, PositiveInt, Probability
 from ._sections_runtime import DeploymentConfig, OptimizationConfig
@@ -48,6 +53,7 @@ from ._sinks import SinkEntry, sinks_json_schema
 from .presets import EXPERIMENT_PRESETS, apply_preset
 
 __all__ = [
+    "DEFAULT_CONSOLE_SEGMENT_BYTES",
     "AugmentationConfig",
     "CheckpointPolicy",
     "DataConfig",
@@ -58,6 +64,7 @@ __all__ = [
     "PreprocessingConfig",
     "ProjectConfig",
     "RetentionPolicy",
+    "RedactConfig",
     "TrainingConfig",
 ]
 
@@ -325,6 +332,8 @@ class ExperimentConfig(BaseModel):
     )
     nan_guard: bool = Field(default=False, description="Mark the step where the loss first becomes NaN or infinite.")
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy, description=RetentionPolicy.__doc__)
+    redact: RedactConfig = Field(default_factory=RedactConfig, description=RedactConfig.__doc__)
+    console_segment_bytes: int = console_segment_field()
 
     @model_validator(mode="wrap")
     @classmethod

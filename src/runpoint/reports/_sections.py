@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from .._util.git import changes_note
 from .._util.yaml import read_limited
 from ..artifacts.paths import resolve_inside
 from ..errors import ConfigError, InvalidArgumentError
+from ..logs.segments import LocalLogFolder, tail_lines
 from ..query import analysis
 from ..run.console import clean_console, console_logs
 from ..run.nonfinite import SUMMARY_KEY, SUMMARY_STEP, SUMMARY_VALUE
@@ -273,9 +273,10 @@ def _console(store: Store, run: RunRecord, lines: int) -> Section:
         section.blocks.append(Note("No console output was captured."))
         return section
     latest = files[-1]
-    text = clean_console(_tail(latest, lines)) if lines else ""
+    folder = LocalLogFolder(query.run_dir(store, run) / "logs")
+    text = clean_console(tail_lines(folder, latest, lines)) if lines else ""
     shown = len(text.splitlines())
-    section.blocks += [Note(f"The last {shown} line(s) of logs/{latest.name}"
+    section.blocks += [Note(f"The last {shown} line(s) of logs/{latest}"
                             + (f" ({len(files)} log files in all)" if len(files) > 1 else "") + ":"),
                        Pre(text or "(empty)")]
     return section
@@ -290,20 +291,6 @@ def _media_file(run_dir: Path, path: str | None) -> Path | None:
         return resolve_inside(run_dir / "media", path.removeprefix("media/"))
     except InvalidArgumentError:
         return None
-
-
-def _tail(path: Path, lines: int, block: int = 1 << 16) -> str:
-    with open(path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        data = b""
-        while size > 0 and data.count(b"\n") <= lines:
-            step = min(block, size)
-            size -= step
-            handle.seek(size)
-            data = handle.read(step) + data
-    text = data.decode("utf-8", "replace").replace("\r\n", "\n")
-    return "\n".join(text.rstrip("\n").split("\n")[-lines:])
 
 
 def report_sections(store: Store, run: RunRecord, *, console_lines: int, smoothing: float) -> list[Section]:

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from .._util.fs import write_atomic
 from ..errors import RunpointError
+from ..logs.run_log import close_run_log
 from ..store.base import RunStatus
 from . import lifecycle
 from .ranks import finish_rank
+from .run_log import run_closed
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -78,11 +80,14 @@ def close_run(run: Run, final: RunStatus, error: str | None) -> None:
         release = getattr(run._store, "_release_connections", None)
         if release is not None:
             release()
+    started = run.meta.get("started_at")
+    run_closed(run.id, final.value, time.time() - started if isinstance(started, (int, float)) else None)
     for hook in run._after_close:  # e.g. the last pass of the replicator that ships the run to a server
         try:
             hook()
         except Exception:
             logger.exception("runpoint: a closing hook of run %s failed", run.id)
+    close_run_log(run.id)  # after the hooks: the sync's last events belong to the run too
 
 
 def spill_unstored(writer: Writer, run_dir: Path, run_id: str) -> str:

@@ -32,6 +32,8 @@ from ..errors import (
     RunpointError,
     StoreError,
 )
+from ..logs.redact import Redactor
+from ..logs.run_log import emit
 from ..store import RunQuery, RunRecord, RunStatus, Store
 from ..store.base import RankRecord
 from . import metadata
@@ -39,6 +41,7 @@ from .console import ConsoleCapture
 from .liveness import reap_crashed, run_is_dead
 from .ranks import RankRole
 from .run import Run
+from .run_log import start_run_log
 
 logger = logging.getLogger("runpoint")
 
@@ -57,6 +60,8 @@ class OpenRequest:
     group: str | None
     console: bool
     flush_interval: float
+    console_segment_bytes: int | None = None  # None: never rotate
+    redactor: Redactor | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # added to meta.json (a job's "distributed" section)
 
 
@@ -88,10 +93,13 @@ def _meta_for_store(meta: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in meta.items() if key != "packages"}  # meta.json keeps them
 
 
-def _start_console(paths: RunPaths, resume_count: int, enabled: bool, rank: int = 0) -> ConsoleCapture | None:
-    if not enabled:
+def _start_console(paths: RunPaths, resume_count: int, request: OpenRequest, rank: int = 0) -> ConsoleCapture | None:
+    """``logs/runpoint.log`` (always), and the console capture when it is on."""
+    start_run_log(paths, request.redactor, rank)
+    if not request.console:
         return None
-    capture = ConsoleCapture(paths.console_log(resume_count, rank))
+    capture = ConsoleCapture(paths.console_log(resume_count, rank), segment_bytes=request.console_segment_bytes,
+                             redactor=request.redactor, run_id=paths.run_id)
     capture.start()
     return capture
 
@@ -146,7 +154,7 @@ def _create(request: OpenRequest, run_id: str | None, role: RankRole | None) -> 
     return Run(
         store=store, paths=paths, name=record.name, config=masked, tags=request.tags, notes=request.notes,
         group=request.group, resume_count=0, next_step=0, summary={}, meta=meta,
-        console=_start_console(paths, 0, request.console), flush_interval=request.flush_interval, role=role,
+        console=_start_console(paths, 0, request), flush_interval=request.flush_interval, role=role,
     )
 
 
@@ -207,10 +215,10 @@ def _resume(request: OpenRequest, resume: str, role: RankRole | None) -> Run:  #
     config = masked
     if masked and config_hash(masked) != record.config_hash:
         changed = paths.dir / f"config_resume_{record.resume_count}.yaml"
-        logger.warning(
-            "runpoint: run %s resumes with a different config than it started with; "
-            "the new one is saved as %s, params keep the original", record.id, changed.name,
-        )
+        emit(logger, logging.WARNING, "run.config_changed",
+             "runpoint: run %s resumes with a different config than it started with; "
+             "the new one is saved as %s, params keep the original", record.id, changed.name,
+             run_id=record.id, path=changed.name)
         write_config(changed, record.id, masked)
     elif not masked:
         config = read_config(paths)
@@ -218,7 +226,7 @@ def _resume(request: OpenRequest, resume: str, role: RankRole | None) -> Run:  #
         store=store, paths=paths, name=record.name, config=config, tags=record.tags, notes=record.notes,
         group=record.group, resume_count=record.resume_count, next_step=next_step,
         summary=store.get_summary(record.id), meta=meta,
-        console=_start_console(paths, record.resume_count, request.console), flush_interval=request.flush_interval,
+        console=_start_console(paths, record.resume_count, request), flush_interval=request.flush_interval,
         stored_steps={key: s.last_step for key, s in stats.items()}, role=role,
     )
     new_tags = tuple(tag for tag in request.tags if tag not in record.tags)
@@ -244,7 +252,7 @@ def join_run(request: OpenRequest, run_id: str, role: RankRole, next_step: int |
         store=store, paths=paths, name=record.name, config=request.masked or read_config(paths), tags=record.tags,
         notes=record.notes, group=record.group, resume_count=record.resume_count, next_step=next_step,
         summary=store.get_summary(run_id), meta=meta,
-        console=_start_console(paths, record.resume_count, request.console, role.rank),
+        console=_start_console(paths, record.resume_count, request, role.rank),
         flush_interval=request.flush_interval, stored_steps=mine, role=role,
     )
 

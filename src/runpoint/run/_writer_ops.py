@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from array import array
-from typing import Any
+from typing import Any, Callable
 
 from ..store.base import MediaRecord, MetricSeries, WriteBatch
 from .values import is_media
@@ -129,3 +129,13 @@ def resolve_deferred(values: dict[str, Any], step: int, wall: float, media: list
             logger.warning("runpoint: could not read the value of %r: %s; stored NaN", key, exc)
             resolved[key] = float("nan")
     return resolved
+
+
+def redact_media(media: list[MediaRecord], redact: Callable[[str], str]) -> None:
+    """Secrets out of the text that media carry (``rp.Text``, every caption), before anything stores them."""
+    for record in media:
+        data = record.data
+        if record.kind == "text" and isinstance(data.get("text"), str):
+            data["text"] = redact(data["text"])
+        if isinstance(data.get("caption"), str):
+            data["caption"] = redact(data["caption"])

@@ -12,20 +12,34 @@ processes and of C code writing to the file descriptors directly is not, and nei
 The file is written without Python's buffering; lines are collected here and written by
 :meth:`ConsoleCapture.flush`, which the run's writer thread calls every flush, so a
 SIGKILL loses at most the last interval, and a forked child never re-writes lines its
-parent had buffered.
+parent had buffered. A line is written once it is finished (or once it has grown past
+:data:`MAX_PARTIAL_LINE` characters), so a secret split across two writes is redacted
+whole (:mod:`runpoint.logs.redact`); redaction runs in ``flush``, off the caller's thread.
+The file rotates into compressed segments at a size (:mod:`runpoint.logs.rotation`).
 """
 
 from __future__ import annotations
 
 import io
-import os
 import re
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
 from .._util.forksafe import call_after_fork
+from ..logs.redact import LineRedactor, Redactor
+from ..logs.rotation import SegmentedLogFile, compress_leftovers, compressor
+from ..logs.segments import (
+    CONSOLE_LOG_NAME,
+    LocalLogFolder,
+    logical_logs,
+    sort_console_logs,
+)
+
+__all__ = ["CONSOLE_LOG_NAME", "ConsoleCapture", "clean_console", "console_logs", "sort_console_logs"]
+
+MAX_PARTIAL_LINE = 1 << 16  # an unfinished line this long is written as a line of its own
 
 
 class _LineAssembler:
@@ -50,6 +64,9 @@ class _LineAssembler:
                     current = ""  # the text after a lone CR redraws the line
                     self._pending_cr = False
                 current += piece
+        if len(current) >= MAX_PARTIAL_LINE:  # never hold a line without end forever
+            self.lines.append(current + "\n")
+            current = ""
         self._current = current
 
     def take_partial(self) -> str:
@@ -116,11 +133,16 @@ class ConsoleCapture:
         capture.stop()
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, segment_bytes: int | None = None, redactor: Redactor | None = None,
+                 run_id: str | None = None) -> None:
         self.path = path
+        self.segment_bytes = segment_bytes
+        self.run_id = run_id
+        self._redactor = LineRedactor(redactor) if redactor is not None and redactor.active else None
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # the writer thread's flush and stop's last flush
         self._assembler = _LineAssembler()
-        self._fd: int | None = None
+        self._file: SegmentedLogFile | None = None
         self._tees: dict[str, _Tee] = {}
         self._originals: dict[str, TextIO] = {}
         self._stopped = False
@@ -128,8 +150,8 @@ class ConsoleCapture:
         call_after_fork(self._continue_in_forked_child)
 
     def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._file = SegmentedLogFile(self.path, self.segment_bytes, self.run_id)
+        compress_leftovers(self.path.parent)  # segments a crashed run left uncompressed
         for name in ("stdout", "stderr"):
             original = getattr(sys, name)
             if original is None:
@@ -149,18 +171,20 @@ class ConsoleCapture:
 
     def flush(self, include_partial: bool = False) -> None:
         """Write finished lines (and the unfinished one, at the end) to the file."""
-        with self._lock:
-            lines = self._assembler.lines
-            self._assembler.lines = []
-            if include_partial:
-                partial = self._assembler.take_partial()
-                if partial:
-                    lines.append(partial + "\n")
-        if lines and self._fd is not None:
-            data = "".join(lines).encode("utf-8", errors="replace")
-            while data:
-                written = os.write(self._fd, data)
-                data = data[written:]
+        with self._write_lock:  # taken first: two flushes write their lines in the order they took them
+            with self._lock:
+                lines = self._assembler.lines
+                self._assembler.lines = []
+                if include_partial:
+                    partial = self._assembler.take_partial()
+                    if partial:
+                        lines.append(partial + "\n")
+            if self._redactor is not None:
+                lines = self._redactor.lines(lines) + (self._redactor.close() if include_partial else [])
+            if lines and self._file is not None:
+                if self._direct:
+                    self._file.reopen_if_moved()
+                self._file.write("".join(lines).encode("utf-8", errors="replace"))
 
     def stop(self) -> None:
         """Restore the streams (unless someone replaced them since) and close the file."""
@@ -170,38 +194,34 @@ class ConsoleCapture:
         self._tees.clear()
         self.flush(include_partial=True)
         self._stopped = True
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._file is not None:
+            self._file.close()
+            if self._file.rotated:  # the last segments compressed before the run's files are shipped
+                compressor().wait(timeout=120)
+            self._file = None
 
     def _continue_in_forked_child(self) -> None:
         # The parent writes the lines it had collected; the child writes its own at once,
         # since no writer thread flushes for it.
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._assembler.lines = []
         self._direct = True
+        if self._file is not None:
+            self._file.rotate_enabled = False  # the parent rotates the file; the child follows it
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
-CONSOLE_LOG_NAME = re.compile(r"^console(_resume_(\d+))?(\.rank(\d+))?\.log$")
 
 
-def console_logs(logs: Path) -> list[Path]:
-    """A run's console logs in the order they were written: console.log, console_resume_1.log, ...
+def console_logs(logs: Path) -> list[str]:
+    """The names of a run's console logs in the order they were written: console.log, console_resume_1.log, ...
 
     A multi-rank job's other ranks' logs (``console.rank1.log``) follow rank 0's of the same attempt.
+    A log may exist only as segments (``console.log.1.zst``...): read it with
+    :func:`runpoint.logs.segments.read_log` / ``tail_log`` on ``LocalLogFolder(logs)``.
     """
-    if not logs.is_dir():
-        return []
-    files = {path.name: path for path in logs.iterdir() if path.is_file()}
-    return [files[name] for name in sort_console_logs(files)]
-
-
-def sort_console_logs(names: Iterable[str]) -> list[str]:
-    """The console log names among ``names``, in the order :func:`console_logs` gives them."""
-    found = [(name, CONSOLE_LOG_NAME.match(name)) for name in names]
-    ordered = [(int(match.group(2) or 0), int(match.group(4) or 0), name) for name, match in found if match]
-    return [name for _, _, name in sorted(ordered)]
+    return logical_logs(LocalLogFolder(logs).sizes())
 
 
 def clean_console(text: str) -> str:

@@ -16,6 +16,7 @@ from ..sinks.select import select_sinks
 from ..store import open_store
 from ..sync.pull import pull_for_resume
 from ..sync.remote_root import attach_replicator, connect, open_spool, server_location
+from ._console_settings import redactor_for, segment_bytes_for
 from ._job import open_in_job
 from ._open import (
     OpenRequest,
@@ -26,6 +27,8 @@ from ._open import (
 )
 from .ranks import check_log_ranks
 from .run import Run
+from .run_log import run_opened
+from .writer import Writer
 
 __all__ = ["find_for_resume", "init"]
 
@@ -56,6 +59,8 @@ def init(  # long: every argument is checked here, before anything is created
     sinks: Sequence[Any] | None = None,
     log_ranks: str = "zero",
     distributed: bool = True,
+    redact: Any = None,
+    console_segment_bytes: int | None = None,
 ) -> Run:
     """Start recording a run, or continue one with ``resume``.
 
@@ -79,6 +84,12 @@ def init(  # long: every argument is checked here, before anything is created
             ``resume="allow"``).
         group: groups runs of one sweep or study.
         console: capture stdout/stderr to ``logs/``; default on (``RUNPOINT_CONSOLE=0`` turns it off).
+        redact: secrets replaced by ``[REDACTED:<kind>]`` in the console log, ``rp.Text`` and
+            ``logs/runpoint.log`` before they are written: None (the config's ``experiment.redact``;
+            by default the well-known secret formats), False (none), a list of regular expressions
+            or ``{name: regex}`` (added), or ``{"builtin": bool, "emails": bool, "patterns": [...]}``.
+        console_segment_bytes: size at which the console log continues in a new file, the old one
+            becoming a zstd-compressed segment; default: ``experiment.console_segment_bytes``, 64 MiB.
         flush_interval: seconds between the writer's flushes; a SIGKILL loses at most this
             much plus the time one write takes (the writer holds back a faster caller).
         system_metrics: seconds between samples of CPU, memory, disk, network and GPU use
@@ -140,19 +151,25 @@ def init(  # long: every argument is checked here, before anything is created
     masked = mask_secrets(plain)
     chosen_sinks = select_sinks(sinks, masked)
     log_ranks = check_log_ranks("log_ranks", log_ranks)
+    redactor = redactor_for(redact, plain)
+    segment_bytes = segment_bytes_for(console_segment_bytes, plain)
     server = server_location(root)
     root_path, store = open_spool(server) if server else (resolve_root(root), None)
     if server and resume is not None and store is not None:  # a resume on a machine whose spool lacks the run
         pull_for_resume(connect(server), root_path, store, project=project, resume=resume, run_id=id)
     request = OpenRequest(
         store=store or open_store(root_path), root=root_path, project=project, name=name, masked=masked, tags=tags,
-        notes=notes, group=group, console=console, flush_interval=float(flush_interval),
+        notes=redactor.redact(notes), group=group, console=console, flush_interval=float(flush_interval),
+        console_segment_bytes=segment_bytes, redactor=redactor,
     )
     ranks = current_ranks() if distributed else None
     if ranks is None:
         run = open_run(request, resume, id)
     else:
         run = open_in_job(ranks, request, resume, id, log_ranks)
+    run_opened(run)
+    if redactor.active and isinstance(run._writer, Writer):
+        run._writer.redact_text = redactor.redact  # rp.Text, on the writer thread
     if server and run.rank == 0:
         attach_replicator(run, root_path, server)
     if chosen_sinks and run.rank == 0:  # before anything else writes, so the sinks see every point

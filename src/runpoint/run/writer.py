@@ -38,12 +38,14 @@ from typing import Any, Callable
 
 from .._util.forksafe import call_after_fork
 from ..errors import RunNotFoundError, StoreError
+from ..logs.run_log import emit
 from ..store.base import Store, WriteBatch
 from ._writer_ops import (
     Marker,
     ParamsOp,
     RewindOp,
     SummaryOp,
+    redact_media,
     resolve_deferred,
     to_columns,
 )
@@ -107,6 +109,7 @@ class Writer(CallerPacing):
         self._failure: BaseException | None = None
         self._fatal: BaseException | None = None
         self.listeners: list[BatchListener] = list(listeners or [])
+        self.redact_text: Callable[[str], str] | None = None  # rp.Text and captions (runpoint.logs.redact)
         self.on_tick: list[Callable[[], None]] = []  # called after every flush cycle
         self.points_written = 0
         # batches given up on at close (the store kept failing for 30 s): the run spills them
@@ -275,6 +278,8 @@ class Writer(CallerPacing):
                 break  # write what came before the marker now, so the flush returns promptly
             else:
                 entry.apply(batch)
+        if media and self.redact_text is not None:
+            redact_media(media, self.redact_text)
         if len(entries) > 1:
             self._batch_span = entries[-1][1] - entries[0][1]
         batch.metrics, count = to_columns(entries)
@@ -333,10 +338,9 @@ class Writer(CallerPacing):
                     self._retrying = True
                     with self._room:  # a caller waiting for the next collect: let it go on
                         self._room.notify_all()
-                    logger.warning(
-                        "runpoint: writing to %s failed (%s); keeping the points and retrying",
-                        getattr(self._store, "location", "the store"), exc,
-                    )
+                    emit(logger, logging.WARNING, "store.retry",
+                         "runpoint: writing to %s failed (%s); keeping the points and retrying",
+                         getattr(self._store, "location", "the store"), exc, run_id=self._run_id, error=str(exc))
                 if self._stopping and now - first_failure > self.give_up_after_s:
                     logger.error(
                         "runpoint: gave up writing %d points of run %s after %g s: %s",
@@ -349,7 +353,8 @@ class Writer(CallerPacing):
                 continue
             if first_failure is not None:
                 self._retrying = False
-                logger.warning("runpoint: writing to the store works again; nothing was lost")
+                emit(logger, logging.WARNING, "store.recovered", "runpoint: writing to the store works again; "
+                     "nothing was lost", run_id=self._run_id, seconds=time.time() - first_failure)
             self._last_heartbeat = batch.heartbeat_at or self._last_heartbeat
             for listener in self.listeners:
                 try:

@@ -9,14 +9,22 @@ paths, ``..`` and (locally) symbolic links below the root are refused with 404
 from __future__ import annotations
 
 import mimetypes
-from typing import Annotated, Any, Iterator
+from typing import Annotated, Any, BinaryIO, Iterator
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
 from .. import query
 from ..errors import InvalidArgumentError, RunpointError
-from ..run.console import CONSOLE_LOG_NAME, clean_console, sort_console_logs
+from ..logs.events_text import readable_events
+from ..logs.segments import (
+    CONSOLE_LOG_NAME,
+    RUNPOINT_LOG_NAME,
+    log_size,
+    logical_logs,
+    tail_log,
+)
+from ..run.console import clean_console
 from ..store.base import RunRecord
 from .context import Dashboard, StrictJSONResponse, dashboard
 from .run_files import RunFiles
@@ -35,35 +43,52 @@ def _run(ctx: Dashboard, ref: str) -> tuple[RunRecord, RunFiles]:
     return run, ctx.run_files(run)
 
 
+class _RunLogs:
+    """A run's ``logs/`` folder as :mod:`runpoint.logs.segments` reads it, through the dashboard's files."""
+
+    def __init__(self, files: RunFiles) -> None:
+        self._files = files
+
+    def sizes(self) -> dict[str, int]:
+        return {name: size for name, size in self._files.list("logs") if "/" not in name}
+
+    def open(self, name: str) -> BinaryIO:
+        return self._files.open(f"logs/{name}")
+
+
 @router.get("/console", response_model=None, summary="The tail of a run's console log")
 def console(
     ctx: Ctx,
     ref: str,
-    file: Annotated[str | None, Query(description="console.log or console_resume_<N>.log; default: the newest.")] = None,
+    file: Annotated[str | None, Query(description="console.log, console_resume_<N>.log, or runpoint.log (runpoint's "
+                                                   "own events); default: the newest console log.")] = None,
     max_bytes: Annotated[int, Query(ge=1, le=4_000_000)] = 200_000,
 ) -> StrictJSONResponse:
-    """The last ``max_bytes`` of one console log, cleaned of terminal control codes."""
+    """The last ``max_bytes`` of one console log (read across its segments), cleaned of terminal control codes."""
     run, files = _run(ctx, ref)
-    sizes = {name: size for name, size in files.list("logs") if "/" not in name}
-    logs = [{"name": name, "bytes": sizes[name]} for name in sort_console_logs(sizes)]
+    folder = _RunLogs(files)
+    sizes = folder.sizes()
+    consoles = logical_logs(sizes)
+    runpoint_logs = sorted(name for name in sizes if RUNPOINT_LOG_NAME.match(name))
+    logs = [{"name": name, "bytes": log_size(folder, name, sizes)} for name in consoles]
+    logs += [{"name": name, "bytes": sizes[name], "runpoint": True} for name in runpoint_logs]
     if not logs:
         return StrictJSONResponse({"files": [], "file": None, "text": "", "bytes": 0, "truncated": False})
-    name = str(file or logs[-1]["name"])
-    if not CONSOLE_LOG_NAME.match(name):
+    name = str(file or (consoles or runpoint_logs)[-1])
+    if not (CONSOLE_LOG_NAME.match(name) or RUNPOINT_LOG_NAME.match(name)):
         raise InvalidArgumentError("file", f"{name!r} is not a console log")
+    if name not in consoles and name not in runpoint_logs:
+        raise HTTPException(404, f"run {run.id} has no {name}")
     try:
-        handle = files.open(f"logs/{name}")
+        data, size = tail_log(folder, name, max_bytes)
     except (OSError, InvalidArgumentError):
         raise HTTPException(404, f"run {run.id} has no {name}") from None
-    with handle:
-        size = handle.seek(0, 2)
-        handle.seek(max(0, size - max_bytes))
-        data = handle.read()
     text = data.decode("utf-8", "replace")
     _, newline, rest = text.partition("\n")
     if size > max_bytes and newline and rest:
         text = rest  # drop the partial first line
-    return StrictJSONResponse({"files": logs, "file": name, "text": clean_console(text), "bytes": size, "truncated": size > max_bytes})
+    text = readable_events(text) if RUNPOINT_LOG_NAME.match(name) else clean_console(text)
+    return StrictJSONResponse({"files": logs, "file": name, "text": text, "bytes": size, "truncated": size > max_bytes})
 
 
 def _pointer(files: RunFiles, name: str) -> str | None:

@@ -35,6 +35,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from ..logs.run_log import emit
 from .base import Sink, SinkBatch, SinkOptions, SinkRun
 
 logger = logging.getLogger("runpoint")
@@ -128,11 +129,11 @@ class IsolatedSink:
             self._pending_points += points
             self._pending_media += media
         if warn:
-            logger.warning(
-                "runpoint: the %s sink falls behind; points beyond %d (media beyond %d) waiting are dropped "
-                "for it (runpoint's own store keeps every point)",
-                self.name, self.options.max_pending_points, self.options.max_pending_media,
-            )
+            emit(logger, logging.WARNING, "sink.behind",
+                 "runpoint: the %s sink falls behind; points beyond %d (media beyond %d) waiting are dropped "
+                 "for it (runpoint's own store keeps every point)",
+                 self.name, self.options.max_pending_points, self.options.max_pending_media,
+                 run_id=self._run.id, sink=self.name)
         self._wake.set()
 
     def submit_rewind(self, step: int) -> None:
@@ -356,13 +357,13 @@ class IsolatedSink:
             self._pending, self._pending_points, self._pending_media = [], 0, 0
             self._inflight_points = self._inflight_media = 0
         if state == "disabled":
-            logger.warning(
-                "runpoint: the %s sink is disabled: %s. Training goes on and runpoint's own store has "
-                "every point; the failure is recorded in external.json of run %s",
-                self.name, error.rstrip("."), self._run.id,
-            )
+            emit(logger, logging.WARNING, "sink.disabled",
+                 "runpoint: the %s sink is disabled: %s. Training goes on and runpoint's own store has "
+                 "every point; the failure is recorded in external.json of run %s",
+                 self.name, error.rstrip("."), self._run.id, run_id=self._run.id, sink=self.name, error=error)
         else:
-            logger.warning("runpoint: the %s sink of run %s: %s", self.name, self._run.id, error)
+            emit(logger, logging.WARNING, "sink.failed", "runpoint: the %s sink of run %s: %s", self.name, self._run.id,
+                 error, run_id=self._run.id, sink=self.name, state=state)
         self._report(self)
         if state != "failed":
             self._abort()

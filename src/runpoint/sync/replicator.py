@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import AccessDeniedError
+from ..logs.run_log import emit
 from ..store.base import Store
 from .push import SyncReport, SyncTarget, sync_run
 from .state import SyncState
@@ -93,8 +94,9 @@ class Replicator:
         report = sync_run(source, self.root, self.state, target, self.run_id, final=final)
         self.last_report, self.last_error = report, None
         if self.degraded_since is not None:
-            logger.warning("runpoint: run %s: the server at %s is reachable again; caught up after %.0f s",
-                           self.run_id, self.server, time.time() - self.degraded_since)
+            emit(logger, logging.WARNING, "sync.caught_up", "runpoint: run %s: the server at %s is reachable again; "
+                 "caught up after %.0f s", self.run_id, self.server, time.time() - self.degraded_since,
+                 run_id=self.run_id, server=self.server, seconds=time.time() - self.degraded_since)
             self.degraded_since = None
         return report
 
@@ -104,16 +106,15 @@ class Replicator:
         if self.degraded_since is None:
             self.degraded_since = time.time()
             if isinstance(exc, AccessDeniedError):  # not an outage: waiting will not mend it
-                logger.warning(
-                    "runpoint: run %s: the server at %s refused it (%s); the run keeps recording locally in %s: "
-                    "fix $RUNPOINT_TOKEN, then send it with: runpoint sync %s",
-                    self.run_id, self.server, _short(exc), self.root, self.run_id,
-                )
+                emit(logger, logging.WARNING, "sync.refused",
+                     "runpoint: run %s: the server at %s refused it (%s); the run keeps recording locally in %s: "
+                     "fix $RUNPOINT_TOKEN, then send it with: runpoint sync %s",
+                     self.run_id, self.server, _short(exc), self.root, self.run_id, run_id=self.run_id, server=self.server)
                 return
-            logger.warning(
-                "runpoint: run %s: cannot reach the server at %s (%s); the run keeps recording locally in %s "
-                "and is sent when the server is back", self.run_id, self.server, _short(exc), self.root,
-            )
+            emit(logger, logging.WARNING, "sync.outage",
+                 "runpoint: run %s: cannot reach the server at %s (%s); the run keeps recording locally in %s "
+                 "and is sent when the server is back", self.run_id, self.server, _short(exc), self.root,
+                 run_id=self.run_id, server=self.server, error=_short(exc))
 
     def finish(self, timeout: float | None = None) -> bool:
         """Stop the thread, make a last pass (retrying until ``timeout``); True when the run is whole on the server."""
@@ -141,11 +142,10 @@ class Replicator:
         finally:
             source.close()
             self._locks.close()
-        logger.warning(
-            "runpoint: run %s is recorded in %s but not all of it reached %s (%s); send it with: runpoint sync %s",
-            self.run_id, self.root, self.server, _short(self.last_error) if self.last_error else "not finished",
-            self.run_id,
-        )
+        emit(logger, logging.WARNING, "sync.incomplete",
+             "runpoint: run %s is recorded in %s but not all of it reached %s (%s); send it with: runpoint sync %s",
+             self.run_id, self.root, self.server, _short(self.last_error) if self.last_error else "not finished",
+             self.run_id, run_id=self.run_id, server=self.server)
         return False
 
 

@@ -192,7 +192,7 @@ export async function renderRun(page, ref, initialTab) {
     body.append(h("div", { class: "toolbar" }, picker, h("label", { class: "inline" }, follow, "Follow"), note), pre);
     async function refreshConsole() {
       const data = await get(`/api/runs/${runId}/console`, { file: consoleState.file });
-      clear(picker).append(...data.files.map((f) => h("option", { value: f.name, selected: f.name === data.file }, `${f.name} (${fmtBytes(f.bytes)})`)));
+      clear(picker).append(...data.files.map((f) => h("option", { value: f.name, selected: f.name === data.file }, `${f.name}${f.runpoint ? " (runpoint's own events)" : ""} (${fmtBytes(f.bytes)})`)));
       note.textContent = data.truncated ? `last ${fmtBytes(data.text.length)} of ${fmtBytes(data.bytes)}` : "";
       const atBottom = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 40;
       pre.textContent = data.text || "(no console output captured)";
