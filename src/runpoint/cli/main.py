@@ -5,7 +5,19 @@ from __future__ import annotations
 import typer
 
 from .._version import __version__
-from . import ckpt, config, demo, diagnostics, models, retention, runs, server, sync, transfer, ui
+from . import (
+    ckpt,
+    config,
+    demo,
+    diagnostics,
+    models,
+    retention,
+    runs,
+    server,
+    sync,
+    transfer,
+    ui,
+)
 
 app = typer.Typer(
     name="runpoint",
