@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import sys
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from ..errors import CheckpointError, InvalidArgumentError
 from .policy import BestN
@@ -46,14 +46,18 @@ def best_policy(policy: Any) -> BestN | None:
     return None
 
 
-def refuse_sharded_encryption(key: Any, process: Any) -> None:
-    """Encryption wraps the files SafetensorsIO writes; sharded saves are written by
-    ``torch.distributed.checkpoint``, whose files it does not see."""
+P = TypeVar("P")
+
+
+def refuse_sharded_encryption(key: Any, process: P) -> P:
+    """``process``, unless ``key`` asks to encrypt its sharded saves: encryption wraps the files
+    SafetensorsIO writes, and sharded saves are written by ``torch.distributed.checkpoint``."""
     if key is not None and getattr(process, "sharded", False):
         raise InvalidArgumentError(
             "encrypt", "is not supported for sharded checkpoints (a torch.distributed job): their files are "
                        "written by torch.distributed.checkpoint, which runpoint cannot seal yet; save from one "
                        "process (rp.CheckpointManager(..., process=LocalProcess()) on rank 0) or drop encrypt=")
+    return process
 
 
 def versions() -> dict[str, str]:

@@ -93,8 +93,7 @@ class CheckpointManager:
         self.options = options if options is not None else options_from_keywords(keywords)
         stderr_logs.install()
         self.run, location = run_and_location(run_or_directory, self.options.location)
-        self.process = process if process is not None else process_for(self.options.rng)
-        refuse_sharded_encryption(self.options.encrypt, self.process)
+        self.process = refuse_sharded_encryption(self.options.encrypt, process or process_for(self.options.rng))
         self._storage = open_artifacts(location, self.options.storage_options)
         self._dir = CheckpointDirectory.prepare(self._storage, tidy=self.process.coordinates)
         if self.process.coordinates:
