@@ -149,8 +149,10 @@ def test_accounts_tables_are_their_own(server_db: str, tmp_path: Path) -> None:
     else:
         import psycopg
 
-        with psycopg.connect(server_db) as conn:
-            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        from runpoint.store.postgres.schema import SCHEMA_VERSION
+
+        with psycopg.connect(server_db) as conn:  # the store's version, not the accounts'
+            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
 
 
 def _cli() -> typer.Typer:

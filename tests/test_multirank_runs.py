@@ -77,7 +77,8 @@ def test_four_ranks_record_one_run(tmp_path, root):
     assert store.get_summary(run.id) == {"where": 0}
     logs = root / "ranks" / run.id / "logs"
     assert sorted(p.name for p in logs.iterdir()) == ["console.log", "console.rank1.log", "console.rank2.log",
-                                                      "console.rank3.log"]
+                                                      "console.rank3.log", "runpoint.log", "runpoint.rank1.log",
+                                                      "runpoint.rank2.log", "runpoint.rank3.log"]
     assert "hello from rank 0" in (logs / "console.log").read_text()
     assert "hello from rank 2" in (logs / "console.rank2.log").read_text()
     assert "hello from rank 0" not in (logs / "console.rank2.log").read_text()

@@ -70,6 +70,9 @@ ACTS: dict[str, tuple[Any, ...] | None] = {
     "experiment.watch_interval": None,
     # read by `runpoint gc --policy`, not by the run: any valid value acts
     **{f"experiment.retention.{name}": None for name in ("older_than", "statuses", "keep_tags", "keep_last")},
+    # the run's console capture and logged text read these
+    **{f"experiment.redact.{name}": None for name in ("builtin", "emails", "patterns")},
+    "experiment.console_segment_bytes": None,
     "optimization.deterministic": None,  # these three through apply_torch_settings
     "optimization.cudnn_benchmark": None,
     "optimization.matmul_precision": None,
