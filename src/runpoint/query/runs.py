@@ -144,17 +144,18 @@ def _reap_running(store: Store, project: str | None) -> None:
     reap_crashed(store, store.list_runs(RunQuery(project=project, statuses=(RunStatus.RUNNING,))))
 
 
-def resolve_run(store: Store, ref: str) -> RunRecord:
-    """A run by exact id, unique id prefix, exact name, or ``latest``."""
+def resolve_run(store: Store, ref: str, *, project: str | None = None) -> RunRecord:
+    """A run by exact id, unique id prefix, exact name, or ``latest``; only among ``project``'s runs when given."""
     if not isinstance(ref, str) or not ref.strip():
         raise InvalidArgumentError("run", "give a run id, an id prefix, a run name or 'latest'")
     ref = ref.strip()
     if ref == "latest":
-        runs = store.list_runs(RunQuery(limit=1))
+        runs = store.list_runs(RunQuery(project=project, limit=1))
         if not runs:
-            raise RunNotFoundError(ref, store.location, hint="the store has no runs")
+            where = "the store" if project is None else f"project {project!r}"
+            raise RunNotFoundError(ref, store.location, hint=f"{where} has no runs")
         return reap_crashed(store, runs)[0]
-    matches = store.find_runs(ref)
+    matches = [run for run in store.find_runs(ref) if project is None or run.project == project]
     exact = [run for run in matches if run.id == ref]
     if exact:
         matches = exact

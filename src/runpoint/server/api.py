@@ -4,23 +4,26 @@ Every handler reads through :mod:`runpoint.query` (which detects crashed runs) a
 store's protocols, never SQL. The routes for a run's files (console, checkpoints, media)
 are in :mod:`runpoint.server.api_files`, launching in :mod:`runpoint.server.api_launch`.
 The OpenAPI description is served at ``/api/openapi.json`` and browsable at ``/api/docs``.
+Every route follows the token's scope and project limit (:mod:`runpoint.server.access`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from .. import query
 from .._version import __version__
 from ..errors import InvalidArgumentError
 from ..store.base import RunQuery, RunRecord
 from ..store.bulk import split_column
+from .access import RUN_ACCESS, visible_run
+from .auth import principal, visible_project
 from .context import Dashboard, StrictJSONResponse, dashboard
 from .downsample import DEFAULT_BUCKETS, MAX_BUCKETS, downsample_metric, epoch_knots
 
-router = APIRouter(prefix="/api", tags=["runs"])
+router = APIRouter(prefix="/api", tags=["runs"], dependencies=[RUN_ACCESS])
 
 Ctx = Annotated[Dashboard, Depends(dashboard)]
 # Handlers return StrictJSONResponse themselves: FastAPI's jsonable_encoder pass over a
@@ -50,13 +53,15 @@ def _row(run: RunRecord) -> dict[str, Any]:
 
 
 @router.get("/info", response_model=None, summary="The root this dashboard serves")
-def info(ctx: Ctx) -> StrictJSONResponse:
-    """Version, root, projects with their run counts, and the entry points Launch offers."""
+def info(ctx: Ctx, request: Request) -> StrictJSONResponse:
+    """Version, root, projects with their run counts (those the token reaches), and the entry points Launch offers."""
+    only = principal(request).project
+    projects = {name: count for name, count in ctx.reader.projects().items() if only is None or name == only}
     return StrictJSONResponse({
         "version": __version__,
         "root": ctx.store.location if "://" in ctx.store.location else str(ctx.root),  # a server's database, unsigned
-        "projects": ctx.reader.projects(),
-        "runs": ctx.store.count_runs(),
+        "projects": projects,
+        "runs": ctx.store.count_runs(only),
         "entry_points": sorted(ctx.launcher.entry_points),
         "registers_models": ctx.object_store is None,  # the team server's checkpoints are registered from clients
     })
@@ -65,6 +70,7 @@ def info(ctx: Ctx) -> StrictJSONResponse:
 @router.get("/runs", response_model=None, summary="List runs, filtered, with picked columns")
 def list_runs(
     ctx: Ctx,
+    request: Request,
     project: str | None = None,
     tag: Annotated[list[str], Query(description="Runs having every tag given (repeatable).")] = [],  # noqa: B006
     status: Annotated[list[str], Query(description="running, completed, failed, killed, crashed (repeatable).")] = [],  # noqa: B006
@@ -73,10 +79,10 @@ def list_runs(
     columns: Annotated[str | None, Query(description="Comma-separated params.<key>, metrics.<key>, summary.<key>.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_RUNS)] = 5000,
 ) -> StrictJSONResponse:
-    """Runs newest first. ``values`` of each row holds the picked columns (metrics: last value)."""
+    """Runs newest first (of the token's project, when it is limited to one). ``values`` holds the picked columns."""
     picked = _columns(columns)
     runs = query.list_runs(
-        ctx.store, project=project or None, tags=tag, status=status or None, where=where,
+        ctx.store, project=visible_project(request, project or None), tags=tag, status=status or None, where=where,
         group=group or None, limit=limit + 1,
     )
     more = len(runs) > limit
@@ -91,9 +97,9 @@ def list_runs(
 
 
 @router.get("/columns", response_model=None, summary="Keys the runs table can show as columns")
-def columns(ctx: Ctx, project: str | None = None) -> StrictJSONResponse:
+def columns(ctx: Ctx, request: Request, project: str | None = None) -> StrictJSONResponse:
     """Every param, metric and summary key of the runs (of ``project``)."""
-    runs = ctx.store.list_runs(RunQuery(project=project or None))
+    runs = ctx.store.list_runs(RunQuery(project=visible_project(request, project or None)))
     return StrictJSONResponse(ctx.reader.column_keys([run.id for run in runs]))
 
 
@@ -195,13 +201,14 @@ def _series(ctx: Dashboard, run: RunRecord, key: str, axis: str, x0: float | Non
 @router.get("/compare", response_model=None, summary="Runs side by side")
 def compare(
     ctx: Ctx,
+    request: Request,
     runs: Annotated[list[str], Query(description="Two or more run ids, prefixes or names (repeatable).")],
 ) -> StrictJSONResponse:
     """Config values that differ and those that agree, each metric's last value per run."""
     refs = [part for ref in runs for part in ref.split(",") if part.strip()]
     if len(refs) < 2:
         raise InvalidArgumentError("runs", "compare needs at least two runs")
-    records = [query.resolve_run(ctx.store, ref) for ref in refs]
+    records = [visible_run(request, ctx.store, ref) for ref in refs]  # every one checked: none is in the path
     result = query.compare(ctx.store, records).to_dict()
     result["summary"] = {}
     summaries = [ctx.store.get_summary(run.id) for run in records]

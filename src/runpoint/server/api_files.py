@@ -3,7 +3,9 @@
 The files are read through the dashboard's :class:`~runpoint.artifacts.Artifacts` (the
 local root, or the team server's object store) by :class:`~.run_files.RunFiles`: absolute
 paths, ``..`` and (locally) symbolic links below the root are refused with 404
-(indistinguishable from a missing file).
+(indistinguishable from a missing file). Every route follows the token's scope and project
+limit (:mod:`runpoint.server.access`); reading a console log or a file, and verifying a
+checkpoint, are audited as the files API's reads are.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import mimetypes
 from typing import Annotated, Any, BinaryIO, Iterator
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from .. import query
@@ -26,16 +28,19 @@ from ..logs.segments import (
 )
 from ..run.console import clean_console
 from ..store.base import RunRecord
+from .access import RUN_ACCESS
+from .auth import audit
 from .context import Dashboard, StrictJSONResponse, dashboard
 from .run_files import RunFiles
 from .verify import verify_in_child
 
-router = APIRouter(prefix="/api/runs/{ref}", tags=["run files"])
+router = APIRouter(prefix="/api/runs/{ref}", tags=["run files"], dependencies=[RUN_ACCESS])
 Ctx = Annotated[Dashboard, Depends(dashboard)]
 
 SERVED_DIRS = ("media",)  # what /files may serve from a run's directory
 INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "text/plain", "application/json"}
 CHUNK = 2**20
+DASHBOARD = {"via": "dashboard"}  # the audit entry's detail: read through the dashboard, not the files API
 
 
 def _run(ctx: Dashboard, ref: str) -> tuple[RunRecord, RunFiles]:
@@ -59,6 +64,7 @@ class _RunLogs:
 @router.get("/console", response_model=None, summary="The tail of a run's console log")
 def console(
     ctx: Ctx,
+    request: Request,
     ref: str,
     file: Annotated[str | None, Query(description="console.log, console_resume_<N>.log, or runpoint.log (runpoint's "
                                                    "own events); default: the newest console log.")] = None,
@@ -83,6 +89,7 @@ def console(
         data, size = tail_log(folder, name, max_bytes)
     except (OSError, InvalidArgumentError):
         raise HTTPException(404, f"run {run.id} has no {name}") from None
+    audit(request, "files.get", project=run.project, run_id=run.id, target=f"logs/{name}", detail=DASHBOARD)
     text = data.decode("utf-8", "replace")
     _, newline, rest = text.partition("\n")
     if size > max_bytes and newline and rest:
@@ -119,7 +126,7 @@ def checkpoints(ctx: Ctx, ref: str) -> StrictJSONResponse:
 
 
 @router.post("/checkpoints/{step}/verify", response_model=None, summary="Re-hash a checkpoint's files against its manifest")
-def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> StrictJSONResponse:
+def verify_checkpoint(ctx: Ctx, request: Request, ref: str, step: int) -> StrictJSONResponse:
     """The same check as ``runpoint ckpt verify``: every file's size and hash against the manifest.
 
     It runs in a child process with a time limit (:mod:`runpoint.server.verify`): 504 when it is up.
@@ -137,6 +144,7 @@ def verify_checkpoint(ctx: Ctx, ref: str, step: int) -> StrictJSONResponse:
     relative = row["path"].rstrip("/")
     if not files.is_file(f"{relative}/{MANIFEST_NAME}"):  # nothing outside the run
         return StrictJSONResponse({"step": step, "ok": False, "files_checked": 0, "problems": ["the checkpoint's files are gone"]})
+    audit(request, "checkpoint.verify", project=run.project, run_id=run.id, target=str(step), detail=DASHBOARD)
     # the path as the run names it, not resolved: links below the checkpoints folder are refused, not followed
     problems = verify_in_child(files.display(relative))
     try:
@@ -163,7 +171,7 @@ def _chunks(handle: Any) -> Iterator[bytes]:
 
 
 @router.get("/files/{path:path}", summary="A media file of a run", response_class=StreamingResponse)
-def run_file(ctx: Ctx, ref: str, path: str) -> StreamingResponse:
+def run_file(ctx: Ctx, request: Request, ref: str, path: str) -> StreamingResponse:
     """A file under the run's ``media/`` folder; nothing outside it is ever served."""
     run, files = _run(ctx, ref)
     folder, _, inner = path.partition("/")
@@ -179,6 +187,7 @@ def run_file(ctx: Ctx, ref: str, path: str) -> StreamingResponse:
     except BaseException:
         handle.close()
         raise
+    audit(request, "files.get", project=run.project, run_id=run.id, target=f"{folder}/{inner}", detail=DASHBOARD)
     name = inner.rpartition("/")[2]
     media_type = mimetypes.guess_type(name)[0]
     headers = {"content-length": str(size), "x-content-type-options": "nosniff"}
