@@ -257,3 +257,32 @@ def test_the_walk_names_real_data_an_unlimited_token_gets(server: Server) -> Non
         if method == "GET" and PATH_PARAM.search(path) and path.startswith("/api/runs/"):
             url, _, response = _request(server, method, path, endpoint, server.b, server.admin)
             assert response.status_code == 200, f"{url}: {response.status_code} {response.text[:300]}"
+
+
+def test_the_team_server_never_signals_a_pid_a_client_recorded(server: Server) -> None:
+    """A write token could record a run with this host and any pid; stop must not become a way to kill it."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from runpoint.store.base import RunRecord, RunStatus
+    from runpoint.store.sqlite import SQLiteStore
+
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        now = time.time()
+        with SQLiteStore(server.root / "runpoint.db") as store:
+            store.create_run(RunRecord(id="planted0pid0", project="alpha", name="planted", status=RunStatus.RUNNING,
+                                       created_at=now, heartbeat_at=now + 5, dir="alpha/planted0pid0",
+                                       host=socket.gethostname(), pid=victim.pid))
+        for force in (False, True):
+            refused = server.client.post("/api/runs/planted0pid0/stop", headers=server.admin, json={"force": force})
+            assert refused.status_code == 403 and "does not signal processes" in refused.json()["detail"]
+        time.sleep(0.2)
+        assert victim.poll() is None  # still alive
+    finally:
+        victim.kill()
+        victim.wait()
+        with SQLiteStore(server.root / "runpoint.db") as store:  # the module's other tests count the runs
+            store.delete_run("planted0pid0")

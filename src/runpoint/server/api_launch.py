@@ -10,7 +10,7 @@ import socket
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field, field_validator
 
 from .. import query
@@ -116,6 +116,9 @@ def stop_launch(ctx: Ctx, http: Request, launch_id: str, request: StopRequest | 
 @router.post("/runs/{ref}/stop", response_model=None, summary="Stop a running run")
 def stop_run(ctx: Ctx, http: Request, ref: str, request: StopRequest | None = None) -> dict[str, Any]:
     """SIGTERM to the run's process (or its launch's process group) on this host."""
+    if not getattr(http.app.state, "signals_processes", True):
+        # a team server's runs record host and pid themselves: signalling them would let a token kill any process
+        raise HTTPException(403, "the team server does not signal processes; stop the run on its machine")
     run = query.resolve_run(ctx.store, ref)
     sent = ctx.launcher.stop_run(run, force=bool(request and request.force))
     audit(http, "run.stop", project=run.project, run_id=run.id, detail={"signal": sent})

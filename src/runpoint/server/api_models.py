@@ -21,10 +21,11 @@ from pydantic import BaseModel, Field
 
 from ..store.model_records import ModelRecord, to_wire
 from ..store.registry import model_registry
+from .access import RUN_ACCESS
 from .auth import authorize, visible_project
 from .context import Dashboard, StrictJSONResponse, dashboard
 
-router = APIRouter(prefix="/api", tags=["models"])
+router = APIRouter(prefix="/api", tags=["models"], dependencies=[RUN_ACCESS])
 
 Ctx = Annotated[Dashboard, Depends(dashboard)]
 

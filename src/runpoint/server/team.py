@@ -74,6 +74,7 @@ def create_server_app(
                      include_demo=False)
     app.title = "runpoint server"
     app.state.store_url = without_credentials(url)
+    app.state.signals_processes = False  # runs record their own host and pid: never trust them with a signal
     app.state.artifacts_url = without_credentials(artifacts) if artifacts else None
     add_store_api(app, app.state.dashboard.store)
     if artifacts:
