@@ -94,7 +94,7 @@ def _runs(store: Store, text: str) -> list[RunRecord]:
 
 
 def check(
-    run_ref: Annotated[str, typer.Argument(help="The run to check: id, name, or several (id1,id2 / tag:NAME / cfg:HASH).",
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="The run to check: id, name, or several (id1,id2 / tag:NAME / cfg:HASH).",
                                            show_default=False)],
     against: Annotated[str, typer.Option("--against", help="The baseline: a run, or several runs (their mean).",
                                          show_default=False)],
