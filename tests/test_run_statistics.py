@@ -79,7 +79,7 @@ def test_verdicts_for_a_clear_win_a_clear_loss_and_no_difference() -> None:
     win = compare_samples(base, _draw(11, 0.930, 0.004, 6), mode="max", metric="val/acc", label_a="A", label_b="B")
     assert win.better == "b" and win.p < 1e-4 and win.g > 3
     assert win.verdict().startswith(f"B is better than A by {abs(win.improvement):.3g} ± {win.se:.3g} val/acc (95% CI ")
-    assert win.verdict().endswith(f"), p=<0.0001, g={win.g:.2g}, n=6 vs 6")
+    assert win.verdict().endswith(f"), p<0.0001, g={win.g:.2g}, n=6 vs 6")
     assert 0.02 < win.ci_low < win.improvement < win.ci_high < 0.04
 
     losses = compare_samples(_draw(12, 0.30, 0.01, 5), _draw(13, 0.36, 0.01, 5), mode="min", metric="val/loss")

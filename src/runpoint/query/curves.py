@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from ..errors import InvalidArgumentError
 from ..store import RunRecord, Store
 from .analysis import sorted_by_step
-from .stats import _numpy, _scipy_stats
+from .stats import numpy_module, t_quantile
 
 
 @dataclass
@@ -46,7 +46,7 @@ def mean_curve(store: Store, runs: Sequence[RunRecord], key: str, *, points: int
     """``key`` averaged across ``runs`` at the union of their steps (``points``: at most this many, evenly spread)."""
     if points is not None and points < 2:
         raise InvalidArgumentError("points", f"must be at least 2, got {points}")
-    np = _numpy()
+    np = numpy_module()
     series = [sorted_by_step(store.read_metric(run.id, key)) for run in runs]
     series = [s for s in series if len(s)]
     if not series:
@@ -65,7 +65,7 @@ def mean_curve(store: Store, runs: Sequence[RunRecord], key: str, *, points: int
 
 
 def _summarize_columns(key: str, steps: Any, table: Any, confidence: float) -> MeanCurve:
-    np = _numpy()
+    np = numpy_module()
     import warnings
 
     n = np.sum(~np.isnan(table), axis=0)
@@ -74,7 +74,7 @@ def _summarize_columns(key: str, steps: Any, table: Any, confidence: float) -> M
         mean = np.nanmean(table, axis=0)
         low, high = np.nanmin(table, axis=0), np.nanmax(table, axis=0)
         std = np.nanstd(table, axis=0, ddof=1)
-        quantile = _scipy_stats().t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1))
+        quantile = t_quantile(0.5 + confidence / 2, np.maximum(n - 1, 1))
         half = np.where(n >= 2, quantile * std / np.sqrt(np.maximum(n, 1)), np.nan)
 
     def listed(values: Any) -> list[float | None]:
