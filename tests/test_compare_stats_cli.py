@@ -18,7 +18,14 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from runpoint.store import MetricSeries, RunRecord, RunStatus, Store, WriteBatch, open_store
+from runpoint.store import (
+    MetricSeries,
+    RunRecord,
+    RunStatus,
+    Store,
+    WriteBatch,
+    open_store,
+)
 
 from .conftest import cli
 

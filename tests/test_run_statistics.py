@@ -16,7 +16,12 @@ from hypothesis import strategies as st
 
 from runpoint.errors import InvalidArgumentError
 from runpoint.query.groups import group_params
-from runpoint.query.stats import bootstrap_difference, compare_samples, hedges_g, summarize
+from runpoint.query.stats import (
+    bootstrap_difference,
+    compare_samples,
+    hedges_g,
+    summarize,
+)
 
 
 def _draw(seed: int, mean: float, std: float, n: int) -> list[float]:

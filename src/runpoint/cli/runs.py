@@ -213,6 +213,8 @@ def compare(  # long: one option list for the three modes of compare (side by si
         store = _open(root)
         runs = _selected(store, run_refs, group) if run_refs or group else query.list_runs(
             store, project=project, tags=tag or (), where=where or (), newest_first=False)
+        if not runs:
+            raise fail("no runs match")
         compare_stats.print_groups(group_runs(store, runs, ignore=ignored, metrics=metric), as_json)
         return
     if group is None and len(run_refs) < 2:
