@@ -5,19 +5,7 @@ from __future__ import annotations
 import typer
 
 from .._version import __version__
-from . import (
-    ckpt,
-    config,
-    demo,
-    diagnostics,
-    models,
-    retention,
-    runs,
-    server,
-    sync,
-    transfer,
-    ui,
-)
+from . import check, ckpt, config, demo, diagnostics, models, retention, runs, server, sync, transfer, ui
 
 app = typer.Typer(
     name="runpoint",
@@ -47,6 +35,7 @@ def _root(
 
 demo.register(app)
 runs.register(app)
+check.register(app)
 ui.register(app)
 diagnostics.register(app)
 transfer.register(app)

@@ -13,9 +13,12 @@ from rich.table import Table
 from .. import query
 from ..errors import StoreError
 from ..query import export as export_module
+from ..query.groups import DEFAULT_IGNORE, group_runs
+from ..query.selectors import is_selector, select_runs
 from ..run.liveness import run_is_dead
 from ..sinks.hub import read_external
 from ..store import RunRecord, RunStatus, Store
+from . import compare_stats
 from ._oserror import writing
 from ._output import (
     JsonOption,
@@ -178,24 +181,64 @@ def metrics(
         err_console.print(f"(last {len(series) - start} of {len(series)} points; --all shows every one)")
 
 
-def compare(
-    run_refs: Annotated[Optional[list[str]], typer.Argument(help="Two or more runs (or none, with --group).", show_default=False)] = None,
+def compare(  # long: one option list for the three modes of compare (side by side, grouped, tested)
+    run_refs: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="Runs (ids, names) or selectors (tag:NAME, config:KEY=VALUE, cfg:HASH, 'id1,id2').", show_default=False),
+    ] = None,
     root: RootOption = None,
     group: Annotated[
         Optional[str], typer.Option("--group", help="Compare every run of this group (a sweep, an Optuna study), oldest first.")
     ] = None,
     all_params: Annotated[bool, typer.Option("--all-params", help="Also show config values that are the same.")] = False,
+    group_by: Annotated[
+        Optional[str], typer.Option("--group-by", help="'config': group runs whose configs differ only in --ignore keys.")
+    ] = None,
+    ignore: Annotated[
+        Optional[list[str]],
+        typer.Option("--ignore", help="Config key (or pattern, '*.seed') the grouping ignores (repeatable; default: the seed).",
+                     show_default=False),
+    ] = None,
+    metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", help="Metric to summarize or test (repeatable).")] = None,
+    test: Annotated[bool, typer.Option("--test", help="Is B better than A? Welch's t-test and bootstrap CI of two sets of runs.")] = False,
+    side_a: Annotated[Optional[str], typer.Option("--a", help="With --test: side A (runs or a selector).", show_default=False)] = None,
+    side_b: Annotated[Optional[str], typer.Option("--b", help="With --test: side B (runs or a selector).", show_default=False)] = None,
+    which: Annotated[str, typer.Option("--which", help="With --test: compare each run's final or best value.")] = "final",
+    mode: Annotated[Optional[str], typer.Option("--mode", help="max or min: which way is better (default: from run.monitor or the name).")] = None,
+    project: Annotated[Optional[str], typer.Option("--project", "-p", help="With --group-by and no runs: only this project.")] = None,
+    tag: Annotated[Optional[list[str]], typer.Option("--tag", "-t", help="With --group-by and no runs: only runs with this tag.")] = None,
+    where: Annotated[Optional[list[str]], typer.Option("--where", "-w", help="With --group-by and no runs: filters as in ls.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Runs side by side: config values that differ, and final metrics."""
+    """Runs side by side: config values that differ, and final metrics.
+
+    --group-by config groups the seeds of each config (mean ± std, 95% CI); --test says whether
+    B is better than A (compare tag:baseline tag:new --metric val/acc --test).
+    """
     run_refs = run_refs or []
+    ignored = list(ignore) if ignore else list(DEFAULT_IGNORE)
+    if which not in ("final", "best"):
+        raise fail(f"--which {which!r}: use final or best", 2)
+    if test:
+        store = _open(root)
+        first, second = compare_stats.sides(store, run_refs, side_a, side_b, ignored)
+        results = compare_stats.run_tests(store, first, second, metric or [], which, mode)
+        compare_stats.print_tests(results, dict((first, second)), as_json)
+        return
+    if group_by is not None:
+        if group_by != "config":
+            raise fail(f"--group-by {group_by!r}: compare groups by config only", 2)
+        store = _open(root)
+        runs = _selected(store, run_refs, group) if run_refs or group else query.list_runs(
+            store, project=project, tags=tag or (), where=where or (), newest_first=False)
+        if not runs:
+            raise fail("no runs match")
+        compare_stats.print_groups(group_runs(store, runs, ignore=ignored, metrics=metric), as_json)
+        return
     if group is None and len(run_refs) < 2:
         raise fail("compare needs at least two runs, or --group", 2)
     store = _open(root)
-    runs = query.list_runs(store, group=group, newest_first=False) if group is not None else []
-    if group is not None and not runs:
-        raise fail(f"no runs in group {group!r} (`runpoint ls` shows the groups)")
-    runs += [run for run in (query.resolve_run(store, ref) for ref in run_refs) if run.id not in {r.id for r in runs}]
+    runs = _selected(store, run_refs, group)
     result = query.compare(store, runs)
     if as_json:
         print_json(result.to_dict())
@@ -209,6 +252,18 @@ def compare(
     print_table(console, table)
     if not result.params:
         err_console.print(f"(the configs are identical: {len(result.same_params)} values)")
+
+
+def _selected(store: Store, refs: list[str], group: str | None) -> list[RunRecord]:
+    """The runs of ``--group`` (oldest first), then those named, each once."""
+    runs = query.list_runs(store, group=group, newest_first=False) if group is not None else []
+    if group is not None and not runs:
+        raise fail(f"no runs in group {group!r} (`runpoint ls` shows the groups)")
+    for ref in refs:
+        for run in select_runs(store, ref) if is_selector(ref) else [query.resolve_run(store, ref)]:
+            if run.id not in {r.id for r in runs}:
+                runs.append(run)
+    return runs
 
 
 def _compare_table(runs: list[RunRecord], params: dict[str, list[Any]], metrics: dict[str, list[Any]]) -> Table:

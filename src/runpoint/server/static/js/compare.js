@@ -3,6 +3,7 @@
 import { get } from "./api.js";
 import { h, clear, badge, fmtNum, num, lowerIsBetter, directionless, PALETTE } from "./dom.js";
 import { MetricChart, chartToolbar } from "./chart.js";
+import { renderGroups } from "./groups.js";
 
 const chartOptions = { axis: "step", smoothing: 0, log: false };
 
@@ -38,6 +39,7 @@ export async function renderCompare(page, query) {
       sessionStorage.setItem("rp.compare.metrics", JSON.stringify(chosen));
       renderChips();
       renderCharts();
+      if (grouped.checked) renderGrouped();
     } }, key)));
   }
 
@@ -78,9 +80,28 @@ export async function renderCompare(page, query) {
       })));
   }
 
+  // Grouped by config: seeds of one config become one group with mean ± std, CI and a mean curve with a band.
+  const groupBox = h("div", { id: "group-view" });
+  const band = h("select", { "aria-label": "band", onchange: () => renderGrouped() },
+    h("option", { value: "minmax" }, "band: min–max"), h("option", { value: "ci" }, "band: 95% CI"));
+  const grouped = h("input", { type: "checkbox", id: "group-toggle", checked: sessionStorage.getItem("rp.compare.grouped") === "1",
+    onchange: () => { sessionStorage.setItem("rp.compare.grouped", grouped.checked ? "1" : "0"); renderGrouped(); } });
+  const groupPanel = h("div", { class: "panel", style: { marginBottom: "14px" } },
+    h("div", { class: "row", style: { marginBottom: "10px" } }, h("h2", { style: { margin: 0 } }, "Groups (runs whose configs differ only in the seed)"),
+      h("span", { class: "spacer" }), band), groupBox);
+  let stopGroups = () => {};
+  async function renderGrouped() {
+    stopGroups();
+    stopGroups = () => {};
+    groupPanel.style.display = grouped.checked ? "" : "none";
+    if (grouped.checked) stopGroups = await renderGroups(groupBox, refs, chosen, { band: band.value });
+  }
+
   page.append(
-    h("div", { class: "row", style: { marginBottom: "12px" } }, h("h1", {}, `Compare ${runs.length} runs`)),
+    h("div", { class: "row", style: { marginBottom: "12px" } }, h("h1", {}, `Compare ${runs.length} runs`), h("span", { class: "spacer" }),
+      h("label", { class: "inline" }, grouped, "Group by config (ignoring seed)")),
     h("div", { class: "panel", style: { marginBottom: "14px" } }, legend),
+    groupPanel,
     h("div", { class: "panel", style: { marginBottom: "14px" } }, h("h2", {}, "Metrics"), chips,
       h("div", { style: { marginTop: "12px" } }, chartToolbar(chartOptions, (what) => {
         if (what === "smoothing") charts.forEach((c) => c.draw(false)); else charts.forEach((c) => c.rebuild());
@@ -92,6 +113,7 @@ export async function renderCompare(page, query) {
   renderChips();
   renderConfig();
   renderCharts();
+  renderGrouped();
   const timer = setInterval(() => { if (runs.some((r) => r.status === "running")) charts.forEach((c) => c.refresh()); }, 3000);
-  return () => { clearInterval(timer); charts.forEach((c) => c.destroy()); };
+  return () => { clearInterval(timer); charts.forEach((c) => c.destroy()); stopGroups(); };
 }
