@@ -1,7 +1,8 @@
 """Where runs are indexed: the :class:`Store` protocol and its backends."""
 
-from .base import CheckpointRegistry, MediaStore, Store
+from .base import AlertStore, CheckpointRegistry, MediaStore, Store
 from .records import (
+    AlertRecord,
     CheckpointRecord,
     Condition,
     MediaKey,
@@ -14,9 +15,11 @@ from .records import (
     RunStatus,
     WriteBatch,
 )
-from .registry import checkpoint_registry, open_store, register_backend
+from .registry import alert_store, checkpoint_registry, open_store, register_backend
 
 __all__ = [
+    "AlertRecord",
+    "AlertStore",
     "CheckpointRecord",
     "CheckpointRegistry",
     "Condition",
@@ -31,6 +34,7 @@ __all__ = [
     "RunStatus",
     "Store",
     "WriteBatch",
+    "alert_store",
     "checkpoint_registry",
     "open_store",
     "register_backend",
