@@ -44,6 +44,7 @@ from pydantic import (
 from ._section_types import SECTION, Fraction, Identifier, PositiveInt, Probability
 from ._sections_runtime import DeploymentConfig, OptimizationConfig
 from ._sinks import SinkEntry, sinks_json_schema
+from .alerts import AlertsConfig
 from .presets import EXPERIMENT_PRESETS, apply_preset
 
 __all__ = [
@@ -322,6 +323,7 @@ class ExperimentConfig(BaseModel):
         default=100, description="Steps between gradient, parameter and histogram logs."
     )
     nan_guard: bool = Field(default=False, description="Mark the step where the loss first becomes NaN or infinite.")
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig, description=AlertsConfig.__doc__)
 
     @model_validator(mode="wrap")
     @classmethod
