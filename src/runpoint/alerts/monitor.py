@@ -24,7 +24,7 @@ import time
 from typing import Callable
 
 from ..config.alerts import AlertsConfig
-from ..store.records import AlertRecord, WriteBatch
+from ..store.records import AlertRecord, MetricSeries, WriteBatch
 from .findings import Finding, KeyMatcher
 from .nonfinite import NonFiniteDetector
 from .progress import StallDetector, ThroughputDetector
@@ -95,18 +95,19 @@ class AlertMonitor:
         if not findings and not batch.alerts and not self.limiter.suppressed:
             return
         kept = [self._record(f, now) for f in self.limiter.summaries(now)]
+        for finding, when in findings:  # about points logged before the batch's run.alert calls
+            if self.limiter.admit(finding.kind, now):
+                kept.append(self._record(finding, when))
         for alert in batch.alerts:
             if self.limiter.admit(alert.kind, now):
                 kept.append(alert if alert.run_id else _with_run(alert, self.run_id))
-        for finding in findings:
-            if self.limiter.admit(finding.kind, now):
-                kept.append(self._record(finding, now))
         batch.alerts = kept
         for alert in kept:
             self._announce(alert)
 
-    def _detect(self, batch: WriteBatch, now: float) -> list[Finding]:
-        found: list[Finding] = []
+    def _detect(self, batch: WriteBatch, now: float) -> list[tuple[Finding, float]]:
+        """The findings, each with its time: that of the point it is about, else now."""
+        found: list[tuple[Finding, float]] = []
         progressed: tuple[int, float] | None = None
         routes = self._routes
         for key, series in batch.metrics.items():
@@ -114,7 +115,8 @@ class AlertMonitor:
             if detectors is None:
                 detectors = routes[key] = tuple(d for watched, d in self._detectors if watched(key))
             for detector in detectors:
-                found += detector.observe(key, series.steps, series.values)  # type: ignore[attr-defined]
+                for finding in detector.observe(key, series.steps, series.values):  # type: ignore[attr-defined]
+                    found.append((finding, _time_of(series, finding.step, now)))
             if len(series) and not key.startswith(_PASSIVE_PREFIXES):
                 last = (series.steps[-1], series.times[-1])
                 if progressed is None or last[0] > progressed[0]:
@@ -126,11 +128,11 @@ class AlertMonitor:
             if self._throughput is not None:
                 slow = self._throughput.observe(*progressed)
                 if slow is not None:
-                    found.append(slow)
+                    found.append((slow, progressed[1]))
         elif self._stall is not None:
             stalled = self._stall.check(now, self._last_step)
             if stalled is not None:
-                found.append(stalled)
+                found.append((stalled, now))
         return found
 
     def _record(self, finding: Finding, now: float) -> AlertRecord:
@@ -149,6 +151,13 @@ class AlertMonitor:
         """Give pending webhooks at most ``close_wait_s`` to go out."""
         if self.webhooks is not None:
             self.webhooks.close(self.settings.close_wait_s)
+
+
+def _time_of(series: MetricSeries, step: int | None, default: float) -> float:
+    try:
+        return series.times[series.steps.index(step)]  # type: ignore[arg-type]
+    except ValueError:
+        return default
 
 
 def _with_run(alert: AlertRecord, run_id: str) -> AlertRecord:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .._version import __version__
-from . import ckpt, config, demo, diagnostics, runs, server, sync, transfer, ui
+from . import alerts, ckpt, config, demo, diagnostics, runs, server, sync, transfer, ui
 
 app = typer.Typer(
     name="runpoint",
@@ -39,6 +39,7 @@ config.register(app)
 ckpt.register(app)
 sync.register(app)
 server.register(app)
+alerts.register(app)
 
 
 def main() -> None:

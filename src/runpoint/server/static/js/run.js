@@ -4,6 +4,7 @@
 import { get, post } from "./api.js";
 import { h, append, clear, badge, tags, fmtAge, fmtBytes, fmtDuration, fmtNum, fmtTime, num, toast, lowerIsBetter, directionless, PALETTE } from "./dom.js";
 import { MetricChart, chartToolbar } from "./chart.js";
+import { alertsPanel } from "./alerts.js";
 
 const TABS = ["charts", "overview", "config", "console", "checkpoints", "media"];
 const chartOptions = { axis: "step", smoothing: 0, log: false, filter: "" };
@@ -30,7 +31,9 @@ export async function renderRun(page, ref, initialTab) {
   const statsBox = h("div", { class: "stats" });
   const tabsBox = h("div", { class: "tabs", role: "tablist" });
   const body = h("div");
-  page.append(headBox, statsBox, tabsBox, body);
+  const alertsBox = h("div");
+  const showAlerts = async () => { const panel = await alertsPanel(runId); alertsBox.replaceChildren(...(panel ? [panel] : [])); };
+  page.append(headBox, alertsBox, statsBox, tabsBox, body);
 
   function renderHead() {
     const run = details.run;
@@ -295,6 +298,7 @@ export async function renderRun(page, ref, initialTab) {
       details = await get(`/api/runs/${runId}`);
       renderHead();
       renderStats();
+      showAlerts();
       if (tab === "charts") { if (keysChanged) show("charts"); else charts.forEach((c) => c.refresh()); }
       if (tab === "console" && body.refreshConsole) body.refreshConsole();
       if (tab === "overview") show("overview");
@@ -304,6 +308,7 @@ export async function renderRun(page, ref, initialTab) {
 
   renderHead();
   renderStats();
+  showAlerts();
   Promise.all([get(`/api/runs/${runId}/checkpoints`), get(`/api/runs/${runId}/media`)]).then(([c, m]) => {
     counts.checkpoints = c.checkpoints.length; counts.media = m.media.length; renderTabs();
   }).catch(() => {});
