@@ -53,7 +53,7 @@ def test_a_spike_in_noise_is_found_at_its_step_once_and_a_falling_loss_never_spi
        st.lists(st.integers(0, 300), max_size=6))
 def test_no_spike_on_a_constant_or_non_increasing_series_however_it_is_batched(start, drops, cuts) -> None:
     constant = [start] * 300
-    assert _fed_in_pieces(SpikeDetector(window=20, min_points=5), "loss", constant, cuts) == []
+    assert _fed_in_pieces(SpikeDetector(window=20, min_points=5, use_numpy=False), "loss", constant, cuts) == []
     falling = [start]
     for drop in drops:
         falling.append(falling[-1] - drop)
@@ -64,7 +64,7 @@ def test_no_spike_on_a_constant_or_non_increasing_series_however_it_is_batched(s
 @given(st.lists(st.one_of(st.floats(-10, 10), st.sampled_from([math.nan, math.inf, -math.inf])), max_size=200),
        st.lists(st.integers(0, 200), max_size=5))
 def test_detectors_find_the_same_alerts_however_the_series_is_cut_into_batches(values, cuts) -> None:
-    for make in (lambda: SpikeDetector(window=10, min_points=3), NonFiniteDetector,
+    for make in (lambda: SpikeDetector(window=10, min_points=3, use_numpy=False), NonFiniteDetector,
                  lambda: DivergenceDetector(evaluations=3, mode="min"), lambda: PlateauDetector(patience_steps=20)):
         whole = _fed_in_pieces(make(), "val/loss", values, [])
         assert _fed_in_pieces(make(), "val/loss", values, cuts) == whole
@@ -183,3 +183,18 @@ def test_key_patterns_are_globs_without_case() -> None:
     watched = KeyMatcher(["*loss*", "val*"])
     assert [watched(k) for k in ("train/Loss", "val/acc", "grad/norm", "validation")] == [True, True, False, True]
     assert KeyMatcher([])("anything") is False
+
+
+def test_the_numpy_path_finds_what_the_point_by_point_loop_finds() -> None:
+    import numpy  # noqa: F401  (loaded: the detector's batch path uses it)
+
+    rng = random.Random(1)
+    values = [100.0 + rng.gauss(0, 1.0) for _ in range(20_000)]
+    for at in (500, 505, 4000, 12_345, 19_999):
+        values[at] += 40.0
+    values[7000] = math.nan
+    cuts = [1, 70, 4000, 4001, 9000]
+    fast = _fed_in_pieces(SpikeDetector(), "loss", values, cuts)
+    slow = _fed_in_pieces(SpikeDetector(use_numpy=False), "loss", values, cuts)
+    assert [f.step for f in fast] == [500, 4000, 12_345, 19_999]  # 505: the same burst as 500
+    assert [(f.step, f.title) for f in fast] == [(f.step, f.title) for f in slow]
