@@ -11,7 +11,14 @@ from runpoint.errors import InvalidArgumentError, StoreError
 from runpoint.store import AlertRecord, AlertStore, WriteBatch, alert_store
 from runpoint.store.wire import batch_from_wire, decode_batch, encode_batch
 
-from .test_store_contract import _record, _series, store  # noqa: F401  (store: the fixture over every backend)
+from .test_store_contract import BACKENDS, _record, _series
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def store(request, tmp_path):
+    backend = BACKENDS[request.param](request, tmp_path)
+    yield backend
+    backend.close()
 
 
 def _alert(title: str, level: str = "warning", kind: str = "user", **fields) -> AlertRecord:

@@ -10,7 +10,15 @@ from rich.table import Table
 
 from .. import query
 from ..query.alerts import check_level, list_alerts
-from ._output import JsonOption, RootOption, console, err_console, fmt_time, friendly_errors, print_json
+from ._output import (
+    JsonOption,
+    RootOption,
+    console,
+    err_console,
+    fmt_time,
+    friendly_errors,
+    print_json,
+)
 from ._tables import print_table
 from .runs import _open
 
