@@ -87,6 +87,9 @@ class RunHandle(Protocol):
     def log_internal(self, values: dict[str, Any], step: int) -> None:
         """Record values runpoint computed itself (flat, valid) at ``step`` without moving ``run.step``."""
 
+    def alert(self, title: str, text: str = "", level: str = "warning") -> None:
+        """Record an alert on the run (stored, logged once, sent to the configured webhooks)."""
+
     def add_params(self, params: dict[str, Any], tags: Sequence[str] = ()) -> None:
         """Add searchable params and tags to the run (stored by the writer thread)."""
 

@@ -15,7 +15,8 @@ MASK = "********"
 # A key names a secret when one of its words is one of these, or two neighbouring words are
 # one of the pairs: ``hf_token``, ``clientSecret``, ``x-api-key``, ``aws_secret_access_key``;
 # not ``tokenizer``, ``max_tokens`` or ``passes``.
-_SECRET_WORDS = {"token", "password", "passwd", "passphrase", "secret", "secrets", "credential", "credentials", "apikey"}
+_SECRET_WORDS = {"token", "password", "passwd", "passphrase", "secret", "secrets", "credential", "credentials", "apikey",
+                 "webhook", "webhooks"}  # a webhook URL is its own secret (Slack's carry the token in the path)
 _SECRET_PAIRS = {("api", "key"), ("access", "key"), ("private", "key")}
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 

@@ -5,7 +5,21 @@ from __future__ import annotations
 import typer
 
 from .._version import __version__
-from . import check, ckpt, config, demo, diagnostics, models, retention, runs, server, sync, transfer, ui
+from . import (
+    alerts,
+    check,
+    ckpt,
+    config,
+    demo,
+    diagnostics,
+    models,
+    retention,
+    runs,
+    server,
+    sync,
+    transfer,
+    ui,
+)
 
 app = typer.Typer(
     name="runpoint",
@@ -45,6 +59,7 @@ models.register_commands(app)
 retention.register(app)
 sync.register(app)
 server.register(app)
+alerts.register(app)
 
 
 def main() -> None:

@@ -50,6 +50,7 @@ from ._retention import RetentionPolicy
 from ._section_types import SECTION, Fraction, Identifier, PositiveInt, Probability
 from ._sections_runtime import DeploymentConfig, OptimizationConfig
 from ._sinks import SinkEntry, sinks_json_schema
+from .alerts import AlertsConfig
 from .presets import EXPERIMENT_PRESETS, apply_preset
 
 __all__ = [
@@ -334,6 +335,7 @@ class ExperimentConfig(BaseModel):
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy, description=RetentionPolicy.__doc__)
     redact: RedactConfig = Field(default_factory=RedactConfig, description=RedactConfig.__doc__)
     console_segment_bytes: int = console_segment_field()
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig, description=AlertsConfig.__doc__)
 
     @model_validator(mode="wrap")
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config.alerts import AlertsConfig
 from ..config.normalize import flatten, to_plain
 from ..errors import ConfigError, ConfigIssue
 
@@ -77,6 +78,9 @@ ACTS: dict[str, tuple[Any, ...] | None] = {
     "optimization.cudnn_benchmark": None,
     "optimization.matmul_precision": None,
 }
+
+# rp.init takes experiment.alerts from the config: every field of it acts
+ACTS.update({f"experiment.alerts.{field}": None for field in flatten(to_plain(AlertsConfig()))})
 
 # field -> why the demo cannot honour another value than its own
 FIXED: dict[str, str] = {

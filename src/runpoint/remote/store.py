@@ -1,4 +1,4 @@
-"""``HttpStore``: the Store, MediaStore, CheckpointRegistry and ModelRegistry of a runpoint server, over its store API.
+"""``HttpStore``: the Store, MediaStore, CheckpointRegistry, ModelRegistry and AlertStore of a runpoint server, over its store API.
 
 ``open_store("https://runpoint.example.com")`` returns one; it behaves as the local stores
 do (the same contract test runs over it), so everything that takes a store (queries, the
@@ -27,6 +27,7 @@ from ..errors import (
     StoreError,
 )
 from ..store.base import (
+    AlertRecord,
     CheckpointRecord,
     MediaKey,
     MediaRecord,
@@ -41,6 +42,7 @@ from ..store.base import (
 from ..store.registry import register_backend
 from ..store.wire import (
     MSGPACK,
+    alert_from_wire,
     checkpoint_from_wire,
     encode_batch,
     media_from_wire,
@@ -235,6 +237,20 @@ class HttpStore(HttpModelRegistry):
     def list_checkpoints(self, run_id: str, *, include_deleted: bool = False) -> list[CheckpointRecord]:
         values = self._get(run_id, "/checkpoints", params={"include_deleted": "true" if include_deleted else "false"})
         return [checkpoint_from_wire(value) for value in values]
+
+    # -- alerts (AlertStore) ---------------------------------------------------------
+
+    def read_alerts(self, run_id: str, *, after_id: int = 0, limit: int | None = None) -> list[AlertRecord]:
+        params = {"after_id": int(after_id)} | ({"limit": max(0, int(limit))} if limit is not None else {})
+        return [alert_from_wire(value, "alert", run_id) for value in self._get(run_id, "/alerts", params=params)]
+
+    def alert_counts(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        ids = list(dict.fromkeys(run_ids))
+        out: dict[str, dict[str, int]] = {}
+        for start in range(0, len(ids), 10_000):
+            body = {"run_ids": ids[start:start + 10_000]}
+            out.update(self._http.call("POST", "/api/store/alerts/counts", json_body=body))
+        return out
 
 
 def _open(uri: str, create: bool) -> HttpStore:

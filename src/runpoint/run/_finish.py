@@ -40,7 +40,7 @@ class FinishedWriter:
     def put(self, *_: Any) -> None:
         raise RunpointError(f"run {self._run_id} is finished; start or resume a run to log more")
 
-    set_summary = delete_summary = add_params = put_internal = put
+    set_summary = delete_summary = add_params = put_internal = add_alert = put
 
     def rewind(self, after_step: int, *, wait: bool = True) -> int:
         self.put()

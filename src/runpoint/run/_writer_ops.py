@@ -2,7 +2,7 @@
 
 The queue holds ``(step, wall, values, deferred)`` tuples for logged points and, in between,
 the operations defined here: :class:`Marker` (a flush waiting for what came before it),
-:class:`RewindOp`, :class:`SummaryOp` and :class:`ParamsOp`. :func:`to_columns` packs the
+:class:`RewindOp`, :class:`SummaryOp`, :class:`ParamsOp` and :class:`AlertOp`. :func:`to_columns` packs the
 drained points column-wise per key, and :func:`resolve_deferred` reads deferred values
 (device scalars, media) on the writer thread.
 """
@@ -14,7 +14,7 @@ import threading
 from array import array
 from typing import Any, Callable
 
-from ..store.base import MediaRecord, MetricSeries, WriteBatch
+from ..store.base import AlertRecord, MediaRecord, MetricSeries, WriteBatch
 from .values import is_media
 
 logger = logging.getLogger("runpoint")
@@ -68,6 +68,18 @@ class ParamsOp:
     def apply(self, batch: WriteBatch) -> None:
         batch.params.update(self.params)
         batch.tags = (*batch.tags, *self.tags)
+
+
+class AlertOp:
+    """Queued by ``add_alert`` (``run.alert``): one alert, stored with the batch it lands in."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, record: AlertRecord) -> None:
+        self.record = record
+
+    def apply(self, batch: WriteBatch) -> None:
+        batch.alerts.append(self.record)
 
 
 def to_columns(entries: list[tuple[Any, ...]]) -> tuple[dict[str, MetricSeries], int]:

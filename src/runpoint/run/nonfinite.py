@@ -9,14 +9,16 @@ infinity in a metric whose key mentions ``loss`` (outside ``watch/``, ``system/`
     first_nonfinite/key     the metric, e.g. "train/loss"
     first_nonfinite/value   "NaN", "Infinity" or "-Infinity"
 
-and a warning names it. Plots and reports draw a marker there.
+and a warning names it. Plots and reports draw a marker there. The scan is the one the
+alerts' NaN detector uses (:mod:`runpoint.alerts.nonfinite`), which alerts on any metric.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from typing import TYPE_CHECKING, Any, Callable
+
+from ..alerts.nonfinite import first_nonfinite, spelled
 
 if TYPE_CHECKING:
     from ..store.base import WriteBatch
@@ -33,10 +35,6 @@ def is_guarded(key: str) -> bool:
     return "loss" in key.lower() and not key.startswith(_IGNORED_PREFIXES)
 
 
-def _spelled(value: float) -> str:
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-
-
 class NonFiniteGuard:
     """A writer listener that records the first non-finite loss of a run."""
 
@@ -51,19 +49,14 @@ class NonFiniteGuard:
         for key, series in batch.metrics.items():
             if not is_guarded(key):
                 continue
-            total = sum(series.values)
-            if total == total and total not in (math.inf, -math.inf):
-                continue  # all finite (the common case, one pass in C)
-            for step, value in zip(series.steps, series.values):
-                if not math.isfinite(value):
-                    if first is None or step < first[0]:
-                        first = (step, key, value)
-                    break
+            found = first_nonfinite(series.steps, series.values)  # all finite: one pass in C
+            if found is not None and (first is None or found[0] < first[0]):
+                first = (found[0], key, found[1])
         if first is None:
             return
         self.triggered = True
         step, key, value = first
         self._set_summary(SUMMARY_STEP, step)
         self._set_summary(SUMMARY_KEY, key)
-        self._set_summary(SUMMARY_VALUE, _spelled(value))
-        logger.warning("runpoint: %s became %s at step %d (run %s)", key, _spelled(value), step, run_id)
+        self._set_summary(SUMMARY_VALUE, spelled(value))
+        logger.warning("runpoint: %s became %s at step %d (run %s)", key, spelled(value), step, run_id)

@@ -1,14 +1,12 @@
 """A run: one execution of a training script, and the handle that records it.
 
-:class:`Run` coordinates; the work is done elsewhere: the writer thread
-(:mod:`runpoint.run.writer`) stores points, the store (:mod:`runpoint.store`) indexes them,
-:mod:`runpoint.run.console` captures output, :mod:`runpoint.run.metadata` describes the machine
-and :mod:`runpoint.run.lifecycle` ends the run however the process ends. Diagnostics have
-modules of their own: :mod:`runpoint.diagnostics.watch`, :mod:`runpoint.diagnostics.model_summary`,
-:mod:`runpoint.diagnostics.step_timer`, :mod:`runpoint.diagnostics.system`, and the writer listeners
-:mod:`runpoint.run.nonfinite` and :mod:`runpoint.run.best`. Creating or
-resuming a run is :func:`runpoint.init` in :mod:`runpoint.run.start`; closing it out at the
-end is :mod:`runpoint.run._finish`.
+:class:`Run` coordinates; the work is done elsewhere: the writer thread (:mod:`runpoint.run.writer`)
+stores points, the store (:mod:`runpoint.store`) indexes them, :mod:`runpoint.run.console` captures
+output, :mod:`runpoint.run.metadata` describes the machine and :mod:`runpoint.run.lifecycle` ends the
+run however the process ends. Diagnostics have modules of their own (:mod:`runpoint.diagnostics`), as do
+the writer listeners :mod:`runpoint.run.nonfinite` and :mod:`runpoint.run.best` and the alerts
+(:mod:`runpoint.run.alerting`, :mod:`runpoint.alerts`). Creating or resuming a run is
+:func:`runpoint.init` in :mod:`runpoint.run.start`; closing it out at the end is :mod:`runpoint.run._finish`.
 """
 
 from __future__ import annotations
@@ -24,6 +22,7 @@ from ..errors import CheckpointError, InvalidArgumentError
 from ..store.base import RunStatus, Store
 from . import lifecycle
 from ._finish import FinishedWriter, close_run, outcome_at_exit, outcome_of_block
+from .alerting import user_alert
 from .best import BestTracker
 from .console import ConsoleCapture
 from .nonfinite import NonFiniteGuard
@@ -245,6 +244,11 @@ class Run:
         """Call ``listener`` on the writer thread with each batch the store committed."""
         if isinstance(self._writer, Writer):
             self._writer.listeners.append(listener)
+
+    def alert(self, title: str, text: str = "", level: str = "warning") -> None:
+        """Record an alert (level info, warning or error): stored on the run, logged once, sent to the webhooks
+        of ``experiment.alerts``, on the writer's thread. Example: ``run.alert("val/acc < 0.9", f"{acc:.3f}")``"""
+        self._writer.add_alert(user_alert(self.id, title, text, level, self._next_step - 1))
 
     # -- diagnostics (each lives in its own module) -----------------------------------
 

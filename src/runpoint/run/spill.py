@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..store.base import MetricSeries, WriteBatch
+from ..store.wire import alert_from_wire, alert_to_wire
 
 SPILL_NAME = "unstored.jsonl"
 
@@ -25,7 +26,8 @@ def _encode(batch: WriteBatch) -> str:
         key: {"steps": list(series.steps), "values": list(series.values), "times": list(series.times)}
         for key, series in batch.metrics.items()
     }
-    record = {"metrics": metrics, "summary": batch.summary, "sequence": batch.sequence}
+    record = {"metrics": metrics, "summary": batch.summary, "sequence": batch.sequence,
+              "alerts": [alert_to_wire(alert) for alert in batch.alerts]}
     return json.dumps(record, default=str)  # NaN/Inf as JSON5 literals
 
 
@@ -55,9 +57,10 @@ def read_spill_line(line: str, where: str = "") -> WriteBatch:
         sequence = record.get("sequence")  # the batch's idempotency key: recovering twice stores it once
         if sequence is not None and (isinstance(sequence, bool) or not isinstance(sequence, int)):
             raise TypeError(f"sequence {sequence!r} is not an integer")
+        alerts = [alert_from_wire(value, "alerts") for value in record.get("alerts") or []]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{where}: not a runpoint spill record ({exc})") from None
-    return WriteBatch(metrics=metrics, summary=dict(record.get("summary", {})), sequence=sequence)
+    return WriteBatch(metrics=metrics, summary=dict(record.get("summary", {})), sequence=sequence, alerts=alerts)
 
 
 def spill_candidates(run_dir: Path, run_id: str) -> list[Path]:

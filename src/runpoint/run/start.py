@@ -25,6 +25,7 @@ from ._open import (
     open_run,
     write_config,
 )
+from .alerting import alert_settings, attach_alerts
 from .ranks import check_log_ranks
 from .run import Run
 from .run_log import run_opened
@@ -61,6 +62,7 @@ def init(  # long: every argument is checked here, before anything is created
     distributed: bool = True,
     redact: Any = None,
     console_segment_bytes: int | None = None,
+    alerts: Any = None,
 ) -> Run:
     """Start recording a run, or continue one with ``resume``.
 
@@ -101,7 +103,9 @@ def init(  # long: every argument is checked here, before anything is created
             ``$RUNPOINT_SINKS``. A failing sink never stops training. Rank 0's only, in a job.
         log_ranks: in a multi-rank job, whose ``run.log`` points are stored: ``"zero"`` (rank
             0's) or ``"all"`` (rank N's too, as ``<key>@rank<N>``; see :meth:`Run.log`).
-
+        alerts: the anomaly detectors and webhooks (:mod:`runpoint.alerts`): the config's
+            ``experiment.alerts`` (all detectors on by default), with a dict given here merged
+            over it, an ``AlertsConfig``, or False for no detectors and no webhooks.
         distributed: False records this process alone, as a single process would, in a
             multi-rank job too: for code that calls ``rp.init`` on one rank only (the
             Accelerate, Lightning and Hugging Face integrations do). With a process group,
@@ -153,6 +157,7 @@ def init(  # long: every argument is checked here, before anything is created
     log_ranks = check_log_ranks("log_ranks", log_ranks)
     redactor = redactor_for(redact, plain)
     segment_bytes = segment_bytes_for(console_segment_bytes, plain)
+    alert_config = alert_settings(alerts, plain)
     server = server_location(root)
     root_path, store = open_spool(server) if server else (resolve_root(root), None)
     if server and resume is not None and store is not None:  # a resume on a machine whose spool lacks the run
@@ -170,6 +175,7 @@ def init(  # long: every argument is checked here, before anything is created
     run_opened(run)
     if redactor.active and isinstance(run._writer, Writer):
         run._writer.redact_text = redactor.redact  # rp.Text, on the writer thread
+    attach_alerts(run, alert_config, detect=run.rank == 0)  # rank 0 has the metrics; any rank may run.alert
     if server and run.rank == 0:
         attach_replicator(run, root_path, server)
     if chosen_sinks and run.rank == 0:  # before anything else writes, so the sinks see every point

@@ -39,8 +39,9 @@ from typing import Any, Callable
 from .._util.forksafe import call_after_fork
 from ..errors import RunNotFoundError, StoreError
 from ..logs.run_log import emit
-from ..store.base import Store, WriteBatch
+from ..store.base import AlertRecord, Store, WriteBatch
 from ._writer_ops import (
+    AlertOp,
     Marker,
     ParamsOp,
     RewindOp,
@@ -111,6 +112,8 @@ class Writer(CallerPacing):
         self.listeners: list[BatchListener] = list(listeners or [])
         self.redact_text: Callable[[str], str] | None = None  # rp.Text and captions (runpoint.logs.redact)
         self.on_tick: list[Callable[[], None]] = []  # called after every flush cycle
+        # called with every collected batch before it is written (the alert detectors): may add to it
+        self.inspectors: list[Callable[[WriteBatch], None]] = []
         self.points_written = 0
         # batches given up on at close (the store kept failing for 30 s): the run spills them
         self.unstored: list[WriteBatch] = []
@@ -150,6 +153,9 @@ class Writer(CallerPacing):
 
     def add_params(self, params: dict[str, Any], tags: tuple[str, ...] = ()) -> None:
         self._queue.append(ParamsOp(params, tags))
+
+    def add_alert(self, record: AlertRecord) -> None:
+        self._queue.append(AlertOp(record))
 
     @property
     def pending(self) -> int:
@@ -285,6 +291,12 @@ class Writer(CallerPacing):
         batch.metrics, count = to_columns(entries)
         if batch.metrics:
             self._step_order.check(batch.metrics)
+        for inspect in tuple(self.inspectors):
+            try:
+                inspect(batch)
+            except Exception:  # a detector's bug must never stop the points being stored: drop it, once
+                self.inspectors.remove(inspect)
+                logger.exception("runpoint: a batch inspector (alert detector) failed; it is switched off")
         return batch, markers, count
 
     def _rewind(self, op: RewindOp) -> BaseException | None:
@@ -385,6 +397,7 @@ class Writer(CallerPacing):
         # Everything that would queue a write, and flush (which would drain the queue inline
         # through a connection of the child's own), does nothing in the child.
         self.put = self.set_summary = self.delete_summary = self.add_params = ignored_in_child  # type: ignore[method-assign]
+        self.add_alert = ignored_in_child  # type: ignore[method-assign]
         self.put_internal = ignored_in_child  # type: ignore[method-assign]
         self.flush = nothing_to_flush  # type: ignore[method-assign]
         self.rewind = nothing_to_rewind  # type: ignore[method-assign]

@@ -35,7 +35,7 @@ from ..errors import (
     StoreError,
 )
 from ..store.bulk import bulk_reader
-from . import api, api_files, api_groups, api_launch, api_models
+from . import api, api_alerts, api_files, api_groups, api_launch, api_models
 from .api_docs import docs_html
 from .context import Dashboard, StrictJSONResponse
 from .entry_points import EntryPoint, demo_entry_point
@@ -76,7 +76,8 @@ def create_app(
     app.state.dashboard = Dashboard(
         root=root_path, store=store, reader=bulk_reader(store), launcher=Launcher(root_path, entries)
     )
-    for router in (api.router, api_files.router, api_launch.router, api_models.router, api_groups.router):
+    routers = (api, api_files, api_launch, api_models, api_groups, api_alerts)
+    for router in (module.router for module in routers):
         app.include_router(router)
     _add_error_handlers(app)
 

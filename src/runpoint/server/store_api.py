@@ -18,7 +18,8 @@ stream (one a second per run), and the run's creation and status changes are.
     PUT    /api/store/runs/{id}/checkpoints/best        set_best_checkpoint {step | null}
 
 The reads are in :mod:`runpoint.server.store_api_reads`, the model registry in
-:mod:`runpoint.server.store_api_registry`; :func:`add_store_api` mounts all three.
+:mod:`runpoint.server.store_api_registry`, alerts in :mod:`runpoint.server.store_api_alerts`;
+:func:`add_store_api` mounts them all.
 
 Example::
 
@@ -94,6 +95,7 @@ WRITE_BATCH_SCHEMA: dict[str, Any] = {
         "summary_deleted": {"type": "array", "items": {"type": "string"}},
         "metrics": {"type": "object", "additionalProperties": _SERIES_JSON},
         "media": {"type": "array", "items": {"type": "object"}},
+        "alerts": {"type": "array", "items": {"type": "object"}},
     },
 }
 
@@ -278,13 +280,14 @@ def set_best_checkpoint(request: Request, run_id: str, body: BestIn) -> Response
 
 def add_store_api(app: FastAPI, store: Store) -> StoreService:
     """Serve ``store`` under ``/api/store`` from ``app``: the routes of this module and of the reads."""
-    from . import store_api_reads, store_api_registry
+    from . import store_api_alerts, store_api_reads, store_api_registry
 
     store_service = StoreService(store)
     app.state.store_service = store_service
     app.include_router(router)
     app.include_router(store_api_reads.router)
     app.include_router(store_api_registry.router)
+    app.include_router(store_api_alerts.router)
     _document_batch_schema(app)
     return store_service
 

@@ -1,8 +1,9 @@
 """Where runs are indexed: the :class:`Store` protocol and its backends."""
 
-from .base import CheckpointRegistry, MediaStore, ModelRegistry, Store
+from .base import AlertStore, CheckpointRegistry, MediaStore, ModelRegistry, Store
 from .model_records import AliasEvent, AliasRecord, ModelRecord, ModelVersionRecord
 from .records import (
+    AlertRecord,
     CheckpointRecord,
     Condition,
     MediaKey,
@@ -16,6 +17,7 @@ from .records import (
     WriteBatch,
 )
 from .registry import (
+    alert_store,
     checkpoint_registry,
     model_registry,
     open_store,
@@ -24,6 +26,8 @@ from .registry import (
 )
 
 __all__ = [
+    "AlertRecord",
+    "AlertStore",
     "AliasEvent",
     "AliasRecord",
     "CheckpointRecord",
@@ -43,6 +47,7 @@ __all__ = [
     "RunStatus",
     "Store",
     "WriteBatch",
+    "alert_store",
     "checkpoint_registry",
     "model_registry",
     "open_store",

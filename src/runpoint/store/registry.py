@@ -17,7 +17,7 @@ from typing import Callable
 from .._util.uri import without_credentials
 from ..artifacts.paths import DB_NAME
 from ..errors import StoreError
-from .base import CheckpointRegistry, ModelRegistry, Store
+from .base import AlertStore, CheckpointRegistry, ModelRegistry, Store
 
 _BACKENDS: dict[str, Callable[[str, bool], Store]] = {}
 
@@ -101,6 +101,25 @@ def model_registry(store: Store) -> ModelRegistry | None:
         from .sqlite.models import SQLiteModelRegistry
 
         return SQLiteModelRegistry(store)
+    return None
+
+
+def alert_store(store: Store) -> AlertStore | None:
+    """The alerts of ``store``'s runs (:class:`AlertStore`), or None if its backend keeps none.
+
+    Example::
+
+        alerts = alert_store(open_store(root))
+        counts = alerts.alert_counts([run.id]) if alerts is not None else {}
+    """
+    if isinstance(store, AlertStore):
+        return store
+    from .sqlite.store import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        from .sqlite.alerts import SQLiteAlertStore
+
+        return SQLiteAlertStore(store)
     return None
 
 

@@ -31,6 +31,7 @@ import msgpack
 
 from ..errors import InvalidArgumentError
 from .records import (
+    AlertRecord,
     CheckpointRecord,
     MediaRecord,
     MetricSeries,
@@ -48,6 +49,10 @@ MAX_KEYS_PER_BATCH = 10_000
 _LITTLE = sys.byteorder == "little"
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _MEDIA_KINDS = ("image", "histogram", "text", "table")
+ALERT_LEVELS = ("info", "warning", "error")
+MAX_ALERTS_PER_BATCH = 10_000
+MAX_ALERT_TITLE = 1_000
+MAX_ALERT_TEXT = 100_000
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -187,6 +192,7 @@ def batch_to_wire(batch: WriteBatch) -> dict[str, Any]:
         "summary_deleted": list(batch.summary_deleted),
         "metrics": {key: series_to_wire(s) for key, s in batch.metrics.items()},
         "media": [media_to_wire(m) for m in batch.media],
+        "alerts": [alert_to_wire(a) for a in batch.alerts],
     }
 
 
@@ -209,7 +215,7 @@ def batch_from_wire(value: Any) -> WriteBatch:  # long: one check per field of a
     if not isinstance(value, Mapping):
         raise InvalidArgumentError("body", "must be a map (a write batch)")
     unknown = set(value) - {"sequence", "rank", "heartbeat_at", "tags", "params", "summary", "summary_deleted",
-                            "metrics", "media"}
+                            "metrics", "media", "alerts"}
     if unknown:
         raise InvalidArgumentError("body", f"unknown field(s): {', '.join(sorted(map(str, unknown)))[:200]}")
     metrics_in = _map(value.get("metrics"), "metrics")
@@ -221,6 +227,9 @@ def batch_from_wire(value: Any) -> WriteBatch:  # long: one check per field of a
     media = value.get("media") or []
     if not isinstance(media, list):
         raise InvalidArgumentError("media", "must be a list of media records")
+    alerts = value.get("alerts") or []
+    if not isinstance(alerts, list) or len(alerts) > MAX_ALERTS_PER_BATCH:
+        raise InvalidArgumentError("alerts", f"must be a list of at most {MAX_ALERTS_PER_BATCH} alerts")
     rank = _number(value.get("rank"), "rank", optional=True, integer=True)
     if rank is not None and not 0 <= rank < 1 << 16:
         raise InvalidArgumentError("rank", "must be between 0 and 65535")
@@ -234,6 +243,44 @@ def batch_from_wire(value: Any) -> WriteBatch:  # long: one check per field of a
         media=[media_from_wire(m, f"media[{i}]") for i, m in enumerate(media)],
         sequence=_number(value.get("sequence"), "sequence", optional=True, integer=True),
         rank=rank,
+        alerts=[alert_from_wire(a, f"alerts[{i}]") for i, a in enumerate(alerts)],
+    )
+
+
+# -- alerts ---------------------------------------------------------------------------
+
+
+def alert_to_wire(record: AlertRecord) -> dict[str, Any]:
+    """An alert as a map; ``run_id`` travels too (a batch's alerts take the batch's run)."""
+    return asdict(record)
+
+
+def _text(value: Any, field: str, limit: int, *, empty: bool) -> str:
+    if not isinstance(value, str) or (not empty and not value) or len(value) > limit:
+        raise InvalidArgumentError(field, f"must be a {'' if empty else 'non-empty '}string of at most {limit} characters")
+    return value
+
+
+def alert_from_wire(value: Any, field: str, run_id: str = "") -> AlertRecord:
+    """An alert from its map, every field checked; ``run_id`` when the map has none."""
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError(field, "must be a map")
+    unknown = set(value) - {"run_id", "time", "level", "kind", "title", "text", "step", "key", "id"}
+    if unknown:
+        raise InvalidArgumentError(field, f"unknown field(s): {', '.join(sorted(map(str, unknown)))[:200]}")
+    level = value.get("level")
+    if level not in ALERT_LEVELS:
+        raise InvalidArgumentError(f"{field}.level", f"must be one of {', '.join(ALERT_LEVELS)}")
+    key = value.get("key")
+    return AlertRecord(
+        run_id=_text(value.get("run_id", run_id) or run_id, f"{field}.run_id", MAX_KEY_LENGTH, empty=True),
+        time=_number(value.get("time"), f"{field}.time"), level=level,
+        kind=check_key(value.get("kind"), f"{field}.kind"),
+        title=_text(value.get("title"), f"{field}.title", MAX_ALERT_TITLE, empty=False),
+        text=_text(value.get("text", ""), f"{field}.text", MAX_ALERT_TEXT, empty=True),
+        step=_number(value.get("step"), f"{field}.step", optional=True, integer=True),
+        key=check_key(key, f"{field}.key") if key is not None else None,
+        id=_number(value.get("id", 0), f"{field}.id", integer=True),
     )
 
 

@@ -5,7 +5,7 @@ any cut of its history (a resume's rewind), its params, tags and summary, its me
 points and media, its files and checkpoints, and last its final status, so that a reader
 who sees ``completed`` on the server sees everything the run recorded.
 
-Metric points and media are compared by count with what the server holds (asked each
+Metric points, media and alerts are compared by count with what the server holds (asked each
 time: the server is the truth, so a batch whose reply was lost is never sent twice).
 Every batch carries an idempotency key derived from the run's generation, the key and
 the position of its first point, so a batch retried by the HTTP layer is stored once.
@@ -31,11 +31,12 @@ from ..store.base import (
     Store,
     WriteBatch,
 )
-from ..store.registry import checkpoint_registry
+from ..store.registry import alert_store, checkpoint_registry
 from .state import SyncState
 
 POINTS_PER_BATCH = 50_000
 MEDIA_PER_BATCH = 64
+ALERTS_PER_BATCH = 1_000
 _ALL_STEPS = -(2**63)
 
 
@@ -73,6 +74,7 @@ class SyncReport:
     created: bool = False
     points: int = 0
     media: int = 0
+    alerts: int = 0
     files: int = 0
     bytes: int = 0
     checkpoints: int = 0
@@ -81,7 +83,7 @@ class SyncReport:
 
     @property
     def sent_anything(self) -> bool:
-        return bool(self.created or self.points or self.media or self.files or self.checkpoints)
+        return bool(self.created or self.points or self.media or self.alerts or self.files or self.checkpoints)
 
 
 def sequence_of(generation: int, *parts: object) -> int:
@@ -106,6 +108,7 @@ def sync_run(
     _push_run_values(source, state, target, local, generation)
     report.points = _push_metrics(source, target.store, run_id, generation)
     report.media = _push_media(source, root, target.store, local, generation)
+    report.alerts = _push_alerts(source, target.store, run_id, generation)
     if target.files is not None:
         run_dir = root / local.dir
         report.files, report.bytes = sync_files(state, target.files, run_id, run_dir, final=final)
@@ -237,6 +240,23 @@ def _push_media(source: Store, root: Path, remote: Store, local: RunRecord, gene
             remote.write(local.id, WriteBatch(media=records, sequence=sequence_of(generation, "media", key.key, steps)))
             sent += len(records)
     return sent
+
+
+def _push_alerts(source: Store, remote: Store, run_id: str, generation: int) -> int:
+    """Send the alerts the server lacks: a run's alerts only grow, so the server's count says which."""
+    local_alerts, remote_alerts = alert_store(source), alert_store(remote)
+    if local_alerts is None or remote_alerts is None:
+        return 0
+    local_count = sum(local_alerts.alert_counts([run_id]).get(run_id, {}).values())
+    have = sum(remote_alerts.alert_counts([run_id]).get(run_id, {}).values())
+    if local_count <= have:
+        return 0
+    missing = local_alerts.read_alerts(run_id)[have:]
+    for start in range(0, len(missing), ALERTS_PER_BATCH):
+        records = missing[start:start + ALERTS_PER_BATCH]
+        sequence = sequence_of(generation, "alerts", have + start, len(records))
+        remote.write(run_id, WriteBatch(alerts=records, sequence=sequence))
+    return len(missing)
 
 
 def _with_file(record: Any, run_dir: Path) -> Any:

@@ -21,7 +21,7 @@ RUN_COLUMNS = (
 # every table with rows of a run besides ``runs`` (their foreign keys cascade too; explicit is clearer)
 RUN_DATA_TABLES = (
     "metric_chunks", "metric_stats", "summary", "params", "tags", "checkpoints", "media", "applied_batches",
-    "run_ranks",
+    "run_ranks", "alerts",
 )
 
 # a JSON number as Python's json writes one (NaN and Infinity are not numbers here, as in SQLite's json_type)

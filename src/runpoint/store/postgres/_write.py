@@ -2,7 +2,7 @@
 
 The same steps as the SQLite store's ``_write``: claim the batch's sequence (its
 idempotency key) first, so a retry does no other work, then tags, params, summary,
-metric chunks, media rows and the heartbeat. Before anything, the run's row is locked
+metric chunks, media rows, alerts and the heartbeat. Before anything, the run's row is locked
 (``FOR NO KEY UPDATE``): batches of one run apply one after another, whichever process
 or server worker sends them (SQLite gets that from its one writer lock), while batches
 of different runs go in parallel. A run that does not exist is refused there, before
@@ -16,7 +16,7 @@ from typing import Sequence
 from ...errors import StoreError
 from ..base import MediaRecord, WriteBatch
 from ..encoding import to_json
-from . import _metrics, _ranks
+from . import _metrics, _ranks, alerts
 from ._connections import Connection
 from ._runs import write_params, write_tags
 from .media import insert_rows
@@ -76,6 +76,8 @@ def apply_batch(conn: Connection, run_id: str, batch: WriteBatch, location: str)
     media: list[MediaRecord] = batch.media
     if media:
         insert_rows(conn, run_id, media, location)
+    if batch.alerts:
+        alerts.insert_rows(conn, run_id, batch.alerts)
     if batch.heartbeat_at is not None and batch.rank is not None:
         _ranks.heartbeat(conn, run_id, batch.rank, batch.heartbeat_at)
     elif batch.heartbeat_at is not None:

@@ -6,8 +6,8 @@ versioned SQL over psycopg 3): a write is one transaction, a batch with a sequen
 applied once per run, status changes are compare-and-set in one statement, metric points
 are packed chunks (``bytea``) with per-chunk stats. It is its own
 :class:`~runpoint.store.base.CheckpointRegistry`,
-:class:`~runpoint.store.base.MediaStore` and :class:`~runpoint.store.base.ModelRegistry`
-(:mod:`.models`). Connections are per thread and never cross a
+:class:`~runpoint.store.base.MediaStore`, :class:`~runpoint.store.base.ModelRegistry`
+(:mod:`.models`) and :class:`~runpoint.store.base.AlertStore`. Connections are per thread and never cross a
 fork (:mod:`._connections`); the SQL lives in the private modules beside this one.
 
 Example::
@@ -26,6 +26,7 @@ import psycopg
 from ...errors import RunExistsError, RunNotFoundError, RunpointError, StoreError
 from .. import chunks
 from ..base import (
+    AlertRecord,
     CheckpointRecord,
     MediaKey,
     MediaRecord,
@@ -38,7 +39,7 @@ from ..base import (
     WriteBatch,
 )
 from ..encoding import to_json
-from . import _metrics, _ranks, _reads, _runs, _write, checkpoints, media
+from . import _metrics, _ranks, _reads, _runs, _write, alerts, checkpoints, media
 from ._connections import PostgresConnections
 from .models import PostgresModelRegistry
 from .schema import ensure_schema
@@ -227,3 +228,13 @@ class PostgresStore(PostgresConnections, PostgresModelRegistry):
     def list_checkpoints(self, run_id: str, *, include_deleted: bool = False) -> list[CheckpointRecord]:
         with self._reading() as conn:
             return checkpoints.select(conn, run_id, include_deleted)
+
+    # -- alerts (AlertStore) ---------------------------------------------------------
+
+    def read_alerts(self, run_id: str, *, after_id: int = 0, limit: int | None = None) -> list[AlertRecord]:
+        with self._reading() as conn:
+            return alerts.select(conn, run_id, after_id, limit)
+
+    def alert_counts(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        with self._reading() as conn:
+            return alerts.counts(conn, run_ids)

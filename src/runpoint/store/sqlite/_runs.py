@@ -24,7 +24,7 @@ RUN_COLUMNS = (
 # every table with rows of a run besides ``runs`` itself, emptied when the run is deleted
 RUN_DATA_TABLES = (
     "metric_chunks", "metric_stats", "summary", "params", "tags", "checkpoints", "media", "applied_batches",
-    "run_ranks",
+    "run_ranks", "alerts",
 )
 
 

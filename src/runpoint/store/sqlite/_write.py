@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 
 from ..base import WriteBatch
 from . import _applied, _ranks
+from . import alerts as sqlite_alerts
 from . import media as sqlite_media
 from ._encoding import as_number, to_json
 from ._metrics import ChunkedMetrics
@@ -75,6 +76,8 @@ def apply_batch(conn: sqlite3.Connection, metrics: ChunkedMetrics, run_id: str, 
             metrics.append(conn, run_id, key, series)
     if batch.media:
         sqlite_media.insert_rows(conn, run_id, batch.media)
+    if batch.alerts:
+        sqlite_alerts.insert_rows(conn, run_id, batch.alerts)
     if batch.heartbeat_at is not None and batch.rank is not None:
         _ranks.heartbeat(conn, run_id, batch.rank, batch.heartbeat_at)
     elif batch.heartbeat_at is not None:

@@ -5,6 +5,7 @@ import { get, post } from "./api.js";
 import { h, append, clear, badge, tags, fmtAge, fmtBytes, fmtDuration, fmtNum, fmtTime, num, toast, lowerIsBetter, directionless, PALETTE } from "./dom.js";
 import { MetricChart, chartToolbar } from "./chart.js";
 import { registerControl } from "./models.js";
+import { alertsPanel } from "./alerts.js";
 
 const TABS = ["charts", "overview", "config", "console", "checkpoints", "media"];
 const chartOptions = { axis: "step", smoothing: 0, log: false, filter: "" };
@@ -31,7 +32,9 @@ export async function renderRun(page, ref, initialTab) {
   const statsBox = h("div", { class: "stats" });
   const tabsBox = h("div", { class: "tabs", role: "tablist" });
   const body = h("div");
-  page.append(headBox, statsBox, tabsBox, body);
+  const alertsBox = h("div");
+  const showAlerts = async () => { const panel = await alertsPanel(runId); alertsBox.replaceChildren(...(panel ? [panel] : [])); };
+  page.append(headBox, alertsBox, statsBox, tabsBox, body);
 
   function renderHead() {
     const run = details.run;
@@ -298,6 +301,7 @@ export async function renderRun(page, ref, initialTab) {
       details = await get(`/api/runs/${runId}`);
       renderHead();
       renderStats();
+      showAlerts();
       if (tab === "charts") { if (keysChanged) show("charts"); else charts.forEach((c) => c.refresh()); }
       if (tab === "console" && body.refreshConsole) body.refreshConsole();
       if (tab === "overview") show("overview");
@@ -307,6 +311,7 @@ export async function renderRun(page, ref, initialTab) {
 
   renderHead();
   renderStats();
+  showAlerts();
   Promise.all([get(`/api/runs/${runId}/checkpoints`), get(`/api/runs/${runId}/media`)]).then(([c, m]) => {
     counts.checkpoints = c.checkpoints.length; counts.media = m.media.length; renderTabs();
   }).catch(() => {});

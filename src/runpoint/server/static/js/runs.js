@@ -1,6 +1,7 @@
 // The Runs page: filter, sort, pick columns, select runs to compare.
 
 import { get } from "./api.js";
+import { alertBadge, alertCounts } from "./alerts.js";
 import { h, clear, badge, tags, fmtAge, fmtDuration, fmtNum, fmtTime, num, toast, debounce } from "./dom.js";
 
 const STATUSES = ["running", "completed", "failed", "killed", "crashed"];
@@ -43,6 +44,7 @@ export async function renderRuns(page, query) {
     columns: stored("rp.runs.columns", null),
     selected: new Set(),
     runs: [],
+    alerts: {},
   };
   const info = await get("/api/info");
   if (state.project && !(state.project in info.projects)) state.project = "";
@@ -88,6 +90,7 @@ export async function renderRuns(page, query) {
         columns: state.columns.join(","),
       });
       state.runs = result.runs;
+      state.alerts = await alertCounts(state.project);
       whereInput.classList.remove("invalid");
       renderTable();
       if (result.more) toast("Showing the newest 5,000 runs: narrow the filters to see others");
@@ -137,7 +140,7 @@ export async function renderRuns(page, query) {
       const tr = h("tr", { class: state.selected.has(run.id) ? "selected" : "", "data-run": run.id },
         h("td", {}, box),
         h("td", {}, badge(run.status)),
-        h("td", {}, h("a", { href: `#/run/${run.id}` }, run.name), " ", h("span", { class: "mono muted" }, run.id.slice(0, 8))),
+        h("td", {}, h("a", { href: `#/run/${run.id}` }, run.name), " ", h("span", { class: "mono muted" }, run.id.slice(0, 8)), alertBadge(state.alerts[run.id])),
         h("td", {}, run.project),
         h("td", {}, tags(run.tags)),
         h("td", { title: fmtTime(run.created_at) }, fmtAge(run.created_at)),
