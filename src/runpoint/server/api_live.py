@@ -6,7 +6,9 @@ falls back to polling ``/state`` when it fails. Each stream polls the store ever
 :data:`POLL_S` through :class:`~runpoint.server.live.RunFollower`, in worker threads of its
 own limiter (:data:`STORE_THREADS`), so streams never take the threads the other routes
 run on; a comment every :data:`KEEPALIVE_S` keeps idle connections open. A stream ends when
-the run ends (after its last points), when the client goes away, or at shutdown. At most
+the run ends (after its last points), when the client goes away (Starlette cancels the
+response as the server reports the disconnect; a server that reports it only on writes is
+told by the next keepalive), or at shutdown. At most
 :data:`MAX_STREAMS` are open at once; beyond that the answer is 503 and the page polls.
 
 Example (a shell)::
@@ -82,12 +84,12 @@ async def stream(
         raise HTTPException(503, f"{slots.limit} live streams are open already; the page polls instead")
     follower = RunFollower(ctx.store, run.id, after=cursor, since=since)
     return StreamingResponse(
-        _events(request, follower, slots), media_type="text/event-stream",
+        _events(follower, slots), media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},  # no proxy buffering
     )
 
 
-async def _events(request: Request, follower: RunFollower, slots: StreamSlots) -> AsyncIterator[bytes]:
+async def _events(follower: RunFollower, slots: StreamSlots) -> AsyncIterator[bytes]:
     slots.open += 1  # counted here, not in the route: a response never started never reaches the finally
     try:
         yield b"retry: 2000\n\n"  # sent at once: the browser sees the stream open
@@ -108,8 +110,6 @@ async def _events(request: Request, follower: RunFollower, slots: StreamSlots) -
             if now - quiet_since >= KEEPALIVE_S:
                 yield sse_comment("keepalive")
                 quiet_since = now
-            if await request.is_disconnected():
-                return
             await anyio.sleep(POLL_S)
     finally:
         slots.open -= 1

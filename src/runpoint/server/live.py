@@ -87,7 +87,10 @@ class RunFollower:
 
     def _new_points(self, stats: Mapping[str, MetricStats]) -> tuple[dict[str, Any], list[str]]:
         points: dict[str, Any] = {}
-        reload: list[str] = []
+        reload = [key for key in self.counts if key not in stats]  # every point forgotten (a resume)
+        for key in reload:
+            del self.counts[key]
+            self.after.pop(key, None)
         for key, stat in stats.items():
             seen = self.counts.get(key)
             if seen == stat.count:
