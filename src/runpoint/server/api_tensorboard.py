@@ -28,7 +28,14 @@ from ..store.base import RunRecord
 from .context import Dashboard, StrictJSONResponse, dashboard
 from .security import ASGIApp, Receive, Scope, Send
 from .tensorboard import TensorBoards
-from .tensorboard_logdir import CACHE_DIR, RunLogdir, export_dir, export_scalars, run_logdir, safe_name
+from .tensorboard_logdir import (
+    CACHE_DIR,
+    RunLogdir,
+    export_dir,
+    export_scalars,
+    run_logdir,
+    safe_name,
+)
 
 router = APIRouter(prefix="/api", tags=["tensorboard"])
 Ctx = Annotated[Dashboard, Depends(dashboard)]
