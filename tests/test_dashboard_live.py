@@ -112,6 +112,8 @@ def test_a_flushed_point_is_drawn_within_a_second_by_sse_and_polling_takes_over_
 
 @pytest.mark.slow  # starts a real TensorBoard (seconds) and a dashboard that is stopped
 def test_open_in_tensorboard_starts_one_per_run_and_it_dies_with_the_dashboard(tmp_path: Path, browser) -> None:  # noqa: ANN001
+    import threading
+
     import httpx
     import psutil
 
@@ -122,6 +124,7 @@ def test_open_in_tensorboard_starts_one_per_run_and_it_dies_with_the_dashboard(t
                  sinks=["tensorboard"]) as run:
         for step in range(50):
             run.log({"train/loss": 1.0 / (step + 1)}, step=step)
+    running = rp.init(project="tb", name="still-running", root=root, console=False, system_metrics=False)
     errors: list[str] = []
     with running_server(root) as server:
         context, page = _page(browser, server, errors)
@@ -142,8 +145,20 @@ def test_open_in_tensorboard_starts_one_per_run_and_it_dies_with_the_dashboard(t
         pid = again["pid"]
         assert psutil.Process(pid).is_running()
         context.close()
+        stream_open = threading.Event()
+
+        def follow() -> None:  # a page left open on a running run
+            with httpx.stream("GET", server.url + f"api/runs/{running.id}/stream", headers=server.auth, timeout=60) as reply:
+                for _ in reply.iter_lines():
+                    stream_open.set()
+
+        threading.Thread(target=follow, daemon=True).start()
+        assert stream_open.wait(20)
         server.process.terminate()  # as Ctrl-C / a service manager stops `runpoint ui`
         server.process.wait(30)
+        stderr = server.process.stderr.read()
+        assert "graceful shutdown exceeded" not in stderr, stderr  # the open stream ended, it was not cancelled
+    running.finish()
     deadline = time.monotonic() + 10
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -20,7 +20,7 @@ Example (a shell)::
 from __future__ import annotations
 
 import time
-from typing import Annotated, AsyncIterator
+from typing import Annotated, Any, AsyncIterator
 
 import anyio
 import anyio.to_thread
@@ -47,6 +47,7 @@ class StreamSlots:
     def __init__(self, limit: int = MAX_STREAMS, threads: int = STORE_THREADS) -> None:
         self.limit = limit
         self.open = 0
+        self.ending = False  # the server is stopping: streams end at their next poll
         self.limiter = anyio.CapacityLimiter(threads)
 
     @property
@@ -54,12 +55,27 @@ class StreamSlots:
         return self.open >= self.limit
 
 
-def stream_slots(request: Request) -> StreamSlots:
-    """The app's :class:`StreamSlots`, made on first use (inside the event loop, as anyio wants)."""
-    slots: StreamSlots | None = getattr(request.app.state, "live_streams", None)
+def stream_slots(app: Any) -> StreamSlots:
+    """The app's :class:`StreamSlots`, made on first use."""
+    slots: StreamSlots | None = getattr(app.state, "live_streams", None)
     if slots is None:
-        slots = request.app.state.live_streams = StreamSlots()
+        slots = app.state.live_streams = StreamSlots()
     return slots
+
+
+def end_streams_on_exit(server: Any, app: Any) -> None:
+    """Make the uvicorn ``server`` end ``app``'s streams as soon as it is told to stop.
+
+    uvicorn waits for open responses before it shuts down (then cancels them, with a
+    traceback): a stream that never ends would hold Ctrl-C for the whole grace period.
+    """
+    handle_exit = server.handle_exit
+
+    def handle(sig: int, frame: Any) -> None:
+        stream_slots(app).ending = True
+        handle_exit(sig, frame)
+
+    server.handle_exit = handle
 
 
 @router.get("/runs/{ref}/stream", response_class=StreamingResponse, summary="A run's new points, live (SSE)")
@@ -73,7 +89,7 @@ async def stream(
 ) -> StreamingResponse:
     """``text/event-stream`` of ``state``, ``metrics``, ``reload`` and ``end`` events (see :mod:`runpoint.server.live`)."""
     ctx = dashboard(request)
-    slots = stream_slots(request)
+    slots = stream_slots(request.app)
     try:
         cursor = parse_after(after)
     except ValueError as exc:
@@ -105,7 +121,7 @@ async def _events(follower: RunFollower, slots: StreamSlots) -> AsyncIterator[by
             now = time.monotonic()
             if events:
                 quiet_since = now
-            if follower.ended:
+            if follower.ended or slots.ending:
                 return
             if now - quiet_since >= KEEPALIVE_S:
                 yield sse_comment("keepalive")

@@ -141,9 +141,13 @@ def parse_after(text: str | None) -> dict[str, int]:
     """The ``after`` query parameter: a JSON object of metric key -> last step; ValueError when it is not."""
     if not text:
         return {}
-    value = json.loads(text)
+    example = 'give a JSON object of metric key -> step, e.g. {"train/loss": 99}'
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ValueError(f"{text[:40]!r} is not JSON: {example}") from None
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in value.items()
     ):
-        raise ValueError('give a JSON object of metric key -> step, e.g. {"train/loss": 99}')
+        raise ValueError(example)
     return value
