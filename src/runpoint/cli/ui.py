@@ -122,6 +122,9 @@ def ui(
     config = uvicorn.Config(app, log_level=os.environ.get("RUNPOINT_UI_LOG_LEVEL", "warning"),
                             timeout_graceful_shutdown=3, access_log=False)
     server = uvicorn.Server(config)
+    from ..server.api_live import end_streams_on_exit
+
+    end_streams_on_exit(server, app)  # Ctrl-C does not wait for the live streams of open pages
     try:
         server.run(sockets=[sock])
     finally:

@@ -35,7 +35,7 @@ from ..errors import (
     StoreError,
 )
 from ..store.bulk import bulk_reader
-from . import api, api_alerts, api_files, api_groups, api_launch, api_models
+from . import api, api_alerts, api_files, api_groups, api_launch, api_live, api_models
 from .api_docs import docs_html
 from .context import Dashboard, StrictJSONResponse
 from .entry_points import EntryPoint, demo_entry_point
@@ -52,6 +52,7 @@ def create_app(
     loopback_only: bool = True,
     entry_points: Iterable[EntryPoint] = (),
     include_demo: bool = True,
+    tensorboard: bool = True,
 ) -> FastAPI:
     """The dashboard over the root ``root`` (``$RUNPOINT_ROOT`` or ``./runpoint`` when None).
 
@@ -59,6 +60,7 @@ def create_app(
         token: when set, every request must carry it (see :mod:`runpoint.server.security`).
         loopback_only: answer only requests addressed to localhost (the server listens on loopback).
         entry_points: what Launch can start, besides the demo (``include_demo``).
+        tensorboard: offer "Open in TensorBoard" (children of this process, reading this machine's files).
     """
     store = query.open_root(root)
     location = os.fspath(root) if root is not None else os.environ.get(ROOT_ENV, "")
@@ -76,9 +78,13 @@ def create_app(
     app.state.dashboard = Dashboard(
         root=root_path, store=store, reader=bulk_reader(store), launcher=Launcher(root_path, entries)
     )
-    routers = (api, api_files, api_launch, api_models, api_groups, api_alerts)
+    routers = (api, api_files, api_launch, api_models, api_groups, api_alerts, api_live)
     for router in (module.router for module in routers):
         app.include_router(router)
+    if tensorboard:
+        from .api_tensorboard import install_tensorboard
+
+        install_tensorboard(app, root_path / ".tensorboard")
     _add_error_handlers(app)
 
     @app.get("/api/docs", include_in_schema=False)

@@ -71,7 +71,7 @@ def create_server_app(
     url = _store_url(db)
     open_store(url, create=True).close()  # create the schema or migrate it, once, before serving
     app = create_app(url, token=None if accounts is not None else token, loopback_only=loopback_only,
-                     include_demo=False)
+                     include_demo=False, tensorboard=False)  # the runs' files are the clients': see api_tensorboard
     app.title = "runpoint server"
     app.state.store_url = without_credentials(url)
     app.state.signals_processes = False  # runs record their own host and pid: never trust them with a signal

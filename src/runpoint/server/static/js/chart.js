@@ -78,6 +78,55 @@ export class MetricChart {
     return payloads;
   }
 
+  // Points that arrived live (run index -> [[x, y], ...]): a fetch that started before they were
+  // stored would drop them, so they are put back after each fetch (see keepLive).
+  appendPoints(runId, points) {
+    const index = this.runs.findIndex((run) => run.id === runId);
+    if (index < 0) return false;
+    const xs = this.liveX(this.runs[index], points);
+    if (!xs) { if (this.plot) this.refresh(); return true; }  // an axis the page cannot compute (epoch): refetch
+    const live = (this.live ||= {});
+    const kept = (live[index] ||= []);
+    xs.forEach((x, i) => kept.push([x, points.values[i]]));
+    if (kept.length > 5000) kept.splice(0, kept.length - 5000);
+    const payload = this.payloads[index];
+    if (!payload || payload.error) return false;  // not fetched yet: its fetch gets them (or keepLive puts them back)
+    const added = this.keepLive(index);
+    if (!added) return true;
+    this.appended = (this.appended || 0) + added;
+    this.draw(!this.range);
+    this.card.dataset.liveAt = String(Date.now());  // when the newest point reached the chart (the browser test reads it)
+    if (!payload.raw && this.appended > 2000) this.refresh();  // a downsampled chart: downsample again, now and then
+    return true;
+  }
+
+  liveX(run, points) {
+    switch (this.options.axis) {
+      case "step": return points.steps;
+      case "time": return points.times;
+      case "relative": return run.origin === undefined ? null : points.times.map((t) => t - run.origin);
+      default: return null;
+    }
+  }
+
+  keepLive(index) {
+    const payload = this.payloads[index];
+    const kept = (this.live || {})[index];
+    if (!payload || !kept || this.options.axis === "epoch") return 0;
+    let last = payload.x.length ? payload.x[payload.x.length - 1] : -Infinity;
+    let added = 0;
+    for (const [x, y] of kept) {
+      if (!(x > last)) continue;  // the fetched series has it already
+      payload.x.push(x); payload.y.push(y);
+      if (!payload.raw) { payload.bucket_x.push(x); payload.bucket_mean.push(y); }
+      payload.total = (payload.total || 0) + 1;
+      payload.in_range = (payload.in_range || 0) + 1;
+      last = x;
+      added++;
+    }
+    return added;
+  }
+
   async load() {
     // a run may log hundreds of metrics: fetch a chart's series once it nears the viewport
     if (!this.visible) {
@@ -94,8 +143,14 @@ export class MetricChart {
     }
     const payloads = await this.fetchAll();
     if (!payloads) return;
-    this.payloads = payloads;
+    this.setPayloads(payloads);
     this.draw(true);
+  }
+
+  setPayloads(payloads) {
+    this.payloads = payloads;
+    this.appended = 0;
+    payloads.forEach((p, i) => this.keepLive(i));
   }
 
   async refresh() {
@@ -110,12 +165,13 @@ export class MetricChart {
     if (!this.plot) return this.load();
     const payloads = await this.fetchAll();
     if (!payloads) return;
-    this.payloads = payloads;
+    this.setPayloads(payloads);
     this.draw(false);
   }
 
   rebuild() {
     this.range = null;
+    this.live = {};  // their x was on the axis of before
     if (this.plot) { this.plot.destroy(); this.plot = null; }
     return this.load();
   }
@@ -133,7 +189,7 @@ export class MetricChart {
     this.resetButton.style.display = "none";
     const payloads = await this.fetchAll();
     if (!payloads) return;
-    this.payloads = payloads;
+    this.setPayloads(payloads);
     this.draw(true);
   }
 
@@ -188,6 +244,8 @@ export class MetricChart {
     this.card.dataset.total = String(total);
     this.card.dataset.drawn = String(sent);
     this.card.dataset.inRange = String(this.payloads.reduce((n, p) => n + (p.in_range || 0), 0));
+    const first = this.payloads[0];
+    if (first && first.x.length) this.card.dataset.lastX = String(first.x[first.x.length - 1]);
   }
 
   draw(resetScales) {

@@ -1,11 +1,14 @@
 // The Run page: header, headline numbers, and tabs for charts, overview, config, console,
-// checkpoints and media. Charts and the console follow a running run live (polling /state).
+// checkpoints and media. Charts and the console follow a running run live (live.js: Server-Sent
+// Events, or polling /state where they fail).
 
 import { get, post } from "./api.js";
 import { h, append, clear, badge, tags, fmtAge, fmtBytes, fmtDuration, fmtNum, fmtTime, num, toast, lowerIsBetter, directionless, PALETTE } from "./dom.js";
 import { MetricChart, chartToolbar } from "./chart.js";
 import { registerControl } from "./models.js";
 import { alertsPanel } from "./alerts.js";
+import { followRun } from "./live.js";
+import { tensorboardControl } from "./tensorboard.js";
 
 const TABS = ["charts", "overview", "config", "console", "checkpoints", "media"];
 const chartOptions = { axis: "step", smoothing: 0, log: false, filter: "" };
@@ -27,6 +30,7 @@ export async function renderRun(page, ref, initialTab) {
   let counts = {};
   let timers = [];
   let consoleState = { file: null, follow: true };
+  const tensorboard = tensorboardControl(runId);
 
   const headBox = h("div");
   const statsBox = h("div", { class: "stats" });
@@ -55,6 +59,7 @@ export async function renderRun(page, ref, initialTab) {
           run.resume_count ? h("span", {}, `resumed ${run.resume_count}×`) : null,
           tags(run.tags))),
       h("span", { class: "spacer" }),
+      tensorboard,
       h("a", { class: "button", href: `#/compare?runs=${runId}` }, "Compare…"),
       stop));
     if (run.notes) headBox.append(h("p", { class: "muted", style: { margin: "-6px 0 14px" } }, run.notes));
@@ -130,7 +135,7 @@ export async function renderRun(page, ref, initialTab) {
         const section = h("div", { class: "charts" });
         grid.append(h("h3", { class: "chart-group" }, group), section);
         for (const key of members) {
-          const chart = new MetricChart(section, { key, runs: [{ id: runId, label: details.run.name, color: PALETTE[0] }], options: chartOptions });
+          const chart = new MetricChart(section, { key, runs: [{ id: runId, label: details.run.name, color: PALETTE[0], origin: details.run.created_at }], options: chartOptions });
           charts.push(chart);
           chart.load();
         }
@@ -287,8 +292,17 @@ export async function renderRun(page, ref, initialTab) {
     return canvas;
   }
 
-  // live: poll the run's state while it runs
+  // live: follow the run while it runs (Server-Sent Events; polling /state where they fail)
   let lastCounts = JSON.stringify(Object.fromEntries(Object.entries(details.metrics).map(([k, m]) => [k, m.count])));
+  async function refreshDetails(keysChanged) {
+    details = await get(`/api/runs/${runId}`);
+    renderHead();
+    renderStats();
+    showAlerts();
+    if (tab === "charts" && keysChanged) show("charts");
+    if (tab === "console" && body.refreshConsole) body.refreshConsole();
+    if (tab === "overview") show("overview");
+  }
   async function poll() {
     if (details.run.status !== "running") return;
     try {
@@ -298,16 +312,35 @@ export async function renderRun(page, ref, initialTab) {
       const changed = nowCounts !== lastCounts || state.status !== details.run.status;
       lastCounts = nowCounts;
       if (!changed) return;
-      details = await get(`/api/runs/${runId}`);
-      renderHead();
-      renderStats();
-      showAlerts();
-      if (tab === "charts") { if (keysChanged) show("charts"); else charts.forEach((c) => c.refresh()); }
-      if (tab === "console" && body.refreshConsole) body.refreshConsole();
-      if (tab === "overview") show("overview");
+      await refreshDetails(keysChanged);
+      if (tab === "charts" && !keysChanged) charts.forEach((c) => c.refresh());
     } catch (error) { /* the next poll retries */ }
   }
-  timers.push(setInterval(poll, 1500));
+  // what the stream brings is drawn at once; the rest of the page (numbers, console) follows every few seconds
+  let refreshing = null;
+  function refreshSoon(keysChanged) {
+    if (keysChanged) { refreshing = null; refreshDetails(true).catch(() => {}); return; }
+    if (refreshing) return;
+    refreshing = setTimeout(() => { refreshing = null; refreshDetails(false).catch(() => {}); }, 3000);
+  }
+  function livePoints(byKey) {
+    const unknown = Object.keys(byKey).some((key) => !(key in details.metrics));
+    for (const [key, points] of Object.entries(byKey)) {
+      charts.filter((c) => c.key === key).forEach((c) => c.appendPoints(runId, points));
+    }
+    refreshSoon(unknown);
+  }
+  if (details.run.status === "running") {
+    const lastSteps = Object.fromEntries(Object.entries(details.metrics).map(([k, m]) => [k, m.last_step]));
+    const follower = followRun(runId, lastSteps, {
+      points: livePoints,
+      reload: (keys) => charts.filter((c) => keys.includes(c.key)).forEach((c) => c.reload()),
+      state: (state) => { if (state.status !== details.run.status) refreshDetails(false).catch(() => {}); },
+      end: () => refreshDetails(false).then(() => charts.forEach((c) => c.reload())).catch(() => {}),
+      poll,
+    });
+    timers.push(follower);
+  }
 
   renderHead();
   renderStats();
@@ -317,5 +350,5 @@ export async function renderRun(page, ref, initialTab) {
   }).catch(() => {});
   counts.charts = Object.keys(details.metrics).length;
   await show(tab);
-  return () => { timers.forEach(clearInterval); destroyCharts(); };
+  return () => { timers.forEach((t) => t.stop()); if (refreshing) clearTimeout(refreshing); destroyCharts(); };
 }
