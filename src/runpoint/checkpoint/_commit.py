@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ..artifacts.manifest import CheckpointInfo, Manifest, checkpoint_name
 from . import atomic
 from ._checks import save_error, versions
+from .save_timing import record_save_seconds
 
 if TYPE_CHECKING:
     from ..artifacts import Artifacts
@@ -30,6 +31,7 @@ def write_checkpoint(storage: "Artifacts", directory: "CheckpointDirectory", io:
     and the checkpoints saved before are untouched (``CheckpointError`` for an ``OSError``).
     """
     name = checkpoint_name(step)
+    started = time.monotonic()
     try:
         staging = atomic.Staging(storage, name)
     except OSError as exc:
@@ -52,6 +54,7 @@ def write_checkpoint(storage: "Artifacts", directory: "CheckpointDirectory", io:
     info = CheckpointInfo(step=step, path=storage.display(name), created_at=manifest.created_at,
                           bytes=manifest.total_bytes, metrics=metrics, manifest=manifest)
     directory.add(info)
+    record_save_seconds(run, step, started, coordinates=process.coordinates)
     return info
 
 

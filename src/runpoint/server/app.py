@@ -33,7 +33,7 @@ from ..errors import (
     StoreError,
 )
 from ..store.bulk import bulk_reader
-from . import api, api_files, api_launch
+from . import api, api_files, api_launch, prometheus
 from .api_docs import docs_html
 from .context import Dashboard, StrictJSONResponse
 from .entry_points import EntryPoint, demo_entry_point
@@ -74,7 +74,7 @@ def create_app(
     app.state.dashboard = Dashboard(
         root=root_path, store=store, reader=bulk_reader(store), launcher=Launcher(root_path, entries)
     )
-    for router in (api.router, api_files.router, api_launch.router):
+    for router in (api.router, api_files.router, api_launch.router, prometheus.router):
         app.include_router(router)
     _add_error_handlers(app)
 
