@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
@@ -183,3 +185,18 @@ def test_the_default_keys_are_losses_and_accuracies_and_patterns_come_from_the_o
     assert ExportSettings().chosen(keys) == ["train/loss", "train/loss_scale", "val/acc", "val/accuracy"]
     assert ExportSettings.parse(" lr , val/*,").chosen(keys) == ["lr", "val/acc", "val/accuracy"]
     assert ExportSettings.parse("").chosen(keys) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(name=st.text(min_size=1), key=st.text(min_size=1), value=st.floats(allow_nan=False))
+def test_any_run_name_and_metric_key_survive_the_exposition_and_parse_back(name: str, key: str, value: float) -> None:
+    from runpoint.server.prometheus import render
+    from runpoint.server.prometheus_snapshot import RunState, Snapshot
+
+    run = RunRecord(id="r1", project="p", name=name, status=RunStatus.RUNNING, created_at=0.0, heartbeat_at=0.0,
+                    dir="p/r1")
+    state = RunState(run=run, heartbeat_age_s=1.0, step=3, last_values={key: value})
+    text = render(Snapshot(status_counts={"p": {"running": 1}}, running=[state], alerts_known=False)).decode()
+    found = _samples(text)
+    assert found["runpoint_run_last_value"] == [({"run": "r1", "project": "p", "name": name, "key": key}, value)]
+    assert found["runpoint_run_step"] == [({"run": "r1", "project": "p", "name": name}, 3.0)]
