@@ -200,3 +200,25 @@ def test_any_run_name_and_metric_key_survive_the_exposition_and_parse_back(name:
     found = _samples(text)
     assert found["runpoint_run_last_value"] == [({"run": "r1", "project": "p", "name": name, "key": key}, value)]
     assert found["runpoint_run_step"] == [({"run": "r1", "project": "p", "name": name}, 3.0)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "generic", "postgres"])
+def test_status_counts_group_the_runs_by_project_and_status(backend: str, tmp_path: Path,
+                                                            request: pytest.FixtureRequest) -> None:
+    from runpoint.store.bulk import GenericBulkReader, bulk_reader
+
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else f"sqlite:///{tmp_path}/runpoint.db"
+    store = open_store(url, create=True)
+    try:
+        statuses = [RunStatus.COMPLETED, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.RUNNING, RunStatus.KILLED]
+        for index, status in enumerate(statuses):
+            project = "A" if index % 2 else "B"
+            store.create_run(RunRecord(id=f"r{index}", project=project, name="n", status=status, created_at=0.0,
+                                       heartbeat_at=0.0, dir=f"{project}/r{index}"))
+        reader = GenericBulkReader(store) if backend == "generic" else bulk_reader(store)
+        assert reader.status_counts() == {"B": {"completed": 1, "failed": 1, "killed": 1},
+                                          "A": {"completed": 1, "running": 1}}
+        assert reader.status_counts("A") == {"A": {"completed": 1, "running": 1}}
+        assert reader.status_counts("nobody") == {}
+    finally:
+        store.close()
