@@ -4,7 +4,7 @@ Served by ``runpoint ui`` and the team server (``runpoint server``), behind the 
 authentication as the rest: the dashboard's token, or an API token of the team server, in
 ``Authorization: Bearer ...`` (Prometheus' ``authorization: {credentials_file: ...}``). A token
 limited to a project sees that project's runs only. The families are described in
-docs/server.md; what they are read from is :mod:`runpoint.server.prometheus_snapshot`.
+docs/prometheus.md; what they are read from is :mod:`runpoint.server.prometheus_snapshot`.
 
 The text is rendered by ``prometheus_client`` (a custom collector and ``generate_latest``):
 the escaping of label values and the spelling of NaN and infinities are the reference

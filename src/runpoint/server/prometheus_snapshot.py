@@ -23,7 +23,15 @@ from typing import Any, Mapping, Sequence
 
 from ..checkpoint.save_timing import SAVE_SECONDS
 from ..run.liveness import run_is_dead
-from ..store.base import AlertStore, MetricStats, RunQuery, RunRecord, RunStatus, Store
+from ..store.base import (
+    AlertStore,
+    MetricSeries,
+    MetricStats,
+    RunQuery,
+    RunRecord,
+    RunStatus,
+    Store,
+)
 from ..store.bulk import BulkReader
 
 KEYS_ENV = "RUNPOINT_PROMETHEUS_KEYS"
@@ -130,12 +138,8 @@ def steps_per_second(store: Store, run_id: str, clock: MetricStats) -> float | N
 
     The span is the run's last :data:`RATE_POINTS` points of that metric logged within
     :data:`RATE_WINDOW_S` seconds before its last one: (last step - first step) / (last time - first time).
-    Only about that many points are read: the step range is estimated from the metric's
-    points per step so far.
     """
-    steps_per_point = (clock.last_step + 1) / max(clock.count, 1)
-    span = max(1, math.ceil(RATE_POINTS * steps_per_point))
-    series = store.read_metric(run_id, clock.key, min_step=clock.last_step - span)
+    series = _last_points(store, run_id, clock, RATE_POINTS)
     steps, times = series.steps[-RATE_POINTS:], series.times[-RATE_POINTS:]
     if len(steps) < 2:
         return None
@@ -146,6 +150,22 @@ def steps_per_second(store: Store, run_id: str, clock: MetricStats) -> float | N
     if elapsed <= 0:
         return None
     return (steps[-1] - steps[first]) / elapsed
+
+
+def _last_points(store: Store, run_id: str, stats: MetricStats, count: int) -> MetricSeries:
+    """At least the last ``count`` points of a metric (fewer if it has fewer), reading little more.
+
+    SQLite reads only the chunks that hold them; elsewhere the step range is estimated from
+    the metric's points per step so far, and the points above it are read.
+    """
+    from ..store.sqlite.store import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        from ..store.sqlite.tail import read_metric_tail
+
+        return read_metric_tail(store, run_id, stats.key, offset=max(0, stats.count - count))
+    steps_per_point = (stats.last_step + 1) / max(stats.count, 1)
+    return store.read_metric(run_id, stats.key, min_step=stats.last_step - math.ceil(count * steps_per_point))
 
 
 def _alert_counts(store: Store, run_ids: list[str]) -> Mapping[str, Mapping[str, int]] | None:
