@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import runpoint as rp
+from runpoint.checkpoint.save_timing import SAVE_SECONDS
 from runpoint.store.sqlite import SQLiteStore
 
 from ._zygote import shared_torch_zygote
@@ -153,6 +154,9 @@ def _assert_matches(reference, root, run_id: str) -> None:
     _tensors_identical(state["model"], ref_state["model"])
     _tensors_identical(state["optimizer"], ref_state["optimizer"])
     assert state["progress"] == ref_state["progress"] == {"step": TOTAL_STEPS}
+    saves, ref_saves = metrics.pop(SAVE_SECONDS), ref_metrics.pop(SAVE_SECONDS)  # timings: never equal
+    for series in (saves, ref_saves):  # one per checkpoint at most, none twice after the resume
+        assert series.steps.tolist() == sorted(set(series.steps)) and len(series) > 0
     assert metrics.keys() == ref_metrics.keys() == {"loss", "lr", "noise"}
     for key in ref_metrics:
         assert metrics[key].steps.tolist() == list(range(TOTAL_STEPS)), key  # one line: no duplicates, no gaps

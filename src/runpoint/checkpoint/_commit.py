@@ -7,9 +7,11 @@ import time
 from typing import TYPE_CHECKING
 
 from ..artifacts.manifest import CheckpointInfo, Manifest, checkpoint_name
+from ..logs.run_log import emit
 from . import atomic
 from ._checks import save_error, versions
 from ._sealed_manifest import seal_manifest
+from .save_timing import record_save_seconds
 
 if TYPE_CHECKING:
     from ..artifacts import Artifacts
@@ -17,8 +19,6 @@ if TYPE_CHECKING:
     from .directory import CheckpointDirectory
     from .io import CheckpointIO, Payload
     from .process import CheckpointProcess
-
-from ..logs.run_log import emit
 
 logger = logging.getLogger("runpoint")
 
@@ -60,6 +60,7 @@ def write_checkpoint(storage: "Artifacts", directory: "CheckpointDirectory", io:
     emit(logger, logging.INFO, "checkpoint.commit", "runpoint: committed checkpoint %s (%d bytes in %.2f s)", info.path,
          info.bytes, time.monotonic() - started, run_id=manifest.run_id, step=step, path=info.path, bytes=info.bytes,
          seconds=round(time.monotonic() - started, 4), files=len(files))
+    record_save_seconds(run, step, started, coordinates=process.coordinates)
     return info
 
 

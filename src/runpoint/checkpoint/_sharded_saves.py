@@ -12,6 +12,7 @@ it, and every rank learns whether any rank's failed, so an error raises on every
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..artifacts.manifest import CheckpointInfo
@@ -19,6 +20,7 @@ from ..distributed import all_gather_objects, over
 from ..errors import CheckpointError
 from ._async import BackgroundSaver
 from ._sharded_stage import stage
+from .save_timing import record_save_seconds
 from .sharded import PreparedSave, commit_sharded, prepare_sharded, raise_for_ranks
 
 if TYPE_CHECKING:
@@ -59,9 +61,11 @@ class ShardedSaves:
         return None
 
     def _commit(self, prepared: PreparedSave, metrics: dict[str, float]) -> CheckpointInfo:
+        started = time.monotonic()
         with self._lock:
             info = commit_sharded(self._storage, self._dir, self._process, self._run, prepared, metrics,
                                   self._after_commit)
+        record_save_seconds(self._run, info.step, started, coordinates=self._process.coordinates)
         self.committed.add(info.sequence)
         return info
 

@@ -38,7 +38,7 @@ def _check_tls(certfile: Path | None, keyfile: Path | None) -> None:
 
 
 @friendly_errors
-def serve(
+def serve(  # long: one option after another, each handed to the uvicorn workers through the environment
     ctx: typer.Context,
     db: Annotated[Optional[str], typer.Option("--db", envvar="RUNPOINT_SERVER_DB", help="The database: postgresql://user@host/db or sqlite:///path.", show_default=False)] = None,
     artifacts: Annotated[Optional[str], typer.Option("--artifacts", envvar="RUNPOINT_SERVER_ARTIFACTS", help="Where run files live: s3://bucket/prefix or a directory.", show_default=False)] = None,
@@ -50,6 +50,7 @@ def serve(
     ssl_keyfile: Annotated[Optional[Path], typer.Option("--ssl-keyfile", help="TLS private key (PEM).", show_default=False)] = None,
     no_presign: Annotated[bool, typer.Option("--no-presign", help="Send every upload through the server (no presigned URLs to the object store).")] = False,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without tokens (loopback only: for trying it out).")] = False,
+    prometheus_keys: Annotated[Optional[str], typer.Option("--prometheus-keys", envvar="RUNPOINT_PROMETHEUS_KEYS", help="Metrics whose last value /metrics exports for each running run: comma-separated patterns such as 'loss,val/*' (default: '*loss*,*acc*'; at most 20 keys a run, the first pattern's first).", show_default=False)] = None,
 ) -> None:
     """Serve the dashboard and the store API (runpoint.remote.HttpStore's server) from one database."""
     if ctx.invoked_subcommand is not None:
@@ -61,6 +62,7 @@ def serve(
         import uvicorn
 
         from ..server import team
+        from ..server.prometheus_snapshot import KEYS_ENV
     except ImportError as exc:
         raise fail(f"the server needs the ui extra ({exc.name} is missing): pip install 'runpoint[ui,server]'") from None
     from .._util.uri import without_credentials
@@ -83,6 +85,8 @@ def serve(
                               "  runpoint server token create --user you --scope admin", markup=False)
     os.environ[team.DB_ENV] = db
     os.environ[team.THREADS_ENV] = str(threads)
+    if prometheus_keys is not None:
+        os.environ[KEYS_ENV] = prometheus_keys  # each worker's /metrics reads it
     if artifacts:
         os.environ[team.ARTIFACTS_ENV] = artifacts
     scheme = "https" if ssl_certfile else "http"

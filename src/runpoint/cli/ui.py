@@ -83,6 +83,7 @@ def ui(
     no_token: Annotated[bool, typer.Option("--no-token", help="Serve without a token, so every user of this machine can use the dashboard (loopback only).")] = False,
     entry_points: Annotated[Optional[list[Path]], typer.Option("--entry-points", help="YAML file registering commands the Launch page can start (repeatable).", show_default=False)] = None,
     create: Annotated[bool, typer.Option("--create", help="Start with an empty root if there is none.")] = False,
+    prometheus_keys: Annotated[Optional[str], typer.Option("--prometheus-keys", envvar="RUNPOINT_PROMETHEUS_KEYS", help="Metrics whose last value /metrics exports for each running run: comma-separated patterns such as 'loss,val/*' (default: '*loss*,*acc*'; at most 20 keys a run, the first pattern's first).", show_default=False)] = None,
 ) -> None:
     """Open the dashboard: runs table, live charts, compare, launch and stop runs."""
     try:
@@ -90,6 +91,7 @@ def ui(
 
         from ..server.app import create_app
         from ..server.entry_points import load_entry_points
+        from ..server.prometheus_snapshot import KEYS_ENV
         from ..server.security import is_loopback
     except ImportError as exc:
         raise fail(f"the dashboard needs the ui extra ({exc.name} is missing): pip install 'runpoint[ui]'") from None
@@ -101,6 +103,8 @@ def ui(
         open_store(resolve_root(root)).close()
     loopback = is_loopback(host)
     token = _access_token(token, no_token, host, loopback)
+    if prometheus_keys is not None:
+        os.environ[KEYS_ENV] = prometheus_keys  # read by /metrics (runpoint.server.prometheus)
     registered = [entry for path in entry_points or [] for entry in load_entry_points(path)]
     from ..errors import StoreError
 

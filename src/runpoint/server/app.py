@@ -35,7 +35,7 @@ from ..errors import (
     StoreError,
 )
 from ..store.bulk import bulk_reader
-from . import api, api_alerts, api_files, api_groups, api_launch, api_live, api_models
+from . import api, api_alerts, api_files, api_groups, api_launch, api_live, api_models, prometheus
 from .api_docs import docs_html
 from .context import Dashboard, StrictJSONResponse
 from .entry_points import EntryPoint, demo_entry_point
@@ -78,7 +78,7 @@ def create_app(
     app.state.dashboard = Dashboard(
         root=root_path, store=store, reader=bulk_reader(store), launcher=Launcher(root_path, entries)
     )
-    routers = (api, api_files, api_launch, api_models, api_groups, api_alerts, api_live)
+    routers = (api, api_files, api_launch, api_models, api_groups, api_alerts, api_live, prometheus)
     for router in (module.router for module in routers):
         app.include_router(router)
     if tensorboard:

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
-from .base import MediaStore, MetricSeries, Store, nan_aware_extremes
+from .base import MediaStore, MetricSeries, RunQuery, Store, nan_aware_extremes
 
 COLUMN_SCOPES = ("params", "metrics", "summary")
 
@@ -56,6 +56,9 @@ class BulkReader(Protocol):
     def projects(self) -> dict[str, int]:
         """Every project with its number of runs."""
 
+    def status_counts(self, project: str | None = None) -> dict[str, dict[str, int]]:
+        """``{project: {status: runs}}`` (of ``project`` alone when given); statuses without runs are left out."""
+
     def column_keys(self, run_ids: Sequence[str]) -> dict[str, list[str]]:
         """The param, metric and summary keys any of ``run_ids`` has, per scope, sorted."""
 
@@ -87,6 +90,16 @@ class GenericBulkReader:
     def projects(self) -> dict[str, int]:
         counts = Counter(run.project for run in self.store.list_runs())
         return dict(sorted(counts.items()))
+
+    def status_counts(self, project: str | None = None) -> dict[str, dict[str, int]]:
+        own = getattr(self.store, "status_counts", None)  # a backend that counts in one query (PostgreSQL)
+        if own is not None:
+            return dict(own(project))
+        result: dict[str, dict[str, int]] = {}
+        for run in self.store.list_runs(RunQuery(project=project)):
+            by_status = result.setdefault(run.project, {})
+            by_status[run.status.value] = by_status.get(run.status.value, 0) + 1
+        return result
 
     def column_keys(self, run_ids: Sequence[str]) -> dict[str, list[str]]:
         keys: dict[str, set[str]] = {scope: set() for scope in COLUMN_SCOPES}

@@ -117,6 +117,15 @@ def count_runs(conn: Connection, project: str | None) -> int:
     return int(row["n"]) if row else 0
 
 
+def status_counts(conn: Connection, project: str | None) -> dict[str, dict[str, int]]:
+    where, args = (" WHERE project = %s", (project,)) if project is not None else ("", ())
+    rows = conn.execute(f"SELECT project, status, count(*) AS n FROM runs{where} GROUP BY project, status", args)
+    result: dict[str, dict[str, int]] = {}
+    for row in rows.fetchall():
+        result.setdefault(row["project"], {})[row["status"]] = int(row["n"])
+    return result
+
+
 def list_runs(conn: Connection, query: RunQuery) -> list[RunRecord]:
     where, args = run_filter_sql(query)
     return [record(row) for row in conn.execute(f"SELECT {RUN_COLUMNS} FROM runs{where}", args).fetchall()]

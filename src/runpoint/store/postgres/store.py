@@ -130,6 +130,11 @@ class PostgresStore(PostgresConnections, PostgresModelRegistry):
         with self._reading() as conn:
             return _runs.count_runs(conn, project)
 
+    def status_counts(self, project: str | None = None) -> dict[str, dict[str, int]]:
+        """``{project: {status: runs}}`` in one query (of ``project`` alone when given); the bulk reader uses it."""
+        with self._reading() as conn:
+            return _runs.status_counts(conn, project)
+
     def list_runs(self, query: RunQuery = RunQuery()) -> list[RunRecord]:
         with self._reading() as conn:
             return _runs.list_runs(conn, query)

@@ -41,6 +41,17 @@ class SQLiteBulkReader:
             ).fetchall()
         return {row[0]: row[1] for row in rows}
 
+    def status_counts(self, project: str | None = None) -> dict[str, dict[str, int]]:
+        where, args = (" WHERE project = ?", (project,)) if project is not None else ("", ())
+        with self.store._translate_errors():
+            rows = self.store._conn().execute(
+                f"SELECT project, status, count(*) FROM runs{where} GROUP BY project, status", args
+            ).fetchall()
+        result: dict[str, dict[str, int]] = {}
+        for name, status, count in rows:
+            result.setdefault(name, {})[status] = count
+        return result
+
     def column_keys(self, run_ids: Sequence[str]) -> dict[str, list[str]]:
         tables = {"params": "params", "metrics": "metric_stats", "summary": "summary"}
         keys: dict[str, set[str]] = {scope: set() for scope in COLUMN_SCOPES}
