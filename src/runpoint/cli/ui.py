@@ -74,7 +74,7 @@ def _refuse_a_server(root: object) -> None:
                    "(with ?token=... once) in a browser", 2)
 
 
-def ui(
+def ui(  # long: one typer option per line, each with its help
     root: RootOption = None,
     port: Annotated[Optional[int], typer.Option("--port", min=0, max=65535, help=f"Port (default {DEFAULT_PORT}, or the next free one; 0: any free port).", show_default=False)] = None,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on (anything but loopback always requires the token).")] = "127.0.0.1",

@@ -151,3 +151,14 @@ def redact_media(media: list[MediaRecord], redact: Callable[[str], str]) -> None
             data["text"] = redact(data["text"])
         if isinstance(data.get("caption"), str):
             data["caption"] = redact(data["caption"])
+
+
+def inspect_batch(inspectors: list[Callable[[WriteBatch], None]], batch: WriteBatch) -> None:
+    """Show ``batch`` to each inspector (the alert detectors), which may add to it; a failing one is dropped."""
+    for inspect in tuple(inspectors):
+        try:
+            inspect(batch)
+        except Exception:  # a detector's bug must never stop the points being stored: drop it, once
+            inspectors.remove(inspect)
+            logging.getLogger("runpoint").exception(
+                "runpoint: a batch inspector (alert detector) failed; it is switched off")

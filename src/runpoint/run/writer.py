@@ -46,6 +46,7 @@ from ._writer_ops import (
     ParamsOp,
     RewindOp,
     SummaryOp,
+    inspect_batch,
     redact_media,
     resolve_deferred,
     to_columns,
@@ -291,12 +292,7 @@ class Writer(CallerPacing):
         batch.metrics, count = to_columns(entries)
         if batch.metrics:
             self._step_order.check(batch.metrics)
-        for inspect in tuple(self.inspectors):
-            try:
-                inspect(batch)
-            except Exception:  # a detector's bug must never stop the points being stored: drop it, once
-                self.inspectors.remove(inspect)
-                logger.exception("runpoint: a batch inspector (alert detector) failed; it is switched off")
+        inspect_batch(self.inspectors, batch)
         return batch, markers, count
 
     def _rewind(self, op: RewindOp) -> BaseException | None:

@@ -35,7 +35,16 @@ from ..errors import (
     StoreError,
 )
 from ..store.bulk import bulk_reader
-from . import api, api_alerts, api_files, api_groups, api_launch, api_live, api_models, prometheus
+from . import (
+    api,
+    api_alerts,
+    api_files,
+    api_groups,
+    api_launch,
+    api_live,
+    api_models,
+    prometheus,
+)
 from .api_docs import docs_html
 from .context import Dashboard, StrictJSONResponse
 from .entry_points import EntryPoint, demo_entry_point
