@@ -86,9 +86,12 @@ def test_text_media_notes_and_config_patterns_are_redacted_before_they_are_store
         run.log({"sample": rp.Text("call with sk-abcdefghijklmnopqrstuvwxyz0 for project-x-secret",
                                    caption="by alice@corp.example")}, step=0)
         print("employee EMP-654321 mailed carol@corp.example with AKIAIOSFODNN7EXAMPLE")
+        run.alert("leaked EMP-777777", "the job printed sk-abcdefghijklmnopqrstuvwxyz0")
     capsys.readouterr()
     with sqlite3.connect(root / "runpoint.db") as db:
         stored = json.dumps(db.execute("SELECT * FROM media").fetchall()) + json.dumps(db.execute("SELECT notes FROM runs").fetchall())
+        stored += json.dumps(db.execute("SELECT title, text FROM alerts").fetchall())
+    assert "EMP-777777" not in stored and "[REDACTED:employee]" in stored
     files = "".join(path.read_text(errors="replace") for path in (run.dir).rglob("*") if path.is_file())
     for secret in ("sk-abcdefghij", "project-x-secret", "alice@corp", "bob@corp", "EMP-123456", "EMP-654321",
                    "carol@corp", "AKIAIOSFODNN7EXAMPLE"):

@@ -9,6 +9,7 @@ drained points column-wise per key, and :func:`resolve_deferred` reads deferred 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from array import array
@@ -162,3 +163,10 @@ def inspect_batch(inspectors: list[Callable[[WriteBatch], None]], batch: WriteBa
             inspectors.remove(inspect)
             logging.getLogger("runpoint").exception(
                 "runpoint: a batch inspector (alert detector) failed; it is switched off")
+
+
+def redacted_alert(record: AlertRecord, redact: Callable[[str], str] | None) -> AlertRecord:
+    """``record`` with secrets taken out of its title and text (the run's redaction), before it is stored or sent."""
+    if redact is None:
+        return record
+    return dataclasses.replace(record, title=redact(record.title), text=redact(record.text))

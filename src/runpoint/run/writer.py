@@ -47,6 +47,7 @@ from ._writer_ops import (
     RewindOp,
     SummaryOp,
     inspect_batch,
+    redacted_alert,
     redact_media,
     resolve_deferred,
     to_columns,
@@ -156,7 +157,7 @@ class Writer(CallerPacing):
         self._queue.append(ParamsOp(params, tags))
 
     def add_alert(self, record: AlertRecord) -> None:
-        self._queue.append(AlertOp(record))
+        self._queue.append(AlertOp(redacted_alert(record, self.redact_text)))
 
     @property
     def pending(self) -> int:
