@@ -152,10 +152,10 @@ def test_team_server_over_postgresql_shows_a_limited_token_its_project_only(post
         mine, theirs = _live_run(store, "A", "mine"), _live_run(store, "B", "theirs")
         _two_steps_a_second(store, mine, key="val/loss")
         _two_steps_a_second(store, theirs)
-        if isinstance(store, AlertStore):  # the alerts part of issue 18, where this branch has it
-            now = time.time()
-            alerts = [AlertRecord(mine, now, level, "user", "t") for level in ("warning", "warning", "error")]
-            store.write(mine, WriteBatch(alerts=alerts))
+        assert isinstance(store, AlertStore)
+        now = time.time()
+        alerts = [AlertRecord(mine, now, level, "user", "t") for level in ("warning", "warning", "error")]
+        store.write(mine, WriteBatch(alerts=alerts))
     finally:
         store.close()
     client, accounts = _team_client(postgres_url)
@@ -174,8 +174,8 @@ def test_team_server_over_postgresql_shows_a_limited_token_its_project_only(post
     running = {labels["project"]: value for labels, value in every["runpoint_runs"] if labels["status"] == "running"}
     assert running == {"A": 1, "B": 1}
     assert {labels["run"] for labels, _ in every["runpoint_run_step"]} == {mine, theirs}
-    if "runpoint_alerts" in every:
-        assert {labels["level"]: value for labels, value in every["runpoint_alerts"]} == {"warning": 2, "error": 1}
+    assert {labels["level"]: value for labels, value in every["runpoint_alerts"]} == {"warning": 2, "error": 1}
+    assert {labels["run"] for labels, _ in only_a["runpoint_alerts"]} == {mine}
 
 
 def test_the_default_keys_are_losses_and_accuracies_and_patterns_come_from_the_option() -> None:

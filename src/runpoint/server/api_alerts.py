@@ -8,23 +8,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from .. import query
 from ..query.alerts import alert_counts, list_alerts
 from ..store.base import RunQuery
 from ..store.wire import alert_to_wire
+from .access import RUN_ACCESS
+from .auth import visible_project
 from .context import Dashboard, StrictJSONResponse, dashboard
 
-router = APIRouter(prefix="/api", tags=["alerts"])
+router = APIRouter(prefix="/api", tags=["alerts"], dependencies=[RUN_ACCESS])
 
 Ctx = Annotated[Dashboard, Depends(dashboard)]
 
 
 @router.get("/alerts/counts", response_model=None, summary="How many alerts each run has, by level")
-def counts(ctx: Ctx, project: str | None = None) -> StrictJSONResponse:
+def counts(ctx: Ctx, request: Request, project: str | None = None) -> StrictJSONResponse:
     """For each run (of ``project``) with alerts: level -> how many."""
-    ids = [run.id for run in ctx.store.list_runs(RunQuery(project=project or None))]
+    ids = [run.id for run in ctx.store.list_runs(RunQuery(project=visible_project(request, project or None)))]
     return StrictJSONResponse(alert_counts(ctx.store, ids))
 
 

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
-from .. import query
 from ..errors import InvalidArgumentError
 from ..query.curves import mean_curve
 from ..query.groups import DEFAULT_IGNORE, group_runs
 from ..query.selectors import is_selector, select_runs
 from ..store import RunRecord
+from .access import RUN_ACCESS, visible_run
+from .auth import principal
 from .context import Dashboard, StrictJSONResponse, dashboard
 
-router = APIRouter(prefix="/api", tags=["runs"])
+router = APIRouter(prefix="/api", tags=["runs"], dependencies=[RUN_ACCESS])
 Ctx = Annotated[Dashboard, Depends(dashboard)]
 MAX_CURVES = 8
 MAX_POINTS = 4000
@@ -28,6 +29,7 @@ MAX_POINTS = 4000
 @router.get("/groups", response_model=None, summary="Runs grouped by config (seed ignored), with statistics")
 def groups(
     ctx: Ctx,
+    request: Request,
     runs: Annotated[list[str], Query(description="Run ids, names or selectors (tag:NAME, cfg:HASH...), comma separated or repeated.")],
     ignore: Annotated[list[str], Query(description="Config keys (or patterns) the grouping ignores; default: the seed.")] = [],  # noqa: B006
     metric: Annotated[list[str], Query(description="Metrics to summarize; default: every metric with a direction.")] = [],  # noqa: B006
@@ -38,7 +40,7 @@ def groups(
 
     ``differing`` names the config keys whose values tell the groups apart.
     """
-    records = _runs(ctx, [ref.strip() for ref in runs if ref.strip()])
+    records = _runs(ctx, request, [ref.strip() for ref in runs if ref.strip()])
     if not records:
         raise InvalidArgumentError("runs", "give the runs to group")
     if len(curve) > MAX_CURVES:
@@ -50,9 +52,13 @@ def groups(
     return StrictJSONResponse(data)
 
 
-def _runs(ctx: Dashboard, refs: list[str]) -> list[RunRecord]:
+def _runs(ctx: Dashboard, request: Request, refs: list[str]) -> list[RunRecord]:
+    """The runs ``refs`` name; a selector picks only among the runs the request's token reaches."""
+    limited = principal(request).project
     found: dict[str, RunRecord] = {}
     for ref in refs:
-        for run in select_runs(ctx.store, ref) if is_selector(ref) else [query.resolve_run(ctx.store, ref)]:
-            found.setdefault(run.id, run)
+        picked = select_runs(ctx.store, ref) if is_selector(ref) else [visible_run(request, ctx.store, ref)]
+        for run in picked:
+            if limited is None or run.project == limited:
+                found.setdefault(run.id, run)
     return list(found.values())

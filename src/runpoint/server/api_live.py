@@ -29,11 +29,12 @@ from fastapi.responses import StreamingResponse
 
 from .. import query
 from ..errors import InvalidArgumentError, RunpointError
+from .access import RUN_ACCESS
 from .auth import authorize
 from .context import dashboard
 from .live import RunFollower, parse_after, sse, sse_comment
 
-router = APIRouter(prefix="/api", tags=["runs"])
+router = APIRouter(prefix="/api", tags=["runs"], dependencies=[RUN_ACCESS])
 
 POLL_S = 0.25
 KEEPALIVE_S = 15.0

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from .. import query
 from ..store.base import RunRecord
+from .access import RUN_ACCESS, visible_run
 from .context import Dashboard, StrictJSONResponse, dashboard
 from .security import ASGIApp, Receive, Scope, Send
 from .tensorboard import TensorBoards
@@ -37,7 +38,7 @@ from .tensorboard_logdir import (
     safe_name,
 )
 
-router = APIRouter(prefix="/api", tags=["tensorboard"])
+router = APIRouter(prefix="/api", tags=["tensorboard"], dependencies=[RUN_ACCESS])
 Ctx = Annotated[Dashboard, Depends(dashboard)]
 MAX_RUNS = 20
 
@@ -71,7 +72,7 @@ def tensorboard_of_run(ctx: Ctx, request: Request, ref: str) -> StrictJSONRespon
 @router.post("/tensorboard", response_model=None, summary="Open runs in TensorBoard")
 def open_tensorboard(ctx: Ctx, request: Request, body: OpenRequest) -> StrictJSONResponse:
     """Start a TensorBoard for these runs, or reuse the one serving them; answers once it listens (seconds)."""
-    runs = list({run.id: run for run in (query.resolve_run(ctx.store, ref) for ref in body.runs)}.values())
+    runs = list({run.id: run for run in (visible_run(request, ctx.store, ref) for ref in body.runs)}.values())
     logdirs: dict[str, Path] = {}
     sources: dict[str, str] = {}
     for run in runs:
