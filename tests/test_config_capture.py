@@ -138,3 +138,19 @@ def test_hash_is_invariant_under_key_order(tree) -> None:
 
 def test_flatten_keeps_lists_and_empty_sections() -> None:
     assert flatten({"a": {"b": [1, {"c": 2}], "e": {}}, "f": 1}) == {"a.b": [1, {"c": 2}], "a.e": {}, "f": 1}
+
+
+def test_webhook_urls_are_masked_but_webhook_settings_are_not() -> None:
+    from runpoint._util.secrets import MASK, mask_secrets
+
+    tree = {"experiment": {"alerts": {
+        "webhooks": [{"url": "https://hooks.slack.com/services/T0/B0/secret", "format": "slack", "min_level": "error"},
+                     "https://example.com/hook?token=abc"],
+        "webhook_timeout_s": 5.0, "webhook_retries": 3, "webhook_queue": 100,
+    }}, "notify": {"slack_webhook": "https://hooks.slack.com/services/T1/B1/secret"}}
+    masked = mask_secrets(tree)
+    alerts = masked["experiment"]["alerts"]
+    assert alerts["webhooks"] == [{"url": MASK, "format": "slack", "min_level": "error"}, MASK]
+    assert (alerts["webhook_timeout_s"], alerts["webhook_retries"], alerts["webhook_queue"]) == (5.0, 3, 100)
+    assert masked["notify"]["slack_webhook"] == MASK
+    assert "secret" not in repr(masked)

@@ -78,7 +78,7 @@ def test_validate_a_good_config(project: Path) -> None:
     assert result.returncode == 0, result.stderr
     expected_hash = config_hash(rp.load_config(project / "configs" / "base.yaml", "dev", ["training.seed=3"], env={}))
     assert result.stdout.strip() == (
-        f"valid: configs/base.yaml + configs/profiles/dev.yaml (94 values, 87 from schema defaults), "
+        f"valid: configs/base.yaml + configs/profiles/dev.yaml (131 values, 124 from schema defaults), "
         f"config hash {expected_hash[:12]}"
     )
     as_json = json.loads(run_cli(project, "config", "validate", "configs/base.yaml", "-p", "dev", "training.seed=3", "--json").stdout)

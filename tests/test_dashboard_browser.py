@@ -105,7 +105,7 @@ def test_run_page_draws_a_chart_of_every_metric(page, server, made) -> None:  # 
     card = page.locator(".chart-card[data-key='train/loss']")
     card.locator("canvas").wait_for()
     page.wait_for_function("() => document.querySelector(\".chart-card[data-key='train/loss']\").dataset.drawn === '300'")
-    assert page.locator(".chart-card").count() == 3  # epoch, train/loss, val/acc
+    assert page.locator(".chart-card").count() == 4  # epoch, train/loss, val/acc, checkpoint/save_seconds
     assert card.evaluate(INKED_PIXELS) > 200
     screenshot(page, "run-charts")
     page.get_by_label("Log scale").check()

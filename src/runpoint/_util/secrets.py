@@ -15,8 +15,10 @@ MASK = "********"
 # A key names a secret when one of its words is one of these, or two neighbouring words are
 # one of the pairs: ``hf_token``, ``clientSecret``, ``x-api-key``, ``aws_secret_access_key``;
 # not ``tokenizer``, ``max_tokens`` or ``passes``.
-_SECRET_WORDS = {"token", "password", "passwd", "passphrase", "secret", "secrets", "credential", "credentials", "apikey",
-                 "webhook", "webhooks"}  # a webhook URL is its own secret (Slack's carry the token in the path)
+_SECRET_WORDS = {"token", "password", "passwd", "passphrase", "secret", "secrets", "credential", "credentials", "apikey"}
+# A webhook's URL is its own secret (Slack's carry the token in the path): ``webhooks``,
+# ``slack_webhook``; not ``webhook_timeout_s``. Under such a key only URLs are masked.
+_URL_WORDS = {"webhook", "webhooks"}
 _SECRET_PAIRS = {("api", "key"), ("access", "key"), ("private", "key")}
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
@@ -27,8 +29,17 @@ def is_secret_key(key: str) -> bool:
     >>> [is_secret_key(k) for k in ("training.hf_token", "apiKey", "model.tokenizer", "max_tokens")]
     [True, True, False, False]
     """
-    words = [word.lower() for word in _WORD.findall(key.rsplit(".", 1)[-1].rsplit("/", 1)[-1])]
+    words = _words(key)
     return any(word in _SECRET_WORDS for word in words) or any(pair in _SECRET_PAIRS for pair in zip(words, words[1:]))
+
+
+def _words(key: str) -> list[str]:
+    return [word.lower() for word in _WORD.findall(key.rsplit(".", 1)[-1].rsplit("/", 1)[-1])]
+
+
+def _holds_urls(key: str) -> bool:
+    words = _words(key)
+    return bool(words) and words[-1] in _URL_WORDS
 
 
 def _is_secret_value(value: Any) -> bool:
@@ -47,10 +58,23 @@ def mask_secrets(value: Any, key: str = "") -> Any:
         return MASK
     if key and is_secret_key(key):
         return _mask_all(value)
+    if key and _holds_urls(key):
+        return _mask_urls(value)
     if isinstance(value, dict):
         return {k: mask_secrets(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_secrets(item, key) for item in value]
+    return value
+
+
+def _mask_urls(value: Any) -> Any:
+    """Webhooks: a URL string masked, and the ``url`` of each entry; the rest (format, level) kept."""
+    if isinstance(value, str):
+        return MASK
+    if isinstance(value, dict):
+        return {k: (MASK if str(k).lower() == "url" and v is not None else mask_secrets(v, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_urls(item) for item in value]
     return value
 
 

@@ -184,8 +184,10 @@ def _monitored(store: Store, run: RunRecord | None, checkpoint: PinnedCheckpoint
 
 def _values_at(store: Store, run_id: str, step: int) -> dict[str, float]:
     """Each metric's last value logged at or before ``step``: the run as it was at the checkpoint."""
+    from ..checkpoint.save_timing import SAVE_SECONDS
+
     out: dict[str, float] = {}
-    for key in store.metric_keys(run_id)[:MAX_SUMMARY_KEYS]:
+    for key in [k for k in store.metric_keys(run_id) if k != SAVE_SECONDS][:MAX_SUMMARY_KEYS]:  # the save, not the model
         series = store.read_metric(run_id, key, max_step=step)
         if len(series.values):
             out[key] = series.values[-1]
