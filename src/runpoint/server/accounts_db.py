@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -94,7 +95,7 @@ class AccountsDB:
             return psycopg.connect(self.target, autocommit=True, row_factory=dict_row)
         conn = sqlite3.connect(self.target, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
+        _wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
@@ -208,3 +209,17 @@ class AccountsDB:
             for statement in script.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+
+
+def _wal(conn: sqlite3.Connection) -> None:
+    """Turn on WAL; several first opens at once may find the switch locked without waiting (SQLite does not
+    call the busy handler for it), so it is retried within the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
