@@ -79,3 +79,13 @@ def test_bad_registrations_are_refused_with_the_reason(client, trained) -> None:
     assert client.get("/api/models/cnn").status_code == 404
     assert "no model 'cnn'" in client.get("/api/models/cnn").json()["detail"]
     assert client.get("/api/models").json() == {"models": []}  # nothing half-registered
+
+
+def test_the_lineage_names_the_metric_the_configs_checkpoint_policy_monitors(tmp_path: Path) -> None:
+    root = tmp_path / "runpoint"
+    config = {"training": {"checkpoint": {"monitor": "val/loss", "mode": "min"}}}
+    with rp.init(project="p", root=root, config=config, console=False, system_metrics=False) as run:
+        run.log({"val/acc": 0.9, "val/loss": 0.3}, step=5)
+        rp.CheckpointManager(run).save(5, {"w": torch.zeros(2)}, metrics={"val/acc": 0.9, "val/loss": 0.3})
+    version = rp.register_model("m", run.id, root=root)
+    assert (version.lineage["metric"], version.lineage["metric_value"]) == ("val/loss", 0.3)

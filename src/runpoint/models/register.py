@@ -176,6 +176,9 @@ def _monitored(store: Store, run: RunRecord | None, checkpoint: PinnedCheckpoint
         return next(iter(checkpoint.metrics))
     if run is None:
         return None
+    configured = store.get_params(run.id).get("training.checkpoint.monitor")  # the config's CheckpointPolicy
+    if isinstance(configured, str) and configured in checkpoint.metrics:
+        return configured
     from ..query.analysis import best_metrics
 
     monitored = [best.key for best in best_metrics(store, run.id) if best.monitored]
