@@ -381,30 +381,32 @@ def test_a_rekey_killed_at_any_point_leaves_each_checkpoint_whole_under_one_key(
         assert torch.equal(rp.load_checkpoint(directory / f"step-00000{step}", key=new)["w"], expected[step])
 
 
-def test_a_local_restore_decrypts_from_the_mapped_file_and_a_late_bad_tag_leaves_the_target_untouched(
-        tmp_path: Path) -> None:
+def test_a_local_restore_decrypts_on_threads_and_a_late_bad_tag_leaves_the_target_untouched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    from runpoint.checkpoint._sealed_pages import CHUNK_BYTES
+    from runpoint.checkpoint import _sealed_pages
 
-    # several of the helper's chunks, and a last segment shorter than the others
-    weights = torch.randn((2 * CHUNK_BYTES + 3 * SEGMENT_BYTES // 2) // 4, generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr(_sealed_pages, "_cores", lambda: 3)  # three runs of segments, whatever this machine has
+    # 19 full segments and a short last one: runs of 6, 7 and 7 segments
+    weights = torch.randn((19 * SEGMENT_BYTES + SEGMENT_BYTES // 2) // 4, generator=torch.Generator().manual_seed(1))
     ckpt = rp.CheckpointManager(tmp_path, encrypt=KEY, rng=False)
     ckpt.save(1, {"w": weights})
     threads = threading.active_count()
     target = {"w": torch.zeros_like(weights)}
     assert ckpt.restore(target) == 2 and _same(target["w"], weights)
-    for _ in range(3):  # the helper may fault any chunk but the first: none of them is ever zeroed after decryption
-        assert _same(rp.load_checkpoint(tmp_path, key=KEY)["w"], weights)
     name = tmp_path / "step-000001" / "tensors.safetensors"
-    late = 2 * CHUNK_BYTES // SEGMENT_BYTES + 1  # in the third chunk, after two chunks were decrypted
-    _flip(name, HEADER_BYTES + late * (SEGMENT_BYTES + 16) + 5)
+    original = name.read_bytes()
     before = torch.full_like(weights, 7.0)
-    target = {"w": before.clone()}
-    for verify in (True, False):
-        with pytest.raises(CheckpointCorruptError, match=f"segment {late} fails authentication"):
-            rp.load_checkpoint(tmp_path / "step-000001", key=KEY, verify=verify)
-    with pytest.raises(CheckpointError):
-        ckpt.restore(target, which=1)
-    assert _same(target["w"], before)  # nothing of the checkpoint reached the caller's tensors
-    assert threading.active_count() == threads  # every helper thread joined
+    for bad in ((16,), (3, 16)):  # in the last run; in the first and the last: the first is the one reported
+        for index in bad:
+            _flip(name, HEADER_BYTES + index * (SEGMENT_BYTES + 16) + 5)
+        for verify in (True, False):
+            with pytest.raises(CheckpointCorruptError, match=f"segment {bad[0]} fails authentication"):
+                rp.load_checkpoint(tmp_path / "step-000001", key=KEY, verify=verify)
+        target = {"w": before.clone()}
+        with pytest.raises(CheckpointError):
+            ckpt.restore(target, which=1)
+        assert _same(target["w"], before)  # nothing of the checkpoint reached the caller's tensors
+        name.write_bytes(original)
+    assert threading.active_count() == threads  # every thread joined

@@ -1,14 +1,14 @@
 """Restoring a local encrypted file: each segment decrypted from the mapped file straight into new pages.
 
 The streaming reader (:class:`._sealing.OpeningReader`) reads the ciphertext into a buffer
-of its own, hashes it and decrypts it: one copy more than a plain restore, which maps the
-file, and all of it on the thread that holds the GIL. Here the sealed file is mapped and
-each 1 MiB segment is decrypted from its pages into its place in one anonymous mapping,
-which then becomes the tensors (no intermediate buffer, no copy). Meanwhile a helper
-thread does what needs no GIL: it faults in the new pages ahead of the decryption
-(``MADV_POPULATE_WRITE``, which leaves their contents alone) and hashes the ciphertext
-(xxh3 releases the GIL). The decryption itself cannot be spread over threads: the
-``cryptography`` package holds the GIL for AES-GCM, so two threads open no faster than one.
+of its own, hashes it and decrypts it, one segment after another: one copy more than a
+plain restore, which maps the file, and one core. Here the sealed file is mapped and each
+1 MiB segment is decrypted from its pages into its place in one anonymous mapping, which
+then becomes the tensors (no intermediate buffer, no copy). The segments are opened on
+several threads, each a contiguous run of them: ``cryptography`` (>= 47, ``decrypt_into``)
+releases the GIL while it runs AES-GCM, so two threads open about twice as fast as one,
+page faults of the new memory included. The calling thread hashes the ciphertext
+meanwhile (xxh3 releases the GIL too).
 
 OpenSSL's GCM writes a segment's plaintext and then checks its tag, so the new pages hold
 unauthenticated bytes while a segment is being opened. They never leave this module
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -34,16 +35,16 @@ from ._sealing import (
 if TYPE_CHECKING:
     from .keys import EncryptionKey
 
-CHUNK_BYTES = 8 << 20  # what the helper faults in at a time
-PAGE_BYTES = mmap.PAGESIZE
+MAX_THREADS = 8
+MIN_SEGMENTS_PER_THREAD = 4  # below that, a thread costs more than it saves
 
 
 def decrypt_mapped(key: "EncryptionKey", sealed: mmap.mmap, name: str, file_id: str | None, segment_bytes: int,
                    digest: Any | None) -> mmap.mmap:
     """The plaintext of the whole sealed file mapped as ``sealed``, in new pages; ValueError if unreadable.
 
-    ``digest`` (a hash object, or None) is fed the whole of ``sealed`` on a helper thread,
-    finished when this returns. A failed tag anywhere raises before any page is returned.
+    ``digest`` (a hash object, or None) is fed the whole of ``sealed`` meanwhile. A failed
+    tag anywhere raises (the first failing segment's error) before any page is returned.
     """
     plain_bytes = plain_size(len(sealed), segment_bytes)
     header = bytes(sealed[:HEADER_BYTES])
@@ -54,96 +55,70 @@ def decrypt_mapped(key: "EncryptionKey", sealed: mmap.mmap, name: str, file_id: 
     pages = mmap.mmap(-1, max(1, plain_bytes), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     with contextlib.suppress(AttributeError, OSError):
         pages.madvise(mmap.MADV_HUGEPAGE)  # 2 MiB faults: 4 KiB ones cost more than the decryption (on a VM, 3x)
-    helper = _Helper(pages, plain_bytes, segment_bytes, sealed, digest)
+    count = segments_of(plain_bytes, segment_bytes)
+    opening = _Opening(opener, sealed, pages, plain_bytes, segment_bytes, count)
+    threads = min(MAX_THREADS, _cores(), max(1, count // MIN_SEGMENTS_PER_THREAD))
     try:
-        _open_all(opener, memoryview(sealed), memoryview(pages), plain_bytes, segment_bytes, helper)
+        opening.run(threads, digest)
     except BaseException:
-        helper.stop()
         with contextlib.suppress(BufferError):  # a failed segment's traceback may still view it: freed with it
             pages.close()
         raise
-    helper.join()
     return pages
 
 
-def _open_all(opener: SegmentOpener, sealed: memoryview, pages: memoryview, plain_bytes: int,
-              segment_bytes: int, helper: "_Helper") -> None:
-    count = segments_of(plain_bytes, segment_bytes)
-    with sealed, pages:  # (released on return, so that the mapping can be closed on failure)
-        for index in range(count):
-            if index % helper.per_chunk == 0:
-                helper.reach(index // helper.per_chunk)
-            start = index * segment_bytes
-            length = min(segment_bytes, plain_bytes - start)
-            at = HEADER_BYTES + index * (segment_bytes + TAG_BYTES)
-            opener.open(index, index == count - 1, sealed[at:at + length + TAG_BYTES], pages[start:start + length])
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
-class _Helper:
-    """Faults in the new pages ahead of the decryption, then hashes the ciphertext, on a thread of its own.
+class _Opening:
+    """Opens runs of segments on threads; a failure stops the runs after it and the first one is raised.
 
-    The pages are faulted in chunks of whole segments by writing a byte to each page (torch
-    releases the GIL for it). That write would clobber plaintext, so a chunk is faulted
-    either by the helper before the decryption reaches it or by the decryption itself, never
-    both: the helper only takes chunks past the one being decrypted, and the decryption
-    waits for a chunk the helper is in.
+    The runs before a failed one go on, so that the error is always the first bad segment's.
     """
 
-    def __init__(self, pages: mmap.mmap, plain_bytes: int, segment_bytes: int, sealed: mmap.mmap,
-                 digest: Any | None) -> None:
-        self.per_chunk = max(1, CHUNK_BYTES // segment_bytes)
-        self._chunk_bytes = self.per_chunk * segment_bytes
-        self._chunks = -(-plain_bytes // self._chunk_bytes)
-        self._changed = threading.Condition()
-        self._reached = 0  # the chunk being decrypted
-        self._next = 1  # the next chunk the helper may fault
-        self._busy: int | None = None  # the chunk the helper is faulting
-        self._stopped = False
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(pages, plain_bytes, sealed, digest),
-                                        name="runpoint-decrypt-helper", daemon=True)
-        self._thread.start()
+    def __init__(self, opener: SegmentOpener, sealed: mmap.mmap, pages: mmap.mmap, plain_bytes: int,
+                 segment_bytes: int, count: int) -> None:
+        self.opener, self.sealed, self.pages = opener, sealed, pages
+        self.plain_bytes, self.segment_bytes, self.count = plain_bytes, segment_bytes, count
+        self.errors: dict[int, BaseException] = {}  # first segment of the failed run -> its error
+        self.failed_run = count  # the first segment of the earliest run that failed (count: none)
 
-    def reach(self, chunk: int) -> None:
-        """The decryption is about to write into ``chunk``: wait while the helper faults it."""
-        with self._changed:
-            self._reached = chunk
-            while self._busy == chunk:
-                self._changed.wait()
-
-    def _take(self) -> int | None:
-        with self._changed:
-            self._busy = None
-            self._changed.notify_all()
-            chunk = max(self._next, self._reached + 1)
-            if chunk >= self._chunks:
-                return None
-            self._busy, self._next = chunk, chunk + 1
-            return chunk
-
-    def _run(self, pages: mmap.mmap, plain_bytes: int, sealed: mmap.mmap, digest: Any | None) -> None:
+    def run(self, threads: int, digest: Any | None) -> None:
+        bounds = [self.count * part // threads for part in range(threads + 1)]
+        runs = list(zip(bounds, bounds[1:]))
+        workers = [threading.Thread(target=self._open_run, args=run, name="runpoint-decrypt", daemon=True)
+                   for run in runs[1:]]
+        for worker in workers:
+            worker.start()
         try:
-            import torch
-
-            every_page = torch.frombuffer(pages, dtype=torch.uint8, count=plain_bytes)[::PAGE_BYTES] if plain_bytes else None
-            while (chunk := self._take()) is not None:
-                assert every_page is not None
-                first = chunk * self._chunk_bytes // PAGE_BYTES
-                every_page[first:first + self._chunk_bytes // PAGE_BYTES].fill_(0)
-            del every_page
-            if digest is not None and not self._stopped:
-                with memoryview(sealed) as view:
+            if digest is not None and workers:  # hashed here while the other threads decrypt
+                with memoryview(self.sealed) as view:
                     digest.update(view)
-        except BaseException as exc:  # pragma: no cover - reported by join
-            self.error = exc
+            self._open_run(*runs[0])
+        finally:
+            for worker in workers:
+                worker.join()
+        if self.errors:
+            raise self.errors[min(self.errors)]
+        if digest is not None and not workers:
+            with memoryview(self.sealed) as view:
+                digest.update(view)
 
-    def stop(self) -> None:
-        """Let the helper finish as soon as it can (the decryption failed), and wait for it."""
-        with self._changed:
-            self._next, self._stopped = self._chunks, True
-        self._thread.join()
-
-    def join(self) -> None:
-        self._thread.join()
-        if self.error is not None:  # pragma: no cover - a failing hash or fault is an OSError of the read
-            raise OSError(f"reading the encrypted file failed: {self.error}") from self.error
+    def _open_run(self, first: int, stop: int) -> None:
+        try:
+            with memoryview(self.sealed) as sealed, memoryview(self.pages) as pages:
+                for index in range(first, stop):
+                    if self.failed_run < first:
+                        return
+                    start = index * self.segment_bytes
+                    length = min(self.segment_bytes, self.plain_bytes - start)
+                    at = HEADER_BYTES + index * (self.segment_bytes + TAG_BYTES)
+                    self.opener.open(index, index == self.count - 1, sealed[at:at + length + TAG_BYTES],
+                                     pages[start:start + length])
+        except BaseException as exc:
+            self.errors[first] = exc
+            self.failed_run = min(self.failed_run, first)  # (a race only delays a stop)
