@@ -212,8 +212,8 @@ def run(ctx: Context) -> Section:
               note="Target: encrypted at most 1.3x the plain save. Writers interleaved in a rotating order."),
         Table(columns, restore_rows, title="Restore into existing tensors (hashes verified, page cache warm)",
               note="Target: encrypted at most 1.3x the plain restore. The plain restore maps the file and copies "
-                   "once; the encrypted one maps the file, decrypts each segment straight into new pages (faulted in and "
-                   "the ciphertext hashed on a helper thread meanwhile), then copies once."),
+                   "once; the encrypted one maps the file, decrypts each segment straight into new pages (on as many "
+                   "threads as there are cores, the ciphertext hashed meanwhile), then copies once."),
         Table(columns, cipher_rows, title="The cipher alone, in memory"),
     ]
     return section
