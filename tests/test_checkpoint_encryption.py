@@ -379,3 +379,34 @@ def test_a_rekey_killed_at_any_point_leaves_each_checkpoint_whole_under_one_key(
     assert under_new() == 6
     for step in range(6):
         assert torch.equal(rp.load_checkpoint(directory / f"step-00000{step}", key=new)["w"], expected[step])
+
+
+def test_a_local_restore_decrypts_on_threads_and_a_late_bad_tag_leaves_the_target_untouched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from runpoint.checkpoint import _sealed_pages
+
+    monkeypatch.setattr(_sealed_pages, "_cores", lambda: 3)  # three runs of segments, whatever this machine has
+    # 19 full segments and a short last one: runs of 6, 7 and 7 segments
+    weights = torch.randn((19 * SEGMENT_BYTES + SEGMENT_BYTES // 2) // 4, generator=torch.Generator().manual_seed(1))
+    ckpt = rp.CheckpointManager(tmp_path, encrypt=KEY, rng=False)
+    ckpt.save(1, {"w": weights})
+    threads = threading.active_count()
+    target = {"w": torch.zeros_like(weights)}
+    assert ckpt.restore(target) == 2 and _same(target["w"], weights)
+    name = tmp_path / "step-000001" / "tensors.safetensors"
+    original = name.read_bytes()
+    before = torch.full_like(weights, 7.0)
+    for bad in ((16,), (3, 16)):  # in the last run; in the first and the last: the first is the one reported
+        for index in bad:
+            _flip(name, HEADER_BYTES + index * (SEGMENT_BYTES + 16) + 5)
+        for verify in (True, False):
+            with pytest.raises(CheckpointCorruptError, match=f"segment {bad[0]} fails authentication"):
+                rp.load_checkpoint(tmp_path / "step-000001", key=KEY, verify=verify)
+        target = {"w": before.clone()}
+        with pytest.raises(CheckpointError):
+            ckpt.restore(target, which=1)
+        assert _same(target["w"], before)  # nothing of the checkpoint reached the caller's tensors
+        name.write_bytes(original)
+    assert threading.active_count() == threads  # every thread joined

@@ -17,6 +17,7 @@ from runpoint.errors import (
     AliasConflictError,
     InvalidArgumentError,
     ModelNotFoundError,
+    PinConflictError,
 )
 from runpoint.server.auth import Principal
 from runpoint.store import (
@@ -82,6 +83,30 @@ def test_versions_lineage_and_edits_round_trip(backend) -> None:
     assert registry.register_version(_version(), project="vision").version == 3  # numbers are never reused
     with pytest.raises(InvalidArgumentError, match="in project 'vision'"):
         registry.register_version(_version(), project="nlp")
+
+
+def test_repin_is_a_compare_and_set_recorded_in_the_lineage(backend) -> None:
+    _, store = backend
+    registry = model_registry(store)
+    store.create_run(_record("r1", project="vision"))
+    registry.register_version(_version(run_id="r1", step=400, manifest_hash="h1", lineage=LINEAGE), project="vision")
+    repinned = registry.repin_version("digits", 1, old_hash="h1", new_hash="h2", by="ana")
+    assert repinned.manifest_hash == "h2" and registry.get_version("digits", 1).manifest_hash == "h2"
+    (entry,) = repinned.lineage["repinned"]
+    assert (entry["from"], entry["to"], entry["by"], entry["why"]) == ("h1", "h2", "ana", "rekey") and entry["at"] > 0
+    assert {k: v for k, v in repinned.lineage.items() if k != "repinned"} == LINEAGE  # the rest is kept
+    assert registry.repin_version("digits", 1, old_hash="h1", new_hash="h2") == repinned  # a rerun: unchanged
+    with pytest.raises(PinConflictError, match="pins manifest hash h2, not h1") as lost:
+        registry.repin_version("digits", 1, old_hash="h1", new_hash="h3")
+    assert lost.value.ref == "digits:1"
+    again = registry.repin_version("digits", 1, old_hash="h2", new_hash="h3", why="moved")
+    assert [(e["from"], e["to"], e["why"]) for e in again.lineage["repinned"]] == [("h1", "h2", "rekey"),
+                                                                                   ("h2", "h3", "moved")]
+    with pytest.raises(ModelNotFoundError):
+        registry.repin_version("digits", 9, old_hash="h3", new_hash="h4")
+    registry.delete_version("digits", 1)
+    with pytest.raises(ModelNotFoundError, match="deleted"):
+        registry.repin_version("digits", 1, old_hash="h3", new_hash="h4")
 
 
 def test_unknown_names_and_bad_input_are_clear_errors(backend) -> None:

@@ -17,6 +17,7 @@ for code that does not know runpoint::
     ├── RunNotFoundError             (LookupError)       .ref, .root
     ├── ModelNotFoundError           (LookupError)       .name
     ├── AliasConflictError                               .name, .alias, .expected, .current, .attempted
+    ├── PinConflictError                                 .ref
     ├── InvalidValueError            (TypeError)         .key, .value_type
     │   └── InvalidKeyError          (a key, not a value, is wrong)
     ├── InvalidArgumentError         (ValueError)        .argument
@@ -216,6 +217,14 @@ class AliasConflictError(RunpointError):
             f"the attempt to {what} was not applied (recorded as a conflict). Look at it again "
             f"(runpoint models show {name}) and retry with --expect {current or 0}"
         )
+
+
+class PinConflictError(RunpointError):
+    """A re-pin of a model version found it pinning another manifest hash than the one expected; unchanged."""
+
+    def __init__(self, message: str, ref: str) -> None:
+        super().__init__(message)
+        self.ref = ref
 
 
 class InvalidValueError(RunpointError, TypeError):

@@ -171,6 +171,34 @@ def check_header(header: bytes, name: str, file_id: str | None, segment_bytes: i
     return None
 
 
+class SegmentOpener:
+    """Opens the segments of one sealed file, given its (checked) header and its name.
+
+    :meth:`open` decrypts into the caller's buffer and then checks the tag (OpenSSL's GCM
+    works that way round), so the buffer holds unauthenticated bytes until it returns:
+    callers hand out nothing of a buffer that a failed :meth:`open` wrote to.
+    """
+
+    def __init__(self, key: EncryptionKey, header: bytes, name: str) -> None:
+        self._prefix = header[-PREFIX_BYTES:]
+        self._aad = header + name.encode("utf-8")
+        self._aead = _file_aead(key, header[len(MAGIC) + 4:len(MAGIC) + 4 + SALT_BYTES])
+
+    def open(self, index: int, final: bool, sealed: memoryview, into: memoryview) -> None:
+        """Decrypt segment ``index`` (``sealed``: ciphertext and tag) into ``into``; ValueError if its tag fails."""
+        nonce = _nonce(self._prefix, index, final)
+        try:
+            if hasattr(self._aead, "decrypt_into"):  # cryptography >= 47: no allocation per segment
+                self._aead.decrypt_into(nonce, sealed, self._aad, into)
+            else:
+                into[:] = self._aead.decrypt(nonce, bytes(sealed), self._aad)
+        except Exception as exc:
+            if type(exc).__name__ != "InvalidTag":
+                raise
+            raise ValueError(f"segment {index} fails authentication: the file was altered, cut, or the "
+                             "segments reordered") from None
+
+
 class OpeningReader:
     """Decrypts a sealed file read from ``stream``; ``readinto``/``read`` give verified plaintext.
 
@@ -190,9 +218,7 @@ class OpeningReader:
         if problem is not None:
             raise ValueError(problem)
         self.segment_bytes = segment_bytes
-        self._prefix = header[-PREFIX_BYTES:]
-        self._aad = header + name.encode("utf-8")
-        self._aead = _file_aead(key, header[len(MAGIC) + 4:len(MAGIC) + 4 + SALT_BYTES])
+        self._opener = SegmentOpener(key, header, name)
         self._count = segments_of(self.plain_bytes, segment_bytes)
         self._index = 0
         self._sealed = bytearray(segment_bytes + TAG_BYTES)
@@ -211,17 +237,7 @@ class OpeningReader:
         if filled != len(sealed):
             raise ValueError(f"the file ends inside segment {self._index}")
         final = self._index == self._count - 1
-        nonce = _nonce(self._prefix, self._index, final)
-        try:
-            if hasattr(self._aead, "decrypt_into"):
-                self._aead.decrypt_into(nonce, sealed, self._aad, into[:length])
-            else:
-                into[:length] = self._aead.decrypt(nonce, bytes(sealed), self._aad)
-        except Exception as exc:
-            if type(exc).__name__ != "InvalidTag":
-                raise
-            raise ValueError(f"segment {self._index} fails authentication: the file was altered, cut, or the "
-                             "segments reordered") from None
+        self._opener.open(self._index, final, sealed, into[:length])
         self._index += 1
         if final and self.stream.read(1):
             raise ValueError("bytes after the last segment")

@@ -57,6 +57,7 @@ from ._content import (  # noqa: F401
     uncompressed_size,
 )
 from ._sealed_manifest import check_manifest
+from ._sealed_pages import decrypt_mapped
 from ._sealing import SealingWriter, open_sealed
 from ._streams import (
     Bounded,
@@ -222,7 +223,7 @@ class SafetensorsIO:
         tensors_name, state_name = _names(manifest)
         where = storage.display(directory)
         check_manifest(manifest, self.key, where)
-        if storage.is_local and not manifest.compression and manifest.encryption is None:
+        if storage.is_local and not manifest.compression:
             tensors = self._map_tensors(storage, directory, tensors_name, manifest, verify, where)
         elif manifest.encryption is not None and not manifest.compression:
             tensors = self._read(storage, directory, tensors_name, manifest, verify, _decrypted_tensors, where)
@@ -236,7 +237,9 @@ class SafetensorsIO:
 
     def _map_tensors(self, storage: Artifacts, directory: str, name: str, manifest: Manifest, verify: bool,
                      where: str) -> dict[str, Any]:
-        """Local, uncompressed: map the file copy-on-write, hash the pages, view them as tensors."""
+        """Local, uncompressed: map the file copy-on-write, hash the pages, view them as tensors.
+
+        Encrypted: map the file, decrypt it into new pages (hashing it meanwhile), view those."""
         entry = manifest.files.get(name)
         if entry is None:
             raise CheckpointCorruptError(where, name, "not listed in the manifest")
@@ -246,17 +249,30 @@ class SafetensorsIO:
                 raise CheckpointCorruptError(where, name, f"{size} bytes, the manifest says {entry.bytes}")
             if size == 0:
                 raise CheckpointCorruptError(where, name, "the file is empty")
-            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
-        if verify:
-            digest = hasher()
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ if manifest.encryption else mmap.ACCESS_COPY)
+        digest = hasher() if verify else None
+        if manifest.encryption is not None:
+            mapped = self._decrypt_mapped(mapped, name, entry, manifest, digest, where)
+        elif digest is not None:
             digest.update(mapped)
-            if digest.hexdigest() != entry.hash:
-                mapped.close()
-                raise CheckpointCorruptError(where, name, "content hash differs from the manifest")
+        if digest is not None and digest.hexdigest() != entry.hash:
+            mapped.close()
+            raise CheckpointCorruptError(where, name, "content hash differs from the manifest")
         try:
             return _safetensors.from_buffer(mapped)
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointCorruptError(where, name, f"unreadable: {exc}") from None
+
+    def _decrypt_mapped(self, sealed: mmap.mmap, name: str, entry: FileEntry, manifest: Manifest, digest: Any,
+                        where: str) -> mmap.mmap:
+        assert self.key is not None and manifest.encryption is not None  # (load checked the key)
+        try:
+            return decrypt_mapped(self.key, sealed, name, entry.file_id, manifest.encryption.segment_bytes, digest)
+        except ValueError as exc:
+            raise CheckpointCorruptError(where, name, str(exc)) from None
+        finally:
+            with contextlib.suppress(BufferError):  # a failed segment's traceback may still view it: freed with it
+                sealed.close()
 
     def _read(self, storage: Artifacts, directory: str, name: str, manifest: Manifest, verify: bool,
               consume: Any, where: str) -> Any:

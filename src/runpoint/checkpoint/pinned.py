@@ -23,7 +23,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, MutableMapping
 
 from ..artifacts.manifest import MANIFEST_NAME, Manifest
 from ..artifacts.storage import Artifacts
@@ -38,6 +38,9 @@ from ._restore import load_into
 from .directory import read_manifest
 from .io import SafetensorsIO
 from .load import locate, read_checkpoint, verify_checkpoint
+
+if TYPE_CHECKING:
+    from .keys import EncryptionKey
 
 __all__ = ["PinnedCheckpoint", "copy_pinned", "load_pinned", "manifest_digest", "pinned", "pinned_weights"]
 
@@ -93,13 +96,15 @@ def pinned(path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] |
 def load_pinned(
     path: str | os.PathLike[str], digest: str | None, state: MutableMapping[str, Any] | None = None, *,
     strict: bool = True, map_location: Any = None, storage_options: Mapping[str, Any] | None = None,
+    key: "EncryptionKey | None" = None,
 ) -> dict[str, Any] | MutableMapping[str, Any]:
     """The checkpoint's state, if its manifest digest is still ``digest`` and its files match it.
 
     Without ``state``: the state as plain values (as :func:`~runpoint.load_checkpoint`
     returns it). With ``state`` (``{"model": model, ...}``): loaded into those objects in
     place, as :meth:`CheckpointManager.restore <runpoint.CheckpointManager.restore>` does
-    (``strict`` key and shape checks first), and ``state`` is returned.
+    (``strict`` key and shape checks first), and ``state`` is returned. ``key`` decrypts an
+    encrypted checkpoint (CheckpointKeyError without it, or with another).
     """
     with _held(path, digest, storage_options) as (storage, name, manifest):
         where = storage.display(name)
@@ -108,7 +113,7 @@ def load_pinned(
 
             full = load_full(storage, name, manifest, map_location=map_location)
             return full if state is None else _assign(state, full, strict, where)
-        _, document, tensors = read_checkpoint(storage, name, SafetensorsIO())
+        _, document, tensors = read_checkpoint(storage, name, SafetensorsIO(encrypt=key))
         if state is None:
             result: dict[str, Any] = _state.materialize(document["state"], tensors, map_location)
             return result

@@ -9,6 +9,13 @@ is a staging leftover, and a checkpoint moved aside but not yet replaced is move
 by the next manager start or ``rekey`` (which then carries on where it stopped: the
 checkpoints already under the new key are skipped).
 
+A registered model version pins its checkpoint's manifest digest, which a rekey changes:
+given ``pins`` (:class:`runpoint.models.repin.RegistryPins`, which the CLI finds for a
+directory inside a root), the versions that pin a checkpoint are looked up before it is
+touched and re-pinned to the new manifest once the new checkpoint is committed and
+verified with the new key. (A crash between that commit and the re-pin leaves the version
+pinning the old digest: ``load_model`` then refuses it, saying the manifest changed.)
+
 The old files are fully verified on the way (every tag, the ciphertext hashes, the
 manifest's MAC) before the new checkpoint is committed: a corrupt checkpoint is left as
 it is and reported. Object stores have no atomic rename of a directory, so rekey works on
@@ -24,7 +31,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 from ..artifacts.manifest import MANIFEST_NAME, FileEntry, Manifest
 from ..artifacts.storage import Artifacts, open_artifacts
@@ -38,6 +45,16 @@ from .io import _open_file
 from .keys import EncryptionKey
 
 
+class Pins(Protocol):
+    """The registered model versions that pin checkpoints (see :class:`runpoint.models.repin.RegistryPins`)."""
+
+    def pinning(self, location: str, manifest: Manifest) -> list[Any]:
+        """The versions that pin the checkpoint at ``location`` as its ``manifest`` is now."""
+
+    def repin(self, versions: list[Any], old: Manifest, new: Manifest) -> tuple[list[str], dict[str, str]]:
+        """Re-pin ``versions`` from ``old``'s digest to ``new``'s: (refs re-pinned, ref -> why not)."""
+
+
 @dataclass
 class RekeyResult:
     """What :func:`rekey` did with each checkpoint (by directory name)."""
@@ -45,7 +62,8 @@ class RekeyResult:
     rekeyed: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)  # under the new key before this call
     plain: list[str] = field(default_factory=list)  # not encrypted, left so (see ``encrypt_plain``)
-    failed: dict[str, str] = field(default_factory=dict)  # name -> why it was left unchanged
+    failed: dict[str, str] = field(default_factory=dict)  # name -> why it was left unchanged (or not re-pinned)
+    repinned: dict[str, list[str]] = field(default_factory=dict)  # name -> the model versions re-pinned to it
 
     @property
     def ok(self) -> bool:
@@ -54,12 +72,13 @@ class RekeyResult:
 
 def rekey(location: str | os.PathLike[str], old_key: EncryptionKey | None, new_key: EncryptionKey, *,
           encrypt_plain: bool = False, storage_options: Mapping[str, Any] | None = None,
-          on_done: Callable[[str, str], None] | None = None) -> RekeyResult:
+          on_done: Callable[[str, str], None] | None = None, pins: Pins | None = None) -> RekeyResult:
     """Re-encrypt every checkpoint in ``location`` (a checkpoints directory) under ``new_key``.
 
     ``old_key`` opens the checkpoints as they are (None: there are only unencrypted ones
     to encrypt); with ``encrypt_plain`` unencrypted checkpoints are encrypted too.
-    ``on_done(name, outcome)`` is told of each checkpoint as it is finished.
+    ``on_done(name, outcome)`` is told of each checkpoint as it is finished. ``pins``: the
+    registry whose model versions are re-pinned to the checkpoints they name (None: none).
     """
     if not isinstance(new_key, EncryptionKey) or not isinstance(old_key, (EncryptionKey, type(None))):
         raise InvalidArgumentError("new_key", "old_key and new_key must be rp.EncryptionKey objects")
@@ -76,7 +95,7 @@ def rekey(location: str | os.PathLike[str], old_key: EncryptionKey | None, new_k
         result.failed[name] = f"{MANIFEST_NAME}: {directory.broken[name]}"
     for info in directory.list():
         try:
-            outcome = _rekey_one(storage, info.name, old_key, new_key, encrypt_plain)
+            outcome = _rekey_one(storage, info.name, old_key, new_key, encrypt_plain, pins, result)
         except CheckpointError as exc:
             result.failed[info.name] = str(exc)
             outcome = "failed"
@@ -88,7 +107,7 @@ def rekey(location: str | os.PathLike[str], old_key: EncryptionKey | None, new_k
 
 
 def _rekey_one(storage: Artifacts, name: str, old_key: EncryptionKey | None, new_key: EncryptionKey,
-               encrypt_plain: bool) -> str:
+               encrypt_plain: bool, pins: Pins | None, result: RekeyResult) -> str:
     where = storage.display(name)
     manifest = read_manifest(storage, name)
     if manifest.is_sharded:
@@ -101,6 +120,7 @@ def _rekey_one(storage: Artifacts, name: str, old_key: EncryptionKey | None, new
         return "already"
     if sealed is not None:
         check_manifest(manifest, old_key, where)
+    versions = pins.pinning(where, manifest) if pins is not None else []
     staging = atomic.Staging(storage, name)
     try:
         files = {file: _reseal(storage, name, staging.path, file, entry, manifest, old_key, new_key)
@@ -113,7 +133,27 @@ def _rekey_one(storage: Artifacts, name: str, old_key: EncryptionKey | None, new
     except BaseException:
         staging.abort()
         raise
+    if versions and pins is not None:
+        _repin(storage, name, manifest, new_key, versions, pins, result)
     return "rekeyed"
+
+
+def _repin(storage: Artifacts, name: str, old: Manifest, new_key: EncryptionKey, versions: list[Any], pins: Pins,
+           result: RekeyResult) -> None:
+    """Re-pin the model versions that named the checkpoint, once its new files verify with the new key."""
+    from .io import SafetensorsIO
+
+    new = read_manifest(storage, name)
+    problems = SafetensorsIO(encrypt=new_key).verify(storage, name, new)
+    refs = ", ".join(version.ref for version in versions)
+    if problems:
+        result.failed[name] = f"rekeyed, but the new checkpoint does not verify ({problems[0]}): {refs} not re-pinned"
+        return
+    done, failed = pins.repin(versions, old, new)
+    if done:
+        result.repinned[name] = done
+    if failed:
+        result.failed[name] = "rekeyed, but model version(s) not re-pinned: " + "; ".join(failed.values())
 
 
 def _reseal(storage: Artifacts, name: str, staging: str, file: str, entry: FileEntry, manifest: Manifest,

@@ -77,18 +77,39 @@ def rekey(
         if not as_json:
             err_console.print(f"{outcome:>8}  {name}", markup=False)
 
-    result = rekey_directory(where.location, old_key, new_key, encrypt_plain=encrypt_plain, on_done=progress)
+    pins = _pins(where)
+    try:
+        result = rekey_directory(where.location, old_key, new_key, encrypt_plain=encrypt_plain, on_done=progress,
+                                 pins=pins)
+    finally:
+        if pins is not None and pins.store is not where.store:
+            pins.close()
     if as_json:
         print_json({"rekeyed": result.rekeyed, "already": result.already, "plain": result.plain,
-                    "failed": result.failed, "key_id": new_key.key_id})
+                    "failed": result.failed, "repinned": result.repinned, "key_id": new_key.key_id})
     else:
         console.print(f"{len(result.rekeyed)} rekeyed, {len(result.already)} already under key {new_key.key_id}"
                       + (f", {len(result.plain)} not encrypted (left so; --encrypt-plain encrypts them)"
                          if result.plain else ""))
+        for name, refs in result.repinned.items():
+            console.print(f"re-pinned {escape(', '.join(refs))} to the new manifest of {escape(name)}")
         for name, why in result.failed.items():
             console.print(f"[bold red]unchanged[/] {escape(name)}: {escape(why)}")
     if result.failed:
         raise fail(f"{len(result.failed)} checkpoint(s) could not be rekeyed; they are unchanged")
+
+
+def _pins(where: Any) -> Any:
+    """The registry whose model versions a rekey of ``where`` re-pins: its run's root, or the root the directory
+    is in; None for a directory in no root. A root whose registry cannot be opened stops the rekey here."""
+    from ..errors import RunpointError
+    from ..models.repin import RegistryPins
+
+    try:
+        return RegistryPins(where.store) if where.store is not None else RegistryPins.for_location(where.location)
+    except RunpointError as exc:
+        raise fail(f"{where.location} is in a runpoint root whose model registry cannot be read ({exc}); nothing "
+                   "was rekeyed, since a registered model version would stop loading") from None
 
 
 def register(app: typer.Typer) -> None:

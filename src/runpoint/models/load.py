@@ -10,13 +10,16 @@ Example::
 from __future__ import annotations
 
 import os
-from typing import Any, MutableMapping
+from typing import TYPE_CHECKING, Any, MutableMapping
 
 from ..checkpoint.pinned import load_pinned
 from ..query import open_root
 from ..store import ModelVersionRecord
 from .fetch import local_checkpoint
 from .resolve import checkpoint_location, registry_of, resolve_version
+
+if TYPE_CHECKING:
+    from ..checkpoint.keys import EncryptionKey
 
 
 def model_version(ref: str, *, root: str | os.PathLike[str] | None = None) -> ModelVersionRecord:
@@ -41,6 +44,7 @@ def load_model(
     root: str | os.PathLike[str] | None = None,
     strict: bool = True,
     map_location: Any = None,
+    key: "EncryptionKey | None" = None,
 ) -> Any:
     """Load the weights of a registered model version, verified.
 
@@ -52,7 +56,8 @@ def load_model(
     With ``state`` (``{"model": model, "optimizer": opt}``) the checkpoint is loaded into
     those objects in place, as ``CheckpointManager.restore`` does (``strict``: keys and
     shapes must match), and ``state`` is returned; without, the checkpoint's state comes
-    back as plain values, as ``rp.load_checkpoint`` returns it.
+    back as plain values, as ``rp.load_checkpoint`` returns it. ``key`` (an
+    ``rp.EncryptionKey``) decrypts an encrypted checkpoint.
 
     Example::
 
@@ -64,6 +69,6 @@ def load_model(
     try:
         version = resolve_version(registry_of(store), ref)
         with local_checkpoint(store, checkpoint_location(store, version)) as path:
-            return load_pinned(path, version.manifest_hash, state, strict=strict, map_location=map_location)
+            return load_pinned(path, version.manifest_hash, state, strict=strict, map_location=map_location, key=key)
     finally:
         store.close()

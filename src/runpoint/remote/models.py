@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 from urllib.parse import quote
 
-from ..errors import ModelNotFoundError, RunpointError, StoreError
+from ..errors import ModelNotFoundError, PinConflictError, RunpointError, StoreError
 from ..store.model_records import (
     AliasEvent,
     AliasRecord,
@@ -79,6 +79,18 @@ class HttpModelRegistry:
         body = {"description": description, "tags": list(tags) if tags is not None else None}
         return version_from_wire(self._registry_call("PATCH", self._model(name, f"/versions/{int(version)}"), name,
                                                      json_body=body))
+
+    def repin_version(self, name: str, version: int, *, old_hash: str, new_hash: str, by: str | None = None,
+                      why: str = "rekey") -> ModelVersionRecord:
+        body = {"old_hash": old_hash, "new_hash": new_hash, "by": by, "why": why}
+        try:  # (a retry is safe: a version already re-pinned is returned as it is)
+            value = self._registry_call("POST", self._model(name, f"/versions/{int(version)}/repin"), name,
+                                        json_body=body)
+        except ModelNotFoundError as exc:
+            if " pins manifest hash " in str(exc):  # the server's 409
+                raise PinConflictError(str(exc), f"{name}:{int(version)}") from None
+            raise
+        return version_from_wire(value)
 
     def delete_version(self, name: str, version: int, *, by: str | None = None) -> ModelVersionRecord:
         params = {"by": by} if by is not None else None

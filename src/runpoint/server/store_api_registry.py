@@ -13,6 +13,8 @@ and the client raises :class:`~runpoint.errors.AliasConflictError` from it.
     GET    /api/store/models/{name}/versions?include_deleted= list_versions
     GET    /api/store/models/{name}/versions/{v}              get_version
     PATCH  /api/store/models/{name}/versions/{v}              update_version {description, tags}
+    POST   /api/store/models/{name}/versions/{v}/repin        repin_version {old_hash, new_hash, by, why} -> the
+                                                              version; 409 when it pins another hash
     DELETE /api/store/models/{name}/versions/{v}?by=          delete_version    -> the version, deleted
     GET    /api/store/models/{name}/aliases                   list_aliases
     PUT    /api/store/models/{name}/aliases/{alias}           move_alias {version | null, expected, by} -> the event
@@ -30,7 +32,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import Field
 
-from ..errors import AliasConflictError, ModelNotFoundError
+from ..errors import AliasConflictError, ModelNotFoundError, PinConflictError
 from ..store.model_records import AliasEvent, ModelVersionRecord, to_wire
 from ..store.registry import model_registry
 from .auth import LOCAL, Scope, audit, authorize, principal, visible_project
@@ -59,6 +61,15 @@ class RegisterIn(_Body):
 class UpdateIn(_Body):
     description: Text | None = None
     tags: list[Name] | None = None
+
+
+class RepinIn(_Body):
+    """Re-pin the version from ``old_hash`` (its manifest hash now) to ``new_hash``."""
+
+    old_hash: Annotated[str, Field(min_length=1, max_length=512)]
+    new_hash: Annotated[str, Field(min_length=1, max_length=512)]
+    by: Text | None = None
+    why: Annotated[str, Field(max_length=512)] = "rekey"
 
 
 class AliasIn(_Body):
@@ -159,6 +170,20 @@ def update_version(request: Request, name: str, version: Version, body: UpdateIn
     with _errors():
         record = _registry(request).update_version(name, version, description=body.description, tags=body.tags)
     audit(request, "model.update", project=project, target=record.ref)
+    return reply(request, to_wire(record))
+
+
+@router.post("/models/{name}/versions/{version}/repin")
+def repin_version(request: Request, name: str, version: Version, body: RepinIn) -> Response:
+    """Point a version at its checkpoint's new manifest hash, if it pins ``old_hash`` now."""
+    project = _model_project(request, name, "write")
+    with _errors():
+        try:
+            record = _registry(request).repin_version(name, version, old_hash=body.old_hash, new_hash=body.new_hash,
+                                                      by=_who(request, body.by), why=body.why)
+        except PinConflictError as exc:
+            raise HTTPException(409, str(exc)) from None
+    audit(request, "model.repin", project=project, target=record.ref)
     return reply(request, to_wire(record))
 
 

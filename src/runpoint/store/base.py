@@ -238,6 +238,16 @@ class ModelRegistry(Protocol):
                        tags: Sequence[str] | None = None) -> ModelVersionRecord:
         """Replace the description and/or tags (None: unchanged) of a live version; the updated record."""
 
+    def repin_version(self, name: str, version: int, *, old_hash: str, new_hash: str, by: str | None = None,
+                      why: str = "rekey") -> ModelVersionRecord:
+        """Point a live version at its checkpoint's new manifest hash (the checkpoint was rewritten, e.g. rekeyed).
+
+        A compare-and-set: applied only if the version pins ``old_hash`` now, and recorded in
+        its lineage (``lineage["repinned"]``: from, to, at, by, why); a version that pins
+        ``new_hash`` already is returned as it is; one that pins anything else raises
+        PinConflictError, unchanged.
+        """
+
     def delete_version(self, name: str, version: int, *, by: str | None = None) -> ModelVersionRecord:
         """Soft-delete a version (its number is never reused); aliases naming it are removed (as events)."""
 

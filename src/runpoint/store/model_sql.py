@@ -20,7 +20,7 @@ import json
 import time
 from typing import Any, Sequence
 
-from ..errors import InvalidArgumentError, ModelNotFoundError
+from ..errors import InvalidArgumentError, ModelNotFoundError, PinConflictError
 from .model_records import (
     AliasEvent,
     AliasRecord,
@@ -127,6 +127,23 @@ class ModelSQL:
         if tags is not None:
             self._run(conn, "UPDATE model_versions SET tags = ? WHERE name = ? AND version = ?",
                       (json.dumps(list(check_tags(tags))), name, version))
+        return self.get_version(conn, name, version)
+
+    def repin_version(self, conn: Any, name: str, version: int, old_hash: str, new_hash: str, by: str | None,
+                      why: str) -> ModelVersionRecord:
+        """Point the version at its checkpoint's new manifest hash if it pins ``old_hash`` now (else conflict)."""
+        self._model_row(conn, check_model_name(name), lock=True)
+        record = self.get_version(conn, name, version)
+        if record.manifest_hash == new_hash:
+            return record  # already re-pinned (a rerun)
+        if record.manifest_hash != old_hash:
+            raise PinConflictError(f"model version {record.ref} pins manifest hash {record.manifest_hash}, not "
+                                   f"{old_hash}: it was not re-pinned to {new_hash}", record.ref)
+        lineage = dict(record.lineage)
+        lineage["repinned"] = [*lineage.get("repinned", []),
+                               {"from": old_hash, "to": new_hash, "at": time.time(), "by": by, "why": str(why)}]
+        self._run(conn, "UPDATE model_versions SET manifest_hash = ?, lineage = ? WHERE name = ? AND version = ?",
+                  (new_hash, json.dumps(lineage, sort_keys=True, default=str), name, version))
         return self.get_version(conn, name, version)
 
     def delete_version(self, conn: Any, name: str, version: int, by: str | None) -> ModelVersionRecord:

@@ -63,6 +63,11 @@ class SQLiteModelRegistry:
         with self.store._transaction() as conn:
             return _SQL.update_version(conn, name, version, description, tags)
 
+    def repin_version(self, name: str, version: int, *, old_hash: str, new_hash: str, by: str | None = None,
+                      why: str = "rekey") -> ModelVersionRecord:
+        with self.store._transaction() as conn:
+            return _SQL.repin_version(conn, name, version, old_hash, new_hash, by, why)
+
     def delete_version(self, name: str, version: int, *, by: str | None = None) -> ModelVersionRecord:
         with self.store._transaction() as conn:
             return _SQL.delete_version(conn, name, version, by)
