@@ -47,8 +47,8 @@ from ._writer_ops import (
     RewindOp,
     SummaryOp,
     inspect_batch,
-    redacted_alert,
     redact_media,
+    redacted_alert,
     resolve_deferred,
     to_columns,
 )
