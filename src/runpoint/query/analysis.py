@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import bisect
 import math
-import re
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
+from .._util.metric_mode import infer_mode
 from ..errors import InvalidArgumentError
 from ..store import MetricSeries, MetricStats, RunRecord, Store
 
@@ -33,11 +33,6 @@ Axis = Literal["step", "epoch", "time"]
 AXES: tuple[str, ...] = ("step", "epoch", "time")
 EPOCH_KEY = "epoch"
 
-_LOWER_IS_BETTER = re.compile(r"(loss|error|err|mse|mae|rmse|perplexity|ppl|wer|cer|nll|distance)", re.I)
-_HIGHER_IS_BETTER = re.compile(
-    r"(acc|accuracy|f1|auc|auroc|precision|recall|iou|map|bleu|rouge|score|r2|top\d)", re.I
-)
-_DIAGNOSTIC_PREFIXES = ("watch/", "system/", "perf/")
 
 
 def ema(values: Sequence[float], smoothing: float = 0.6) -> list[float]:
@@ -156,18 +151,6 @@ def x_values(store: Store, run: RunRecord, series: MetricSeries, axis: str = "st
         epochs = sorted_by_step(epochs)
         return [value_at(epochs, step) for step in series.steps]
     raise InvalidArgumentError("axis", f"{axis!r} is not one of {', '.join(AXES)}")
-
-
-def infer_mode(key: str) -> Literal["min", "max"] | None:
-    """Whether lower (``"min"``) or higher (``"max"``) is better for ``key``, judged by its name."""
-    if key.startswith(_DIAGNOSTIC_PREFIXES) or key == EPOCH_KEY:
-        return None
-    name = key.rsplit("/", 1)[-1]
-    if _LOWER_IS_BETTER.search(name):
-        return "min"
-    if _HIGHER_IS_BETTER.search(name):
-        return "max"
-    return None
 
 
 @dataclass(frozen=True)
