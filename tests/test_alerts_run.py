@@ -89,6 +89,7 @@ def test_run_alert_checks_its_arguments_and_works_only_while_the_run_runs(root, 
         rp.init(project="p", console=False, alerts="on")
 
 
+@pytest.mark.slow  # several CLI processes: about 6 s
 def test_the_cli_lists_alerts_of_one_run_or_all_by_level(root) -> None:
     with rp.init(project="p", name="first", console=False, system_metrics=False) as first:
         first.log({"train/loss": math.nan})

@@ -60,6 +60,7 @@ def test_groups_api_gives_statistics_and_mean_curves_with_a_band(server, seeded)
         assert client.get("/api/openapi.json").json()["paths"]["/api/groups"]
 
 
+@pytest.mark.slow  # Chromium and a server: about 8 s on 2 busy cores
 def test_grouped_compare_view_shows_each_group_and_its_band(server, seeded) -> None:  # noqa: ANN001
     manager, browser = browser_or_skip()
     try:
