@@ -118,6 +118,7 @@ def _is_gzip(path: Path) -> bool:
     return path.read_bytes()[:2] == b"\x1f\x8b"
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_import_into_another_project_and_twice_into_one_root(source, tmp_path) -> None:
     out = tmp_path / "a.tgz"
     assert cli(source, "export", "src1", "--archive", "--out", str(out)).returncode == 0
@@ -187,6 +188,7 @@ def test_a_damaged_or_unsafe_archive_is_refused_and_leaves_nothing_behind(source
         assert store.count_runs() == 0
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_export_refuses_a_live_run_and_bad_names(root, tmp_path) -> None:
     run = rp.init(project="p", id="live", root=root, console=False, system_metrics=False)
     try:

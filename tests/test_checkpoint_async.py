@@ -104,6 +104,7 @@ def test_the_run_waits_for_the_last_async_save_when_it_finishes(root, store_at) 
     assert rp.load_checkpoint(root / "p" / "r1" / "checkpoints") == {"x": 1}
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_an_async_save_without_a_run_is_committed_before_the_script_exits(tmp_path, root) -> None:
     # the interpreter exits right after save(): the background write must not be abandoned
     result = run_script(tmp_path, root, f"""

@@ -43,6 +43,7 @@ def test_ls_shows_the_runs_checkpoints_with_latest_and_best(root) -> None:
     assert [c["step"] for c in by_path["checkpoints"]] == [20, 30, 40]
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_gc_prunes_by_policy_but_never_the_latest_or_best(root) -> None:
     _run_with_checkpoints(root)
     usage = cli(root, "ckpt", "gc", "r1")
@@ -75,6 +76,7 @@ def test_gc_refuses_a_live_run_and_bad_targets_fail_in_one_line(root) -> None:
         assert helped.returncode == 0 and "Usage" in helped.stdout
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_export_writes_weights_that_load_into_the_model(root, tmp_path) -> None:
     _run_with_checkpoints(root)
     out = tmp_path / "deploy" / "model.safetensors"

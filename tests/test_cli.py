@@ -138,6 +138,7 @@ def test_bad_input_exits_non_zero_with_one_line(two_runs, args, code, fragment) 
         assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_an_empty_or_missing_root_is_an_error(tmp_path) -> None:
     missing = cli(tmp_path / "none", "ls")
     assert missing.returncode == 1 and "no runpoint store at" in missing.stderr

@@ -125,6 +125,7 @@ def test_test_says_b_is_better_refuses_too_few_runs_and_names_runs_without_the_m
     assert no_metric.returncode == 1 and "--test needs the metric" in no_metric.stderr
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_check_exits_0_when_not_worse_1_when_worse_2_on_bad_input(seeds: Path, tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
     ok = _check(seeds, "tag:new", "--against", "tag:baseline", "--metric", "val/acc", "--tolerance", "0.5%", GITHUB_STEP_SUMMARY=str(summary))

@@ -152,6 +152,7 @@ def test_show_without_a_file_shows_defaults_and_overrides(tmp_path: Path) -> Non
     assert data["config"]["training"]["epochs"] == 2 and data["files"] == []
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_diff_between_two_files(project: Path) -> None:
     other = project / "configs" / "other.yaml"
     other.write_text("model: {hidden_sizes: [64, 32]}\ntraining: {learning_rate: 1e-4, batch_size: 64}\n"
@@ -200,6 +201,7 @@ def test_diff_with_bad_references(project: Path) -> None:
     assert result.returncode == 1 and "file not found  [configs/missing.yaml]" in result.stderr
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_a_custom_schema_by_module_and_class(project: Path) -> None:
     (project / "myschema.py").write_text(textwrap.dedent("""\
         import pydantic

@@ -261,6 +261,7 @@ with rp.init(project="scripted", name=sys.argv[1], config=config, console=False)
 """
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_registered_entry_points_launch_and_stop_as_killed(tmp_path: Path) -> None:
     root = tmp_path / "runpoint"
     SQLiteStore(root / "runpoint.db").close()
@@ -330,6 +331,7 @@ def test_a_token_is_required_on_every_request_when_set(tmp_path: Path) -> None:
             assert client.get("/api/runs").status_code == 200  # the cookie now carries it
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_a_token_is_required_by_default_even_on_loopback(root: Path, tmp_path: Path) -> None:
     """Other users of a shared machine reach 127.0.0.1 too: only --no-token opens it, and only there."""
     from .conftest import cli
@@ -434,6 +436,7 @@ def test_a_run_started_elsewhere_is_stopped_by_its_pid(client: httpx.Client, roo
     assert again.status_code == 400 and "killed, not running" in again.json()["detail"]
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_ui_refuses_a_missing_root_and_a_busy_port(tmp_path: Path, root: Path) -> None:
     from .conftest import cli
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from .conftest import cli
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_demo_records_a_complete_run(tmp_path) -> None:
     root = tmp_path / "runs"
     result = cli(root, "demo", "--epochs", "3", cwd=tmp_path)

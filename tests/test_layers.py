@@ -14,8 +14,14 @@ from runpoint._devtools import layers
 from .conftest import REPO
 
 
-def test_the_layering_check_finds_nothing() -> None:
-    assert layers.problems() == []
+@pytest.fixture(scope="module")
+def modules() -> list[layers.Module]:
+    """The package's modules, parsed once for this file's tests (about a second each time)."""
+    return layers.load_modules()
+
+
+def test_the_layering_check_finds_nothing(modules) -> None:  # noqa: ANN001
+    assert layers.problems(modules) == []
 
 
 def test_the_layering_check_runs_as_a_module() -> None:
@@ -42,9 +48,9 @@ def _fake(name: str, source: str) -> layers.Module:
     ("runpoint.query.extra", "from ..checkpoint._state import encode", "a private module of runpoint.checkpoint"),
     ("runpoint.store.extra", "def f():\n    from ..query import runs", "package cycle"),
 ])
-def test_the_layering_check_catches_each_kind_of_break(name, source, expected) -> None:
-    modules = layers.load_modules() + [_fake(name, source)]
-    assert any(expected in line for line in layers.problems(modules)), layers.problems(modules)
+def test_the_layering_check_catches_each_kind_of_break(modules, name, source, expected) -> None:  # noqa: ANN001
+    broken = modules + [_fake(name, source)]
+    assert any(expected in line for line in layers.problems(broken)), layers.problems(broken)
 
 
 def test_type_checking_imports_do_not_count() -> None:

@@ -142,6 +142,7 @@ def test_a_failing_objective_finishes_its_run_as_failed_with_the_error(root: Pat
             assert "batch" in store.get_params(run.id)
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_ls_and_compare_group_by_study(root: Path) -> None:
     tracker = RunpointCallback(project="hpo", root=root)
     study = optuna.create_study(study_name="sweep-a", sampler=optuna.samplers.RandomSampler(seed=1))

@@ -79,6 +79,7 @@ def reported_run(root, tmp_path) -> Path:
     return root
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_the_html_report_is_self_contained_and_has_every_section(reported_run, tmp_path) -> None:
     result = cli(reported_run, "report", "rep1", "--out", str(tmp_path / "out"), "--lines", "5", "--json")
     assert result.returncode == 0, result.stderr

@@ -90,6 +90,7 @@ def test_uncaught_exception_without_with_block_fails(tmp_path, root, store_at) -
     assert run.status is RunStatus.FAILED and "ZeroDivisionError" in run.error
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_a_forked_child_that_starts_its_own_run_and_raises_fails_only_that_run(tmp_path, root, store_at) -> None:
     result = run_script(tmp_path, root, """
         import atexit, os, runpoint as rp
@@ -125,6 +126,7 @@ def test_a_forked_child_that_starts_its_own_run_and_raises_fails_only_that_run(t
     assert store_at().read_metric("child", "y").values.tolist() == [1.0]
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_sigterm_in_a_forked_child_with_its_own_run_kills_that_run_once(tmp_path, root, store_at) -> None:
     result = run_script(tmp_path, root, """
         import os, signal, runpoint as rp

@@ -345,6 +345,7 @@ def test_sink_counts_are_updated_under_the_lock_and_add_up(tmp_path: Path) -> No
     assert record["points_sent"] > 0 and record["points_dropped"] > 0
 
 
+@pytest.mark.slow  # over 3 s of subprocesses on 2 cores: CI runs it after the default run
 def test_finish_does_not_wait_for_a_sink_already_disabled_as_hung(root: Path) -> None:
     hanging = HangingSink("write", SinkOptions(call_timeout=0.3, finish_timeout=20, backoff=0.01))
     run = rp.init(project="iso", root=root, sinks=[hanging], flush_interval=0.05)
