@@ -71,3 +71,24 @@ def test_short_headers_are_unambiguous() -> None:
     assert short_headers(["params.a.lr", "params.b.lr", "params.lr"]) == {
         "params.a.lr": "a.lr", "params.b.lr": "b.lr", "params.lr": "params.lr",
     }
+
+
+@pytest.mark.parametrize("width", [30, 50, 80])
+def test_a_wrapping_column_is_never_squeezed_out_of_a_table_too_wide_for_the_terminal(width: int) -> None:
+    """The whole columns alone overflow a narrow terminal: the wrapping one (an alert's title) still shows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from runpoint.cli._tables import print_table
+
+    console = Console(width=width, force_terminal=False, record=True)
+    table = Table(box=None)
+    for heading in ("TIME", "RUN", "LEVEL", "KIND", "STEP"):
+        table.add_column(heading, no_wrap=True)
+    table.add_column("TITLE", overflow="fold")
+    table.add_row("2026-12-07 09:08:42", "2p6q2fqrwjk2", "error", "nonfinite", "50", "train/loss became NaN at step 50")
+    print_table(console, table)
+    text = console.export_text()
+    assert "TITLE" in text and "2p6q2fqrwjk2" in text
+    assert all(word in text for word in "train/loss became NaN at step 50".split())
+    assert console.width == width  # the console is left as it was

@@ -84,7 +84,18 @@ def print_table(console: Console, table: Table) -> None:
         cells = [getattr(Measurement.get(console, wide, cell), "maximum" if whole else "minimum") for cell in column.cells]
         cells.append(Measurement.get(console, wide, column.header).minimum)
         column.min_width = max([column.min_width or 0, *cells])
-    console.print(table, crop=False)  # too wide even so: the terminal wraps the lines, nothing is cut
+    # too wide even so: drawn at its minimum width (rich would squeeze a wrapping column to nothing),
+    # and the terminal wraps the lines; nothing is cut
+    minimum = table.__rich_measure__(console, wide).minimum
+    if minimum <= console.width:
+        console.print(table, crop=False)
+        return
+    previous = console._width  # None: the terminal's; print() would clamp a wider width= to it
+    console.width = minimum
+    try:
+        console.print(table, crop=False)
+    finally:
+        console._width = previous
 
 
 def value_column(table: Table, heading: str, **options: Any) -> None:
