@@ -33,7 +33,11 @@ _DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"
 def version_weights(store: Store, version: ModelVersionRecord, key: str | None = None) -> dict[str, Any]:
     """The verified tensors of the module saved under ``key`` (default: ``model``, or the only module)."""
     with local_checkpoint(store, checkpoint_location(store, version)) as path:
-        weights, _ = pinned_weights(path, version.manifest_hash, key)
+        try:
+            weights, _ = pinned_weights(path, version.manifest_hash, key)
+        except InvalidArgumentError as exc:  # name the version, not a temporary copy of a server's checkpoint
+            message = str(exc).split(": ", 1)[-1].replace(os.fspath(path), f"model {version.ref}")
+            raise InvalidArgumentError(exc.argument, message) from None
     return weights
 
 
